@@ -1,0 +1,117 @@
+"""Append-only write journal: what the background writer has not stored yet survives a kill.
+
+Each process that logs owns a session token ``{pid}-{random}`` and holds an exclusive
+``flock`` on ``{token}.lock`` for its lifetime. Every queued write is appended (one JSON
+line, one ``write(2)``) to the current segment ``{token}.{seq}.jsonl`` before the call
+returns; the writer rotates to a new segment when it takes a batch and deletes the old one
+once the batch is committed. A later process that can take the lock of a token knows its
+owner is gone and replays that token's segments (the sinks are idempotent).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+
+class Journal:
+    """The current process's journal in ``directory``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.token = f"{os.getpid()}-{uuid.uuid4().hex[:10]}"
+        self._lock_fd = os.open(self.dir / f"{self.token}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._seq = 0
+        self._fd: int | None = None
+        self._path: Path | None = None
+        self._open_segment()
+
+    def _open_segment(self) -> None:
+        self._path = self.dir / f"{self.token}.{self._seq:08d}.jsonl"
+        self._fd = os.open(self._path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+        self._written = False
+
+    def append(self, op: dict[str, Any]) -> None:
+        """Append one op; the caller holds the writer's lock, so lines never interleave."""
+        os.write(self._fd, (json.dumps(op, separators=(",", ":")) + "\n").encode())
+        self._written = True
+
+    def rotate(self) -> Path | None:
+        """Start a new segment; return the previous one (None if nothing was written to it)."""
+        if not self._written:
+            return None
+        old = self._path
+        os.close(self._fd)
+        self._seq += 1
+        self._open_segment()
+        return old
+
+    @staticmethod
+    def discard(path: Path | None) -> None:
+        if path is not None:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+    def close(self, *, keep_data: bool) -> None:
+        """Close; remove the lock and the empty segment unless unwritten data must be kept."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            if not self._written:
+                self.discard(self._path)
+        if not keep_data:
+            try:
+                os.unlink(self.dir / f"{self.token}.lock")
+            except FileNotFoundError:
+                pass
+        os.close(self._lock_fd)
+
+
+def read_segments(paths: list[Path]) -> Iterator[dict[str, Any]]:
+    for p in paths:
+        with open(p, "rb") as f:
+            for line in f:
+                if not line.endswith(b"\n"):
+                    break  # torn last line of a killed process: the call never returned
+                yield json.loads(line)
+
+
+def orphans(directory: Path) -> Iterator[tuple[str, list[Path], int]]:
+    """Yield ``(token, segments, lock_fd)`` of journals whose owner process is gone.
+
+    The caller must release the lock with :func:`release` after replaying.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return
+    for lock in sorted(directory.glob("*.lock")):
+        token = lock.name[: -len(".lock")]
+        try:
+            fd = os.open(lock, os.O_RDWR)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue  # owner alive
+        segments = sorted(directory.glob(f"{token}.*.jsonl"))
+        yield token, segments, fd
+
+
+def release(directory: Path, token: str, segments: list[Path], fd: int) -> None:
+    for p in segments:
+        Journal.discard(p)
+    try:
+        os.unlink(Path(directory) / f"{token}.lock")
+    except FileNotFoundError:
+        pass
+    os.close(fd)

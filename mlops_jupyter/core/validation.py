@@ -1,0 +1,118 @@
+"""Validation of what is logged, with MLflow's own rules, checked at call time.
+
+The limits mirror ``mlflow.utils.validation`` (a test keeps them equal) so that a bad key or
+value is refused where the user typed it, not later inside the background writer.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import posixpath
+import re
+from typing import Any, Mapping
+
+from mlops_jupyter.errors import InvalidMetricError, InvalidNameError, InvalidParamError
+
+MAX_ENTITY_KEY_LENGTH = 250
+MAX_PARAM_VAL_LENGTH = 6000
+MAX_TAG_VAL_LENGTH = 8000
+KEY_RE = re.compile(r"[/\w.\- :]+")
+KEY_RULE = (
+    f"1 to {MAX_ENTITY_KEY_LENGTH} characters of letters, digits, '_', '-', '.', ' ', ':', '/', "
+    "not starting with '/' and without '..' path parts"
+)
+
+
+def validate_key(key: Any, what: str) -> str:
+    """Check a metric, param or tag key with MLflow's rules."""
+    if not isinstance(key, str):
+        raise InvalidNameError(f"Invalid {what} key {key!r}: expected a string.", value=key, allowed=KEY_RULE)
+    norm = posixpath.normpath(key) if key else ""
+    if (
+        not key
+        or len(key) > MAX_ENTITY_KEY_LENGTH
+        or not KEY_RE.fullmatch(key)
+        or norm != key
+        or norm == "."
+        or norm.startswith("..")
+        or norm.startswith("/")
+    ):
+        shown = key if len(key) <= 60 else key[:57] + "..."
+        raise InvalidNameError(f"Invalid {what} key {shown!r}.", value=key, allowed=KEY_RULE)
+    return key
+
+
+def metric_value(key: str, value: Any) -> float:
+    """Return ``value`` as a float if it is a finite real number (bool, str, NaN, inf refused)."""
+    if isinstance(value, bool) or type(value).__name__ == "bool_" or not isinstance(value, numbers.Real):
+        raise InvalidMetricError(
+            f"Invalid value for metric {key!r}: {value!r} ({type(value).__name__}).",
+            value=value,
+            allowed="a finite real number (int or float)",
+        )
+    f = float(value)
+    if not math.isfinite(f):
+        raise InvalidMetricError(
+            f"Invalid value for metric {key!r}: {value!r} is not finite.",
+            value=value,
+            allowed="a finite real number (int or float)",
+        )
+    return f
+
+
+def validate_metrics(metrics: Any) -> dict[str, float]:
+    """Validate a mapping of metrics; returns ``{key: float}``. Nothing is logged on error."""
+    if not isinstance(metrics, Mapping):
+        raise InvalidMetricError(
+            f"Metrics must be a mapping of name to number, got {type(metrics).__name__}.",
+            value=metrics,
+            allowed="a dict like {'accuracy': 0.95}",
+        )
+    return {validate_key(k, "metric"): metric_value(k, v) for k, v in metrics.items()}
+
+
+def param_value(key: str, value: Any) -> str:
+    """Stringify a param value; refuse (never truncate) values over MLflow's length limit."""
+    s = value if isinstance(value, str) else str(value)
+    if len(s) > MAX_PARAM_VAL_LENGTH:
+        raise InvalidParamError(
+            f"Param {key!r} is {len(s)} characters long once stringified; MLflow stores at most "
+            f"{MAX_PARAM_VAL_LENGTH}. Log long values as an artifact instead.",
+            value=s[:80] + "...",
+            allowed=f"values whose str() has at most {MAX_PARAM_VAL_LENGTH} characters",
+        )
+    return s
+
+
+def validate_params(params: Any) -> dict[str, str]:
+    if not isinstance(params, Mapping):
+        raise InvalidParamError(
+            f"Params must be a mapping of name to value, got {type(params).__name__}.",
+            value=params,
+            allowed="a dict like {'max_depth': 10}",
+        )
+    return {validate_key(k, "param"): param_value(k, v) for k, v in params.items()}
+
+
+def validate_tags(tags: Any) -> dict[str, str]:
+    if tags is None:
+        return {}
+    if not isinstance(tags, Mapping):
+        raise InvalidNameError(
+            f"Tags must be a mapping of name to value, got {type(tags).__name__}.",
+            value=tags,
+            allowed="a dict like {'model_type': 'classification'}",
+        )
+    out = {}
+    for k, v in tags.items():
+        validate_key(k, "tag")
+        s = str(v)
+        if len(s) > MAX_TAG_VAL_LENGTH:
+            raise InvalidNameError(
+                f"Tag {k!r} is {len(s)} characters long; at most {MAX_TAG_VAL_LENGTH} are stored.",
+                value=s[:80] + "...",
+                allowed=f"at most {MAX_TAG_VAL_LENGTH} characters",
+            )
+        out[k] = s
+    return out

@@ -1,0 +1,125 @@
+"""Errors raised by mlops_jupyter.
+
+Every error derives from :class:`MLOpsError`. Each subclass keeps the bad value
+(``.value``) and what is allowed (``.allowed``) and builds a message that names both,
+so a user sees what went wrong and what to type instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+
+def _fmt_allowed(allowed: Any) -> str:
+    if allowed is None:
+        return ""
+    if isinstance(allowed, str):
+        return allowed
+    items = list(allowed)
+    if not items:
+        return "(none)"
+    return ", ".join(repr(i) if not isinstance(i, str) else f"'{i}'" for i in items)
+
+
+class MLOpsError(Exception):
+    """Base class of every error raised by mlops_jupyter.
+
+    Args:
+        message: what went wrong.
+        value: the bad value, kept for programs that handle the error.
+        allowed: what would have been accepted (a description or a list).
+    """
+
+    def __init__(self, message: str, *, value: Any = None, allowed: Any = None) -> None:
+        self.value = value
+        self.allowed = allowed
+        if allowed is not None:
+            message = f"{message} Allowed: {_fmt_allowed(allowed)}."
+        super().__init__(message)
+
+
+class ValidationError(MLOpsError, ValueError):
+    """An argument has a bad value."""
+
+
+class InvalidTenantError(ValidationError):
+    """A tenant id is not a valid slug."""
+
+    def __init__(self, tenant: Any, reason: str) -> None:
+        shown = tenant if not isinstance(tenant, str) or len(tenant) <= 60 else tenant[:57] + "..."
+        super().__init__(
+            f"Invalid tenant id {shown!r}: {reason}.",
+            value=tenant,
+            allowed="1 to 64 characters of letters, digits, '_' and '-', starting with a "
+            "letter or digit (e.g. 'tenant_123')",
+        )
+
+
+class InvalidNameError(ValidationError):
+    """A model id, experiment name, metric/param/tag key or similar is malformed."""
+
+
+class InvalidMetricError(ValidationError):
+    """A metric key or value is not acceptable (values must be finite real numbers)."""
+
+
+class InvalidParamError(ValidationError):
+    """A parameter is too long or conflicts with a value already logged in the run."""
+
+
+class InvalidSettingError(ValidationError):
+    """A setting (tracking URI, storage path, ...) is not usable."""
+
+
+class InvalidVersionError(ValidationError):
+    """A version string is not semantic (MAJOR.MINOR.PATCH) or already exists."""
+
+
+class TenantAccessError(MLOpsError, PermissionError):
+    """An object belongs to another tenant."""
+
+
+class NotFoundError(MLOpsError, LookupError):
+    """A named object does not exist (for this tenant)."""
+
+
+class ModelNotFoundError(NotFoundError):
+    """No registered model of that id for this tenant."""
+
+
+class VersionNotFoundError(NotFoundError):
+    """No such version of a model."""
+
+
+class RunNotFoundError(NotFoundError):
+    """No such run for this tenant."""
+
+
+class RunStateError(MLOpsError, RuntimeError):
+    """An operation needs an active run (or a finished one) and the state is otherwise."""
+
+
+class IntegrityError(MLOpsError):
+    """A stored model artifact does not match the sha256 recorded when it was versioned."""
+
+
+class StoreError(MLOpsError, RuntimeError):
+    """The tracking store failed to persist or read data."""
+
+
+class FeatureNotAvailableError(MLOpsError, NotImplementedError):
+    """A part of the API that a later feature delivers is called before that feature exists."""
+
+    def __init__(self, method: str, feature: str) -> None:
+        super().__init__(
+            f"{method}() is part of the {feature} feature, which is not built yet; "
+            "nothing was done."
+        )
+
+
+def one_of(value: Any, allowed: Iterable[str], what: str) -> str:
+    """Return ``value`` if it is in ``allowed``, else raise ValidationError naming both."""
+    allowed = list(allowed)
+    if value not in allowed:
+        raise ValidationError(f"Invalid {what} {value!r}.", value=value, allowed=allowed)
+    return value
