@@ -6,6 +6,7 @@ value is refused where the user typed it, not later inside the background writer
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import posixpath
@@ -26,6 +27,22 @@ KEY_RULE = (
 
 def validate_key(key: Any, what: str) -> str:
     """Check a metric, param or tag key with MLflow's rules."""
+    if type(key) is str and _key_ok(key):
+        return key
+    return _validate_key(key, what)
+
+
+@functools.lru_cache(maxsize=4096)
+def _key_ok(key: str) -> bool:
+    """Cached check of a key (keys repeat on every logging call)."""
+    try:
+        _validate_key(key, "")
+    except InvalidNameError:
+        return False
+    return True
+
+
+def _validate_key(key: Any, what: str) -> str:
     if not isinstance(key, str):
         raise InvalidNameError(f"Invalid {what} key {key!r}: expected a string.", value=key, allowed=KEY_RULE)
     norm = posixpath.normpath(key) if key else ""
@@ -45,6 +62,12 @@ def validate_key(key: Any, what: str) -> str:
 
 def metric_value(key: str, value: Any) -> float:
     """Return ``value`` as a float if it is a finite real number (bool, str, NaN, inf refused)."""
+    t = type(value)
+    if t is float:
+        if value - value == 0.0:  # false for NaN and +-inf
+            return value
+    elif t is int:
+        return float(value)
     if isinstance(value, bool) or type(value).__name__ == "bool_" or not isinstance(value, numbers.Real):
         raise InvalidMetricError(
             f"Invalid value for metric {key!r}: {value!r} ({type(value).__name__}).",

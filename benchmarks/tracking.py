@@ -1,0 +1,139 @@
+"""Tracking throughput: mlops_jupyter's tracker vs plain synchronous MLflow, one run.
+
+Workloads (the same for both sides, each on its own fresh sqlite store in a temp folder):
+
+A. one run, N_CALLS ``log_metrics`` calls of 10 metrics each (explicit steps), then end;
+B. N_RUNS runs, each with 5 params and 5 metrics, started and ended.
+
+Time is end to end, including our final flush; afterwards every point is verified stored
+through a plain ``MlflowClient``. Prints both times and the ratio.
+
+Usage: python benchmarks/tracking.py [--calls 10000] [--runs 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def fresh_home(root: Path, name: str) -> Path:
+    h = root / name
+    h.mkdir()
+    return h
+
+
+def bench_ours(home: Path, n_calls: int, n_runs: int) -> tuple[float, float]:
+    from mlops_jupyter import create_experiment_tracker
+
+    tracker = create_experiment_tracker(storage_path=home)
+    # warm-up outside the timing: creates the MLflow DB and the experiments (both sides do)
+    tracker.start_experiment("bench-calls")
+    tracker.end_experiment()
+    tracker.start_experiment("bench-runs")
+    tracker.end_experiment()
+
+    t0 = time.perf_counter()
+    tracker.start_experiment("bench-calls", run_name="calls")
+    for i in range(n_calls):
+        tracker.log_metrics({f"m{j}": i * 0.001 + j for j in range(10)}, step=i)
+    tracker.end_experiment()
+    t_calls = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    for r in range(n_runs):
+        tracker.start_experiment("bench-runs", run_name=f"run-{r}")
+        tracker.log_params({f"p{j}": r * 10 + j for j in range(5)})
+        tracker.log_metrics({f"m{j}": r + j / 10 for j in range(5)})
+        tracker.end_experiment()
+    tracker.flush()
+    t_runs = time.perf_counter() - t0
+    return t_calls, t_runs
+
+
+def bench_mlflow(home: Path, n_calls: int, n_runs: int) -> tuple[float, float]:
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    for name in ("bench-calls", "bench-runs"):
+        client.create_experiment(name, artifact_location=(home / "artifacts").as_uri())
+
+    mlflow.set_experiment("bench-calls")
+    t0 = time.perf_counter()
+    with mlflow.start_run(run_name="calls"):
+        for i in range(n_calls):
+            mlflow.log_metrics({f"m{j}": i * 0.001 + j for j in range(10)}, step=i)
+    t_calls = time.perf_counter() - t0
+
+    mlflow.set_experiment("bench-runs")
+    t0 = time.perf_counter()
+    for r in range(n_runs):
+        with mlflow.start_run(run_name=f"run-{r}"):
+            mlflow.log_params({f"p{j}": r * 10 + j for j in range(5)})
+            mlflow.log_metrics({f"m{j}": r + j / 10 for j in range(5)})
+    t_runs = time.perf_counter() - t0
+    return t_calls, t_runs
+
+
+def verify(home: Path, n_calls: int, n_runs: int, ours: bool) -> None:
+    """Every point stored: count through MlflowClient and the DB."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    prefix = "default/" if ours else ""
+    calls = client.get_experiment_by_name(prefix + "bench-calls")
+    runs = client.search_runs([calls.experiment_id], filter_string="attributes.run_name = 'calls'")
+    assert len(runs) == 1, runs
+    run = runs[0]
+    for j in range(10):
+        hist = client.get_metric_history(run.info.run_id, f"m{j}")
+        assert len(hist) == n_calls, (j, len(hist))
+        assert run.data.metrics[f"m{j}"] == (n_calls - 1) * 0.001 + j
+    exp = client.get_experiment_by_name(prefix + "bench-runs")
+    runs = client.search_runs([exp.experiment_id], filter_string="attributes.status = 'FINISHED'", max_results=5000)
+    runs = [r for r in runs if r.info.run_name.startswith("run-")]
+    assert len(runs) == n_runs, len(runs)
+    for r in runs:
+        assert len(r.data.params) == 5 and len(r.data.metrics) == 5, r.info.run_name
+    con = sqlite3.connect(home / "mlflow.db")
+    n_points = con.execute("SELECT COUNT(*) FROM metrics WHERE run_uuid = ?", (run.info.run_id,)).fetchone()[0]
+    assert n_points == 10 * n_calls, n_points
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--calls", type=int, default=10000)
+    ap.add_argument("--runs", type=int, default=200)
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-tracking-") as tmp:
+        root = Path(tmp)
+        ours_home, mlflow_home = fresh_home(root, "ours"), fresh_home(root, "mlflow")
+        o_calls, o_runs = bench_ours(ours_home, args.calls, args.runs)
+        verify(ours_home, args.calls, args.runs, ours=True)
+        m_calls, m_runs = bench_mlflow(mlflow_home, args.calls, args.runs)
+        verify(mlflow_home, args.calls, args.runs, ours=False)
+    print(f"tracking benchmark ({os.cpu_count()} cores), every point verified stored")
+    print(f"{'workload':<44} {'mlops_jupyter':>14} {'plain MLflow':>14} {'ratio':>8}")
+    rows = [
+        (f"A: {args.calls} log_metrics x 10 metrics", o_calls, m_calls),
+        (f"B: {args.runs} runs x (5 params + 5 metrics)", o_runs, m_runs),
+        ("A + B", o_calls + o_runs, m_calls + m_runs),
+    ]
+    for name, o, m in rows:
+        print(f"{name:<44} {o:>12.3f} s {m:>12.3f} s {m / o:>7.1f}x")
+    print(f"per call: ours {o_calls / args.calls * 1e6:.1f} us, MLflow {m_calls / args.calls * 1e3:.2f} ms; "
+          f"per run: ours {o_runs / args.runs * 1e3:.2f} ms, MLflow {m_runs / args.runs * 1e3:.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
