@@ -123,3 +123,11 @@ def one_of(value: Any, allowed: Iterable[str], what: str) -> str:
     if value not in allowed:
         raise ValidationError(f"Invalid {what} {value!r}.", value=value, allowed=allowed)
     return value
+
+
+class DeploymentError(MLOpsError, RuntimeError):
+    """A deployment could not be changed (the gateway refused it or is unreachable)."""
+
+
+class GatewayError(DeploymentError):
+    """The serving gateway could not be started, reached or stopped."""

@@ -119,6 +119,11 @@ def resolve_settings(
     )
     home_raw = storage_path if storage_path is not None else os.environ.get(env.MLOPS_HOME) or env.DEFAULT_HOME
     home = Path(home_raw).expanduser().absolute()
+    if home.exists() and not home.is_dir():
+        raise InvalidSettingError(
+            f"Storage path {str(home)!r} exists and is not a folder.", value=str(home),
+            allowed="a folder (it is created if missing)",
+        )
     uri = mlflow_uri if mlflow_uri is not None else os.environ.get(env.MLFLOW_TRACKING_URI)
     if uri:
         uri = _check_uri(uri)

@@ -6,7 +6,8 @@ Ops are plain dicts (they are also the journal's lines):
   (embedded sqlite store only; other stores create runs synchronously);
 - ``{"k": "log", "id", "ts", "step", "m": {...}, "p": {...}, "t": {...}}``: metrics,
   params and tags of one call;
-- ``{"k": "end", "id", "status", "end"}``: terminate a run.
+- ``{"k": "end", "id", "status", "end"}``: terminate a run;
+- ``{"k": "art", "uri", "file", "text"}``: a small text artifact (a cell's source).
 
 Both sinks are idempotent, so a journal can be replayed after a crash.
 """
@@ -35,6 +36,31 @@ _SCHEMA = {
     "metrics": ("key", "value", "timestamp", "run_uuid", "step", "is_nan"),
     "latest_metrics": ("key", "value", "timestamp", "step", "is_nan", "run_uuid"),
 }
+
+
+def write_text_artifacts(ops: Iterable[dict[str, Any]]) -> None:
+    """Write queued text artifacts: directly for local ``file://`` roots, else through MLflow."""
+    import os
+    import tempfile
+    from urllib.parse import unquote, urlparse
+
+    for op in ops:
+        if op["k"] != "art":
+            continue
+        uri = op["uri"]
+        if uri.startswith("file://") or "://" not in uri:
+            root = Path(unquote(urlparse(uri).path)) if uri.startswith("file://") else Path(uri)
+            target = root / op["file"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(op["text"])
+            continue
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / os.path.basename(op["file"])
+            local.write_text(op["text"])
+            sub = os.path.dirname(op["file"]) or None
+            get_artifact_repository(uri).log_artifact(str(local), sub)
 
 
 def sqlite_schema_matches(db: Path) -> bool:
@@ -85,6 +111,12 @@ class SqliteSink:
         return self._con
 
     def write(self, ops: Iterable[dict[str, Any]]) -> None:
+        ops = list(ops)
+        self._write_rows(ops)
+        if any(op["k"] == "art" for op in ops):
+            write_text_artifacts(ops)
+
+    def _write_rows(self, ops: list[dict[str, Any]]) -> None:
         runs, tags, params, metrics, ends = [], [], [], [], []
         latest: dict[tuple[str, str], tuple] = {}
         for op in ops:
@@ -170,6 +202,8 @@ class ClientSink:
     def write(self, ops: Iterable[dict[str, Any]]) -> None:
         from mlflow.entities import Metric, Param, RunTag
 
+        ops = list(ops)
+        write_text_artifacts(ops)
         per_run: dict[str, dict[str, list]] = defaultdict(lambda: {"m": [], "p": [], "t": []})
         order: list[str] = []
         ends: list[dict[str, Any]] = []
@@ -184,6 +218,8 @@ class ClientSink:
                 d["t"].extend(RunTag(k, v) for k, v in (op.get("t") or {}).items())
             elif op["k"] == "end":
                 ends.append(op)
+            elif op["k"] == "art":
+                continue
             elif op["k"] == "run":  # only the sqlite sink creates runs asynchronously
                 raise ValueError("ClientSink cannot create runs with a chosen id")
         for rid in order:

@@ -97,10 +97,17 @@ class TrackingStore:
             (self.home / "artifacts").mkdir(parents=True, exist_ok=True)
             pre = db.exists()
             client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
-            # Touch both stores so MLflow creates/migrates its tables now, then switch the
-            # file to WAL so two kernels can write while others read.
-            client._tracking_client.store  # noqa: B018
-            client._get_registry_client().store  # noqa: B018
+            # Touch both stores so MLflow creates/migrates its tables now (without its INFO
+            # lines in the user's notebook), then switch the file to WAL so two kernels can
+            # write while others read.
+            db_log = logging.getLogger("mlflow.store.db.utils")
+            level = db_log.level
+            db_log.setLevel(logging.WARNING)
+            try:
+                client._tracking_client.store  # noqa: B018
+                client._get_registry_client().store  # noqa: B018
+            finally:
+                db_log.setLevel(level)
             if not pre:
                 log.info("mlops_jupyter: created embedded store %s", db)
             from mlops_jupyter.core.sinks import connect_sqlite
@@ -222,6 +229,10 @@ class TrackingStore:
 
     def end_run(self, run_id: str, status: str, end_ms: int | None = None) -> None:
         self.writer.submit({"k": "end", "id": run_id, "status": status, "end": end_ms or now_ms()})
+
+    def log_text(self, artifact_uri: str, artifact_file: str, text: str) -> None:
+        """Queue a small text artifact (e.g. a cell's source); written by the writer thread."""
+        self.writer.submit({"k": "art", "id": "", "uri": artifact_uri, "file": artifact_file, "text": text})
 
     def flush(self, timeout: float | None = 120.0) -> None:
         if self._writer is not None:

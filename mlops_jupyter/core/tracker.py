@@ -33,6 +33,18 @@ MLFLOW_TO_STATUS = {"FINISHED": "completed", "FAILED": "failed", "KILLED": "kill
                     "SCHEDULED": "scheduled"}
 
 _OPEN_RUNS: "weakref.WeakSet[ActiveRun]" = weakref.WeakSet()
+_AMBIENT: "ActiveRun | None" = None
+
+
+def set_ambient_run(run: "ActiveRun | None") -> None:
+    """Set (or clear) the run that trackers with no open run of their own log into.
+
+    Cell autolog sets the cell's run here while the cell executes, so explicit
+    ``tracker.log_*`` calls in the cell go to the cell's run. Only trackers on the same store
+    and tenant use it.
+    """
+    global _AMBIENT
+    _AMBIENT = run
 
 
 def iso_ms(ms: int | None) -> str | None:
@@ -139,6 +151,7 @@ class ExperimentTracker:
         *,
         run_name: str | None = None,
         parent_run_id: str | None = None,
+        parent: ActiveRun | None = None,
     ) -> ActiveRun:
         """Open a run and make it this tracker's current run.
 
@@ -151,6 +164,7 @@ class ExperimentTracker:
             tags: tags for the run.
             run_name: explicit run name (default: ``experiment_name``).
             parent_run_id: make this a child run of another run of the tenant.
+            parent: the same, given as an open :class:`ActiveRun` (no store round trip).
 
         Returns:
             An :class:`ActiveRun`, also a context manager.
@@ -173,7 +187,11 @@ class ExperimentTracker:
             self.end_experiment()
         exp_id = self.store.experiment_id(self.tenancy, exp)
         run_tags = self.tenancy.tags(user_tags)
-        if parent_run_id is not None:
+        if isinstance(parent, ActiveRun):
+            if parent.tracker.store is not self.store or parent.tracker.tenancy.tenant != self.tenancy.tenant:
+                raise RunStateError(f"Parent run {parent.run_id} is on another store or tenant.")
+            run_tags["mlflow.parentRunId"] = parent.run_id
+        elif parent_run_id is not None:
             self.store.get_run(self.tenancy, parent_run_id)
             run_tags["mlflow.parentRunId"] = parent_run_id
         start = now_ms()
@@ -183,12 +201,16 @@ class ExperimentTracker:
 
     def _current(self, run: ActiveRun | None) -> ActiveRun:
         run = run or self._run
+        amb = _AMBIENT
+        if (run is None or not run.is_open) and amb is not None and amb.is_open and \
+                amb.tracker.store is self.store and amb.tracker.tenancy.tenant == self.tenancy.tenant:
+            return amb
         if run is None or not run.is_open:
             raise RunStateError(
                 "No open run: call tracker.start_experiment(NAME) first"
                 + (f" (the last run {run.run_name!r} has ended)." if run is not None else "."),
             )
-        if run.tracker is not self:
+        if run.tracker is not self and run is not amb:
             raise RunStateError(f"Run {run.run_id} belongs to another tracker.")
         return run
 
@@ -236,6 +258,14 @@ class ExperimentTracker:
         if values:
             self.store.log(r.run_id, tags=values)
 
+    def log_text(self, text: str, artifact_file: str, *, run: ActiveRun | None = None) -> None:
+        """Write ``text`` as the artifact ``artifact_file`` of the run, in the background."""
+        from mlops_jupyter.core.validation import validate_key
+
+        r = self._current(run)
+        validate_key(artifact_file, "artifact file")
+        self.store.log_text(r.artifact_uri, artifact_file, str(text))
+
     def log_artifact(self, path: str | os.PathLike[str], artifact_path: str | None = None,
                      *, run: ActiveRun | None = None) -> str:
         """Copy a file or folder into the run's artifacts; returns its artifact URI."""
@@ -249,12 +279,15 @@ class ExperimentTracker:
         name = os.path.basename(os.path.normpath(local))
         return "/".join(p for p in (r.artifact_uri, artifact_path, name) if p)
 
-    def end_experiment(self, status: str = "completed", *, run: ActiveRun | None = None) -> dict[str, Any]:
+    def end_experiment(self, status: str = "completed", *, run: ActiveRun | None = None,
+                       wait: bool = True) -> dict[str, Any]:
         """End the current run, store everything logged, and return the seed's summary.
 
         Args:
             status: ``completed`` (default), ``failed`` or ``killed`` (MLflow's
                 ``FINISHED``/``FAILED``/``KILLED`` are accepted too).
+            wait: block until the store has everything (default). With False the run's
+                data is journaled (safe from a kill) and stored in the background.
 
         Returns:
             ``{"experiment_id", "run_id", "status", "metrics", "params"}`` plus
@@ -266,7 +299,8 @@ class ExperimentTracker:
             r.status = mlflow_status
         self.store.end_run(r.run_id, mlflow_status)
         _OPEN_RUNS.discard(r)
-        self.store.flush()
+        if wait:
+            self.store.flush()
         if self._run is r:
             self._run = None
         r.result = {

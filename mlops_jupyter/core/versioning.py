@@ -171,7 +171,7 @@ class ModelVersioning:
         raise VersionNotFoundError(
             f"Model {model_id!r} has no version {version!r}.",
             value=version,
-            allowed=[m.tags[T_SEMVER] for m in mvs] + ["latest"] + sorted(self._registered(model_id).aliases or {}),
+            allowed=[m.tags[T_SEMVER] for m in mvs] + ["latest"] + sorted(user_aliases(self._registered(model_id).aliases)),
         )
 
     def _version_dict(self, m: Any, aliases: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -273,6 +273,12 @@ class ModelVersioning:
         if bump not in BUMPS:
             raise ValidationError(f"Invalid bump {bump!r}.", value=bump, allowed=BUMPS)
 
+        # Refuse a bad version or another tenant's run before anything is registered, so a
+        # refused call leaves no empty registered model behind.
+        if version is not None:
+            parse_semver(version)
+        if run_id is not None:
+            self.store.get_run(self.tenancy, run_id)
         client = self.client
         name = self.tenancy.model_name(model_id)
         self._ensure_registered(name, model_id)
@@ -318,7 +324,7 @@ class ModelVersioning:
         )
         client.set_registered_model_alias(name, alias_of(semver), mv.version)
         return {
-            "version": semver, "model_id": model_id, "created_at": created, "metadata": meta,
+            "version": semver, "model_id": model_id, "created_at": created, "metadata": json.loads(meta_json),
             "run_id": run_id, "registry_version": int(mv.version), "sha256": digest,
             "parent": latest, "data_sources": list(sources), "model_uri": f"models:/{name}/{mv.version}",
         }
