@@ -131,3 +131,47 @@ class DeploymentError(MLOpsError, RuntimeError):
 
 class GatewayError(DeploymentError):
     """The serving gateway could not be started, reached or stopped."""
+
+
+class EmptyWindowError(ValidationError):
+    """A drift comparison has nothing to compare: a window has no rows, or no feature has
+    values in both the reference and the current window.
+
+    ``.window`` names the side: ``'reference'``, ``'current'`` or ``'both'``.
+    """
+
+    def __init__(self, message: str, *, window: str, value: Any = None) -> None:
+        self.window = window
+        super().__init__(
+            message,
+            value=value,
+            allowed="a reference and a current window with at least one row and at least "
+            "one shared feature with non-missing values on both sides",
+        )
+
+
+class AlertRuleError(ValidationError):
+    """An alert condition does not follow the condition grammar.
+
+    ``.position`` is the 0-based character offset of the offending character (``None`` when
+    the problem is not at one place, e.g. a non-string condition), ``.text`` the condition;
+    the message repeats the condition with a caret under that character and lists what is
+    allowed.
+    """
+
+    def __init__(self, reason: str, *, text: Any, position: int | None, allowed: str,
+                 snippet: str | None = None, caret_column: int = 0) -> None:
+        self.position = position
+        self.text = text
+        self.reason = reason
+        where = f" at position {position}" if position is not None else ""
+        message = f"Invalid alert condition: {reason}{where}."
+        if snippet is not None:
+            message += f"\n    {snippet}\n    {' ' * caret_column}^"
+        message += f"\nAllowed: {allowed}."
+        super().__init__(message, value=text)
+        self.allowed = allowed
+
+
+class InvalidDurationError(ValidationError):
+    """A duration (alert cooldown, ``for_``) is not a number of seconds or ``<n><unit>``."""
