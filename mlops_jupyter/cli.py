@@ -5,6 +5,8 @@ Subcommands:
 - ``demo``: runs the getting-started guide's steps 1 to 3 (pipeline, experiment
   tracking, model versioning) end to end on the embedded store, training a real
   classifier on synthetic support tickets, and prints every returned dict.
+- ``serve``: starts (detached), stops (``--stop``) or inspects (``status``) the serving
+  gateway of a storage home.
 
 Example:
     $ mlops-jupyter demo --home /tmp/mlops-demo --tenant tenant_123
@@ -123,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--tenant", metavar="T", default=None,
                       help="tenant id (default: $MLOPS_TENANT or 'default')")
     demo.set_defaults(func=cmd_demo)
+
+    from mlops_jupyter.serving.cli import add_serve_parser
+
+    add_serve_parser(sub)
     return parser
 
 

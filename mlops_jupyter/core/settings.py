@@ -124,8 +124,8 @@ def resolve_settings(
             f"Storage path {str(home)!r} exists and is not a folder.", value=str(home),
             allowed="a folder (it is created if missing)",
         )
-    uri = mlflow_uri if mlflow_uri is not None else os.environ.get(env.MLFLOW_TRACKING_URI)
-    if uri:
+    uri = mlflow_uri if mlflow_uri is not None else (os.environ.get(env.MLFLOW_TRACKING_URI) or None)
+    if uri is not None:
         uri = _check_uri(uri)
         if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
             # make relative sqlite paths absolute so every part agrees on the file

@@ -38,8 +38,9 @@ _SCHEMA = {
 }
 
 
-def write_text_artifacts(ops: Iterable[dict[str, Any]]) -> None:
-    """Write queued text artifacts: directly for local ``file://`` roots, else through MLflow."""
+def write_text_artifacts(ops: Iterable[dict[str, Any]], tracking_uri: str | None = None) -> None:
+    """Write queued text artifacts: directly for local ``file://`` roots, else through MLflow
+    (``tracking_uri`` resolves a tracking server's ``mlflow-artifacts:/`` URIs)."""
     import os
     import tempfile
     from urllib.parse import unquote, urlparse
@@ -48,8 +49,9 @@ def write_text_artifacts(ops: Iterable[dict[str, Any]]) -> None:
         if op["k"] != "art":
             continue
         uri = op["uri"]
-        if uri.startswith("file://") or "://" not in uri:
-            root = Path(unquote(urlparse(uri).path)) if uri.startswith("file://") else Path(uri)
+        scheme = urlparse(uri).scheme
+        if scheme in ("", "file"):  # not '"://" in uri': "mlflow-artifacts:/1/..." is remote
+            root = Path(unquote(urlparse(uri).path)) if scheme == "file" else Path(uri)
             target = root / op["file"]
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(op["text"])
@@ -60,7 +62,7 @@ def write_text_artifacts(ops: Iterable[dict[str, Any]]) -> None:
             local = Path(tmp) / os.path.basename(op["file"])
             local.write_text(op["text"])
             sub = os.path.dirname(op["file"]) or None
-            get_artifact_repository(uri).log_artifact(str(local), sub)
+            get_artifact_repository(uri, tracking_uri=tracking_uri).log_artifact(str(local), sub)
 
 
 def sqlite_schema_matches(db: Path) -> bool:
@@ -203,7 +205,7 @@ class ClientSink:
         from mlflow.entities import Metric, Param, RunTag
 
         ops = list(ops)
-        write_text_artifacts(ops)
+        write_text_artifacts(ops, self.client.tracking_uri)
         per_run: dict[str, dict[str, list]] = defaultdict(lambda: {"m": [], "p": [], "t": []})
         order: list[str] = []
         ends: list[dict[str, Any]] = []

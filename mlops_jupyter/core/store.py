@@ -241,7 +241,9 @@ class TrackingStore:
     def log_artifact(self, artifact_uri: str, local_path: str, artifact_path: str | None = None) -> None:
         from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-        repo = get_artifact_repository(artifact_uri)
+        # explicit tracking URI: a server's "mlflow-artifacts:/" URIs resolve against it, not
+        # against MLflow's global tracking URI
+        repo = get_artifact_repository(artifact_uri, tracking_uri=self.tracking_uri)
         if os.path.isdir(local_path):
             name = os.path.basename(os.path.normpath(local_path))
             repo.log_artifacts(local_path, f"{artifact_path}/{name}" if artifact_path else name)

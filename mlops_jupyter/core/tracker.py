@@ -85,7 +85,8 @@ class ActiveRun:
         self.run_name = run_name
         self.artifact_uri = artifact_uri
         self.start_ms = start_ms
-        self.params: dict[str, str] = {}
+        self.params: dict[str, str] = {}  # as stored (MLflow keeps strings)
+        self.param_values: dict[str, Any] = {}  # as the user passed them, for the summary
         self.metrics: dict[str, float] = {}
         self._metric_pos: dict[str, tuple[int, int]] = {}
         self.status = "RUNNING"
@@ -232,6 +233,7 @@ class ExperimentTracker:
                     )
             fresh = {k: v for k, v in values.items() if k not in r.params}
             r.params.update(fresh)
+            r.param_values.update({k: params[k] for k in fresh})
         if fresh:
             self.store.log(r.run_id, params=fresh)
 
@@ -291,7 +293,8 @@ class ExperimentTracker:
 
         Returns:
             ``{"experiment_id", "run_id", "status", "metrics", "params"}`` plus
-            ``run_name`` and ``experiment_name``.
+            ``run_name`` and ``experiment_name``. ``params`` holds the values as they were
+            passed (MLflow stores them as strings; ``list_experiments`` returns those).
         """
         mlflow_status = normalize_status(status)
         r = self._current(run)
@@ -308,7 +311,7 @@ class ExperimentTracker:
             "run_id": r.run_id,
             "status": MLFLOW_TO_STATUS[mlflow_status],
             "metrics": dict(r.metrics),
-            "params": dict(r.params),
+            "params": {k: r.param_values.get(k, v) for k, v in r.params.items()},
             "run_name": r.run_name,
             "experiment_name": r.experiment_name,
         }

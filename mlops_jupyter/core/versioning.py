@@ -72,11 +72,18 @@ def user_aliases(aliases: Mapping[str, Any] | None) -> dict[str, str]:
     return {a: str(v) for a, v in (aliases or {}).items() if not VERSION_ALIAS_RE.fullmatch(a)}
 
 
+MLFLOW_META_FILE = "registered_model_meta"  # mlflow.store.artifact.models_artifact_repo
+
+
 def sha256_dir(path: Path) -> str:
-    """sha256 over every file of a folder (relative names and contents, in sorted order)."""
+    """sha256 over every file of a folder (relative names and contents, in sorted order).
+
+    MLflow's own ``registered_model_meta`` at the top is left out: MLflow writes it into the
+    model folder itself whenever a client loads ``models:/NAME/VERSION`` from a local store.
+    """
     h = hashlib.sha256()
     root = Path(path)
-    files = sorted(p for p in root.rglob("*") if p.is_file())
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p != root / MLFLOW_META_FILE)
     for p in files:
         rel = p.relative_to(root).as_posix().encode()
         h.update(len(rel).to_bytes(4, "big") + rel)
@@ -440,13 +447,18 @@ class ModelVersioning:
         return {"model_id": model_id, "alias": alias, "version": m.tags[T_SEMVER], "previous": prev}
 
     def rollback_model(self, model_id: str, target_version: str) -> dict[str, Any]:
-        """Move the model's ``production`` alias to ``target_version``.
+        """Move the model's ``production`` alias to ``target_version``, and every live
+        deployment of the model with it (100 % to ``target_version``) when this object
+        belongs to a pipeline (``self.deployment``); they are listed under ``deployments``.
 
         Raises:
             VersionNotFoundError: unknown version (the message lists the known ones).
+            DeploymentError: a deployment could not be moved (the alias has moved).
         """
         result = self.promote(model_id, target_version, LIVE_ALIAS)
         result["rolled_back"] = True
+        if self.deployment is not None:
+            result["deployments"] = self.deployment.follow_rollback(model_id, result["version"])
         return result
 
     def load_model(self, model_id: str, version_or_alias: str = "latest") -> Any:
