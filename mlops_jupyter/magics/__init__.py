@@ -14,9 +14,10 @@ def register(ipython: Any) -> Any:
     existing = _INSTANCES.get(id(ipython))
     if existing is not None:
         return existing
-    magics = MLOpsMagics(shell=ipython)
+    magics = MLOpsMagics(shell=ipython)  # IPython's Magics.__init__ appends it to shell.configurables
     ipython.register_magics(magics)
-    ipython.configurables.append(magics)
+    if magics not in ipython.configurables:
+        ipython.configurables.append(magics)
     _INSTANCES[id(ipython)] = magics
     if magics.autolog_on_start:
         magics.autolog.enable()
@@ -31,7 +32,7 @@ def unregister(ipython: Any) -> None:
         magics.autolog_obj.close()
     for kind in ("line", "cell"):
         ipython.magics_manager.magics[kind].pop("mlops", None)
-    if magics in ipython.configurables:
+    while magics in ipython.configurables:
         ipython.configurables.remove(magics)
 
 

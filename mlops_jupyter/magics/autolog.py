@@ -10,6 +10,7 @@ inside them is reported once, and autolog turns itself off after repeated failur
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from datetime import datetime, timezone
@@ -23,6 +24,11 @@ if TYPE_CHECKING:
 
 SKIP_MARK = "# mlops: skip"
 MAX_FAILURES = 3
+_MLOPS_LINE = re.compile(r"^(?:[A-Za-z_]\w*\s*=\s*)?%mlops\b")  # `%mlops ...` or `runs = %mlops runs`
+# How far ``shell.execution_count`` is ahead of the running cell's own count in
+# ``pre_run_cell``: 1 on IPython versions that advance it before running the cell
+# (ipython#15088), 0 on older ones. Learned from ``post_run_cell``'s result.
+_COUNT_AHEAD = 1
 
 
 def notebook_name(shell: Any) -> str | None:
@@ -69,7 +75,7 @@ def should_skip(raw: str) -> bool:
     if lines[0].startswith("%%mlops"):
         return True  # an explicit run cell is its own run
     code = [ln for ln in lines if ln and not ln.startswith("#")]
-    return all(ln.startswith("%mlops") for ln in code)
+    return all(_MLOPS_LINE.match(ln) for ln in code)
 
 
 class CellAutolog:
@@ -131,12 +137,13 @@ class CellAutolog:
 
     def _failed(self, exc: BaseException) -> None:
         self.failures += 1
+        what = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}"  # one line
         if not self._warned:
             self._warned = True
-            print(f"mlops autolog: a cell could not be logged ({type(exc).__name__}: {exc}). The cell itself "
+            print(f"mlops autolog: a cell could not be logged ({what}). The cell itself "
                   f"ran normally; autolog turns itself off after {MAX_FAILURES} failures.", file=sys.stderr)
         if self.failures >= MAX_FAILURES:
-            self.disable(reason=f"turned off after {self.failures} failures; last: {type(exc).__name__}: {exc}")
+            self.disable(reason=f"turned off after {self.failures} failures; last: {what}")
             print(f"mlops autolog: off ({self.disabled_reason}). `%mlops autolog on` to retry.", file=sys.stderr)
 
     # -- work --------------------------------------------------------------------------
@@ -159,21 +166,26 @@ class CellAutolog:
         if tracker.active_run is not None:
             return  # an explicit run (%mlops start / tracker.start_experiment) is open: it wins
         parent = self._parent()
-        count = self.shell.execution_count
+        shell_count = self.shell.execution_count
+        count = shell_count - _COUNT_AHEAD if getattr(info, "store_history", False) else shell_count
         cell_id = getattr(info, "cell_id", None) or ""
         tags = {"mlops.kind": "cell", "mlops.cell_id": cell_id, "mlops.execution_count": count}
         run = tracker.start_experiment(self.pipeline.settings.experiment_name, tags=tags,
                                        run_name=f"cell-{count}", parent=parent)
         set_ambient_run(run)
-        self._cell = (run, time.perf_counter(), raw)
+        self._cell = (run, time.perf_counter(), raw, shell_count, count)
 
     def _finish_cell(self, result: Any) -> None:
         if self._cell is None:
             return
-        run, t0, raw = self._cell
+        global _COUNT_AHEAD
+        run, t0, raw, shell_count, count = self._cell
         self._cell = None
         if not run.is_open:
             return
+        real_count = getattr(result, "execution_count", None)
+        if real_count is not None and getattr(result.info, "store_history", False):
+            _COUNT_AHEAD = shell_count - real_count
         duration = time.perf_counter() - t0
         tracker = self.pipeline.tracker
         err = None if result is None else (result.error_in_exec or result.error_before_exec)
@@ -194,6 +206,8 @@ class CellAutolog:
             metrics.update(fit["metrics"])
         tracker.log_metrics(metrics, run=run)
         tags = {"mlops.cell.duration_s": f"{duration:.6f}"}
+        if real_count is not None and real_count != count:
+            tags["mlops.execution_count"] = str(real_count)
         if fits:
             tags["mlops.cell.estimators"] = ",".join(f"{f['name']}={type(f['estimator']).__name__}" for f in fits)
         if err is not None:

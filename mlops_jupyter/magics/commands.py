@@ -237,12 +237,16 @@ def _rollback_args(p: MagicArgumentParser) -> None:
 
 @command("rollback", "Roll back: %mlops rollback MODEL [--to VERSION] [--env production]", _rollback_args)
 def cmd_rollback(a: argparse.Namespace, m: "MLOpsMagics") -> Result:
-    from mlops_jupyter.errors import FeatureNotAvailableError
+    from mlops_jupyter.errors import FeatureNotAvailableError, NotFoundError
 
     try:
         r = m.pipeline.deployment.rollback(a.model_id, a.env, to_version=a.to)
-    except FeatureNotAvailableError:
+    except (FeatureNotAvailableError, NotFoundError) as exc:
+        # Nothing deployed in that environment (or no deployment feature): with --to, roll
+        # the model's live alias back instead (versioning.rollback_model).
         if a.to is None:
+            if isinstance(exc, NotFoundError):
+                raise
             raise UsageError("%mlops rollback: give --to VERSION (rolling back a live deployment to its previous "
                              "version needs the deployment feature)") from None
         r = m.pipeline.versioning.rollback_model(a.model_id, a.to)

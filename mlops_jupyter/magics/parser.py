@@ -17,7 +17,8 @@ class MagicArgumentParser(argparse.ArgumentParser):
                          exit_on_error=False, **kwargs)
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}. Usage: {self.format_usage().strip()[len('usage: '):]}")
+        usage = " ".join(self.format_usage().split()[1:])  # argparse wraps long usages: keep one line
+        raise UsageError(f"{self.prog}: {message}. Usage: {usage}")
 
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
         raise UsageError(message or f"{self.prog}: invalid arguments")
