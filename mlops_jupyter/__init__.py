@@ -9,15 +9,19 @@ In a notebook: ``%load_ext mlops_jupyter``.
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import TYPE_CHECKING, Any
 
 from mlops_jupyter.core.pipeline import (
     create_experiment_tracker,
-    create_mlops_pipeline,
     create_model_deployment,
     create_model_monitoring,
     create_model_versioning,
 )
+from mlops_jupyter.core.pipeline import create_mlops_pipeline as _create_pipeline
+
+if TYPE_CHECKING:
+    from mlops_jupyter.core.pipeline import MLOpsPipeline
 
 __version__ = "0.1.0"
 
@@ -31,6 +35,50 @@ __all__ = [
     "load_ipython_extension",
     "unload_ipython_extension",
 ]
+
+
+def create_mlops_pipeline(
+    pipeline_name: str,
+    tenant_id: str | None = None,
+    mlflow_uri: str | None = None,
+    experiment_name: str | None = None,
+    storage_path: str | os.PathLike[str] | None = None,
+    autolog: bool = False,
+) -> "MLOpsPipeline":
+    """Create a pipeline: tracker, versioning, deployment and monitoring on one store.
+
+    Args:
+        pipeline_name: the pipeline's name; runs go into the experiment of that name
+            unless ``experiment_name`` is given.
+        tenant_id: tenant slug (default ``$MLOPS_TENANT`` or ``default``).
+        mlflow_uri: MLflow tracking URI (default ``$MLFLOW_TRACKING_URI`` or the embedded
+            sqlite store under the storage path).
+        experiment_name: experiment for the pipeline's runs.
+        storage_path: storage home (default ``$MLOPS_HOME`` or ``./.mlops``).
+        autolog: inside IPython/Jupyter, log every executed cell as a run of this pipeline
+            (as ``%mlops autolog on``); ignored outside a kernel.
+
+    Returns:
+        An :class:`~mlops_jupyter.core.pipeline.MLOpsPipeline`.
+
+    Example:
+        >>> pipeline = create_mlops_pipeline("ticket_classifier_pipeline", tenant_id="tenant_123")
+        >>> pipeline.tracker.start_experiment("baseline")
+    """
+    pipeline = _create_pipeline(pipeline_name, tenant_id, mlflow_uri, experiment_name, storage_path)
+    if autolog:
+        try:
+            from IPython import get_ipython
+        except ImportError:  # pragma: no cover - IPython is a dependency
+            return pipeline
+        shell = get_ipython()
+        if shell is not None:
+            from mlops_jupyter.magics import register
+
+            magics = register(shell)
+            magics.use_pipeline(pipeline)
+            magics.autolog.enable()
+    return pipeline
 
 
 def load_ipython_extension(ipython: Any) -> None:

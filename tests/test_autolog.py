@@ -272,3 +272,30 @@ def test_a_failing_store_never_breaks_a_cell_and_autolog_turns_itself_off(autolo
     assert switch.data.tags["mlflow.parentRunId"] == first.info.run_id
     assert first.info.status == "FINISHED"  # ended when the store was switched
     assert again.data.tags["mlflow.parentRunId"] != first.info.run_id
+
+
+def test_create_mlops_pipeline_autolog_inside_a_shell(ip, home):
+    """``create_mlops_pipeline(..., autolog=True)`` in a kernel logs the following cells
+    as runs of that pipeline's experiment."""
+    from mlflow import MlflowClient
+
+    ip.run_cell("from mlops_jupyter import create_mlops_pipeline")
+    ip.run_cell("p = create_mlops_pipeline('autolog_pipe', tenant_id='acme', autolog=True)")
+    ip.run_cell("depth = 7")
+    ip.run_cell("p.tracker.log_metrics({'score': 0.5})")
+    ip.user_ns["p"].flush()
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("acme/autolog_pipe")
+    runs = client.search_runs([exp.experiment_id], filter_string="tags.`mlops.kind` = 'cell'")
+    by_params = [r for r in runs if r.data.params.get("depth") == "7"]
+    assert len(by_params) == 1
+    assert by_params[0].data.tags["mlflow.parentRunId"]
+    scored = [r for r in runs if "score" in r.data.metrics]
+    assert len(scored) == 1 and scored[0].data.metrics["score"] == 0.5
+
+
+def test_bad_config_value_is_refused_when_set(mlops_ip, caplog):
+    # %config reports a refused value as a logged error (IPython's behaviour for TraitError)
+    mlops_ip.run_cell('%config MLOpsMagics.tenant = "bad tenant"')
+    assert "Invalid tenant id 'bad tenant'" in caplog.text
+    assert mlops_ip.run_line_magic("mlops", "status")["tenant"] == "default"

@@ -98,7 +98,23 @@ class CellAutolog:
         if not self.enabled:
             self.shell.events.register("pre_run_cell", self.pre_run_cell)
             self.shell.events.register("post_run_cell", self.post_run_cell)
+            self._warm_up()
         self.enabled, self.failures, self.disabled_reason, self._warned = True, 0, None, False
+
+    def _warm_up(self) -> None:
+        """Open the store in the background (MLflow import, DB creation: seconds on a fresh
+        store), so the first logged cell does not pay for it."""
+        import threading
+
+        store = self.pipeline.tracker.store
+
+        def warm() -> None:
+            try:
+                store.writer  # noqa: B018 - builds the client, recovers, starts the writer
+            except Exception:
+                pass  # reported by the first cell that needs the store
+
+        threading.Thread(target=warm, name="mlops-autolog-warmup", daemon=True).start()
 
     def disable(self, reason: str | None = None) -> None:
         if self.enabled:

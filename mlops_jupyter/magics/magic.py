@@ -12,7 +12,7 @@ from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
-from traitlets import Bool, Unicode, observe
+from traitlets import Bool, TraitError, Unicode, observe, validate
 
 from mlops_jupyter.errors import MLOpsError
 
@@ -42,6 +42,20 @@ class MLOpsMagics(Magics):
         self.autolog_obj: Any = None
 
     # -- settings and pipeline ---------------------------------------------------------
+    @validate("tenant", "uri", "experiment", "home")
+    def _check_setting(self, proposal: Any) -> str:
+        """Refuse a bad ``%config MLOpsMagics.<trait>`` value when it is set, not later."""
+        from mlops_jupyter.core.settings import resolve_settings
+
+        values = {k: getattr(self, k) for k in ("tenant", "uri", "experiment", "home")}
+        values[proposal["trait"].name] = proposal["value"]
+        try:
+            resolve_settings(values["tenant"] or None, values["uri"] or None, values["experiment"] or None,
+                             values["home"] or None)
+        except MLOpsError as exc:
+            raise TraitError(f"MLOpsMagics.{proposal['trait'].name}: {exc}") from None
+        return proposal["value"]
+
     @observe("tenant", "uri", "experiment", "home")
     def _settings_changed(self, change: Any) -> None:
         self._reset()
