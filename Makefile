@@ -32,6 +32,7 @@ test-notebooks: install
 	  --nbval-lax --nbval-current-env notebooks; rc=$$?; rm -rf $$home; exit $$rc
 
 bench: install
+	@command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	@set -e; for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f; done
 
 clean:

@@ -96,10 +96,10 @@ def test_seed_flow_on_the_server(server, store_home, client):
     out = tracker.end_experiment()
     assert out["status"] == "completed"
     assert out["metrics"] == {"accuracy": 0.95, "f1_score": 0.93}
-    assert out["params"] == {"n_estimators": "100", "max_depth": "10"}
+    assert out["params"] == {"n_estimators": 100, "max_depth": 10}
     run = client.get_run(out["run_id"])
     assert run.info.status == "FINISHED"
-    assert run.data.metrics == out["metrics"] and run.data.params == out["params"]
+    assert run.data.metrics == out["metrics"] and run.data.params == {"n_estimators": "100", "max_depth": "10"}
     assert run.data.tags[TENANT_TAG] == "tenant_123" and run.data.tags["model_type"] == "classification"
     assert client.get_experiment(out["experiment_id"]).name == "tenant_123/ticket_classifier_v1"
     # nothing was written to a local sqlite file
