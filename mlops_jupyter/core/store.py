@@ -96,14 +96,14 @@ class TrackingStore:
             db.parent.mkdir(parents=True, exist_ok=True)
             (self.home / "artifacts").mkdir(parents=True, exist_ok=True)
             pre = db.exists()
-            client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
-            # Touch both stores so MLflow creates/migrates its tables now (without its INFO
-            # lines in the user's notebook), then switch the file to WAL so two kernels can
-            # write while others read.
+            # Create the client and touch both stores so MLflow creates/migrates its tables
+            # now (without its INFO lines in the user's notebook), then switch the file to
+            # WAL so two kernels can write while others read.
             db_log = logging.getLogger("mlflow.store.db.utils")
             level = db_log.level
             db_log.setLevel(logging.WARNING)
             try:
+                client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
                 client._tracking_client.store  # noqa: B018
                 client._get_registry_client().store  # noqa: B018
             finally:
