@@ -50,24 +50,8 @@ def create_mlops_pipeline(
     experiment_name: str | None = None,
     storage_path: PathLike | None = None,
 ) -> MLOpsPipeline:
-    """Create a pipeline: tracker, versioning, deployment and monitoring on one store.
-
-    Args:
-        pipeline_name: the pipeline's name; runs go into the experiment of that name
-            unless ``experiment_name`` is given.
-        tenant_id: tenant slug (default ``$MLOPS_TENANT`` or ``default``).
-        mlflow_uri: MLflow tracking URI (default ``$MLFLOW_TRACKING_URI`` or the embedded
-            sqlite store under the storage path).
-        experiment_name: experiment for the pipeline's runs.
-        storage_path: storage home (default ``$MLOPS_HOME`` or ``./.mlops``).
-
-    Returns:
-        An :class:`MLOpsPipeline`.
-
-    Example:
-        >>> pipeline = create_mlops_pipeline("ticket_classifier_pipeline", tenant_id="tenant_123")
-        >>> pipeline.tracker.start_experiment("baseline")
-    """
+    """Create a pipeline on one store (the core of ``mlops_jupyter.create_mlops_pipeline``,
+    which documents the arguments and adds ``autolog=``; this one never imports IPython)."""
     validate_experiment_name(pipeline_name)
     settings = resolve_settings(tenant_id, mlflow_uri, experiment_name or pipeline_name, storage_path)
     return MLOpsPipeline(pipeline_name, settings)
