@@ -11,3 +11,6 @@ MLOPS_HOME = "MLOPS_HOME"
 
 DEFAULT_HOME = ".mlops"
 DEFAULT_TENANT = "default"
+
+MLOPS_ALERT_INTERVAL = "MLOPS_ALERT_INTERVAL"
+"""Seconds between the gateway's alert passes (default 5); read when the gateway starts."""

@@ -175,3 +175,16 @@ class AlertRuleError(ValidationError):
 
 class InvalidDurationError(ValidationError):
     """A duration (alert cooldown, ``for_``) is not a number of seconds or ``<n><unit>``."""
+
+
+class InvalidWindowError(ValidationError):
+    """A monitoring window is neither a number of predictions nor a time span."""
+
+
+class InvalidAlertActionError(ValidationError):
+    """An alert action is not a built-in (``log``, ``rollback``, ``webhook:<url>``) nor a
+    valid action name, or what is registered under a name is not callable."""
+
+
+class AlertNotFoundError(NotFoundError):
+    """No alert rule with that id for this tenant."""

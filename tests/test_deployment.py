@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import gateway_home
 from mlops_jupyter.errors import (
     DeploymentError,
     InvalidNameError,
@@ -174,34 +174,18 @@ def dep(tmp_path_factory: pytest.TempPathFactory, template_db: Path):
     from sklearn.tree import DecisionTreeClassifier
 
     from mlops_jupyter import create_mlops_pipeline, create_model_deployment, create_model_versioning
-    from mlops_jupyter.core import store as store_mod
-    from mlops_jupyter.serving.process import read_info, stop_gateway
 
-    home = tmp_path_factory.mktemp("dep") / "store"
-    home.mkdir()
-    shutil.copy(template_db, home / "mlflow.db")
-    X, y = load_iris(return_X_y=True, as_frame=True)
-    where = {"storage_path": home}
-    v = create_model_versioning(tenant_id="acme", **where)
-    for model_id in ("iris", "bad"):
-        v.create_version(model_id, model=LogisticRegression(max_iter=500).fit(X, y), reference_data=X)
-        v.create_version(model_id, model=DecisionTreeClassifier(max_depth=2, random_state=0).fit(X, y),
-                         reference_data=X)
-    v.create_version("iris", model=DecisionTreeClassifier(max_depth=3, random_state=0).fit(X, y))  # no reference
-    try:
+    with gateway_home(tmp_path_factory, template_db, "dep") as home:
+        X, y = load_iris(return_X_y=True, as_frame=True)
+        where = {"storage_path": home}
+        v = create_model_versioning(tenant_id="acme", **where)
+        for model_id in ("iris", "bad"):
+            v.create_version(model_id, model=LogisticRegression(max_iter=500).fit(X, y), reference_data=X)
+            v.create_version(model_id, model=DecisionTreeClassifier(max_depth=2, random_state=0).fit(X, y),
+                             reference_data=X)
+        v.create_version("iris", model=DecisionTreeClassifier(max_depth=3, random_state=0).fit(X, y))  # no reference
         yield {"home": home, "X": X, "v": v, "d": create_model_deployment(tenant_id="acme", **where),
                "pipeline": create_mlops_pipeline("p", tenant_id="acme", **where)}
-    finally:
-        try:
-            stop_gateway(home)
-        except Exception:  # never leave a gateway behind
-            info = read_info(home)
-            if info:
-                os.kill(info["pid"], signal.SIGKILL)
-        for key, st in list(store_mod._STORES.items()):
-            if key[1] == str(home):
-                st.close()
-                del store_mod._STORES[key]
 
 
 def test_deploy_returns_the_guides_dict_and_starts_one_gateway(dep):

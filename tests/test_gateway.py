@@ -6,11 +6,7 @@ couple of seconds); tests that change traffic use their own model ids or environ
 
 from __future__ import annotations
 
-import http.client
 import json
-import os
-import shutil
-import signal
 import sys
 import threading
 import time
@@ -20,9 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from conftest import IRIS_FEATURES as FEATURES
+from conftest import Http, gateway_home, path, split_body
 from mlops_jupyter.serving import auth
-
-FEATURES = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
 ROW = [5.1, 3.5, 1.4, 0.2]
 
 
@@ -66,6 +62,11 @@ def _ticket_pipeline():
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, template_db: Path):
     """A store with iris models (two versions), a raising model, two tenants, a gateway."""
+    with gateway_home(tmp_path_factory, template_db, "gw") as home:
+        yield from _gw(home)
+
+
+def _gw(home: Path):
     import cloudpickle
     from sklearn.base import BaseEstimator, ClassifierMixin
     from sklearn.datasets import load_iris
@@ -73,12 +74,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory, template_db: Path):
     from sklearn.tree import DecisionTreeClassifier
 
     from mlops_jupyter import create_model_deployment, create_model_versioning
-    from mlops_jupyter.core import store as store_mod
-    from mlops_jupyter.serving.process import read_info, stop_gateway
 
-    home = tmp_path_factory.mktemp("gw") / "store"
-    home.mkdir()
-    shutil.copy(template_db, home / "mlflow.db")
     X, y = load_iris(return_X_y=True, as_frame=True)
     where = {"storage_path": home}
     v = create_model_versioning(tenant_id="acme", **where)
@@ -100,63 +96,14 @@ def gw(tmp_path_factory: pytest.TempPathFactory, template_db: Path):
 
     d = create_model_deployment(tenant_id="acme", **where)
     d_other = create_model_deployment(tenant_id="other", **where)
-    try:
-        for model_id, env in (("iris", "production"), ("iris", "split"), ("iris", "sticky"), ("iris", "load"),
-                              ("flaky", "production"), ("tickets", "production")):
-            r = d.deploy_model(model_id, "1.0.0", environment=env)
-            assert r["status"] == "deployed", r
-        assert d_other.deploy_model("iris", "1.0.0")["status"] == "deployed"
-        info = json.loads((home / "gateway.json").read_text())
-        yield {"home": home, "port": info["port"], "d": d, "d_other": d_other, "X": X, "y": y,
-               "token": d.get_token(), "other_token": d_other.get_token(), "admin": auth.admin_token(home)}
-    finally:
-        try:
-            stop_gateway(home)
-        except Exception:  # never leave a gateway behind
-            info = read_info(home)
-            if info:
-                os.kill(info["pid"], signal.SIGKILL)
-        for key, st in list(store_mod._STORES.items()):
-            if key[1] == str(home):
-                st.close()
-                del store_mod._STORES[key]
-
-
-class Http:
-    """A keep-alive client of the gateway."""
-
-    def __init__(self, port: int, token: str | None = None) -> None:
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        self.token = token
-
-    def call(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
-             raw: bytes | None = None) -> tuple[int, dict[str, str], Any]:
-        h = {"Content-Type": "application/json"}
-        if self.token:
-            h["Authorization"] = f"Bearer {self.token}"
-        h.update(headers or {})
-        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        self.conn.request(method, path, body=data, headers=h)
-        resp = self.conn.getresponse()
-        payload = resp.read()
-        hdrs = {k.lower(): v for k, v in resp.getheaders()}
-        if resp.getheader("Connection", "").lower() == "close":
-            self.conn.close()
-        try:
-            return resp.status, hdrs, json.loads(payload)
-        except ValueError:
-            return resp.status, hdrs, payload.decode()
-
-    def close(self) -> None:
-        self.conn.close()
-
-
-def path(model: str = "iris", env: str = "production", tenant: str = "acme", suffix: str = "/invocations") -> str:
-    return f"/tenants/{tenant}/{env}/models/{model}{suffix}"
-
-
-def split_body(rows: list[list[float]], columns: list[str] = FEATURES) -> dict[str, Any]:
-    return {"dataframe_split": {"columns": columns, "data": rows}}
+    for model_id, env in (("iris", "production"), ("iris", "split"), ("iris", "sticky"), ("iris", "load"),
+                          ("flaky", "production"), ("tickets", "production")):
+        r = d.deploy_model(model_id, "1.0.0", environment=env)
+        assert r["status"] == "deployed", r
+    assert d_other.deploy_model("iris", "1.0.0")["status"] == "deployed"
+    info = json.loads((home / "gateway.json").read_text())
+    yield {"home": home, "port": info["port"], "d": d, "d_other": d_other, "X": X, "y": y,
+           "token": d.get_token(), "other_token": d_other.get_token(), "admin": auth.admin_token(home)}
 
 
 # -- liveness ------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ class MLOpsPipeline:
         self.tracker = ExperimentTracker(settings)
         self.versioning = ModelVersioning(settings, tracker=self.tracker)
         self.deployment = ModelDeployment(settings)
-        self.monitoring = ModelMonitoring(settings)
+        self.monitoring = ModelMonitoring(settings, deployment=self.deployment, versioning=self.versioning)
         self.versioning.deployment = self.deployment
 
     @property
@@ -32,8 +32,9 @@ class MLOpsPipeline:
         return self.settings.tenant
 
     def flush(self) -> None:
-        """Store everything logged so far."""
+        """Store everything logged so far (runs and tracked predictions)."""
         self.tracker.flush()
+        self.monitoring.flush()
 
     def describe(self) -> dict[str, Any]:
         return {"pipeline_name": self.pipeline_name, **self.settings.describe()}

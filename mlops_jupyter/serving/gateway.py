@@ -12,6 +12,7 @@ Routes (``T`` tenant, ``E`` environment, ``M`` model id)::
     GET  /ping, /health                      liveness (no token needed)
     GET  /metrics                            Prometheus text (a tenant's token sees its own)
     POST /admin/apply, /admin/shutdown       control plane (admin token)
+    POST /admin/flush                        write the buffered prediction log now (admin token)
 
 Every model route needs ``Authorization: Bearer <token>`` of the tenant in the path (401
 without a valid token, 403 with another tenant's). Answers carry ``X-Model-Version``.
@@ -27,6 +28,12 @@ Changes (deploy, traffic, rollback, undeploy) are prepared off the event loop (i
 check, load, test prediction), written to the embedded store, and then made live by
 swapping one reference to an immutable routing table, so requests in flight finish on
 the table they started with and none fails during a change.
+
+Alert rules are evaluated here too, off the request path: an
+:class:`~mlops_jupyter.core.alerts.AlertScheduler` thread evaluates, every few seconds
+(``$MLOPS_ALERT_INTERVAL``, default 5), the rules of the models that got traffic since its
+last pass, so an alert fires (and a ``rollback`` or ``webhook:`` action runs) with nobody
+calling ``check_drift``.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Mapping
 
+from mlops_jupyter.core.alerts import AlertScheduler
 from mlops_jupyter.core.deployment import validate_environment
 from mlops_jupyter.core.embedded import open_embedded_store
 from mlops_jupyter.core.predlog import PredictionLog
@@ -285,6 +293,7 @@ class Gateway:
         self.home = Path(home)
         self.store = open_embedded_store(self.home)
         self.predlog = PredictionLog(self.home, flush_interval=flush_interval)
+        self.alert_scheduler = AlertScheduler(self.home, self.predlog, self.store)
         self.routes: dict[tuple[str, str, str], Route] = {}
         self.stats: dict[tuple[str, str, str, str], Stats] = {}
         self.codes: dict[int, int] = {}
@@ -552,6 +561,9 @@ class Gateway:
             conn.respond(200, b'{"ok": true}')
             self.loop.call_later(0.05, self.stopping.set)
             return None
+        if path == "/admin/flush":
+            self.loop.create_task(self._flush_task(conn))
+            return None
         if path == "/admin/apply":
             try:
                 op = json.loads(body)
@@ -562,6 +574,14 @@ class Gateway:
             self.loop.create_task(self._apply_task(conn, op))
             return None
         return conn.respond(404, _err("NOT_FOUND", f"No such admin path {path!r}."))
+
+    async def _flush_task(self, conn: HttpConnection) -> None:
+        """Write the buffered prediction log (off the event loop), so a reader sees it now."""
+        try:
+            rows = await self.loop.run_in_executor(self.pool, self.predlog.flush)
+            conn.respond(200, self._json_dumps({"ok": True, "rows": rows}).encode())
+        except Exception as exc:  # pragma: no cover - flush guards each group itself
+            conn.respond(500, _err("INTERNAL_ERROR", f"{type(exc).__name__}: {exc}"))
 
     async def _apply_task(self, conn: HttpConnection, op: dict[str, Any]) -> None:
         try:
@@ -720,6 +740,7 @@ class Gateway:
         log.info("gateway: restored %d deployment(s)", len(routes))
 
     def close(self) -> None:
+        self.alert_scheduler.stop()
         self.predlog.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.store.close()
@@ -779,6 +800,7 @@ def run_gateway(home: str | os.PathLike[str], host: str = "127.0.0.1", port: int
     gw.stopping = asyncio.Event()
     try:
         gw.restore()
+        gw.alert_scheduler.start()
         gc.freeze()
         server = None
         if not port:
