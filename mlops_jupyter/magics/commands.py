@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from IPython.core.error import UsageError
 
 from mlops_jupyter.magics.parser import MagicArgumentParser, parse_pairs
-from mlops_jupyter.magics.views import Result, Table
+from mlops_jupyter.magics.views import DriftResult, Result, RunsTable, Table
 
 if TYPE_CHECKING:
     from mlops_jupyter.magics.magic import MLOpsMagics
@@ -162,7 +162,8 @@ def cmd_runs(a: argparse.Namespace, m: "MLOpsMagics") -> Table:
     param_keys = sorted({k for r in runs for k in r["params"]})[:8]
     cols = ["run_name", "status", "start_time", "duration"] + [f"metrics.{k}" for k in metric_keys] + \
         [f"params.{k}" for k in param_keys]
-    return Table(runs, cols, f"runs of {name or ('all experiments' if a.all else m.pipeline.settings.experiment_name)}")
+    title = f"runs of {name or ('all experiments' if a.all else m.pipeline.settings.experiment_name)}"
+    return RunsTable(runs, cols, title, pipeline=m.pipeline, experiment=name)  # a ComparisonPanel in Jupyter
 
 
 def _all_runs(tracker: Any, where: str | None, order: list[str] | None, top: int | None) -> list[dict[str, Any]]:
@@ -281,22 +282,78 @@ def _drift_args(p: MagicArgumentParser) -> None:
     p.add_argument("--window", default=None, help="last N predictions or a span like 1h")
 
 
-@command("drift", "Check drift: %mlops drift MODEL [--threshold 0.1] [--window N]", _drift_args)
+@command("drift", "Check drift: %mlops drift MODEL [--threshold 0.1] [--window N] (a DriftPanel in Jupyter)",
+         _drift_args)
 def cmd_drift(a: argparse.Namespace, m: "MLOpsMagics") -> Result:
     window: Any = int(a.window) if a.window and a.window.isdigit() else a.window
-    return Result(m.pipeline.monitoring.check_drift(a.model_id, threshold=a.threshold, window=window),
-                  f"drift of {a.model_id}")
+    return DriftResult(m.pipeline.monitoring.check_drift(a.model_id, threshold=a.threshold, window=window),
+                       f"drift of {a.model_id}", pipeline=m.pipeline, model_id=a.model_id, threshold=a.threshold,
+                       window=window)
+
+
+PANELS = ("runs", "drift", "deploy")
+
+
+def _panel_args(p: MagicArgumentParser) -> None:
+    p.add_argument("kind", choices=PANELS, help="which panel")
+    p.add_argument("model_id", nargs="?", metavar="MODEL_ID", help="the model (drift and deploy)")
+    p.add_argument("--experiment", help="runs: this experiment (default: this notebook's)")
+    p.add_argument("--threshold", type=float, default=0.1, help="drift: threshold")
+    p.add_argument("--window", default=None, help="drift: last N predictions or a span like 1h")
+
+
+@command("panel", "Show a panel: %mlops panel runs|drift MODEL|deploy MODEL", _panel_args)
+def cmd_panel(a: argparse.Namespace, m: "MLOpsMagics") -> Any:
+    from mlops_jupyter import widgets
+
+    if a.kind != "runs" and not a.model_id:
+        raise UsageError(f"%mlops panel {a.kind}: give the model, e.g. %mlops panel {a.kind} ticket_classifier")
+    if a.kind == "runs":
+        return widgets.ComparisonPanel(a.experiment, pipeline=m.pipeline)
+    if a.kind == "drift":
+        window: Any = int(a.window) if a.window and a.window.isdigit() else a.window
+        return widgets.DriftPanel(a.model_id, pipeline=m.pipeline, threshold=a.threshold, window=window)
+    return widgets.DeployPanel(a.model_id, pipeline=m.pipeline)
 
 
 def _alert_args(p: MagicArgumentParser) -> None:
     p.add_argument("model_id", metavar="MODEL_ID")
     p.add_argument("condition", metavar="CONDITION")
-    p.add_argument("--action", required=True, metavar="NAME")
+    p.add_argument("--action", required=True, metavar="NAME",
+                   help="log, webhook:URL, rollback[:ENV] or a name given to register_action")
+    p.add_argument("--cooldown", default="5m", help="least time between two firings (default 5m)")
+    p.add_argument("--for", dest="for_", default="0s", metavar="DURATION",
+                   help="how long the condition must hold before it fires (default 0s)")
+    p.add_argument("--severity", default="warning", choices=["info", "warning", "critical"])
 
 
 @command("alert", 'Set an alert: %mlops alert MODEL "drift_score > 0.1" --action notify_team', _alert_args)
 def cmd_alert(a: argparse.Namespace, m: "MLOpsMagics") -> Result:
-    return Result(m.pipeline.monitoring.set_alert(a.model_id, a.condition, a.action), f"alert on {a.model_id}")
+    from mlops_jupyter.errors import AlertRuleError
+
+    try:
+        rule = m.pipeline.monitoring.set_alert(a.model_id, a.condition, a.action, cooldown=a.cooldown,
+                                               for_=a.for_, severity=a.severity)
+    except AlertRuleError as exc:  # its message shows a caret on a second line: keep one line here
+        where = f" at position {exc.position}" if exc.position is not None else ""
+        err = UsageError(f"AlertRuleError: {exc.reason}{where} of {a.condition!r}. Allowed: {exc.allowed}.")
+        err.mlops_error = exc  # type: ignore[attr-defined]
+        raise err from None
+    return Result(rule, f"alert {rule['alert_id']} on {a.model_id}")
+
+
+def _report_args(p: MagicArgumentParser) -> None:
+    p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    p.add_argument("--out", help="folder for the executed .ipynb and the HTML")
+    p.add_argument("--notebook", help="the .ipynb to run (default: this notebook's saved copy)")
+
+
+@command("report", "Run this notebook's saved copy headless as a report: %mlops report [-p NAME VALUE] [--out DIR]",
+         _report_args)
+def cmd_report(a: argparse.Namespace, m: "MLOpsMagics") -> Result:
+    from mlops_jupyter.reports.magic import report_from_magic
+
+    return Result(report_from_magic(a, m), "mlops report")
 
 
 def _help_args(p: MagicArgumentParser) -> None:

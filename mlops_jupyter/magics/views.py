@@ -68,3 +68,70 @@ def _get(row: dict[str, Any], col: str) -> Any:
             return row[group].get(key, "")
     v = row.get(col, "")
     return "" if v is None else v
+
+
+# -- panels ----------------------------------------------------------------------------------
+def in_kernel() -> bool:
+    """True inside a Jupyter kernel (where widgets can show), False in a terminal or a test shell."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython is a dependency
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+class PanelView:
+    """Mixin for a magic's return value: it stays the plain value (a list or a dict), and
+    in a Jupyter kernel it displays as a panel (the widget and its static view).
+
+    ``panel()`` builds the panel; it is built only when the value is displayed, so
+    ``runs = %mlops runs`` builds none.
+    """
+
+    def panel(self) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any] | None:
+        if not in_kernel():
+            return None  # the usual HTML table / text
+        try:
+            return self.panel()._repr_mimebundle_()
+        except Exception as exc:  # never lose the value's own view to a panel problem
+            import logging
+
+            logging.getLogger(__name__).warning("mlops_jupyter: no panel for %s: %s", type(self).__name__, exc)
+            return None
+
+
+class RunsTable(PanelView, Table):
+    """``%mlops runs``: the runs as a list of dicts; displayed as a ComparisonPanel."""
+
+    def __init__(self, rows: Iterable[dict[str, Any]], columns: list[str], title: str = "",
+                 pipeline: Any = None, experiment: str | None = None) -> None:
+        super().__init__(rows, columns, title)
+        self.pipeline = pipeline
+        self.experiment = experiment
+
+    def panel(self) -> Any:
+        from mlops_jupyter.widgets import ComparisonPanel
+
+        return ComparisonPanel(runs=list(self), pipeline=self.pipeline)
+
+
+class DriftResult(PanelView, Result):
+    """``%mlops drift MODEL``: the ``check_drift`` dict; displayed as a DriftPanel."""
+
+    def __init__(self, data: dict[str, Any], title: str = "", pipeline: Any = None, model_id: str = "",
+                 threshold: float = 0.1, window: Any = None) -> None:
+        super().__init__(data, title)
+        self.pipeline = pipeline
+        self.model_id = model_id
+        self.threshold = threshold
+        self.window = window
+
+    def panel(self) -> Any:
+        from mlops_jupyter.widgets import DriftPanel
+
+        return DriftPanel(self.model_id, pipeline=self.pipeline, threshold=self.threshold, window=self.window,
+                          drift=dict(self))

@@ -1,0 +1,178 @@
+"""A real JupyterLab for browser tests, and Debian's chromium driven by Playwright.
+
+``jupyter_lab(root, env)`` starts ``jupyter lab`` on 127.0.0.1 (a free port, token auth,
+``--allow-root``, no browser, settings and workspaces in temp folders, nothing fetched
+from the network) in its own process group, and always stops it and its kernels.
+``launch_chromium(playwright)`` starts ``/usr/bin/chromium`` headless; Playwright never
+downloads a browser here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+CHROMIUM = os.environ.get("MLOPS_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+#: Console messages that mean a script or module failed to load (the thing to never see).
+SCRIPT_FAILURES = ("failed to load", "failed to fetch", "loading chunk", "importing a module script failed",
+                   "esm.sh", "cdn.jsdelivr", "net::err_", "error displaying widget", "could not create a view",
+                   "failed to create view", "cannot find module", "is not a function")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Lab:
+    url: str
+    token: str
+    root: Path
+    proc: subprocess.Popen
+    log: Path
+
+    def page_url(self, notebook: str) -> str:
+        return f"{self.url}/lab/tree/{notebook}?token={self.token}&reset"
+
+    def api(self, path: str) -> Any:
+        req = urllib.request.Request(f"{self.url}{path}", headers={"Authorization": f"token {self.token}"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+
+def _stop_group(proc: subprocess.Popen, timeout: float = 15) -> None:
+    """SIGTERM the server's process group (the server and its kernels), then SIGKILL."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # kernels that outlived the server
+    except ProcessLookupError:
+        pass
+    if proc.poll() is None:
+        proc.wait(5)
+
+
+@contextmanager
+def jupyter_lab(root: Path, work: Path, env: dict[str, str] | None = None, timeout: float = 60) -> Iterator[Lab]:
+    """``jupyter lab`` serving ``root`` on a free 127.0.0.1 port; stopped on exit, always.
+
+    Args:
+        root: the server's root folder (the notebooks).
+        work: a scratch folder for its settings, workspaces, runtime files and log.
+        env: extra environment for the server and its kernels (e.g. ``MLOPS_HOME``).
+    """
+    port, token = free_port(), secrets.token_hex(16)
+    for sub in ("settings", "workspaces", "runtime", "config", "data"):
+        (work / sub).mkdir(parents=True, exist_ok=True)
+    log = work / "jupyterlab.log"
+    # no "get notified about Jupyter news?" toast over the page (and no fetch for it)
+    news = work / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    news.parent.mkdir(parents=True, exist_ok=True)
+    news.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    full_env = {**os.environ, **(env or {}), "JUPYTER_RUNTIME_DIR": str(work / "runtime"),
+                "JUPYTER_CONFIG_DIR": str(work / "config"), "JUPYTER_PLATFORM_DIRS": "1",
+                "PYTHONUNBUFFERED": "1"}
+    full_env.pop("JPY_SESSION_NAME", None)
+    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
+           f"--IdentityProvider.token={token}", "--ServerApp.open_browser=False", f"--ServerApp.root_dir={root}",
+           "--ServerApp.port_retries=0", "--LabApp.expose_app_in_browser=True",
+           f"--LabServerApp.user_settings_dir={work / 'settings'}",
+           f"--LabServerApp.workspaces_dir={work / 'workspaces'}",
+           "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+           "--LabApp.extension_manager=readonly"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=root, env=full_env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    lab = Lab(f"http://127.0.0.1:{port}", token, root, proc, log)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"jupyter lab exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                lab.api("/api/status")
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"jupyter lab did not answer in {timeout} s:\n{log.read_text()[-3000:]}")
+                time.sleep(0.2)
+        yield lab
+    finally:
+        _stop_group(proc)
+
+
+def launch_chromium(playwright: Any) -> Any:
+    """Debian's chromium, headless, with nothing of its own on the network."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+
+
+def write_notebook(path: Path, cells: list[str]) -> Path:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+    nbformat.write(nb, path)
+    return path
+
+
+def script_failures(messages: list[str]) -> list[str]:
+    """The console messages that say a script, a module or a widget view failed."""
+    return [m for m in messages if any(s in m.lower() for s in SCRIPT_FAILURES)]
+
+
+# -- fixtures (import them into a test module: ``from harness import artifacts, browser``) ---------
+# No conftest.py here on purpose: a second ``conftest`` module would shadow tests/conftest.py
+# for the test modules that do ``from conftest import ...``.
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    """Where screenshots and console logs go (``test-artifacts/browser/``, gitignored)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """A headless chromium (``/usr/bin/chromium``, never a downloaded one); the test is
+    skipped when it is missing (``make test`` installs it with apt).
+
+    Module-scoped, not session-scoped: Playwright's sync API keeps an asyncio loop running
+    in the main thread while it is open, which breaks the tests that run after it and use
+    their own loop (pytest-jupyter's ``jp_fetch`` in tests/test_server_ext.py)."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = launch_chromium(pw)
+        try:
+            yield b
+        finally:
+            b.close()

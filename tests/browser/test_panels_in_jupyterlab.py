@@ -1,0 +1,176 @@
+"""The panels for real: JupyterLab in headless chromium, no network.
+
+A store with runs, two deployed versions and drifted predictions; ``jupyter lab`` (token
+auth) on 127.0.0.1; a notebook whose cells display the three panels through the magics.
+The test runs every cell, sees the three panels and their charts drawn (a canvas or an
+SVG inside each chart, no console error about a script, a module or a widget view),
+screenshots each panel, clicks Rollback in the DeployPanel and Confirm, and checks over
+HTTP that the endpoint now answers with the previous version (``X-Model-Version``). Then it
+opens the repository's executed ``notebooks/04-panels.ipynb`` without running it: each panel
+shows its stored static view (SVG images, tables).
+
+Screenshots land in ``test-artifacts/browser/``; with ``MLOPS_UPDATE_SCREENSHOTS=1`` one
+per panel is also copied to ``docs/screenshots/`` (the README's).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from harness import artifacts, browser, jupyter_lab, script_failures, write_notebook  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.browser
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "04-panels.ipynb"  # executed, outputs stored
+CELLS = [
+    "%load_ext mlops_jupyter\n%mlops init --tenant acme --experiment sweep",
+    "%mlops runs",
+    "%mlops drift iris",
+    "%mlops panel deploy iris",
+]
+PANELS = {"comparison": ".mlops-comparison", "drift": ".mlops-drift", "deploy": ".mlops-deploy-panel"}
+
+KERNEL_IDLE = """() => {
+  const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
+  return !!k && k.status === 'idle';
+}"""
+ALL_RAN = """(n) => {
+  const w = window.jupyterapp.shell.currentWidget;
+  const cells = w.content.model.cells;
+  let done = 0;
+  for (let i = 0; i < cells.length; i++) { if (cells.get(i).executionCount) done++; }
+  const k = w.sessionContext.session.kernel;
+  return done === n && k.status === 'idle';
+}"""
+ERROR_OUTPUTS = """() => {
+  const cells = window.jupyterapp.shell.currentWidget.content.model.cells;
+  const out = [];
+  for (let i = 0; i < cells.length; i++) {
+    for (const o of cells.get(i).toJSON().outputs || []) {
+      if (o.output_type === 'error') out.push(o.ename + ': ' + o.evalue);
+    }
+  }
+  return out;
+}"""
+
+
+def served_version(home: Path, X) -> str:
+    """One prediction over plain HTTP; the version the gateway says answered it."""
+    from mlops_jupyter.serving import auth
+
+    info = json.loads((home / "gateway.json").read_text())
+    body = json.dumps({"dataframe_split": {"columns": list(X.columns), "data": X.head(1).values.tolist()}})
+    conn = http.client.HTTPConnection("127.0.0.1", info["port"], timeout=30)
+    try:
+        conn.request("POST", "/tenants/acme/production/models/iris/invocations", body=body,
+                     headers={"Content-Type": "application/json",
+                              "Authorization": f"Bearer {auth.tenant_token(home, 'acme')}"})
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == 200
+        return resp.getheader("X-Model-Version")
+    finally:
+        conn.close()
+
+
+def test_panels_render_and_rollback_works_in_jupyterlab(browser, artifacts, tmp_path_factory, template_db):
+    from conftest import gateway_home
+    from panel_data import seed_panel_store
+
+    t0 = time.monotonic()
+    root, work = tmp_path_factory.mktemp("lab-root"), tmp_path_factory.mktemp("lab-work")
+    write_notebook(root / "panels.ipynb", CELLS)
+    shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
+    with gateway_home(tmp_path_factory, template_db, "browser") as home:
+        data = seed_panel_store(home, n_runs=40, n_predictions=2000)
+        assert served_version(home, data["X"]) == "1.1.0"
+        env = {"MLOPS_HOME": str(home), "MLOPS_TENANT": "acme"}
+        with jupyter_lab(root, work, env) as lab:
+            # tall enough that each panel fits on screen whole (element screenshots of a
+            # panel taller than JupyterLab's scrolling notebook come out cropped)
+            context = browser.new_context(viewport={"width": 1400, "height": 2200})
+            page = context.new_page()
+            messages: list[str] = []
+            page.on("console", lambda m: messages.append(f"{m.type}: {m.text}")
+                    if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda e: messages.append(f"pageerror: {e}"))
+            page.on("requestfailed", lambda r: messages.append(f"requestfailed: {r.url} {r.failure}"))
+            try:
+                page.goto(lab.page_url("panels.ipynb"))
+                page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=30_000)
+                page.wait_for_function(KERNEL_IDLE, timeout=30_000)
+                page.evaluate("() => window.jupyterapp.shell.collapseLeft()")
+                page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+                page.wait_for_function(ALL_RAN, arg=len(CELLS), timeout=60_000)
+                assert page.evaluate(ERROR_OUTPUTS) == []
+
+                for name, sel in PANELS.items():
+                    panel = page.locator(sel)
+                    panel.wait_for(timeout=20_000)
+                    charts = panel.locator(".mlops-chart")
+                    assert charts.count() >= 1
+                    for i in range(charts.count()):  # every chart drawn: vega-embed's canvas or svg
+                        charts.nth(i).locator("canvas, svg.marks").first.wait_for(timeout=20_000)
+                    panel.scroll_into_view_if_needed()
+                    panel.screenshot(path=str(artifacts / f"{name}-panel.png"))
+
+                table = page.locator(".mlops-comparison .mlops-table tbody tr")
+                assert table.count() == 25 and "best" in (table.first.get_attribute("class") or "")
+                assert "drift detected" in page.locator(".mlops-drift").inner_text()
+                assert "1.1.0 100%" in page.locator(".mlops-deploy-panel").inner_text()
+
+                deploy = page.locator(".mlops-deploy-panel")
+                deploy.locator("button.mlops-rollback").click()
+                confirm = deploy.locator("button.mlops-confirm")
+                confirm.wait_for(state="visible", timeout=10_000)
+                assert "Roll back iris in production" in deploy.inner_text()
+                assert served_version(home, data["X"]) == "1.1.0"  # nothing happens before Confirm
+                deploy.screenshot(path=str(artifacts / "deploy-panel-confirm.png"))
+                confirm.click()
+                status = deploy.locator(".mlops-status")
+                status.get_by_text("Rolled back").wait_for(timeout=30_000)
+                assert "now 1.0.0 100%" in status.inner_text()
+                # the view reloads from the store: the lineage chart now shows 1.0.0 serving everywhere
+                deploy.locator(".mlops-chart svg text").get_by_text("production 100%, staging 100%").wait_for(
+                    timeout=20_000)
+                assert "1.0.0 100%" in deploy.locator(".widget-html-content table").first.inner_text()
+                assert {served_version(home, data["X"]) for _ in range(5)} == {"1.0.0"}
+                deploy.screenshot(path=str(artifacts / "deploy-panel-after-rollback.png"))
+                page.screenshot(path=str(artifacts / "notebook.png"), full_page=True)
+
+                # the executed notebook of the repository, opened without running it: each
+                # panel shows its static view (SVG images and tables), nothing is fetched
+                page.goto(lab.page_url("04-panels.ipynb"))
+                static = page.locator(".jp-OutputArea-output .mlops-static")
+                static.nth(2).wait_for(timeout=30_000)
+                assert static.count() == 3
+                for i in range(3):
+                    img = static.nth(i).locator("img[src^='data:image/svg+xml']").first
+                    img.wait_for(timeout=10_000)
+                    assert img.evaluate("i => i.complete && i.naturalWidth > 100")
+                static.nth(2).scroll_into_view_if_needed()
+                page.screenshot(path=str(artifacts / "static-views.png"))
+            except BaseException:
+                page.screenshot(path=str(artifacts / "failure.png"), full_page=True)
+                (artifacts / "failure.html").write_text(page.content())
+                raise
+            finally:
+                (artifacts / "console.txt").write_text("\n".join(messages))
+                context.close()
+        assert script_failures(messages) == [], messages
+    if os.environ.get("MLOPS_UPDATE_SCREENSHOTS"):
+        DOCS.mkdir(parents=True, exist_ok=True)
+        for shot in ("comparison-panel.png", "drift-panel.png", "deploy-panel-confirm.png"):
+            shutil.copy(artifacts / shot, DOCS / shot.replace("-confirm", ""))  # deploy: asking to confirm
+    elapsed = time.monotonic() - t0
+    print(f"browser flow: {elapsed:.1f} s")
+    if elapsed > 120:
+        pytest.fail(f"the browser flow took {elapsed:.0f} s (expected well under a minute)")
