@@ -1,0 +1,417 @@
+/**
+ * The sidebar's data types (what the REST API returns) and the pure functions that turn
+ * them into what the panel shows. No JupyterLab import here: `node --test` runs the
+ * compiled module directly (test/model.test.mjs).
+ */
+
+// -- API shapes ------------------------------------------------------------------------
+
+export interface IRun {
+  run_id: string;
+  run_name: string | null;
+  experiment_id: string;
+  experiment_name: string | null;
+  status: string;
+  start_time: string | null;
+  end_time: string | null;
+  duration: number | null;
+  params: Record<string, string>;
+  metrics: Record<string, number | null>;
+  tags: Record<string, string>;
+  parent_run_id?: string | null;
+}
+
+export interface IRunSummary {
+  run_id: string;
+  run_name: string | null;
+  status: string;
+  start_time: string | null;
+  end_time: string | null;
+  duration: number | null;
+  metrics: Record<string, number | null>;
+}
+
+export interface IExperiment {
+  experiment_id: string;
+  name: string;
+  /** `registry`: the runs that only hold registered model versions. */
+  kind: 'experiment' | 'registry';
+  created_at: string | null;
+  updated_at: string | null;
+  run_count: number;
+  run_count_complete: boolean;
+  last_run: IRunSummary | null;
+  last_run_at: string | null;
+}
+
+export interface IVersionSummary {
+  version: string;
+  created_at: string | null;
+  parent: string | null;
+  aliases: string[];
+  run_id: string | null;
+  sha256: string | null;
+  has_reference?: boolean;
+}
+
+export type Traffic = Record<string, number>;
+
+export interface IModel {
+  model_id: string;
+  version_count: number;
+  latest: string | null;
+  live: Record<string, string | null>;
+  versions: IVersionSummary[];
+  edges: [string, string][];
+  deployments: {
+    environment: string;
+    status: string;
+    traffic: Traffic;
+    version: string | null;
+  }[];
+}
+
+export type HealthState =
+  | 'serving'
+  | 'not_serving'
+  | 'failed'
+  | 'down'
+  | 'unreachable';
+
+export interface IHealth {
+  state: HealthState;
+  message: string;
+  live_traffic?: Traffic;
+}
+
+export interface IDeployment {
+  deployment_id: string;
+  model_id: string;
+  environment: string;
+  status: string;
+  reason: string | null;
+  endpoint: string;
+  version: string | null;
+  traffic: Traffic;
+  versions: string[];
+  config: Record<string, unknown>;
+  target: string;
+  revision: number | null;
+  previous_traffic: Traffic[];
+  created_at: string | null;
+  updated_at: string | null;
+  health: IHealth;
+  rollback_to: string | null;
+}
+
+export interface IGateway {
+  running: boolean;
+  url?: string;
+  pid?: number;
+  uptime_s?: number;
+  deployments?: number;
+  state?: string;
+}
+
+export interface IDrift {
+  model_id: string;
+  drift_detected: boolean;
+  drift_score: number | null;
+  threshold?: number;
+  /** `ok`, or why nothing was compared (`no_data`, `no_features`, `no_reference`, ...). */
+  status?: string;
+  reason?: string | null;
+  n_current?: number;
+  [key: string]: unknown;
+}
+
+export interface IAlert {
+  alert_id: string;
+  model_id: string;
+  condition: string;
+  severity?: string;
+  state: string;
+  fired_at?: string | null;
+  [key: string]: unknown;
+}
+
+/** `1 run`, `3 runs`, `1 alert`. */
+export function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+// -- numbers and times -------------------------------------------------------------------
+
+/** A metric value as a short string: integers as they are, others with 4 significant digits. */
+export function formatNumber(value: number | null | undefined): string {
+  if (value === null || value === undefined || !Number.isFinite(value)) {
+    return '—';
+  }
+  if (Number.isInteger(value) && Math.abs(value) < 1e9) {
+    return String(value);
+  }
+  const abs = Math.abs(value);
+  if (abs !== 0 && (abs >= 1e6 || abs < 1e-3)) {
+    return value.toExponential(2);
+  }
+  return String(Number(value.toPrecision(4)));
+}
+
+/** A duration in seconds as `850 ms`, `12.3 s`, `4 min 5 s` or `2 h 3 min`. */
+export function formatDuration(seconds: number | null | undefined): string {
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds) || seconds < 0) {
+    return '—';
+  }
+  if (seconds < 1) {
+    return `${Math.round(seconds * 1000)} ms`;
+  }
+  if (seconds < 60) {
+    return `${Number(seconds.toPrecision(3))} s`;
+  }
+  if (seconds < 3600) {
+    const m = Math.floor(seconds / 60);
+    return `${m} min ${Math.round(seconds - m * 60)} s`;
+  }
+  const h = Math.floor(seconds / 3600);
+  return `${h} h ${Math.round((seconds - h * 3600) / 60)} min`;
+}
+
+/** How long ago an ISO time was: `just now`, `42 s ago`, `3 min ago`, `5 h ago`, `2 d ago`. */
+export function formatRelative(iso: string | null | undefined, now: number = Date.now()): string {
+  if (!iso) {
+    return '—';
+  }
+  const t = Date.parse(iso);
+  if (Number.isNaN(t)) {
+    return '—';
+  }
+  const s = Math.round((now - t) / 1000);
+  if (s < 5) {
+    return 'just now';
+  }
+  if (s < 60) {
+    return `${s} s ago`;
+  }
+  if (s < 3600) {
+    return `${Math.floor(s / 60)} min ago`;
+  }
+  if (s < 86400) {
+    return `${Math.floor(s / 3600)} h ago`;
+  }
+  return `${Math.floor(s / 86400)} d ago`;
+}
+
+/**
+ * The experiment to show runs of: `current` if it still exists, else the most recently
+ * active user experiment (the registry's own experiment only when there is no other).
+ */
+export function pickExperiment(experiments: Pick<IExperiment, 'name' | 'kind'>[], current: string | null): string | null {
+  if (current !== null && experiments.some(e => e.name === current)) {
+    return current;
+  }
+  const first = experiments.find(e => e.kind !== 'registry') ?? experiments[0];
+  return first ? first.name : null;
+}
+
+// -- runs ------------------------------------------------------------------------------
+
+/** Metric names shown first, in this order, when a run has them. */
+export const PREFERRED_METRICS = [
+  'accuracy',
+  'f1',
+  'f1_score',
+  'roc_auc',
+  'auc',
+  'precision',
+  'recall',
+  'r2',
+  'rmse',
+  'mae',
+  'mse',
+  'loss',
+  'val_accuracy',
+  'val_loss'
+];
+
+/** The `n` metrics worth showing in a run's row, as `[name, formatted value]`. */
+export function keyMetrics(
+  metrics: Record<string, number | null> | null | undefined,
+  n = 3
+): [string, string][] {
+  const names = Object.keys(metrics ?? {});
+  const rank = (k: string): number => {
+    const i = PREFERRED_METRICS.indexOf(k.toLowerCase());
+    return i < 0 ? PREFERRED_METRICS.length : i;
+  };
+  names.sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+  return names.slice(0, Math.max(0, n)).map(k => [k, formatNumber((metrics ?? {})[k])]);
+}
+
+/** A CSS modifier for a run or deployment status. */
+export function statusLevel(status: string | null | undefined): 'ok' | 'warn' | 'error' | 'info' {
+  switch ((status ?? '').toLowerCase()) {
+    case 'completed':
+    case 'finished':
+    case 'deployed':
+    case 'serving':
+      return 'ok';
+    case 'running':
+    case 'scheduled':
+    case 'pending':
+      return 'info';
+    case 'failed':
+    case 'killed':
+    case 'firing':
+      return 'error';
+    default:
+      return 'warn';
+  }
+}
+
+/** Runs' params and metrics as sorted `[key, value]` rows for the details view. */
+export function detailRows(run: IRun): { params: [string, string][]; metrics: [string, string][] } {
+  const params = Object.entries(run.params ?? {}).sort(([a], [b]) => a.localeCompare(b));
+  const metrics = Object.entries(run.metrics ?? {})
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([k, v]): [string, string] => [k, formatNumber(v)]);
+  return { params, metrics };
+}
+
+// -- versions, lineage and traffic -----------------------------------------------------
+
+/** Compare semantic versions (`1.10.0` after `1.9.0`); non-semver strings sort after, by text. */
+export function compareSemver(a: string, b: string): number {
+  const pa = /^(\d+)\.(\d+)\.(\d+)$/.exec(a);
+  const pb = /^(\d+)\.(\d+)\.(\d+)$/.exec(b);
+  if (pa && pb) {
+    for (let i = 1; i <= 3; i++) {
+      const d = Number(pa[i]) - Number(pb[i]);
+      if (d !== 0) {
+        return d;
+      }
+    }
+    return 0;
+  }
+  if (pa) {
+    return -1;
+  }
+  if (pb) {
+    return 1;
+  }
+  return a.localeCompare(b);
+}
+
+/** A traffic table as segments sorted by version, for the split bar. */
+export function trafficSegments(traffic: Traffic | null | undefined): { version: string; percent: number }[] {
+  return Object.entries(traffic ?? {})
+    .filter(([, p]) => p > 0)
+    .sort(([a], [b]) => compareSemver(a, b))
+    .map(([version, percent]) => ({ version, percent }));
+}
+
+/** `1.0.0 50% · 1.1.0 50%`, or `no traffic`. */
+export function trafficLabel(traffic: Traffic | null | undefined): string {
+  const segs = trafficSegments(traffic);
+  return segs.length ? segs.map(s => `${s.version} ${s.percent}%`).join(' · ') : 'no traffic';
+}
+
+/**
+ * Lineage as chains from a root version to each leaf, following `parent` links:
+ * `[['1.0.0', '1.1.0', '1.2.0']]` for a straight line of versions.
+ */
+export function lineageChains(versions: { version: string; parent: string | null }[]): string[][] {
+  const known = new Set(versions.map(v => v.version));
+  const children = new Map<string, string[]>();
+  const roots: string[] = [];
+  for (const v of versions) {
+    if (v.parent && known.has(v.parent)) {
+      const list = children.get(v.parent) ?? [];
+      list.push(v.version);
+      children.set(v.parent, list);
+    } else {
+      roots.push(v.version);
+    }
+  }
+  const chains: string[][] = [];
+  const walk = (v: string, path: string[]): void => {
+    const next = [...path, v];
+    const kids = (children.get(v) ?? []).sort(compareSemver);
+    if (!kids.length) {
+      chains.push(next);
+      return;
+    }
+    for (const k of kids) {
+      walk(k, next);
+    }
+  };
+  for (const r of roots.sort(compareSemver)) {
+    walk(r, []);
+  }
+  return chains;
+}
+
+/** Versions that Promote can send 100 % of a deployment's traffic to (all but one at 100 %). */
+export function promoteCandidates(dep: Pick<IDeployment, 'traffic'>, versions: string[]): string[] {
+  const alone = Object.entries(dep.traffic ?? {}).find(([, p]) => p === 100)?.[0];
+  return [...new Set(versions)].filter(v => v !== alone).sort((a, b) => compareSemver(b, a));
+}
+
+// -- health, drift and alerts ----------------------------------------------------------
+
+export interface IBadge {
+  label: string;
+  level: 'ok' | 'warn' | 'error' | 'info';
+  title: string;
+}
+
+/** The health badge of a deployment. */
+export function healthBadge(health: IHealth | null | undefined): IBadge {
+  const message = health?.message ?? '';
+  switch (health?.state) {
+    case 'serving':
+      return { label: 'serving', level: 'ok', title: message };
+    case 'not_serving':
+      return { label: 'not serving', level: 'error', title: message };
+    case 'failed':
+      return { label: 'failed', level: 'error', title: message };
+    case 'down':
+      return { label: 'gateway stopped', level: 'warn', title: message };
+    case 'unreachable':
+      return { label: 'unreachable', level: 'error', title: message };
+    default:
+      return { label: 'unknown', level: 'warn', title: message };
+  }
+}
+
+/** The drift badge of a model. */
+export function driftBadge(drift: IDrift): IBadge {
+  if (drift.status && drift.status !== 'ok') {
+    return { label: drift.status.replace(/_/g, ' '), level: 'info', title: drift.reason ?? drift.status };
+  }
+  const score = formatNumber(drift.drift_score);
+  const threshold = drift.threshold !== undefined ? formatNumber(drift.threshold) : null;
+  const vs = threshold !== null ? ` (threshold ${threshold})` : '';
+  const n = drift.n_current !== undefined ? `, ${drift.n_current} recent predictions` : '';
+  return drift.drift_detected
+    ? { label: `drift ${score}`, level: 'error', title: `Drift detected: score ${score}${vs}${n}` }
+    : { label: `no drift ${score}`, level: 'ok', title: `No drift: score ${score}${vs}${n}` };
+}
+
+/** Alerts that are firing (then pending), most severe first. */
+export function activeAlerts(alerts: IAlert[]): IAlert[] {
+  const stateRank: Record<string, number> = { firing: 0, pending: 1 };
+  const sevRank: Record<string, number> = { critical: 0, error: 1, warning: 2, info: 3 };
+  return alerts
+    .filter(a => a.state in stateRank)
+    .sort(
+      (a, b) =>
+        stateRank[a.state] - stateRank[b.state] ||
+        (sevRank[a.severity ?? ''] ?? 9) - (sevRank[b.severity ?? ''] ?? 9) ||
+        a.model_id.localeCompare(b.model_id)
+    );
+}
+
+/** Model ids with at least one deployment, sorted (the Drift section's rows). */
+export function deployedModels(deps: Pick<IDeployment, 'model_id'>[]): string[] {
+  return [...new Set(deps.map(d => d.model_id))].sort();
+}
