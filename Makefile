@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-unit test-notebooks bench clean
+.PHONY: install demo test test-unit test-notebooks test-browser chromium bench clean labextension test-labextension
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -18,22 +18,69 @@ $(STAMP): $(PY) pyproject.toml
 
 install: $(STAMP)
 
+# The demo ends with the quickstart notebook run as a report (its own store under .mlops/,
+# so the quickstart's gateway stop leaves the demo's gateway running); it prints the path.
 demo: install
 	$(VENV)/bin/mlops-jupyter demo
+	$(VENV)/bin/mlops-jupyter report notebooks/00-quickstart.ipynb --home .mlops/quickstart --tenant tenant_123 --quiet
 
-test: install test-unit test-notebooks
+test: install test-labextension test-unit test-notebooks
 
-test-unit: install
+test-unit: install labextension chromium
 	$(PY) -m pytest tests
+
+# The browser tests (tests/browser/: the panels and the sidebar in a real JupyterLab) drive
+# Debian's chromium through Playwright; Playwright never downloads a browser here. apt needs
+# root, as in CI. `make test-browser` runs only them (screenshots in test-artifacts/browser/;
+# MLOPS_UPDATE_SCREENSHOTS=1 also refreshes the README's in docs/screenshots/).
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)
+
+test-browser: install labextension chromium
+	$(PY) -m pytest tests/browser
 
 # Notebooks run in a fresh store so their outputs do not depend on earlier runs.
 test-notebooks: install
 	home=$$(mktemp -d) && MLOPS_HOME=$$home $(PY) -m pytest -p no:cacheprovider \
 	  --nbval-lax --nbval-current-env notebooks; rc=$$?; rm -rf $$home; exit $$rc
 
-bench: install
+# benchmarks/drift.py compares with Evidently, which needs pandas<3: it runs in a side
+# environment made once (the stamp is written only after a complete install).
+PEERS := .venv-peers
+PEERS_STAMP := $(PEERS)/.installed-stamp
+
+$(PEERS_STAMP):
+	$(PYTHON) -m venv $(PEERS) && $(PEERS)/bin/pip install -q 'evidently' 'pandas<3'
+	touch $(PEERS_STAMP)
+
+bench: install $(PEERS_STAMP)
 	@command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	@set -e; for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f; done
 
 clean:
-	rm -rf $(VENV) .mlops build dist *.egg-info
+	rm -rf $(VENV) $(PEERS) .mlops build dist *.egg-info
+	rm -rf mlops_jupyter/labextension labextension/lib labextension/node_modules labextension/tsconfig.tsbuildinfo
+
+# The JupyterLab extension (labextension/, TypeScript): built with the venv's jlpm into
+# mlops_jupyter/labextension/ (`pip install -e .` builds it too, through hatch-jupyter-builder,
+# when it is missing), linked where JupyterLab looks for prebuilt extensions, then checked:
+# `jupyter labextension list` shows it enabled, and its data/formatting code passes its tests.
+WITH_VENV := PATH="$(abspath $(VENV))/bin:$$PATH"
+LABEXT_OUT := mlops_jupyter/labextension/static/style.js
+LABEXT_SRC := $(wildcard labextension/package.json labextension/yarn.lock labextension/tsconfig.json \
+	labextension/src/*.ts labextension/style/*)
+
+# (make looked at the output before `pip install` may have built it: look again)
+$(LABEXT_OUT): $(LABEXT_SRC) | $(STAMP)
+	@if [ -f $@ ] && [ -z "$$(find $(LABEXT_SRC) -newer $@)" ]; then echo "labextension: up to date"; \
+	else cd labextension && $(WITH_VENV) jlpm install && $(WITH_VENV) jlpm build:prod; fi
+	touch $@
+
+labextension: $(LABEXT_OUT) | $(STAMP)
+	@$(WITH_VENV) jupyter builder develop --overwrite . >/dev/null
+
+test-labextension: labextension
+	@test -f labextension/lib/model.js || (cd labextension && $(WITH_VENV) jlpm install && $(WITH_VENV) jlpm build:lib)
+	cd labextension && $(WITH_VENV) jlpm test
+	$(WITH_VENV) jupyter labextension list 2>&1 | grep -E "mlops-jupyter v[0-9.]+.*enabled.*OK"
+	$(WITH_VENV) jupyter server extension list 2>&1 | grep -E "mlops_jupyter.*enabled"

@@ -36,6 +36,9 @@ __all__ = [
     "unload_ipython_extension",
 ]
 
+LABEXTENSION_NAME = "mlops-jupyter"
+"""The JupyterLab extension's name (``labextension/package.json``)."""
+
 
 def create_mlops_pipeline(
     pipeline_name: str,
@@ -92,3 +95,16 @@ def unload_ipython_extension(ipython: Any) -> None:
     from mlops_jupyter.magics import unregister
 
     unregister(ipython)
+
+
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    """The jupyter_server extension (the MLOps REST API); enabled by the config file the wheel
+    installs in ``etc/jupyter/jupyter_server_config.d/``."""
+    from mlops_jupyter.server import MLOpsServer
+
+    return [{"module": "mlops_jupyter.server", "app": MLOpsServer}]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """The prebuilt JupyterLab extension (the MLOps sidebar), built into ``labextension/``."""
+    return [{"src": "labextension", "dest": LABEXTENSION_NAME}]

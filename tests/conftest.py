@@ -6,8 +6,15 @@ pristine store once and each test copies the file (a few ms).
 
 from __future__ import annotations
 
+import http.client
+import json
+import os
 import shutil
+import signal
+import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
@@ -121,3 +128,128 @@ def autolog_ip(mlops_ip):
     """``mlops_ip`` with ``%mlops autolog on``."""
     mlops_ip.run_cell("%mlops autolog on")
     return mlops_ip
+
+
+# -- a real gateway (tests/test_gateway.py, test_deployment.py, test_monitoring_gateway.py) --
+IRIS_FEATURES = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
+
+
+@contextmanager
+def gateway_home(tmp_path_factory: pytest.TempPathFactory, template_db: Path, name: str) -> Iterator[Path]:
+    """A fresh store home (a copy of the template DB) for a module's gateway.
+
+    At the end its gateway is stopped (killed if it does not stop) and its tracking stores
+    are closed, so no test leaves a process or a connection behind.
+    """
+    from mlops_jupyter.core import store as store_mod
+    from mlops_jupyter.serving.process import read_info, stop_gateway
+
+    home = tmp_path_factory.mktemp(name) / "store"
+    home.mkdir()
+    shutil.copy(template_db, home / "mlflow.db")
+    try:
+        yield home
+    finally:
+        try:
+            stop_gateway(home)
+        except Exception:  # never leave a gateway behind
+            info = read_info(home)
+            if info:
+                os.kill(info["pid"], signal.SIGKILL)
+        for key, st in list(store_mod._STORES.items()):
+            if key[1] == str(home):
+                st.close()
+                del store_mod._STORES[key]
+
+
+class Http:
+    """A keep-alive client of the gateway."""
+
+    def __init__(self, port: int, token: str | None = None) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.token = token
+
+    def call(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
+             raw: bytes | None = None) -> tuple[int, dict[str, str], Any]:
+        h = {"Content-Type": "application/json"}
+        if self.token:
+            h["Authorization"] = f"Bearer {self.token}"
+        h.update(headers or {})
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        self.conn.request(method, path, body=data, headers=h)
+        resp = self.conn.getresponse()
+        payload = resp.read()
+        hdrs = {k.lower(): v for k, v in resp.getheaders()}
+        if resp.getheader("Connection", "").lower() == "close":
+            self.conn.close()
+        try:
+            return resp.status, hdrs, json.loads(payload)
+        except ValueError:
+            return resp.status, hdrs, payload.decode()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def path(model: str = "iris", env: str = "production", tenant: str = "acme", suffix: str = "/invocations") -> str:
+    return f"/tenants/{tenant}/{env}/models/{model}{suffix}"
+
+
+def split_body(rows: list[list[float]], columns: list[str] = IRIS_FEATURES) -> dict[str, Any]:
+    return {"dataframe_split": {"columns": columns, "data": rows}}
+
+
+# -- a seeded store for the REST API and the sidebar (test_server_ext.py, browser/) --------
+def seed_mlops_store(home: Path) -> dict[str, Any]:
+    """Fill ``home`` with what the REST and browser tests read, and deploy (starts its gateway).
+
+    Tenant ``acme``: experiments ``churn`` (three finished runs with params and metrics, one
+    failed) and ``baseline``; model ``iris`` 1.0.0 -> 1.1.0 -> 1.2.0 (with reference data);
+    deployments ``production`` (1.0.0 then 1.1.0 at 50 %: a 50/50 split) and ``staging``
+    (1.0.0). Tenant ``other``: experiment ``secret-exp`` and model ``secret`` deployed in
+    production, which ``acme`` must never see.
+    """
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.tree import DecisionTreeClassifier
+
+    from mlops_jupyter import create_experiment_tracker, create_model_deployment, create_model_versioning
+
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    where = {"storage_path": home}
+    t = create_experiment_tracker(tenant_id="acme", **where)
+    runs = {}
+    for depth, acc in ((3, 0.91), (5, 0.94), (8, 0.93)):
+        with t.start_experiment("churn", tags={"team": "growth"}, run_name=f"depth-{depth}") as run:
+            t.log_params({"max_depth": depth, "model": "tree"})
+            t.log_metrics({"accuracy": acc, "f1": round(acc - 0.02, 4), "loss": round(1 - acc, 4)})
+        runs[f"depth-{depth}"] = run.run_id
+        time.sleep(0.003)  # distinct start times: the API lists runs newest first
+    t.start_experiment("churn", run_name="broken")
+    runs["broken"] = t.end_experiment(status="failed")["run_id"]
+    time.sleep(0.003)
+    with t.start_experiment("baseline", run_name="majority-class") as run:
+        t.log_metrics({"accuracy": 0.33})
+    runs["majority-class"] = run.run_id
+
+    v = create_model_versioning(tenant_id="acme", **where)
+    v.create_version("iris", model=LogisticRegression(max_iter=500).fit(X, y), reference_data=X,
+                     metadata={"training_data": "iris.csv"})
+    v.create_version("iris", model=DecisionTreeClassifier(max_depth=2, random_state=0).fit(X, y), reference_data=X)
+    v.create_version("iris", model=DecisionTreeClassifier(max_depth=3, random_state=0).fit(X, y), reference_data=X)
+    d = create_model_deployment(tenant_id="acme", **where)
+    for version, env, pct in (("1.0.0", "production", 100), ("1.1.0", "production", 50), ("1.0.0", "staging", 100)):
+        r = d.deploy_model("iris", version, env, traffic_percentage=pct)
+        assert r["status"] == "deployed", r
+
+    other_t = create_experiment_tracker(tenant_id="other", **where)
+    with other_t.start_experiment("secret-exp", run_name="hidden") as run:
+        other_t.log_metrics({"accuracy": 0.99})
+    runs["other"] = run.run_id
+    create_model_versioning(tenant_id="other", **where).create_version(
+        "secret", model=LogisticRegression(max_iter=500).fit(X, y), reference_data=X)
+    other_d = create_model_deployment(tenant_id="other", **where)
+    assert other_d.deploy_model("secret", "1.0.0", "production")["status"] == "deployed"
+    info = json.loads((home / "gateway.json").read_text())
+    return {"home": home, "runs": runs, "X": X, "port": info["port"], "token": d.get_token(),
+            "other_token": other_d.get_token(), "deployment": d}

@@ -17,7 +17,6 @@ import pytest
 from IPython.core.error import UsageError
 
 from mlops_jupyter.errors import (
-    FeatureNotAvailableError,
     InvalidMetricError,
     InvalidTenantError,
     RunStateError,
@@ -331,14 +330,32 @@ def test_deploy_commands_surface_core_errors_as_usage_errors(mlops_ip):
     assert "frame" in str(usage_error(mlops_ip, "%mlops predict iris frame"))  # no such notebook variable
 
 
-def test_monitoring_not_built_yet_is_a_one_line_usage_error(mlops_ip):
-    # drift / alert call the monitoring stubs, which raise FeatureNotAvailableError until
-    # the monitoring feature lands. Replace this test then.
-    for line in ("%mlops drift iris --threshold 0.2 --window 100",
-                 '%mlops alert iris "drift_score > 0.1" --action notify_team'):
-        err = usage_error(mlops_ip, line)
-        assert str(err).startswith("FeatureNotAvailableError: "), line
-        assert isinstance(err.mlops_error, FeatureNotAvailableError), line
+def test_drift_and_alert_magics_run_on_the_monitoring_api(mlops_ip):
+    import numpy as np
+    import pandas as pd
+
+    mon = magics(mlops_ip).pipeline.monitoring
+    rng = np.random.default_rng(0)
+    mon.set_reference("iris", pd.DataFrame({"x": rng.normal(size=1000)}))
+    mon.track_predictions("iris", pd.DataFrame({"prediction_time": 0.01, "success": True,
+                                                "x": rng.normal(1.5, 1.0, 300)}))
+    rule = mlops_ip.run_cell('%mlops alert iris "drift_score > 0.1" --action notify_team').result
+    assert rule["condition"] == "drift_score > 0.1" and rule["state"] == "inactive"
+    result = mlops_ip.run_cell("%mlops drift iris --threshold 0.2 --window 100").result
+    assert result["drift_detected"] is True and result["threshold"] == 0.2 and result["n_current"] == 100
+    assert result["window"]["size"] == 100 and "drift of iris" in result.title
+    assert [a["state"] for a in result["alerts"]] == ["firing"]  # evaluated on this check
+    assert mlops_ip.run_cell("%mlops drift iris --window 1h").result["window"]["span"] == "1h"
+
+
+def test_drift_and_alert_mistakes_are_one_line_usage_errors(mlops_ip):
+    err = usage_error(mlops_ip, "%mlops drift iris --window soon")
+    assert str(err).startswith("InvalidWindowError: ") and "1h" in str(err)
+    err = usage_error(mlops_ip, "%mlops alert iris \"__import__('os') > 1\" --action log")
+    assert str(err).startswith("AlertRuleError: ") and "position 0" in str(err) and "drift_score" in str(err)
+    err = usage_error(mlops_ip, '%mlops alert iris "drift_score > 0.1" --action "webhook:ftp://x"')
+    assert str(err).startswith("InvalidAlertActionError: ")
+    usage_error(mlops_ip, '%mlops alert iris "drift_score > 0.1"')  # --action is required
 
 
 # -- help and errors -------------------------------------------------------------------------

@@ -120,26 +120,20 @@ def test_feature_not_available_error_contract():
         raise e
 
 
-# Deployment was built while this suite was written (its own tests cover it); monitoring's
-# methods are still stubs. When monitoring lands, its tests replace this one.
-@pytest.mark.parametrize(
-    "call",
-    [
-        lambda m: m.track_prediction("ticket_classifier", prediction_time=0.15, success=True),
-        lambda m: m.check_drift("ticket_classifier", threshold=0.1),
-        lambda m: m.set_alert("ticket_classifier", "drift_score > 0.1", "notify_team"),
-    ],
-    ids=["track_prediction", "check_drift", "set_alert"],
-)
-def test_unbuilt_monitoring_raises_feature_not_available(home, call):
+# The seed's monitoring calls, exactly as written in its step 5 and "Alerting" (their
+# behaviour is covered in tests/test_monitoring.py and tests/test_alerts.py).
+def test_monitoring_keeps_the_seeds_signatures_and_output_keys(home):
     from mlops_jupyter import create_model_monitoring
 
     m = create_model_monitoring(tenant_id="tenant_123")
-    with pytest.raises(FeatureNotAvailableError) as ei:
-        call(m)
-    assert isinstance(ei.value, NotImplementedError)
-    assert isinstance(ei.value, MLOpsError)
-    assert "not built yet" in str(ei.value)
+    assert m.track_prediction(model_id="ticket_classifier", prediction_time=0.15, success=True,
+                              input_features={"priority": 1, "category": "technical"}) is None
+    drift = m.check_drift(model_id="ticket_classifier", threshold=0.1)
+    assert {"drift_detected", "drift_score", "performance_metrics"} <= set(drift)
+    assert {"avg_latency", "success_rate"} <= set(drift["performance_metrics"])
+    alert = m.set_alert(model_id="ticket_classifier", condition="drift_score > 0.1", action="notify_team")
+    assert alert["condition"] == "drift_score > 0.1" and alert["action"] == "notify_team"
+    assert not drift["drift_detected"]  # the guide's step 6 branch: nothing to retrain
 
 
 def test_validation_limits_equal_mlflow():

@@ -198,6 +198,8 @@ class ModelVersioning:
             "model_uri": f"models:/{m.name}/{m.version}",
             "has_reference": T_REFERENCE in tags,
             "aliases": live,
+            "report": {"run_id": tags["mlops.report_run_id"], "path": tags.get("mlops.report") or None}
+            if "mlops.report_run_id" in tags else None,
         }
 
     # -- public API --------------------------------------------------------------------
@@ -323,6 +325,9 @@ class ModelVersioning:
         }
         if source_sha:
             tags["mlops.source_sha256"] = source_sha
+        if os.environ.get("MLOPS_REPORT_RUN_ID"):  # made while `mlops-jupyter report` runs the notebook
+            tags.update({"mlops.report_run_id": os.environ["MLOPS_REPORT_RUN_ID"],
+                         "mlops.report": os.environ.get("MLOPS_REPORT_PATH", "")})
         if reference_data is not None:
             tags[T_REFERENCE] = f"{artifact_uri}/{REFERENCE_FILE}"
         mv = client.create_model_version(
