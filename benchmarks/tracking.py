@@ -3,7 +3,10 @@
 Workloads (the same for both sides, each on its own fresh sqlite store in a temp folder):
 
 A. one run, N_CALLS ``log_metrics`` calls of 10 metrics each (explicit steps), then end;
-B. N_RUNS runs, each with 5 params and 5 metrics, started and ended.
+B. N_RUNS runs, each with 5 params and 5 metrics, started and ended: once with the default
+   ``end_experiment()``, which waits until the run is stored (one sqlite commit per run), and
+   once with ``end_experiment(wait=False)`` (journaled at once, stored in the background)
+   and a final ``flush()``.
 
 Time is end to end, including our final flush; afterwards every point is verified stored
 through a plain ``MlflowClient``. Prints both times and the ratio.
@@ -37,6 +40,8 @@ def bench_ours(home: Path, n_calls: int, n_runs: int) -> tuple[float, float]:
     tracker.end_experiment()
     tracker.start_experiment("bench-runs")
     tracker.end_experiment()
+    tracker.start_experiment("bench-runs-nowait")
+    tracker.end_experiment()
 
     t0 = time.perf_counter()
     tracker.start_experiment("bench-calls", run_name="calls")
@@ -53,7 +58,16 @@ def bench_ours(home: Path, n_calls: int, n_runs: int) -> tuple[float, float]:
         tracker.end_experiment()
     tracker.flush()
     t_runs = time.perf_counter() - t0
-    return t_calls, t_runs
+
+    t0 = time.perf_counter()
+    for r in range(n_runs):
+        tracker.start_experiment("bench-runs-nowait", run_name=f"run-{r}")
+        tracker.log_params({f"p{j}": r * 10 + j for j in range(5)})
+        tracker.log_metrics({f"m{j}": r + j / 10 for j in range(5)})
+        tracker.end_experiment(wait=False)
+    tracker.flush()
+    t_runs_nowait = time.perf_counter() - t0
+    return t_calls, t_runs, t_runs_nowait
 
 
 def bench_mlflow(home: Path, n_calls: int, n_runs: int) -> tuple[float, float]:
@@ -83,7 +97,7 @@ def bench_mlflow(home: Path, n_calls: int, n_runs: int) -> tuple[float, float]:
     return t_calls, t_runs
 
 
-def verify(home: Path, n_calls: int, n_runs: int, ours: bool) -> None:
+def verify(home: Path, n_calls: int, n_runs: int, ours: bool, run_experiments: tuple[str, ...] = ("bench-runs",)) -> None:
     """Every point stored: count through MlflowClient and the DB."""
     from mlflow import MlflowClient
 
@@ -98,12 +112,13 @@ def verify(home: Path, n_calls: int, n_runs: int, ours: bool) -> None:
         hist = client.get_metric_history(run.info.run_id, f"m{j}")
         assert len(hist) == n_calls, (j, len(hist))
         assert run.data.metrics[f"m{j}"] == (n_calls - 1) * 0.001 + j
-    exp = client.get_experiment_by_name(prefix + "bench-runs")
-    runs = client.search_runs([exp.experiment_id], filter_string="attributes.status = 'FINISHED'", max_results=5000)
-    runs = [r for r in runs if r.info.run_name.startswith("run-")]
-    assert len(runs) == n_runs, len(runs)
-    for r in runs:
-        assert len(r.data.params) == 5 and len(r.data.metrics) == 5, r.info.run_name
+    for name in run_experiments:
+        exp = client.get_experiment_by_name(prefix + name)
+        runs = client.search_runs([exp.experiment_id], filter_string="attributes.status = 'FINISHED'", max_results=5000)
+        runs = [r for r in runs if r.info.run_name.startswith("run-")]
+        assert len(runs) == n_runs, (name, len(runs))
+        for r in runs:
+            assert len(r.data.params) == 5 and len(r.data.metrics) == 5, r.info.run_name
     con = sqlite3.connect(home / "mlflow.db")
     n_points = con.execute("SELECT COUNT(*) FROM metrics WHERE run_uuid = ?", (run.info.run_id,)).fetchone()[0]
     assert n_points == 10 * n_calls, n_points
@@ -117,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-tracking-") as tmp:
         root = Path(tmp)
         ours_home, mlflow_home = fresh_home(root, "ours"), fresh_home(root, "mlflow")
-        o_calls, o_runs = bench_ours(ours_home, args.calls, args.runs)
-        verify(ours_home, args.calls, args.runs, ours=True)
+        o_calls, o_runs, o_nowait = bench_ours(ours_home, args.calls, args.runs)
+        verify(ours_home, args.calls, args.runs, ours=True, run_experiments=("bench-runs", "bench-runs-nowait"))
         m_calls, m_runs = bench_mlflow(mlflow_home, args.calls, args.runs)
         verify(mlflow_home, args.calls, args.runs, ours=False)
     print(f"tracking benchmark ({os.cpu_count()} cores), every point verified stored")
@@ -126,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [
         (f"A: {args.calls} log_metrics x 10 metrics", o_calls, m_calls),
         (f"B: {args.runs} runs x (5 params + 5 metrics)", o_runs, m_runs),
+        ("B with end_experiment(wait=False) + flush()", o_nowait, m_runs),
         ("A + B", o_calls + o_runs, m_calls + m_runs),
     ]
     for name, o, m in rows:
