@@ -159,6 +159,37 @@ def test_refresh_reloads_runs_and_given_runs_stay_the_given_ones(home):
     assert "no metrics" in str(other.chart.chart.to_dict()["datasets"])
 
 
+def test_report_runs_open_their_html_from_the_comparison_panel(home, tmp_path):
+    """Runs made by ``mlops-jupyter report`` carry ``mlops.report.path``: the panel shows a
+    report column, and Open report shows that HTML below the table."""
+    from mlops_jupyter import create_experiment_tracker
+    from mlops_jupyter.widgets import ComparisonPanel
+
+    page = tmp_path / "train.html"
+    page.write_text("<html><body><h1>Quarterly \"churn\" report</h1><svg></svg></body></html>")
+    tracker = create_experiment_tracker(tenant_id=TENANT, storage_path=home)
+    log_runs(tracker, 2)
+    with tracker.start_experiment(EXPERIMENT, run_name="report-train",
+                                  tags={"mlops.kind": "report", "mlops.report.path": str(page)}) as rep:
+        tracker.log_metrics({"accuracy": 0.5})
+    panel = ComparisonPanel(EXPERIMENT, storage_path=home, tenant_id=TENANT)
+    opened = []
+    panel.on_report(lambda p, rid, path: opened.append((rid, path)))
+    assert ("report", "report", False) in panel.table_columns()
+    assert panel.report_button.disabled  # nothing selected
+    plain = next(r for r in panel.frame["run_id"] if r != rep.run_id)
+    panel.select([plain])
+    assert panel.report_button.disabled  # a run without a report
+    panel.select([rep.run_id])
+    assert not panel.report_button.disabled
+    panel.report_button.click()
+    assert opened == [(rep.run_id, str(page))]
+    assert "<iframe srcdoc=" in panel.report_view.value and "Quarterly &quot;churn&quot; report" in panel.report_view.value
+    page.unlink()  # a report whose file is gone: the error shows, nothing breaks
+    panel.open_report(rep.run_id)
+    assert "open report failed" in panel.message and "FileNotFoundError" in panel.message
+
+
 def test_runs_frame_matches_list_experiments_and_keeps_tenants_apart(store, home):
     import math
 

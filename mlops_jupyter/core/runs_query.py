@@ -28,10 +28,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: Columns every frame has, in this order, before the ``params.*`` and ``metrics.*`` ones.
 BASE_COLUMNS = ("run_id", "run_name", "experiment_name", "status", "start_time", "end_time", "duration",
-                "cell", "kind", "parent_run_id")
+                "cell", "kind", "parent_run_id", "report")
 #: Tags read into columns (MLflow's parent-run tag, and what cell autolog records).
 _TAGS = {"mlflow.parentRunId": "parent_run_id", "mlops.execution_count": "_count", "mlops.cell_id": "_cell_id",
-         "mlops.kind": "kind"}
+         "mlops.kind": "kind", "mlops.report.path": "report"}
 _STATUS = {"FINISHED": "completed", "FAILED": "failed", "KILLED": "killed", "RUNNING": "running",
            "SCHEDULED": "scheduled"}
 
@@ -92,6 +92,7 @@ def frame_from_runs(runs: Sequence[dict[str, Any]] | "pd.DataFrame") -> "pd.Data
         row["kind"] = tags.get("mlops.kind")
         row["_count"] = tags.get("mlops.execution_count")
         row["_cell_id"] = tags.get("mlops.cell_id")
+        row["report"] = tags.get("mlops.report.path")
         row.update({f"params.{k}": v for k, v in (r.get("params") or {}).items()})
         row.update({f"metrics.{k}": v for k, v in (r.get("metrics") or {}).items()})
         rows.append(row)
@@ -210,7 +211,8 @@ def _finish(df: "pd.DataFrame") -> "pd.DataFrame":
     df = df.drop(columns=[c for c in ("_count", "_cell_id") if c in df.columns])
     for col in BASE_COLUMNS:
         if col not in df.columns:
-            df[col] = "" if col == "cell" else None
+            df[col] = "" if col in ("cell", "report") else None
+    df["report"] = df["report"].fillna("").astype(str)  # the local HTML of a report run
     for col in ("start_time", "end_time"):
         if not pd.api.types.is_datetime64_any_dtype(df[col]):
             df[col] = pd.to_datetime(df[col], utc=True, errors="coerce")

@@ -68,7 +68,7 @@ class ComparisonPanel(Panel):
     best_run_id = Unicode(None, allow_none=True, read_only=True)
     n_runs = Int(0, read_only=True)
 
-    _events = ("refresh", "error", "select")
+    _events = ("refresh", "error", "select", "report")
 
     def __init__(self, experiment: str | None = None, runs: Any = None, *, pipeline: Any = None,
                  tenant_id: str | None = None, mlflow_uri: str | None = None, storage_path: PathLike | None = None,
@@ -110,6 +110,9 @@ class ComparisonPanel(Panel):
         self.next_button = widgets.Button(description="next ▶", layout=widgets.Layout(width="80px"))
         self.page_label = widgets.HTML()
         self.clear_button = widgets.Button(description="Clear selection", layout=widgets.Layout(width="auto"))
+        self.report_button = widgets.Button(description="Open report", disabled=True, layout=widgets.Layout(width="auto"),
+                                            tooltip="show the selected report run's HTML (mlops-jupyter report)")
+        self.report_view = widgets.HTML()
         self.summary = widgets.HTML()
         self.chart_note = widgets.HTML()
         self.chart = chart_widget()
@@ -117,16 +120,18 @@ class ComparisonPanel(Panel):
         self.prev_button.on_click(lambda _b: self.prev_page())
         self.next_button.on_click(lambda _b: self.next_page())
         self.clear_button.on_click(lambda _b: self.select([]))
+        self.report_button.on_click(lambda _b: self.open_report())
         self.children = [
             widgets.HBox([self.title, self.refresh_button], layout=widgets.Layout(justify_content="space-between")),
             self.summary,
             widgets.HBox([self.metric_dropdown, self.goal_dropdown, self.param_dropdown]),
-            widgets.HBox([self.view_buttons, self.clear_button]),
+            widgets.HBox([self.view_buttons, self.clear_button, self.report_button]),
             self.chart_note,
             self.chart,
             self.table,
             widgets.HBox([self.prev_button, self.page_label, self.next_button]),
             self.status,
+            self.report_view,
         ]
         self.add_class("mlops-comparison")
         self.refresh_first(metric, param)
@@ -432,6 +437,8 @@ class ComparisonPanel(Panel):
                 ("duration", "duration (s)", True)]
         if len(self.frame) and (self.frame["cell"].astype(str) != "").any():  # runs of notebook cells
             cols.append(("cell", "cell", False))
+        if len(self.frame) and (self.frame["report"].astype(str) != "").any():  # runs of mlops-jupyter report
+            cols.append(("report", "report", False))
         cols += [(f"metrics.{m}", m, True) for m in metrics]
         cols += [(f"params.{p}", p, charts.is_numeric(self.frame[f"params.{p}"])) for p in params[:MAX_TABLE_PARAMS]]
         return cols
@@ -457,6 +464,43 @@ class ComparisonPanel(Panel):
     def _render_controls(self) -> None:
         self.param_dropdown.disabled = self.view == "bar"
         self.clear_button.disabled = not self.selected
+        self.report_button.disabled = self._selected_report() is None
+
+    # -- reports -----------------------------------------------------------------------
+    def _selected_report(self) -> tuple[str, str] | None:
+        """(run id, HTML path) of the one selected run, if it is a report run."""
+        if len(self.selected) != 1 or not len(self.frame):
+            return None
+        rows = self.frame[self.frame["run_id"].astype(str) == self.selected[0]]
+        path = str(rows["report"].iloc[0]) if len(rows) else ""
+        return (self.selected[0], path) if path else None
+
+    def on_report(self, callback: Any, remove: bool = False) -> None:
+        """Call ``callback(panel, run_id, html_path)`` when a report is opened."""
+        self._on("report", callback, remove)
+
+    def open_report(self, run_id: str | None = None) -> None:
+        """Show a report run's self-contained HTML below the table (default: the selected
+        run). Reports come from ``mlops-jupyter report`` / ``%mlops report``; their runs carry
+        the HTML's path in the tag ``mlops.report.path``."""
+        try:
+            if run_id is not None:
+                self.select([run_id])
+            picked = self._selected_report()
+            if picked is None:
+                raise ValueError("select one run that has a report (the 'report' column)")
+            rid, path = picked
+            with open(path, encoding="utf-8") as f:
+                content = f.read()
+        except Exception as exc:
+            self.fail("open report", exc)
+            return
+        self.report_view.value = (
+            f"<div style='margin-top:6px'>report of run {html.escape(rid)}: <code>{html.escape(path)}</code></div>"
+            f"<iframe srcdoc=\"{html.escape(content, quote=True)}\" "
+            "style='width:100%;height:640px;border:1px solid #ccc' sandbox=''></iframe>")
+        self.show(f"report of run {rid} opened", "ok")
+        self._fire("report", rid, path)
 
     # -- static view -------------------------------------------------------------------
     def static_html(self) -> str:
