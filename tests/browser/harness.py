@@ -160,14 +160,14 @@ def artifacts() -> Path:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """A headless chromium (``/usr/bin/chromium``, never a downloaded one); the test is
-    skipped when it is missing (``make test`` installs it with apt).
+    """A headless chromium (``/usr/bin/chromium``, never a downloaded one); the test fails
+    when it is missing, rather than quietly not running (``make test`` installs it with apt).
 
     Module-scoped, not session-scoped: Playwright's sync API keeps an asyncio loop running
     in the main thread while it is open, which breaks the tests that run after it and use
     their own loop (pytest-jupyter's ``jp_fetch`` in tests/test_server_ext.py)."""
     if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)")
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (apt-get install -y chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
