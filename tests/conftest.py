@@ -47,10 +47,15 @@ def home(tmp_path: Path, template_db: Path, monkeypatch: pytest.MonkeyPatch):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv(env.MLOPS_HOME, str(h))
     yield h
+    close_stores(h)
+
+
+def close_stores(home: Path) -> None:
+    """Flush and forget the tracking stores this process opened on ``home``."""
     from mlops_jupyter.core import store as store_mod
 
     for key, st in list(store_mod._STORES.items()):
-        if key[1] == str(h):
+        if key[1] == str(home):
             st.close()
             del store_mod._STORES[key]
 
@@ -141,7 +146,6 @@ def gateway_home(tmp_path_factory: pytest.TempPathFactory, template_db: Path, na
     At the end its gateway is stopped (killed if it does not stop) and its tracking stores
     are closed, so no test leaves a process or a connection behind.
     """
-    from mlops_jupyter.core import store as store_mod
     from mlops_jupyter.serving.process import read_info, stop_gateway
 
     home = tmp_path_factory.mktemp(name) / "store"
@@ -156,10 +160,7 @@ def gateway_home(tmp_path_factory: pytest.TempPathFactory, template_db: Path, na
             info = read_info(home)
             if info:
                 os.kill(info["pid"], signal.SIGKILL)
-        for key, st in list(store_mod._STORES.items()):
-            if key[1] == str(home):
-                st.close()
-                del store_mod._STORES[key]
+        close_stores(home)
 
 
 class Http:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import close_stores
 
 from mlops_jupyter import create_experiment_tracker, create_mlops_pipeline, create_model_versioning
 from mlops_jupyter.core.tenancy import TENANT_TAG
@@ -73,12 +74,7 @@ def store_home(tmp_path, monkeypatch):
     h = tmp_path / "client-home"
     monkeypatch.setenv(env.MLOPS_HOME, str(h))
     yield h
-    from mlops_jupyter.core import store as store_mod
-
-    for key, st in list(store_mod._STORES.items()):
-        if key[1] == str(h):
-            st.close()
-            del store_mod._STORES[key]
+    close_stores(h)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import time
 from typing import Any, Callable
 
 import ipywidgets as widgets
-from traitlets import Bool, Unicode
+from traitlets import Bool, Unicode, observe
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,10 @@ class Panel(widgets.VBox):
         self.loaded_at: float | None = None
         super().__init__(**kwargs)
         self.add_class("mlops-panel")
+
+    @observe("busy")
+    def _busy_changed(self, change: Any) -> None:
+        self.refresh_button.disabled = bool(change["new"])
 
     # -- events ------------------------------------------------------------------------
     def _on(self, event: str, callback: Callable[..., Any], remove: bool = False) -> None:

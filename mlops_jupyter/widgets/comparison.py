@@ -316,10 +316,6 @@ class ComparisonPanel(Panel):
         if self._ready:
             self.refresh()
 
-    @observe("busy")
-    def _busy_changed(self, change: Any) -> None:
-        self.refresh_button.disabled = bool(change["new"])
-
     # -- rendering ---------------------------------------------------------------------
     def _render(self) -> None:
         self._sorted = None

@@ -245,10 +245,6 @@ class DriftPanel(Panel):
         if self._ready:
             self.refresh()
 
-    @observe("busy")
-    def _busy_changed(self, change: Any) -> None:
-        self.refresh_button.disabled = bool(change["new"])
-
     # -- rendering ---------------------------------------------------------------------
     def _render(self) -> None:
         self.title.value = (f"<b style='font-size:14px'>Drift · {html.escape(self.model)}</b> "
