@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         t_off_gap = run_cells(shell, cells, "off-gap", gap=GAP)
 
         # 2. ours
-        from mlops_jupyter.magics import get_magics
+        from mlops_jupyter.notebook.magics import get_magics
 
         shell.run_line_magic("load_ext", "mlops_jupyter")
         shell.run_line_magic("config", 'MLOpsMagics.experiment = "bench-autolog"')

@@ -7,7 +7,7 @@ against Evidently's ``DataDriftPreset``, and the prediction log's write rates.
     flush (1 000 parts of 1 000 rows), then compacted as the gateway's background pass
     does. Goal: under 1 s.
 (b) The same 100 000-row current vs reference comparison by our code
-    (:func:`mlops_jupyter.core.drift.compare`) and by Evidently's ``DataDriftPreset``
+    (:func:`mlops_jupyter.monitoring.drift.compare`) and by Evidently's ``DataDriftPreset``
     report, on a shifted and an unshifted dataset: time and per-column verdicts. Evidently
     needs pandas < 3, so it runs in the side environment ``.venv-peers`` (``make bench``
     creates it) through a subprocess that reads the same Parquet files and prints its
@@ -99,8 +99,8 @@ def fmt_rate(x: float) -> str:
 
 # -- (a) -------------------------------------------------------------------------------------
 def bench_check_drift(repeat: int) -> dict:
-    from mlops_jupyter.core.monitoring import ModelMonitoring
-    from mlops_jupyter.core.settings import resolve_settings
+    from mlops_jupyter.monitoring.monitoring import ModelMonitoring
+    from mlops_jupyter.config.settings import resolve_settings
 
     home = tempfile.mkdtemp(prefix="mlops-bench-drift-")
     mon = ModelMonitoring(resolve_settings(tenant_id="bench", storage_path=home), sync_gateway=False)
@@ -148,7 +148,7 @@ def bench_check_drift(repeat: int) -> dict:
 
 # -- (b) -------------------------------------------------------------------------------------
 def bench_vs_evidently(peers_python: Path | None, repeat: int, evidently_runs: int) -> dict:
-    from mlops_jupyter.core.drift import compare
+    from mlops_jupyter.monitoring.drift import compare
 
     out: dict = {}
     tmp = Path(tempfile.mkdtemp(prefix="mlops-bench-evidently-"))
@@ -186,8 +186,8 @@ def bench_vs_evidently(peers_python: Path | None, repeat: int, evidently_runs: i
 
 # -- (c) -------------------------------------------------------------------------------------
 def bench_tracking(n_calls: int, n_rows: int) -> dict:
-    from mlops_jupyter.core.monitoring import ModelMonitoring
-    from mlops_jupyter.core.settings import resolve_settings
+    from mlops_jupyter.monitoring.monitoring import ModelMonitoring
+    from mlops_jupyter.config.settings import resolve_settings
 
     home = tempfile.mkdtemp(prefix="mlops-bench-track-")
     mon = ModelMonitoring(resolve_settings(tenant_id="bench", storage_path=home), sync_gateway=False)

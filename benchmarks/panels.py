@@ -93,12 +93,12 @@ def make_predictions(home: Path, n: int) -> None:
 def bench_comparison(home: Path, n: int, repeat: int) -> dict[str, float]:
     import mlflow
 
-    from mlops_jupyter.core.pipeline import MLOpsPipeline
-    from mlops_jupyter.core.settings import resolve_settings
+    from mlops_jupyter.api import MLOpsPipeline
+    from mlops_jupyter.config.settings import resolve_settings
 
     t0 = time.perf_counter()
-    from mlops_jupyter.widgets import ComparisonPanel
-    from mlops_jupyter.widgets._offline import ensure_offline
+    from mlops_jupyter.notebook.widgets import ComparisonPanel
+    from mlops_jupyter.notebook.widgets._offline import ensure_offline
 
     ensure_offline()
     t_import = time.perf_counter() - t0
@@ -122,9 +122,9 @@ def bench_comparison(home: Path, n: int, repeat: int) -> dict[str, float]:
 
 
 def bench_drift(home: Path, n: int, repeat: int) -> dict[str, float]:
-    from mlops_jupyter.core.pipeline import MLOpsPipeline
-    from mlops_jupyter.core.settings import resolve_settings
-    from mlops_jupyter.widgets import DriftPanel
+    from mlops_jupyter.api import MLOpsPipeline
+    from mlops_jupyter.config.settings import resolve_settings
+    from mlops_jupyter.notebook.widgets import DriftPanel
 
     p = MLOpsPipeline("bench", resolve_settings("bench", None, None, home))
     out = {}

@@ -12,18 +12,18 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from mlops_jupyter.core.pipeline import (
+from mlops_jupyter.api import (
     create_experiment_tracker,
     create_model_deployment,
     create_model_monitoring,
     create_model_versioning,
 )
-from mlops_jupyter.core.pipeline import create_mlops_pipeline as _create_pipeline
+from mlops_jupyter.api import create_mlops_pipeline as _create_pipeline
 
 if TYPE_CHECKING:
-    from mlops_jupyter.core.pipeline import MLOpsPipeline
+    from mlops_jupyter.api import MLOpsPipeline
 
-__version__ = "0.1.0"
+from mlops_jupyter._version import __version__
 
 __all__ = [
     "__version__",
@@ -62,7 +62,7 @@ def create_mlops_pipeline(
             (as ``%mlops autolog on``); ignored outside a kernel.
 
     Returns:
-        An :class:`~mlops_jupyter.core.pipeline.MLOpsPipeline`.
+        An :class:`~mlops_jupyter.api.MLOpsPipeline`.
 
     Example:
         >>> pipeline = create_mlops_pipeline("ticket_classifier_pipeline", tenant_id="tenant_123")
@@ -76,7 +76,7 @@ def create_mlops_pipeline(
             return pipeline
         shell = get_ipython()
         if shell is not None:
-            from mlops_jupyter.magics import register
+            from mlops_jupyter.notebook.magics import register
 
             magics = register(shell)
             magics.use_pipeline(pipeline)
@@ -86,13 +86,13 @@ def create_mlops_pipeline(
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext mlops_jupyter``: registers the ``%mlops`` magic (no heavy import, no I/O)."""
-    from mlops_jupyter.magics import register
+    from mlops_jupyter.notebook.magics import register
 
     register(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    from mlops_jupyter.magics import unregister
+    from mlops_jupyter.notebook.magics import unregister
 
     unregister(ipython)
 

@@ -19,14 +19,14 @@ from typing import Any, Iterator
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
-from mlops_jupyter import env
+from mlops_jupyter.config import env
 
 
 @pytest.fixture(scope="session")
 def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from mlflow import MlflowClient
 
-    from mlops_jupyter.core.sinks import connect_sqlite
+    from mlops_jupyter.storage.sinks import connect_sqlite
 
     d = tmp_path_factory.mktemp("template")
     db = d / "mlflow.db"
@@ -52,7 +52,7 @@ def home(tmp_path: Path, template_db: Path, monkeypatch: pytest.MonkeyPatch):
 
 def close_stores(home: Path) -> None:
     """Flush and forget the tracking stores this process opened on ``home``."""
-    from mlops_jupyter.core import store as store_mod
+    from mlops_jupyter.storage import store as store_mod
 
     for key, st in list(store_mod._STORES.items()):
         if key[1] == str(home):
@@ -121,7 +121,7 @@ def mlops_ip(ip, home):
     """``ip`` with ``%load_ext mlops_jupyter``; the store is the test's ``home``."""
     ip.run_cell("%load_ext mlops_jupyter")
     yield ip
-    from mlops_jupyter.magics.autolog import wait_for_models
+    from mlops_jupyter.notebook.magics.autolog import wait_for_models
 
     wait_for_models()
     if "mlops_jupyter" in ip.extension_manager.loaded:
@@ -146,7 +146,7 @@ def gateway_home(tmp_path_factory: pytest.TempPathFactory, template_db: Path, na
     At the end its gateway is stopped (killed if it does not stop) and its tracking stores
     are closed, so no test leaves a process or a connection behind.
     """
-    from mlops_jupyter.serving.process import read_info, stop_gateway
+    from mlops_jupyter.deployment.targets.local_process import read_info, stop_gateway
 
     home = tmp_path_factory.mktemp(name) / "store"
     home.mkdir()

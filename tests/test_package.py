@@ -18,7 +18,7 @@ def test_import_mlops_jupyter_imports_no_heavy_module():
     code = (
         "import json, sys\n"
         "import mlops_jupyter\n"
-        "import mlops_jupyter.core.pipeline, mlops_jupyter.errors, mlops_jupyter.env\n"
+        "import mlops_jupyter.api, mlops_jupyter.errors, mlops_jupyter.config.env\n"
         f"print(json.dumps(sorted(m for m in {list(HEAVY)!r} if m in sys.modules)))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
@@ -139,7 +139,7 @@ def test_monitoring_keeps_the_seeds_signatures_and_output_keys(home):
 def test_validation_limits_equal_mlflow():
     from mlflow.utils import validation as mv
 
-    from mlops_jupyter.core import validation as ours
+    from mlops_jupyter.tracking import validation as ours
 
     assert ours.MAX_PARAM_VAL_LENGTH == mv.MAX_PARAM_VAL_LENGTH
     assert ours.MAX_TAG_VAL_LENGTH == mv.MAX_TAG_VAL_LENGTH

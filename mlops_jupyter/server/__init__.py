@@ -27,7 +27,7 @@ from typing import Any
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Int, Unicode
 
-from mlops_jupyter import env
+from mlops_jupyter.config import env
 
 SERVICE_KEY = "mlops_service"
 """Key of the :class:`MLOpsService` in ``web_app.settings``."""
@@ -71,7 +71,7 @@ class MLOpsServer(ExtensionApp):
         return str(root / env.DEFAULT_HOME)
 
     def initialize_settings(self) -> None:
-        from mlops_jupyter.core.settings import resolve_settings
+        from mlops_jupyter.config.settings import resolve_settings
         from mlops_jupyter.server.service import MLOpsService
 
         settings = resolve_settings(self.tenant, self.mlflow_uri, None, self._storage_path())

@@ -1,7 +1,7 @@
 """What the REST API does, without HTTP: core calls in, JSON-ready dicts out.
 
 One :class:`MLOpsService` is built when the server starts, around one
-:class:`~mlops_jupyter.core.pipeline.MLOpsPipeline` for the configured tenant. Every call
+:class:`~mlops_jupyter.api.MLOpsPipeline` for the configured tenant. Every call
 is blocking (MLflow queries, the gateway's control plane), so the handlers run them on the
 service's threads, never on the server's event loop: reads on a small pool, changes one at
 a time on a thread of their own (a deploy and a rollback never interleave).
@@ -21,7 +21,7 @@ from functools import partial
 from pathlib import PurePath
 from typing import Any, TypeVar
 
-from mlops_jupyter.core.settings import Settings
+from mlops_jupyter.config.settings import Settings
 from mlops_jupyter.errors import NotFoundError, ValidationError
 
 T = TypeVar("T")
@@ -80,7 +80,7 @@ class MLOpsService:
     """
 
     def __init__(self, settings: Settings, read_threads: int = 4, log: logging.Logger | None = None) -> None:
-        from mlops_jupyter.core.pipeline import MLOpsPipeline
+        from mlops_jupyter.api import MLOpsPipeline
 
         if settings.experiment_name is not None:
             raise ValidationError("The server's settings must not be scoped to one experiment.",
@@ -121,7 +121,7 @@ class MLOpsService:
 
     # -- info ------------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
-        from mlops_jupyter import __version__
+        from mlops_jupyter._version import __version__
 
         return {"tenant": self.tenant, "version": __version__, "tracking_uri": self.settings.tracking_uri,
                 "home": str(self.settings.home)}
@@ -133,8 +133,8 @@ class MLOpsService:
 
     def experiments(self) -> dict[str, Any]:
         """The tenant's experiments, most recently active first, with run counts and the newest run."""
-        from mlops_jupyter.core.tracker import iso_ms
-        from mlops_jupyter.core.versioning import REGISTRY_EXPERIMENT
+        from mlops_jupyter.tracking.tracker import iso_ms
+        from mlops_jupyter.registry.versioning import REGISTRY_EXPERIMENT
 
         t = self.pipeline.tracker
         runs = t.list_experiments(max_results=RUN_SCAN)
@@ -209,7 +209,7 @@ class MLOpsService:
 
     # -- deployments -----------------------------------------------------------------------
     def _rollback_to(self, model_id: str, environment: str) -> str | None:
-        from mlops_jupyter.serving.traffic import rollback_target
+        from mlops_jupyter.deployment.traffic import rollback_target
 
         d = self.pipeline.deployment
         rec = d.target.get(d.tenant, environment, model_id)
@@ -219,7 +219,7 @@ class MLOpsService:
 
     def _with_health(self, deps: list[dict[str, Any]], gateway: dict[str, Any]) -> list[dict[str, Any]]:
         """Add ``health`` (asked of the running gateway, never starting it) and ``rollback_to``."""
-        from mlops_jupyter.serving.client import DeploymentClient
+        from mlops_jupyter.deployment.client import DeploymentClient
 
         token = self.pipeline.deployment.get_token() if deps and gateway.get("running") else None
         for d in deps:
@@ -270,7 +270,7 @@ class MLOpsService:
             ValidationError: an unknown action or key, a missing key, a value of the wrong type.
             DeploymentError: the deploy failed (what served before keeps serving).
         """
-        from mlops_jupyter.core.deployment import validate_environment
+        from mlops_jupyter.deployment.deployment import validate_environment
         from mlops_jupyter.errors import DeploymentError
 
         validate_environment(environment)

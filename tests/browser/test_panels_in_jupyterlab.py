@@ -64,7 +64,7 @@ ERROR_OUTPUTS = """() => {
 
 def served_version(home: Path, X) -> str:
     """One prediction over plain HTTP; the version the gateway says answered it."""
-    from mlops_jupyter.serving import auth
+    from mlops_jupyter.deployment import tokens as auth
 
     info = json.loads((home / "gateway.json").read_text())
     body = json.dumps({"dataframe_split": {"columns": list(X.columns), "data": X.head(1).values.tolist()}})

@@ -1,0 +1,608 @@
+"""Model deployment: versions behind real HTTP endpoints, with A/B traffic and rollback.
+
+The deployment API is target-agnostic: a :class:`DeploymentTarget` does the work, chosen
+by name. ``local`` (the default and, for now, the only one) is the serving gateway of
+:mod:`mlops_jupyter.serving`: one long-lived process per storage home, started on
+demand by the first deploy, detached so it outlives the kernel, restoring every
+deployment from the embedded store when it starts again.
+
+Endpoints look like ``http://127.0.0.1:PORT/tenants/{tenant}/{environment}/models/{model_id}``
+and take MLflow's scoring JSON at ``POST {endpoint}/invocations`` with
+``Authorization: Bearer <token>`` (:meth:`ModelDeployment.get_token`).
+
+Example:
+    >>> deployment = create_model_deployment(tenant_id="tenant_123")
+    >>> r = deployment.deploy_model("ticket_classifier", "1.0.0", environment="production")
+    >>> r["status"], r["traffic"]
+    ('deployed', {'1.0.0': 100})
+    >>> deployment.client("ticket_classifier", "production").predict(df.head(2))
+    array([1, 0])
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping, Protocol
+
+from mlops_jupyter.config.settings import Settings
+from mlops_jupyter.errors import (
+    DeploymentError,
+    InvalidNameError,
+    NotFoundError,
+    ValidationError,
+)
+
+log = logging.getLogger(__name__)
+
+ENVIRONMENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+CONFIG_KEYS = ("replicas", "resources")
+RESOURCE_KEYS = ("cpu", "memory")
+MAX_REPLICAS = 64
+_CPU_RE = re.compile(r"(\d+(\.\d+)?|\d+m)")
+_MEMORY_RE = re.compile(r"\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|K|M|G|T|P|E)?")
+EXAMPLE_ROWS = 5
+
+
+def validate_environment(environment: Any) -> str:
+    """Return ``environment`` if it is a slug: 1 to 64 letters, digits, ``_`` and ``-``.
+
+    Raises:
+        InvalidNameError: anything else (``prod!``, ``a/b``, ``""``).
+
+    Example:
+        >>> validate_environment("staging")
+        'staging'
+    """
+    if not isinstance(environment, str) or not ENVIRONMENT_RE.fullmatch(environment):
+        raise InvalidNameError(
+            f"Invalid environment {environment!r}.", value=environment,
+            allowed="1 to 64 letters, digits, '_' and '-', starting with a letter or digit "
+            "(e.g. 'production', 'staging')",
+        )
+    return environment
+
+
+def validate_config(config: Any) -> dict[str, Any]:
+    """Validate a deployment ``config``; returns a normalised copy.
+
+    Known keys: ``replicas`` (int 1..64) and ``resources`` (``{"cpu": "2", "memory":
+    "4Gi"}``, Kubernetes quantity strings). Both are stored with the deployment and
+    reported by :meth:`ModelDeployment.get_deployment`. The local gateway serves every
+    version from its one process: it does not start replicas nor enforce resources;
+    they are there for targets that do (a KServe target renders them into manifests).
+
+    Raises:
+        ValidationError: unknown keys (the message lists the known ones) or bad values.
+
+    Example:
+        >>> validate_config({"replicas": 3, "resources": {"cpu": "2", "memory": "4Gi"}})
+        {'replicas': 3, 'resources': {'cpu': '2', 'memory': '4Gi'}}
+    """
+    if config is None:
+        return {}
+    if not isinstance(config, Mapping):
+        raise ValidationError(f"Invalid config {config!r}.", value=config,
+                              allowed="a dict such as {'replicas': 3, 'resources': {'cpu': '2', 'memory': '4Gi'}}")
+    unknown = sorted(str(k) for k in config if k not in CONFIG_KEYS)
+    if unknown:
+        raise ValidationError(f"Unknown config key(s) {unknown}.", value=unknown, allowed=CONFIG_KEYS)
+    out: dict[str, Any] = {}
+    if "replicas" in config:
+        r = config["replicas"]
+        if isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= MAX_REPLICAS:
+            raise ValidationError(f"Invalid replicas {r!r}.", value=r, allowed=f"an integer from 1 to {MAX_REPLICAS}")
+        out["replicas"] = r
+    if "resources" in config:
+        res = config["resources"]
+        if not isinstance(res, Mapping):
+            raise ValidationError(f"Invalid resources {res!r}.", value=res,
+                                  allowed="a dict like {'cpu': '2', 'memory': '4Gi'}")
+        bad = sorted(str(k) for k in res if k not in RESOURCE_KEYS)
+        if bad:
+            raise ValidationError(f"Unknown resources key(s) {bad}.", value=bad, allowed=RESOURCE_KEYS)
+        norm = {}
+        for k, pattern, example in (("cpu", _CPU_RE, "'2', '0.5' or '500m'"),
+                                    ("memory", _MEMORY_RE, "'4Gi', '512Mi' or '1G'")):
+            if k in res:
+                v = res[k]
+                if not isinstance(v, str) or not pattern.fullmatch(v) or float(re.match(r"[\d.]+", v).group()) <= 0:
+                    raise ValidationError(f"Invalid resources.{k} {v!r}.", value=v,
+                                          allowed=f"a positive quantity string such as {example}")
+                norm[k] = v
+        out["resources"] = norm
+    return out
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class DeploymentTarget(Protocol):
+    """Where deployments run. Target-specific code stays behind these methods.
+
+    Every change is one operation dict: ``{"op": "deploy" | "traffic" | "rollback" |
+    "undeploy", "tenant", "environment", "model_id", ...}`` with ``specs`` (version ->
+    ``{"path", "sha256", "example"}``) for the versions it introduces.
+    """
+
+    name: str
+
+    def ensure_running(self) -> dict[str, Any]:
+        """Start the serving side if it is not running; returns where it serves."""
+
+    def apply(self, op: Mapping[str, Any]) -> dict[str, Any]:
+        """Carry out one change; ``{"ok": True, "record"}`` or ``{"ok": False, "message", ...}``."""
+
+    def get(self, tenant: str, environment: str, model_id: str) -> dict[str, Any] | None:
+        """The stored deployment record, or None."""
+
+    def list(self, tenant: str, environment: str | None = None) -> list[dict[str, Any]]:
+        """The tenant's deployment records."""
+
+    def endpoint(self, tenant: str, environment: str, model_id: str) -> str:
+        """The URL of one deployment."""
+
+    def status(self) -> dict[str, Any]:
+        """Whether the target serves, and where."""
+
+    def verify(self) -> dict[str, Any]:
+        """A health check of the serving side (raises if it fails)."""
+
+
+class LocalGatewayTarget:
+    """The ``local`` target: the serving gateway of the storage home.
+
+    The gateway serves every version from one process; ``replicas`` and ``resources``
+    are stored and reported, not applied.
+    """
+
+    name = "local"
+
+    def __init__(self, home: Path) -> None:
+        self.home = Path(home)
+        self._store: Any = None
+        self._admin: Any = None
+        self._admin_url: str | None = None
+
+    @property
+    def store(self) -> Any:
+        if self._store is None:
+            from mlops_jupyter.storage.state import open_embedded_store
+
+            self._store = open_embedded_store(self.home)
+        return self._store
+
+    def ensure_running(self) -> dict[str, Any]:
+        from mlops_jupyter.deployment import tokens as auth
+        from mlops_jupyter.deployment.client import AdminClient
+        from mlops_jupyter.deployment.targets.local_process import ensure_gateway
+
+        info = ensure_gateway(self.home)
+        if self._admin is None or self._admin_url != info["url"]:
+            if self._admin is not None:
+                self._admin.close()
+            self._admin = AdminClient(info["url"], auth.admin_token(self.home))
+            self._admin_url = info["url"]
+        return info
+
+    def apply(self, op: Mapping[str, Any]) -> dict[str, Any]:
+        self.ensure_running()
+        return self._admin.apply(op)
+
+    def verify(self) -> dict[str, Any]:
+        self.ensure_running()
+        return self._admin.health()
+
+    def get(self, tenant: str, environment: str, model_id: str) -> dict[str, Any] | None:
+        return self.store.get_deployment(tenant, environment, model_id)
+
+    def list(self, tenant: str, environment: str | None = None) -> list[dict[str, Any]]:
+        return self.store.list_deployments(tenant=tenant, environment=environment)
+
+    def base_url(self) -> str:
+        from mlops_jupyter.config.settings import GATEWAY_PORT_META as PORT_META
+        from mlops_jupyter.deployment.targets.local_process import read_info
+
+        info = read_info(self.home)
+        if info and info.get("url"):
+            return info["url"]
+        port = self.store.get_meta(PORT_META)
+        return f"http://127.0.0.1:{port}" if port else "http://127.0.0.1:PORT"
+
+    def endpoint(self, tenant: str, environment: str, model_id: str) -> str:
+        return f"{self.base_url()}/tenants/{tenant}/{environment}/models/{model_id}"
+
+    def status(self) -> dict[str, Any]:
+        from mlops_jupyter.deployment.targets.local_process import gateway_status
+
+        return gateway_status(self.home)
+
+    def stop(self) -> dict[str, Any]:
+        from mlops_jupyter.deployment.targets.local_process import stop_gateway
+
+        if self._admin is not None:
+            self._admin.close()
+            self._admin = None
+        return stop_gateway(self.home)
+
+
+TARGETS = {"local": LocalGatewayTarget}
+
+
+class ModelDeployment:
+    """Deploys a tenant's model versions, splits traffic between them and rolls back.
+
+    Args:
+        settings: the resolved settings (tenant, tracking URI, storage home).
+        target: where deployments run; ``"local"`` (the serving gateway) is the one target
+            built so far.
+
+    A tenant's deployment object sees and changes only that tenant's deployments: model
+    ids are resolved through the tenant's versioning, and every record and route carries
+    the tenant.
+
+    Example:
+        >>> deployment = create_model_deployment(tenant_id="tenant_123")
+        >>> deployment.deploy_model("ticket_classifier", "1.0.0")["status"]
+        'deployed'
+    """
+
+    def __init__(self, settings: Settings, target: str = "local", versioning: Any = None) -> None:
+        self.settings = settings
+        self.tenancy = settings.tenancy
+        if target not in TARGETS:
+            raise ValidationError(f"Unknown deployment target {target!r}.", value=target, allowed=list(TARGETS))
+        self.target: Any = TARGETS[target](settings.home)
+        self._versioning = versioning
+
+    @property
+    def tenant(self) -> str:
+        return self.tenancy.tenant
+
+    @property
+    def versioning(self) -> Any:
+        if self._versioning is None:
+            from mlops_jupyter.registry.versioning import ModelVersioning
+
+            self._versioning = ModelVersioning(self.settings)
+        return self._versioning
+
+    # -- helpers -------------------------------------------------------------------------
+    def _spec(self, model_id: str, version: str) -> tuple[str, dict[str, Any]]:
+        """(semver, what the gateway needs to load it) for a version, semver or alias."""
+        v = self.versioning.get_version(model_id, version)
+        semver = v["version"]
+        path = self.versioning.model_dir(model_id, semver)
+        spec: dict[str, Any] = {"path": str(path), "sha256": v["sha256"], "registry_version": v["registry_version"]}
+        if v.get("has_reference"):
+            try:
+                ref = self.versioning.load_reference_data(model_id, semver)
+            except Exception as exc:  # the gateway falls back to the MLflow example / zeros
+                log.warning("mlops_jupyter: could not read the reference data of %s %s: %s", model_id, semver, exc)
+                ref = None
+            if ref is not None and len(ref):
+                import json
+
+                head = ref.head(EXAMPLE_ROWS)
+                split = json.loads(head.to_json(orient="split", index=False, date_format="iso"))
+                spec["example"] = {"columns": [str(c) for c in split["columns"]], "data": split["data"],
+                                   "dtypes": {str(c): str(t) for c, t in head.dtypes.items()}}
+        return semver, spec
+
+    def _record(self, model_id: str, environment: str) -> dict[str, Any]:
+        rec = self.target.get(self.tenant, environment, model_id)
+        if rec is None:
+            mine = [f"{r['environment']}/{r['model_id']}" for r in self.target.list(self.tenant)]
+            raise NotFoundError(
+                f"Model {model_id!r} is not deployed in environment {environment!r} for tenant {self.tenant!r}.",
+                value=f"{environment}/{model_id}", allowed=mine or "(no deployments yet: use deploy_model)",
+            )
+        return rec
+
+    def _describe(self, rec: Mapping[str, Any]) -> dict[str, Any]:
+        from mlops_jupyter.deployment.traffic import top_version
+
+        return {
+            "deployment_id": rec["deployment_id"],
+            "model_id": rec["model_id"],
+            "environment": rec["environment"],
+            "status": rec["status"],
+            "reason": rec.get("reason"),
+            "endpoint": self.target.endpoint(self.tenant, rec["environment"], rec["model_id"]),
+            "version": top_version(rec["traffic"]),
+            "traffic": dict(rec["traffic"]),
+            "versions": list(rec["traffic"]),
+            "config": rec.get("config") or {},
+            "target": self.target.name,
+            "revision": rec.get("revision"),
+            "previous_traffic": (rec.get("history") or [])[-5:],
+            "created_at": _iso(rec.get("created_at")),
+            "updated_at": _iso(rec.get("updated_at")),
+        }
+
+    def _change(self, op: dict[str, Any]) -> dict[str, Any]:
+        from mlops_jupyter.deployment import tokens as auth
+
+        auth.tenant_token(self.settings.home, self.tenant)  # the gateway must know the tenant's token
+        op = {**op, "tenant": self.tenant}
+        return self.target.apply(op)
+
+    # -- public API ----------------------------------------------------------------------
+    def deploy_model(self, model_id: str, version: str, environment: str = "production",
+                     config: Mapping[str, Any] | None = None, traffic_percentage: int = 100) -> dict[str, Any]:
+        """Deploy ``version`` of ``model_id`` into ``environment`` with a share of its traffic.
+
+        Traffic rule: the version gets ``traffic_percentage`` %; the versions already in
+        the environment share the rest in proportion to their current shares (integers by
+        largest remainder, always adding up to 100; a version left at 0 % is removed).
+        With no other version, it gets 100 % whatever the percentage (so deploying
+        1.0.0 at 50 and then 1.1.0 at 50 gives 50/50, as in the A/B example of the
+        guide). ``traffic_percentage=100`` replaces the versions there.
+
+        The status is ``deployed`` only after the gateway has verified the artifact's
+        sha256, loaded the version, made a real test prediction (on the version's
+        reference data, else the MLflow input example, else zeros for an all-numeric
+        model) and answered a health check; otherwise ``failed`` with the ``reason``,
+        and whatever served before keeps serving unchanged.
+
+        Args:
+            model_id: the tenant's model id.
+            version: a version (``"1.0.0"``), an alias (``"production"``) or ``"latest"``.
+            environment: a slug such as ``production`` or ``staging``.
+            config: ``{"replicas": int 1..64, "resources": {"cpu": "2", "memory": "4Gi"}}``;
+                stored and reported (the local gateway runs one process and does not spawn
+                replicas); None keeps the stored config.
+            traffic_percentage: integer 1..100.
+
+        Returns:
+            ``{"deployment_id", "status", "environment", "endpoint"}`` (the guide's dict)
+            plus ``model_id``, ``version``, ``traffic`` (version -> %), ``token_hint``,
+            ``config``, ``revision`` and ``reason`` (None unless failed).
+
+        Raises:
+            InvalidNameError: bad environment or model id.
+            ValidationError: bad percentage or config (unknown keys list the known ones).
+            ModelNotFoundError, VersionNotFoundError: no such model or version for the tenant.
+            GatewayError: the gateway could not be started.
+
+        Example:
+            >>> deployment.deploy_model("ticket_classifier", "1.0.0", "production")
+            {'deployment_id': 'dep_1f0c...', 'status': 'deployed', 'environment': 'production',
+             'endpoint': 'http://127.0.0.1:41873/tenants/tenant_123/production/models/ticket_classifier',
+             'version': '1.0.0', 'traffic': {'1.0.0': 100}, 'token_hint': 'Xy3k...', ...}
+            >>> deployment.deploy_model("ticket_classifier", "1.1.0", "production", traffic_percentage=50)["traffic"]
+            {'1.0.0': 50, '1.1.0': 50}
+        """
+        from mlops_jupyter.deployment import tokens as auth
+        from mlops_jupyter.deployment.traffic import check_percentage
+
+        env = validate_environment(environment)
+        self.tenancy.model_name(model_id)
+        pct = check_percentage(traffic_percentage)
+        cfg = validate_config(config) if config is not None else None
+        semver, spec = self._spec(model_id, version)
+        out = self._change({"op": "deploy", "environment": env, "model_id": model_id, "version": semver,
+                            "traffic_percentage": pct, "specs": {semver: spec}, "config": cfg})
+        rec = out.get("record")
+        status, reason = "deployed", None
+        if not out.get("ok"):
+            status, reason = "failed", out.get("message")
+        else:
+            try:
+                health = self.target.verify()
+                if health.get("status") != "ok":
+                    status, reason = "failed", f"the gateway's health check answered {health}"
+            except Exception as exc:
+                status, reason = "failed", f"the gateway's health check failed: {exc}"
+        if status == "failed":
+            log.warning("mlops_jupyter: deploying %s %s to %s failed: %s", model_id, semver, env, reason)
+        token = auth.tenant_token(self.settings.home, self.tenant)
+        return {
+            "deployment_id": rec["deployment_id"] if rec else None,
+            "status": status,
+            "environment": env,
+            "endpoint": self.target.endpoint(self.tenant, env, model_id),
+            "model_id": model_id,
+            "version": semver,
+            "traffic": dict(rec["traffic"]) if rec else {},
+            "token_hint": auth.token_hint(token),
+            "config": (rec.get("config") if rec else cfg) or {},
+            "revision": rec.get("revision") if rec else None,
+            "reason": reason,
+        }
+
+    def set_traffic(self, model_id: str, environment: str, traffic: Mapping[str, int]) -> dict[str, Any]:
+        """Set the traffic split of a deployment in one atomic change.
+
+        Args:
+            model_id: the tenant's model id.
+            environment: where it is deployed.
+            traffic: version -> integer percentage, adding up to exactly 100; versions at 0
+                are removed; versions not yet deployed there are loaded and verified first.
+
+        Returns:
+            The deployment, as :meth:`get_deployment` returns it.
+
+        Raises:
+            ValidationError: percentages that do not add up to 100, or bad values.
+            NotFoundError: the model is not deployed in ``environment``.
+            DeploymentError: a version failed to load (nothing changed).
+
+        Example:
+            >>> deployment.set_traffic("ticket_classifier", "production", {"1.0.0": 90, "1.1.0": 10})["traffic"]
+            {'1.0.0': 90, '1.1.0': 10}
+        """
+        from mlops_jupyter.deployment.traffic import check_table
+
+        env = validate_environment(environment)
+        table = check_table(traffic)
+        rec = self._record(model_id, env)
+        resolved, specs = {}, {}
+        for v, p in table.items():
+            semver = self.versioning.get_version(model_id, v)["version"]
+            resolved[semver] = resolved.get(semver, 0) + p
+            if semver not in rec["versions"]:
+                specs[semver] = self._spec(model_id, semver)[1]
+        return self._finish(self._change({"op": "traffic", "environment": env, "model_id": model_id,
+                                          "traffic": resolved, "specs": specs}), "set_traffic")
+
+    def rollback(self, model_id: str, environment: str = "production", to_version: str | None = None) -> dict[str, Any]:
+        """Send 100 % of a deployment's traffic to one version, atomically.
+
+        Args:
+            model_id: the tenant's model id.
+            environment: where it is deployed.
+            to_version: the target version (or alias); default: the previously live version
+                (the top version of the last traffic table before the current one that
+                differs from it; after an A/B deploy that is the version that served alone
+                before).
+
+        Returns:
+            The deployment, as :meth:`get_deployment` returns it.
+
+        Raises:
+            NotFoundError: the model is not deployed in ``environment``.
+            DeploymentError: there is no earlier version, or the target failed to load.
+
+        Example:
+            >>> deployment.rollback("ticket_classifier", "production")["traffic"]
+            {'1.0.0': 100}
+        """
+        from mlops_jupyter.deployment.traffic import rollback_target
+
+        env = validate_environment(environment)
+        rec = self._record(model_id, env)
+        if to_version is None:
+            target = rollback_target(rec["traffic"], rec.get("history") or [])
+            if target is None:
+                raise DeploymentError(
+                    f"Model {model_id!r} in {env!r} has no earlier version to roll back to "
+                    f"(traffic {rec['traffic']}); pass to_version=.",
+                    value=None, allowed=[v["version"] for v in self.versioning.list_versions(model_id)],
+                )
+        else:
+            target = self.versioning.get_version(model_id, to_version)["version"]
+        specs = {} if target in rec["versions"] else {target: self._spec(model_id, target)[1]}
+        return self._finish(self._change({"op": "rollback", "environment": env, "model_id": model_id,
+                                          "version": target, "specs": specs}), "rollback")
+
+    def undeploy(self, model_id: str, environment: str = "production", version: str | None = None) -> dict[str, Any]:
+        """Remove a deployment, or one version of it (the others scale up to 100 %).
+
+        Returns:
+            The remaining deployment, or ``{"deployment_id", "model_id", "environment",
+            "status": "undeployed"}`` when nothing is left.
+
+        Raises:
+            NotFoundError: the model (or that version) is not deployed in ``environment``.
+
+        Example:
+            >>> deployment.undeploy("ticket_classifier", "staging")["status"]
+            'undeployed'
+        """
+        env = validate_environment(environment)
+        rec = self._record(model_id, env)
+        semver = None
+        if version is not None:
+            semver = self.versioning.get_version(model_id, version)["version"]
+            if semver not in rec["traffic"]:
+                raise NotFoundError(f"Version {semver!r} of {model_id!r} is not deployed in {env!r}.",
+                                    value=semver, allowed=list(rec["traffic"]))
+        out = self._change({"op": "undeploy", "environment": env, "model_id": model_id, "version": semver})
+        if out.get("ok") and out.get("record") is None:
+            return {"deployment_id": rec["deployment_id"], "model_id": model_id, "environment": env,
+                    "status": "undeployed"}
+        return self._finish(out, "undeploy")
+
+    def _finish(self, out: Mapping[str, Any], what: str) -> dict[str, Any]:
+        if not out.get("ok"):
+            raise DeploymentError(f"{what} failed; nothing changed: {out.get('message')}", value=out.get("error_code"))
+        return self._describe(out["record"])
+
+    def list_deployments(self, environment: str | None = None) -> list[dict[str, Any]]:
+        """The tenant's deployments (optionally of one environment).
+
+        Example:
+            >>> [(d["model_id"], d["traffic"]) for d in deployment.list_deployments("production")]
+            [('ticket_classifier', {'1.0.0': 50, '1.1.0': 50})]
+        """
+        env = validate_environment(environment) if environment is not None else None
+        return [self._describe(r) for r in self.target.list(self.tenant, env)]
+
+    def get_deployment(self, model_id: str, environment: str = "production") -> dict[str, Any]:
+        """One deployment: status, endpoint, traffic, config, recent traffic history.
+
+        Raises:
+            NotFoundError: the model is not deployed in ``environment`` (lists what is).
+
+        Example:
+            >>> deployment.get_deployment("ticket_classifier", "production")["status"]
+            'deployed'
+        """
+        self.tenancy.model_name(model_id)
+        return self._describe(self._record(model_id, validate_environment(environment)))
+
+    def get_token(self) -> str:
+        """The tenant's bearer token for the gateway (for curl and other HTTP clients).
+
+        Example:
+            >>> token = deployment.get_token()
+            >>> # curl -H "Authorization: Bearer $TOKEN" -d @body.json $ENDPOINT/invocations
+        """
+        from mlops_jupyter.deployment import tokens as auth
+
+        return auth.tenant_token(self.settings.home, self.tenant)
+
+    def client(self, model_id: str, environment: str = "production", timeout: float = 30.0) -> Any:
+        """An HTTP client of one deployment carrying the tenant's token.
+
+        Starts the gateway if it is not running (it restores every deployment). Give each
+        thread its own client for parallel requests.
+
+        Example:
+            >>> deployment.client("ticket_classifier").predict(df.head(3))
+            array([1, 0, 1])
+        """
+        from mlops_jupyter.deployment.client import DeploymentClient
+
+        rec = self._record(model_id, validate_environment(environment))
+        self.target.ensure_running()  # the gateway outlives kernels, not reboots: start it if needed
+        return DeploymentClient(self.target.endpoint(self.tenant, rec["environment"], model_id),
+                                self.get_token(), timeout=timeout)
+
+    def endpoint(self, model_id: str, environment: str = "production") -> str:
+        """The URL of a deployment (``POST {endpoint}/invocations`` predicts)."""
+        return self.target.endpoint(self.tenant, validate_environment(environment), model_id)
+
+    def gateway_status(self) -> dict[str, Any]:
+        """Whether the serving side runs, and where (``running``, ``url``, ``pid``...)."""
+        return self.target.status()
+
+    def stop_gateway(self) -> dict[str, Any]:
+        """Stop the local gateway; deployments stay stored and come back on the next start.
+
+        Example:
+            >>> deployment.stop_gateway()["stopped"]
+            True
+        """
+        return self.target.stop()
+
+    def follow_rollback(self, model_id: str, version: str) -> list[dict[str, Any]]:
+        """Roll every live deployment of ``model_id`` back to ``version``.
+
+        Called by :meth:`ModelVersioning.rollback_model`, so moving the model's live
+        alias moves its deployments too. Starts nothing when nothing is deployed.
+        """
+        out = []
+        for rec in self.target.list(self.tenant):
+            if rec["model_id"] == model_id and rec["traffic"]:
+                out.append(self.rollback(model_id, rec["environment"], to_version=version))
+        return out
+
+    def __repr__(self) -> str:
+        return f"<ModelDeployment tenant={self.tenant!r} target={self.target.name!r} home={str(self.settings.home)!r}>"

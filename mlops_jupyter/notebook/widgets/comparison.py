@@ -1,0 +1,521 @@
+"""ComparisonPanel: compare runs: a sortable, paged table, a metric and a param picker,
+bar / scatter / parallel-coordinates views, the best run marked."""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any, Callable, Sequence
+
+import ipywidgets as widgets
+from traitlets import Bool, Enum, Int, List, Unicode, observe, validate
+
+from mlops_jupyter.notebook.widgets import charts
+from mlops_jupyter.notebook.widgets._base import Panel, PathLike, is_pipeline, resolve_pipeline
+from mlops_jupyter.notebook.widgets._offline import chart_widget
+from mlops_jupyter.notebook.widgets._table import RunTable
+from mlops_jupyter.notebook.widgets.static import chart_html, fmt, html_table, panel_html
+
+#: Metrics tried first as the default metric, in this order.
+PREFERRED_METRICS = ("accuracy", "f1", "f1_score", "auc", "roc_auc", "r2", "precision", "recall", "score",
+                     "val_accuracy", "loss", "val_loss", "rmse", "mae")
+#: Metrics that cell autolog records on every cell: never the default.
+HOUSEKEEPING_METRICS = ("cell_duration_s",)
+MAX_TABLE_METRICS = 6
+MAX_TABLE_PARAMS = 6
+
+
+class ComparisonPanel(Panel):
+    """Compare runs of an experiment (or given runs).
+
+    Args:
+        experiment: the experiment whose runs to show (default: the pipeline's experiment if
+            it names one, else every experiment of the tenant).
+        runs: show these runs instead: what ``list_experiments()`` or ``%mlops runs``
+            returns, or a DataFrame like ``mlflow.search_runs``'. Refresh re-reads them
+            from the store.
+        pipeline: the pipeline to read through (default: one built from ``tenant_id``,
+            ``mlflow_uri``, ``storage_path`` as the factories do).
+        metric, param: what the chart shows first (default: a usual metric such as
+            ``accuracy``, and the first param).
+        view: ``bar``, ``scatter`` or ``parallel``.
+        page_size: table rows per page.
+        max_points: most runs a chart draws; beyond that a random sample (the best run
+            always in it), which the panel says on screen.
+
+    Traits: ``experiment``, ``metric``, ``param``, ``view``, ``higher_is_better``,
+    ``sort_by``, ``ascending``, ``page``, ``page_size``, ``selected`` (run ids; when some
+    are selected the chart shows only those), ``best_run_id``, ``n_runs``.
+
+    Example:
+        >>> panel = ComparisonPanel("ticket_classifier", pipeline=pipeline, metric="accuracy")
+        >>> panel.view = "scatter"; panel.param = "max_depth"
+        >>> panel.best_run["run_name"]
+        'cell-12'
+    """
+
+    experiment = Unicode(None, allow_none=True)
+    metric = Unicode("")
+    param = Unicode("")
+    view = Enum(("bar", "scatter", "parallel"), default_value="bar")
+    higher_is_better = Bool(True)
+    sort_by = Unicode("")
+    ascending = Bool(False)
+    page = Int(0)
+    page_size = Int(25)
+    selected = List(Unicode())
+    max_points = Int(2000)
+    best_run_id = Unicode(None, allow_none=True, read_only=True)
+    n_runs = Int(0, read_only=True)
+
+    _events = ("refresh", "error", "select", "report")
+
+    def __init__(self, experiment: str | None = None, runs: Any = None, *, pipeline: Any = None,
+                 tenant_id: str | None = None, mlflow_uri: str | None = None, storage_path: PathLike | None = None,
+                 metric: str | None = None, param: str | None = None, view: str = "bar", page_size: int = 25,
+                 max_points: int = 2000, max_runs: int = 100_000) -> None:
+        if is_pipeline(experiment):  # ComparisonPanel(pipeline) or ComparisonPanel(pipeline, "experiment")
+            pipeline = experiment
+            experiment, runs = (runs, None) if isinstance(runs, str) else (None, runs)
+        p = resolve_pipeline(pipeline, tenant_id=tenant_id, mlflow_uri=mlflow_uri, storage_path=storage_path)
+        super().__init__(p)
+        import pandas as pd
+
+        self.max_runs = max_runs
+        self._given = runs
+        self._given_ids: list[str] | None = None
+        self.frame = pd.DataFrame()
+        self.metrics: list[str] = []
+        self.params: list[str] = []
+        self._chart_rows = 0
+        self._chart_note = ""
+        self._sorted: Any = None
+        self._ready = False
+        self._syncing = False
+        with self.hold_trait_notifications():
+            self.experiment = experiment
+            self.view = view
+            self.page_size = page_size
+            self.max_points = max_points
+
+        self.metric_dropdown = widgets.Dropdown(description="metric", layout=widgets.Layout(width="240px"))
+        self.goal_dropdown = widgets.Dropdown(options=[("higher is better", True), ("lower is better", False)],
+                                              layout=widgets.Layout(width="150px"))
+        self.param_dropdown = widgets.Dropdown(description="param", layout=widgets.Layout(width="240px"))
+        self.view_buttons = widgets.ToggleButtons(options=[("Bar", "bar"), ("Scatter", "scatter"),
+                                                           ("Parallel", "parallel")],
+                                                  style={"button_width": "80px"})
+        self.table = RunTable()
+        self.prev_button = widgets.Button(description="◀ prev", layout=widgets.Layout(width="80px"))
+        self.next_button = widgets.Button(description="next ▶", layout=widgets.Layout(width="80px"))
+        self.page_label = widgets.HTML()
+        self.clear_button = widgets.Button(description="Clear selection", layout=widgets.Layout(width="auto"))
+        self.report_button = widgets.Button(description="Open report", disabled=True, layout=widgets.Layout(width="auto"),
+                                            tooltip="show the selected report run's HTML (mlops-jupyter report)")
+        self.report_view = widgets.HTML()
+        self.summary = widgets.HTML()
+        self.chart_note = widgets.HTML()
+        self.chart = chart_widget()
+        self.chart.add_class("mlops-chart")
+        self.prev_button.on_click(lambda _b: self.prev_page())
+        self.next_button.on_click(lambda _b: self.next_page())
+        self.clear_button.on_click(lambda _b: self.select([]))
+        self.report_button.on_click(lambda _b: self.open_report())
+        self.children = [
+            widgets.HBox([self.title, self.refresh_button], layout=widgets.Layout(justify_content="space-between")),
+            self.summary,
+            widgets.HBox([self.metric_dropdown, self.goal_dropdown, self.param_dropdown]),
+            widgets.HBox([self.view_buttons, self.clear_button, self.report_button]),
+            self.chart_note,
+            self.chart,
+            self.table,
+            widgets.HBox([self.prev_button, self.page_label, self.next_button]),
+            self.status,
+            self.report_view,
+        ]
+        self.add_class("mlops-comparison")
+        self.refresh_first(metric, param)
+
+    # -- loading -----------------------------------------------------------------------
+    def refresh_first(self, metric: str | None, param: str | None) -> None:
+        try:
+            self._load()
+        except Exception as exc:
+            self.fail("load", exc)
+        self._pick_defaults(metric, param)
+        self._link()
+        self._ready = True
+        self._render()
+
+    def _load(self) -> None:
+        from mlops_jupyter.tracking.runs_query import frame_from_runs, runs_frame
+
+        tracker = self.pipeline.tracker
+        if self._given is not None and self._given_ids is None:
+            given = frame_from_runs(self._given)
+            self._given_ids = [str(r) for r in given["run_id"].dropna()]
+            fresh = runs_frame(tracker, experiment_name=None, max_results=self.max_runs, run_ids=self._given_ids) \
+                if self._given_ids else given.iloc[0:0]
+            # runs not in this tenant's store (e.g. a frame from elsewhere) are shown as given
+            missing = given[~given["run_id"].astype(str).isin(set(fresh["run_id"].astype(str)))]
+            df = fresh if missing.empty else frame_from_runs(_concat(fresh, missing))
+        elif self._given_ids is not None:
+            df = runs_frame(tracker, experiment_name=None, max_results=self.max_runs, run_ids=self._given_ids)
+        else:
+            df = runs_frame(tracker, experiment_name=self.experiment, max_results=self.max_runs)
+        self.frame = df.reset_index(drop=True)
+        self.metrics = [c[len("metrics."):] for c in df.columns if c.startswith("metrics.")]
+        self.params = [c[len("params."):] for c in df.columns if c.startswith("params.")]
+        self.set_trait("n_runs", len(df))
+        self.page = self.page  # clamped to the new number of pages
+        ids = set(self.frame["run_id"].astype(str))
+        if any(s not in ids for s in self.selected):
+            self.selected = [s for s in self.selected if s in ids]
+        if self.metric and self.metric not in self.metrics:
+            self.metric = self._default_metric()
+        if self.param and self.param not in self.params:
+            self.param = self.params[0] if self.params else ""
+
+    def _default_metric(self) -> str:
+        for m in PREFERRED_METRICS:
+            if m in self.metrics:
+                return m
+        useful = [m for m in self.metrics if m not in HOUSEKEEPING_METRICS]
+        return (useful or self.metrics or [""])[0]
+
+    def _pick_defaults(self, metric: str | None, param: str | None) -> None:
+        with self.hold_trait_notifications():
+            self.metric = metric.removeprefix("metrics.") if metric else self._default_metric()
+            self.param = param.removeprefix("params.") if param else (self.params[0] if self.params else "")
+            self.higher_is_better = not charts.lower_is_better(self.metric) if self.metric else True
+            if self.metric:
+                self.sort_by, self.ascending = f"metrics.{self.metric}", not self.higher_is_better
+            else:
+                self.sort_by, self.ascending = "start_time", False
+
+    def _link(self) -> None:
+        self._sync_options()
+        widgets.link((self, "higher_is_better"), (self.goal_dropdown, "value"))
+        widgets.link((self, "view"), (self.view_buttons, "value"))
+        widgets.link((self, "sort_by"), (self.table, "sort_by"))
+        widgets.link((self, "ascending"), (self.table, "ascending"))
+        widgets.link((self, "selected"), (self.table, "selected"))
+        self.metric_dropdown.observe(lambda c: self._syncing or setattr(self, "metric", c["new"] or ""), "value")
+        self.param_dropdown.observe(lambda c: self._syncing or setattr(self, "param", c["new"] or ""), "value")
+        self.observe(lambda c: self._syncing or self._sync_options(), ["metric", "param"])
+
+    def _sync_options(self) -> None:
+        """Dropdown options follow the loaded runs; values follow the traits (ipywidgets
+        resets a dropdown's value when its options change: that is ignored here)."""
+        metric_opts, param_opts = self.metrics or [""], self.params or [""]
+        self._syncing = True
+        try:
+            if list(self.metric_dropdown.options) != metric_opts:
+                self.metric_dropdown.options = metric_opts
+            if list(self.param_dropdown.options) != param_opts:
+                self.param_dropdown.options = param_opts
+        finally:
+            self._syncing = False
+        self.metric_dropdown.value = self.metric if self.metric in metric_opts else metric_opts[0]
+        self.param_dropdown.value = self.param if self.param in param_opts else param_opts[0]
+
+    # -- public actions ----------------------------------------------------------------
+    def select(self, run_ids: Sequence[str]) -> None:
+        """Select runs (by id); the chart then shows only them. ``[]`` clears."""
+        self.selected = [str(r) for r in run_ids]
+
+    def on_select(self, callback: Callable[..., Any], remove: bool = False) -> None:
+        """Call ``callback(panel, run_ids)`` when the selection changes."""
+        self._on("select", callback, remove)
+
+    def next_page(self) -> None:
+        self.page = min(self.page + 1, self.n_pages - 1)
+
+    def prev_page(self) -> None:
+        self.page = max(self.page - 1, 0)
+
+    @property
+    def n_pages(self) -> int:
+        return max(1, math.ceil(self.n_runs / max(1, self.page_size)))
+
+    @property
+    def best_run(self) -> dict[str, Any] | None:
+        """The best run for ``metric`` (as a row dict), or None."""
+        if self.best_run_id is None:
+            return None
+        row = self.frame[self.frame["run_id"].astype(str) == self.best_run_id]
+        return row.iloc[0].to_dict() if len(row) else None
+
+    @property
+    def page_rows(self) -> Any:
+        """The current page of the sorted runs (a DataFrame)."""
+        start = self.page * self.page_size
+        return self._sorted_frame().iloc[start:start + self.page_size]
+
+    # -- observers ---------------------------------------------------------------------
+    @validate("page")
+    def _clamp_page(self, proposal: Any) -> int:
+        return max(0, min(int(proposal["value"]), max(0, self.n_pages - 1)))
+
+    @validate("page_size", "max_points")
+    def _positive(self, proposal: Any) -> int:
+        v = int(proposal["value"])
+        if v < 1:
+            from traitlets import TraitError
+
+            raise TraitError(f"{proposal['trait'].name} must be >= 1, got {v}")
+        return v
+
+    @observe("metric")
+    def _metric_changed(self, change: Any) -> None:
+        if not self._ready:
+            return
+        with self.hold_trait_notifications():
+            self.higher_is_better = not charts.lower_is_better(self.metric) if self.metric else True
+            if change["old"] and self.sort_by == f"metrics.{change['old']}" and self.metric:
+                self.sort_by, self.ascending = f"metrics.{self.metric}", not self.higher_is_better
+        self._sorted = None
+        self._render()
+
+    @observe("higher_is_better")
+    def _goal_changed(self, change: Any) -> None:
+        if self._ready:
+            if self.sort_by == f"metrics.{self.metric}":
+                self.ascending = not self.higher_is_better
+            self._render()
+
+    @observe("param", "view")
+    def _chart_changed(self, change: Any) -> None:
+        if self._ready:
+            self._render_chart()
+            self._render_controls()
+
+    @observe("sort_by", "ascending")
+    def _sort_changed(self, change: Any) -> None:
+        if self._ready:
+            self._sorted = None
+            self.page = 0
+            self._render_table()
+
+    @observe("page", "page_size")
+    def _page_changed(self, change: Any) -> None:
+        if self._ready:
+            self._render_table()
+
+    @observe("selected")
+    def _selection_changed(self, change: Any) -> None:
+        if self._ready:
+            self._render_summary()
+            self._render_chart()
+            self._render_table()
+            self._render_controls()
+        self._fire("select", list(self.selected))
+
+    @observe("experiment")
+    def _experiment_changed(self, change: Any) -> None:
+        if self._ready:
+            self.refresh()
+
+    # -- rendering ---------------------------------------------------------------------
+    def _render(self) -> None:
+        self._sorted = None
+        self._compute_best()
+        self._sync_options()
+        self._render_summary()
+        self._render_chart()
+        self._render_table()
+        self._render_controls()
+
+    def _compute_best(self) -> None:
+        best = None
+        col = f"metrics.{self.metric}"
+        if self.metric and col in self.frame.columns and len(self.frame):
+            idx = charts.best_run(self.frame[col], self.higher_is_better)
+            if idx is not None:
+                best = str(self.frame.at[idx, "run_id"])
+        self.set_trait("best_run_id", best)
+
+    def _where(self) -> str:
+        if self._given_ids is not None:
+            exps = sorted({str(e) for e in self.frame.get("experiment_name", []) if e})
+            return f"runs of {exps[0]!r}" if len(exps) == 1 else "given runs"
+        exp = self.experiment or self.pipeline.settings.experiment_name
+        return f"experiment {exp!r}" if exp else "all experiments"
+
+    def _render_summary(self) -> None:
+        tenant = self.pipeline.settings.tenant
+        self.title.value = (f"<b style='font-size:14px'>Run comparison</b> <span style='color:#666'>· "
+                            f"{html.escape(self._where())} · tenant {html.escape(tenant)}</span>")
+        parts = [f"<b>{self.n_runs:,}</b> runs"]
+        best = self.best_run
+        if best is not None:
+            value = best.get(f"metrics.{self.metric}")
+            parts.append(f"best {html.escape(self.metric)} <b style='color:{charts.BEST_COLOR}'>★ {fmt(value)}</b> "
+                         f"({html.escape(str(best.get('run_name') or best['run_id'][:8]))})")
+        if self.selected:
+            parts.append(f"<b>{len(self.selected)}</b> selected")
+        self.summary.value = " · ".join(parts)
+
+    def _chart_frame(self) -> tuple[Any, str]:
+        """The runs the chart draws, and what the panel says about them."""
+        df = self.frame
+        if self.selected:
+            sel = set(self.selected)
+            return df[df["run_id"].astype(str).isin(sel)], f"chart: the {len(sel)} selected runs"
+        if len(df) > self.max_points:
+            sample = df.sample(self.max_points, random_state=0)
+            if self.best_run_id is not None and self.best_run_id not in set(sample["run_id"].astype(str)):
+                sample = _concat(sample.iloc[:-1], df[df["run_id"].astype(str) == self.best_run_id])
+            return sample, (f"chart: a random sample of {self.max_points:,} of {len(df):,} runs "
+                            f"(the best run always included)")
+        return df, ""
+
+    def build_chart(self) -> Any:
+        """The altair chart of the current view (pure data -> chart, see :mod:`charts`)."""
+        df, note = self._chart_frame()
+        total = len(df)
+        self._chart_rows = total
+        if not self.metric:
+            self._chart_note = note
+            return charts._empty("no metrics logged in these runs")
+        metric = f"metrics.{self.metric}"
+        if self.view == "bar":
+            note = note or (f"chart: the best {charts.MAX_BARS} of {total:,} runs" if total > charts.MAX_BARS else "")
+            chart = charts.metric_bar(df, metric, best_run_id=self.best_run_id,
+                                      higher_is_better=self.higher_is_better, total=total)
+        elif self.view == "scatter":
+            if not self.param:
+                chart = charts._empty("no params logged in these runs")
+            else:
+                chart = charts.metric_scatter(df, metric, f"params.{self.param}", best_run_id=self.best_run_id,
+                                              total=total)
+        else:
+            cols = [f"params.{p}" for p in self._axis_params()] + [metric]
+            if total > charts.MAX_LINES:
+                note = (note + "; " if note else "chart: ") + f"{charts.MAX_LINES} lines drawn at random"
+            chart = charts.parallel_coordinates(df, cols, best_run_id=self.best_run_id, total=total)
+        self._chart_note = note
+        return chart
+
+    def _axis_params(self) -> list[str]:
+        first = [self.param] if self.param else []
+        return (first + [p for p in self.params if p != self.param])[:6]
+
+    def _render_chart(self) -> None:
+        chart = self.build_chart()
+        self.chart.chart = chart
+        self.chart_note.value = (f"<span style='color:#b26a00'>{html.escape(self._chart_note)}</span>"
+                                 if self._chart_note else "")
+
+    def _sorted_frame(self) -> Any:
+        if self._sorted is None:
+            import pandas as pd
+
+            df = self.frame
+            key = self.sort_by if self.sort_by in df.columns else None
+            if key is None:
+                self._sorted = df
+            else:
+                col = df[key]
+                if key.startswith("params.") and charts.is_numeric(col):
+                    col = pd.to_numeric(col, errors="coerce")
+                order = col.sort_values(ascending=self.ascending, na_position="last", kind="stable").index
+                self._sorted = df.loc[order]
+        return self._sorted
+
+    def table_columns(self) -> list[tuple[str, str, bool]]:
+        """(key, label, numeric) of the table's columns: run, status, duration, cell, then
+        the chosen metric and param first among up to 6 metrics and 6 params."""
+        metrics = [self.metric] + [m for m in self.metrics if m != self.metric and m not in HOUSEKEEPING_METRICS]
+        metrics = [m for m in metrics if m][:MAX_TABLE_METRICS]
+        params = ([self.param] if self.param else []) + [p for p in self.params if p != self.param]
+        cols = [("run_name", "run", False), ("status", "status", False), ("start_time", "started", False),
+                ("duration", "duration (s)", True)]
+        if len(self.frame) and (self.frame["cell"].astype(str) != "").any():  # runs of notebook cells
+            cols.append(("cell", "cell", False))
+        if len(self.frame) and (self.frame["report"].astype(str) != "").any():  # runs of mlops-jupyter report
+            cols.append(("report", "report", False))
+        cols += [(f"metrics.{m}", m, True) for m in metrics]
+        cols += [(f"params.{p}", p, charts.is_numeric(self.frame[f"params.{p}"])) for p in params[:MAX_TABLE_PARAMS]]
+        return cols
+
+    def _render_table(self) -> None:
+        cols = self.table_columns()
+        page = self.page_rows
+        rows = []
+        for rec in page.to_dict("records"):
+            rows.append({"id": str(rec["run_id"]), "cells": [fmt(rec.get(k)) for k, _, _ in cols],
+                         "best": str(rec["run_id"]) == self.best_run_id, "status": str(rec.get("status") or "")})
+        with self.table.hold_sync():
+            self.table.columns = [{"key": k, "label": label, "numeric": num} for k, label, num in cols]
+            self.table.rows = rows
+            first = self.page * self.page_size
+            self.table.caption = (f"runs {first + 1:,}–{first + len(rows):,} of {self.n_runs:,}, sorted by "
+                                  f"{self.sort_by.split('.', 1)[-1]} {'ascending' if self.ascending else 'descending'}"
+                                  if rows else "no runs")
+        self.page_label.value = f"<span style='padding:0 8px'>page {self.page + 1} of {self.n_pages}</span>"
+        self.prev_button.disabled = self.page <= 0
+        self.next_button.disabled = self.page >= self.n_pages - 1
+
+    def _render_controls(self) -> None:
+        self.param_dropdown.disabled = self.view == "bar"
+        self.clear_button.disabled = not self.selected
+        self.report_button.disabled = self._selected_report() is None
+
+    # -- reports -----------------------------------------------------------------------
+    def _selected_report(self) -> tuple[str, str] | None:
+        """(run id, HTML path) of the one selected run, if it is a report run."""
+        if len(self.selected) != 1 or not len(self.frame):
+            return None
+        rows = self.frame[self.frame["run_id"].astype(str) == self.selected[0]]
+        path = str(rows["report"].iloc[0]) if len(rows) else ""
+        return (self.selected[0], path) if path else None
+
+    def on_report(self, callback: Any, remove: bool = False) -> None:
+        """Call ``callback(panel, run_id, html_path)`` when a report is opened."""
+        self._on("report", callback, remove)
+
+    def open_report(self, run_id: str | None = None) -> None:
+        """Show a report run's self-contained HTML below the table (default: the selected
+        run). Reports come from ``mlops-jupyter report`` / ``%mlops report``; their runs carry
+        the HTML's path in the tag ``mlops.report.path``."""
+        try:
+            if run_id is not None:
+                self.select([run_id])
+            picked = self._selected_report()
+            if picked is None:
+                raise ValueError("select one run that has a report (the 'report' column)")
+            rid, path = picked
+            with open(path, encoding="utf-8") as f:
+                content = f.read()
+        except Exception as exc:
+            self.fail("open report", exc)
+            return
+        self.report_view.value = (
+            f"<div style='margin-top:6px'>report of run {html.escape(rid)}: <code>{html.escape(path)}</code></div>"
+            f"<iframe srcdoc=\"{html.escape(content, quote=True)}\" "
+            "style='width:100%;height:640px;border:1px solid #ccc' sandbox=''></iframe>")
+        self.show(f"report of run {rid} opened", "ok")
+        self._fire("report", rid, path)
+
+    # -- static view -------------------------------------------------------------------
+    def static_html(self) -> str:
+        cols = self.table_columns()
+        page = self.page_rows
+        best = [i for i, r in enumerate(page["run_id"].astype(str)) if r == self.best_run_id]
+        table = html_table(([rec.get(k) for k, _, _ in cols] for rec in page.to_dict("records")),
+                           [label for _, label, _ in cols], highlight=best,
+                           caption=self.table.caption)
+        note = f"<div style='color:#b26a00'>{html.escape(self._chart_note)}</div>" if self._chart_note else ""
+        summary = f"<div>{self.summary.value}</div>"
+        return panel_html(f"Run comparison · {self._where()}",
+                          [summary, note, chart_html(self.chart.chart, "runs chart"), table])
+
+    def __repr__(self) -> str:
+        return f"<ComparisonPanel {self._where()} runs={self.n_runs} metric={self.metric!r} view={self.view!r}>"
+
+
+def _concat(a: Any, b: Any) -> Any:
+    import pandas as pd
+
+    return pd.concat([a, b], ignore_index=True)

@@ -1,0 +1,308 @@
+"""The tracking store: the one place MLflow clients are built, plus the batched writer.
+
+One :class:`TrackingStore` exists per (tracking URI, home) in a process and is shared by
+every tracker and versioning object using those settings. It owns:
+
+- an ``MlflowClient`` built from the explicit URI (never ``mlflow.set_tracking_uri``);
+- the background writer and its journal;
+- crash recovery: journals and RUNNING runs of dead processes are replayed and marked
+  KILLED the first time the store is used.
+
+On the embedded sqlite store, runs are created and data is written in bulk into MLflow's
+own tables (see :mod:`mlops_jupyter.storage.sinks`); on a tracking server or another DB,
+runs are created synchronously and data goes through ``MlflowClient.log_batch``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import getpass
+import logging
+import os
+import threading
+import time
+import uuid
+import weakref
+from pathlib import Path
+from typing import Any, Callable
+
+from mlops_jupyter.storage import journal as journal_mod
+from mlops_jupyter.config.settings import Settings
+from mlops_jupyter.config.names import TENANT_TAG, Tenancy
+from mlops_jupyter.storage.writer import BatchWriter
+from mlops_jupyter.errors import StoreError, TenantAccessError
+
+log = logging.getLogger(__name__)
+
+SESSION_TAG = "mlops.session"
+_STORES: dict[tuple[str, str], "TrackingStore"] = {}
+_STORES_LOCK = threading.Lock()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
+class TrackingStore:
+    """Shared access to one MLflow store. Use :meth:`for_settings`, not the constructor."""
+
+    def __init__(self, tracking_uri: str, home: Path) -> None:
+        self.tracking_uri = tracking_uri
+        self.home = Path(home)
+        self._lock = threading.RLock()
+        self._client: Any = None
+        self._writer: BatchWriter | None = None
+        self._sink: Any = None
+        self._fast = False
+        self._experiment_ids: dict[str, tuple[str, str]] = {}
+        self._recovered = False
+        self.user = _user()
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> "TrackingStore":
+        key = (settings.tracking_uri, str(settings.home))
+        with _STORES_LOCK:
+            store = _STORES.get(key)
+            if store is None:
+                store = _STORES[key] = cls(settings.tracking_uri, settings.home)
+            return store
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.tracking_uri.startswith("sqlite:///")
+
+    # -- clients -----------------------------------------------------------------------
+    @property
+    def client(self) -> Any:
+        """The ``MlflowClient`` for this store (tracking and registry on the same URI)."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._make_client()
+        return self._client
+
+    def _make_client(self) -> Any:
+        from mlflow import MlflowClient
+
+        if self.is_sqlite:
+            db = Path(self.tracking_uri[len("sqlite:///") :])
+            db.parent.mkdir(parents=True, exist_ok=True)
+            (self.home / "artifacts").mkdir(parents=True, exist_ok=True)
+            pre = db.exists()
+            # Create the client and touch both stores so MLflow creates/migrates its tables
+            # now (without its INFO lines in the user's notebook), then switch the file to
+            # WAL so two kernels can write while others read.
+            db_log = logging.getLogger("mlflow.store.db.utils")
+            level = db_log.level
+            db_log.setLevel(logging.WARNING)
+            try:
+                client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+                client._tracking_client.store  # noqa: B018
+                client._get_registry_client().store  # noqa: B018
+            finally:
+                db_log.setLevel(level)
+            if not pre:
+                log.info("mlops_jupyter: created embedded store %s", db)
+            from mlops_jupyter.storage.sinks import connect_sqlite
+
+            connect_sqlite(db).close()
+            return client
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    @property
+    def writer(self) -> BatchWriter:
+        if self._writer is None:
+            with self._lock:
+                if self._writer is None:
+                    self._writer = self._make_writer()
+        return self._writer
+
+    def _make_writer(self) -> BatchWriter:
+        from mlops_jupyter.storage.sinks import ClientSink, SqliteSink, sqlite_schema_matches
+
+        client = self.client
+        if self.is_sqlite and sqlite_schema_matches(Path(self.tracking_uri[len("sqlite:///") :])):
+            self._sink, self._fast = SqliteSink(Path(self.tracking_uri[len("sqlite:///") :])), True
+        else:
+            self._sink, self._fast = ClientSink(client), False
+        self._recover()
+        journal = journal_mod.Journal(self.home / "journal")
+        writer = BatchWriter(self._sink, journal)
+        _register_exit(self)
+        return writer
+
+    @property
+    def session_token(self) -> str:
+        j = self.writer.journal
+        return j.token if j is not None else f"{os.getpid()}"
+
+    # -- recovery ----------------------------------------------------------------------
+    def _recover(self) -> None:
+        """Replay journals of dead processes and mark their open runs KILLED."""
+        jdir = self.home / "journal"
+        for token, segments, fd in journal_mod.orphans(jdir):
+            ops = list(journal_mod.read_segments(segments))
+            try:
+                if ops:
+                    self._sink.write(ops)
+                killed = self._sink.mark_killed(token)
+            except Exception as exc:
+                log.warning("mlops_jupyter: could not recover journal %s yet: %s", token, exc)
+                os.close(fd)
+                continue
+            log.info("mlops_jupyter: recovered %d op(s), %d killed run(s) of session %s", len(ops), killed, token)
+            journal_mod.release(jdir, token, segments, fd)
+
+    # -- experiments -------------------------------------------------------------------
+    def experiment_id(self, tenancy: Tenancy, name: str) -> str:
+        """Get or create the tenant's experiment ``name``; returns its id."""
+        full = tenancy.experiment_name(name)
+        cached = self._experiment_ids.get(full)
+        if cached is not None:
+            return cached[0]
+        client = self.client
+        exp = client.get_experiment_by_name(full)
+        if exp is None:
+            from mlflow.exceptions import MlflowException
+
+            location = None
+            if self.is_sqlite:
+                location = (self.home / "artifacts" / tenancy.tenant).as_uri()
+            try:
+                client.create_experiment(full, artifact_location=location, tags={TENANT_TAG: tenancy.tenant})
+            except MlflowException:
+                pass  # created concurrently by another process
+            exp = client.get_experiment_by_name(full)
+            if exp is None:
+                raise StoreError(f"Could not create experiment {full!r} in {self.tracking_uri}.")
+        if not tenancy.owns_experiment(exp):
+            raise TenantAccessError(f"Experiment {full!r} is not tagged for tenant {tenancy.tenant!r}.", value=name)
+        if exp.lifecycle_stage == "deleted":
+            self.client.restore_experiment(exp.experiment_id)
+        self._experiment_ids[full] = (exp.experiment_id, exp.artifact_location)
+        return exp.experiment_id
+
+    def tenant_experiments(self, tenancy: Tenancy) -> list[Any]:
+        exps = self.client.search_experiments(
+            filter_string=f"name LIKE '{tenancy.experiment_prefix}%'", max_results=50000
+        )
+        return [e for e in exps if tenancy.owns_experiment(e)]
+
+    # -- runs --------------------------------------------------------------------------
+    def create_run(self, experiment_id: str, run_name: str, tags: dict[str, str], start_ms: int) -> tuple[str, str]:
+        """Create a RUNNING run; returns ``(run_id, artifact_uri)``."""
+        writer = self.writer
+        tags = dict(tags)
+        tags[SESSION_TAG] = self.session_token
+        tags.setdefault("mlflow.user", self.user)
+        tags.setdefault("mlflow.source.type", "LOCAL")
+        if self._fast:
+            full = next((k for k, v in self._experiment_ids.items() if v[0] == experiment_id), None)
+            location = self._experiment_ids[full][1] if full else self.client.get_experiment(experiment_id).artifact_location
+            run_id = uuid.uuid4().hex
+            artifact_uri = f"{location.rstrip('/')}/{run_id}/artifacts"
+            tags["mlflow.runName"] = run_name
+            writer.submit(
+                {"k": "run", "id": run_id, "exp": experiment_id, "name": run_name, "user": self.user,
+                 "start": start_ms, "art": artifact_uri, "tags": tags}
+            )
+            return run_id, artifact_uri
+        run = self.client.create_run(experiment_id, start_time=start_ms, tags=tags, run_name=run_name)
+        return run.info.run_id, run.info.artifact_uri
+
+    def log(self, run_id: str, *, metrics=None, params=None, tags=None, step: int = 0, ts: int | None = None) -> None:
+        op: dict[str, Any] = {"k": "log", "id": run_id, "ts": ts if ts is not None else now_ms(), "step": step}
+        if metrics:
+            op["m"] = metrics
+        if params:
+            op["p"] = params
+        if tags:
+            op["t"] = tags
+        self.writer.submit(op)
+
+    def end_run(self, run_id: str, status: str, end_ms: int | None = None) -> None:
+        self.writer.submit({"k": "end", "id": run_id, "status": status, "end": end_ms or now_ms()})
+
+    def log_text(self, artifact_uri: str, artifact_file: str, text: str) -> None:
+        """Queue a small text artifact (e.g. a cell's source); written by the writer thread."""
+        self.writer.submit({"k": "art", "id": "", "uri": artifact_uri, "file": artifact_file, "text": text})
+
+    def flush(self, timeout: float | None = 120.0) -> None:
+        if self._writer is not None:
+            self._writer.flush(timeout)
+
+    def log_artifact(self, artifact_uri: str, local_path: str, artifact_path: str | None = None) -> None:
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        # explicit tracking URI: a server's "mlflow-artifacts:/" URIs resolve against it, not
+        # against MLflow's global tracking URI
+        repo = get_artifact_repository(artifact_uri, tracking_uri=self.tracking_uri)
+        if os.path.isdir(local_path):
+            name = os.path.basename(os.path.normpath(local_path))
+            repo.log_artifacts(local_path, f"{artifact_path}/{name}" if artifact_path else name)
+        else:
+            repo.log_artifact(local_path, artifact_path)
+
+    def get_run(self, tenancy: Tenancy, run_id: str) -> Any:
+        """The MLflow run ``run_id`` if it belongs to ``tenancy``'s tenant."""
+        from mlflow.exceptions import MlflowException
+
+        from mlops_jupyter.errors import RunNotFoundError
+
+        self.flush()
+        if not isinstance(run_id, str) or not run_id.isalnum():
+            raise RunNotFoundError(f"Invalid run id {run_id!r}.", value=run_id, allowed="a 32-character hex run id")
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException as exc:
+            raise RunNotFoundError(f"No run {run_id!r} in {self.tracking_uri}.", value=run_id) from exc
+        tenancy.check_run(run)
+        return run
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._sink is not None:
+            self._sink.close()
+
+
+_EXIT_REGISTERED: "weakref.WeakSet[TrackingStore]" = weakref.WeakSet()
+_EXIT_HOOKED = False
+_BEFORE_EXIT: list[Callable[[], None]] = []
+
+
+def before_close_at_exit(fn: Callable[[], None]) -> None:
+    """Call ``fn`` at interpreter exit before the stores are flushed and closed (the tracker
+    ends its open runs there, so their end is written with the rest)."""
+    if fn not in _BEFORE_EXIT:
+        _BEFORE_EXIT.append(fn)
+
+
+def _register_exit(store: TrackingStore) -> None:
+    global _EXIT_HOOKED
+    _EXIT_REGISTERED.add(store)
+    if not _EXIT_HOOKED:
+        atexit.register(_close_all)
+        _EXIT_HOOKED = True
+
+
+def _close_all() -> None:
+    """At interpreter exit: the hooks first (the tracker ends runs still open), then flush."""
+    for fn in _BEFORE_EXIT:
+        try:
+            fn()
+        except Exception as exc:  # never raise at exit
+            log.warning("mlops_jupyter: exit hook %r failed: %s", fn, exc)
+    for store in list(_EXIT_REGISTERED):
+        try:
+            store.close()
+        except Exception as exc:  # never raise at exit
+            log.warning("mlops_jupyter: could not flush %s at exit: %s", store.tracking_uri, exc)

@@ -1,0 +1,131 @@
+"""The background batched writer: logging calls return at once, a thread stores batches.
+
+``submit`` appends the op to the journal (so a kill loses nothing) and to the in-memory
+queue, and returns. The writer thread takes everything queued, writes it through the sink
+in one batch, and discards the journal segment. ``flush`` waits until everything submitted
+before it is stored, and raises :class:`StoreError` if the store keeps failing (the data
+stays queued and journaled, and is retried, or replayed by the next process).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from mlops_jupyter.storage.journal import Journal
+from mlops_jupyter.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+RETRY_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0)
+
+
+class BatchWriter:
+    def __init__(self, sink: Any, journal: Journal | None, name: str = "mlops-writer") -> None:
+        self.sink = sink
+        self.journal = journal
+        self._cond = threading.Condition()
+        self._pending: list[dict[str, Any]] = []
+        self._submitted = 0
+        self._stored = 0
+        self._error: BaseException | None = None
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    # -- producer side -----------------------------------------------------------------
+    def submit(self, op: dict[str, Any]) -> None:
+        with self._cond:
+            if self._closing:
+                raise StoreError("The writer is closed; the interpreter is shutting down.")
+            if self.journal is not None:
+                self.journal.append(op)
+            self._pending.append(op)
+            self._submitted += 1
+            if len(self._pending) == 1:
+                self._cond.notify_all()
+
+    def flush(self, timeout: float | None = 120.0) -> None:
+        """Block until every op submitted so far is stored.
+
+        Raises:
+            StoreError: the store failed on every retry (data is kept and retried), or the
+                timeout passed.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            target = self._submitted
+            while self._stored < target:
+                if self._error is not None:
+                    err = self._error
+                    raise StoreError(
+                        f"{target - self._stored} logged item(s) are not stored yet: {err}. "
+                        "They are kept in the write journal and retried; nothing was dropped."
+                    ) from err
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise StoreError(
+                        f"Timed out after {timeout}s waiting for {target - self._stored} logged "
+                        "item(s) to be stored; they stay queued and journaled."
+                    )
+                self._cond.wait(remaining)
+
+    @property
+    def backlog(self) -> int:
+        with self._cond:
+            return self._submitted - self._stored
+
+    # -- writer thread -----------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closing:
+                    self._cond.wait()
+                if not self._pending and self._closing:
+                    return
+                batch, self._pending = self._pending, []
+                segment = self.journal.rotate() if self.journal is not None else None
+            attempt = 0
+            while True:
+                try:
+                    self.sink.write(batch)
+                    break
+                except Exception as exc:  # store down, locked, ...: keep and retry
+                    delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
+                    attempt += 1
+                    if attempt >= 3:
+                        with self._cond:
+                            self._error = exc
+                            self._cond.notify_all()
+                        if attempt == 3:
+                            log.warning("mlops_jupyter: storing %d item(s) failed, retrying: %s", len(batch), exc)
+                    with self._cond:
+                        if self._closing and attempt >= len(RETRY_DELAYS):
+                            # give up at shutdown; the journal keeps the data for replay
+                            self._pending = batch + self._pending
+                            return
+                    time.sleep(delay)
+            if self.journal is not None:
+                Journal.discard(segment)
+            with self._cond:
+                self._stored += len(batch)
+                self._error = None
+                self._cond.notify_all()
+
+    def close(self, timeout: float = 30.0) -> bool:
+        """Store what is queued and stop; returns True if everything was stored."""
+        try:
+            self.flush(timeout)
+            ok = True
+        except StoreError as exc:
+            log.warning("mlops_jupyter: %s", exc)
+            ok = False
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join(timeout=5)
+        if self.journal is not None:
+            self.journal.close(keep_data=not ok)
+        return ok
