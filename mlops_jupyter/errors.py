@@ -2,11 +2,22 @@
 
 Every error derives from :class:`MLOpsError`. Each subclass keeps the bad value
 (``.value``) and what is allowed (``.allowed``) and builds a message that names both,
-so a user sees what went wrong and what to type instead.
+so a user sees what went wrong and what to type instead. Programs read the fields, never
+the text: ``.reason`` is a machine-readable code (``"invalid_version"``, by default the
+class name in snake case without ``_error``) and ``.detail`` the message without the
+"Allowed: ..." part.
+
+Example:
+    >>> try:
+    ...     raise InvalidVersionError("Invalid version '1.x'.", value="1.x", allowed="MAJOR.MINOR.PATCH")
+    ... except MLOpsError as exc:
+    ...     print(exc.reason, "|", exc.detail, "|", exc)
+    invalid_version | Invalid version '1.x'. | Invalid version '1.x'. Allowed: MAJOR.MINOR.PATCH.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, Iterable
 
 
@@ -28,14 +39,23 @@ class MLOpsError(Exception):
         message: what went wrong.
         value: the bad value, kept for programs that handle the error.
         allowed: what would have been accepted (a description or a list).
+        reason: a machine-readable code; default: from the class name
+            (``InvalidVersionError`` -> ``"invalid_version"``).
     """
 
-    def __init__(self, message: str, *, value: Any = None, allowed: Any = None) -> None:
+    def __init__(self, message: str, *, value: Any = None, allowed: Any = None, reason: str | None = None) -> None:
         self.value = value
         self.allowed = allowed
+        self.detail = message
+        self.reason = reason or _code(type(self))
         if allowed is not None:
             message = f"{message} Allowed: {_fmt_allowed(allowed)}."
         super().__init__(message)
+
+
+def _code(cls: type) -> str:
+    name = cls.__name__.removesuffix("Error") or "mlops"
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 class ValidationError(MLOpsError, ValueError):
@@ -153,7 +173,7 @@ class EmptyWindowError(ValidationError):
 class AlertRuleError(ValidationError):
     """An alert condition does not follow the condition grammar.
 
-    ``.position`` is the 0-based character offset of the offending character (``None`` when
+    ``.problem`` says what is wrong in words, ``.position`` is the 0-based character offset of the offending character (``None`` when
     the problem is not at one place, e.g. a non-string condition), ``.text`` the condition;
     the message repeats the condition with a caret under that character and lists what is
     allowed.
@@ -163,7 +183,7 @@ class AlertRuleError(ValidationError):
                  snippet: str | None = None, caret_column: int = 0) -> None:
         self.position = position
         self.text = text
-        self.reason = reason
+        self.problem = reason
         where = f" at position {position}" if position is not None else ""
         message = f"Invalid alert condition: {reason}{where}."
         if snippet is not None:
@@ -171,6 +191,7 @@ class AlertRuleError(ValidationError):
         message += f"\nAllowed: {allowed}."
         super().__init__(message, value=text)
         self.allowed = allowed
+        self.detail = f"Invalid alert condition: {reason}{where}."
 
 
 class InvalidDurationError(ValidationError):

@@ -39,7 +39,7 @@ export const mlopsIcon = new LabIcon({
 /** What the kernel says about cell autolog, read through `user_expressions`. */
 const AUTOLOG_STATE =
   "(lambda m: 'on' if getattr(m, 'autolog_obj', None) is not None and m.autolog_obj.enabled else 'off')" +
-  "(__import__('mlops_jupyter.magics', fromlist=['get_magics']).get_magics(get_ipython()))";
+  "(__import__('mlops_jupyter.notebook.magics', fromlist=['get_magics']).get_magics(get_ipython()))";
 
 /**
  * Run `code` in a kernel without touching the notebook (silent, no history) and return the

@@ -1,4 +1,5 @@
-"""Tenancy: every name and query goes through here.
+"""Names: the one validator of each kind of name (tenant, model id, experiment, environment,
+version label), and tenancy, through which every name and query goes.
 
 A tenant is a short slug. Objects in MLflow are namespaced and tagged with it:
 
@@ -15,11 +16,13 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
-from mlops_jupyter.errors import InvalidNameError, InvalidTenantError, TenantAccessError
+from mlops_jupyter.errors import InvalidNameError, InvalidTenantError, InvalidVersionError, TenantAccessError
 
 TENANT_TAG = "mlops.tenant"
 TENANT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 MODEL_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+ENVIRONMENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 MAX_EXPERIMENT_NAME = 200
 
 
@@ -53,6 +56,47 @@ def validate_model_id(model_id: Any) -> str:
             "no '..' (e.g. 'ticket_classifier')",
         )
     return model_id
+
+
+def validate_environment(environment: Any) -> str:
+    """Return ``environment`` if it is a slug: 1 to 64 letters, digits, ``_`` and ``-``.
+
+    Raises:
+        InvalidNameError: anything else (``prod!``, ``a/b``, ``""``).
+
+    Example:
+        >>> validate_environment("staging")
+        'staging'
+    """
+    if not isinstance(environment, str) or not ENVIRONMENT_RE.fullmatch(environment):
+        raise InvalidNameError(
+            f"Invalid environment {environment!r}.", value=environment,
+            allowed="1 to 64 letters, digits, '_' and '-', starting with a letter or digit "
+            "(e.g. 'production', 'staging')",
+        )
+    return environment
+
+
+def validate_version(version: Any) -> str:
+    """Return ``version`` if it is a version label: the registry's ``MAJOR.MINOR.PATCH`` or a
+    label a caller gives predictions made elsewhere (``'unversioned'``, ``'2024-06'``);
+    1 to 64 letters, digits, ``. _ + -``. Registry versions are checked more strictly by
+    :func:`mlops_jupyter.registry.semver.parse_semver`.
+
+    Raises:
+        InvalidVersionError: anything else (``""``, ``"../1"``, a number).
+
+    Example:
+        >>> validate_version("1.2.0")
+        '1.2.0'
+    """
+    if not isinstance(version, str) or not VERSION_RE.fullmatch(version) or ".." in version:
+        raise InvalidVersionError(
+            f"Invalid version {version!r}.", value=version,
+            allowed="1 to 64 letters, digits, '.', '_', '+', '-' starting with a letter or digit, "
+            "e.g. '1.0.0'",
+        )
+    return version
 
 
 def validate_experiment_name(name: Any) -> str:

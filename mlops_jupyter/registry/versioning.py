@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from mlops_jupyter.config.settings import Settings
+from mlops_jupyter.registry.semver import BUMPS, SEMVER_RE, bump_version, parse_semver
 from mlops_jupyter.storage.store import TrackingStore, now_ms
 from mlops_jupyter.config.names import TENANT_TAG
 from mlops_jupyter.tracking.tracker import ExperimentTracker, iso_ms
@@ -30,8 +31,6 @@ from mlops_jupyter.errors import (
     VersionNotFoundError,
 )
 
-SEMVER_RE = re.compile(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)")
-BUMPS = ("major", "minor", "patch")
 LIVE_ALIAS = "production"
 REGISTRY_EXPERIMENT = "model-registry"
 MODEL_DIR = "model"
@@ -42,22 +41,6 @@ T_SEMVER, T_SHA, T_PARENT, T_META, T_SOURCES, T_CREATED, T_MODEL_ID = (
 )
 T_REFERENCE = "mlops.reference"
 T_PREVIOUS_LIVE = "mlops.previous_live"
-
-
-def parse_semver(v: Any) -> tuple[int, int, int]:
-    if not isinstance(v, str) or not SEMVER_RE.fullmatch(v):
-        raise InvalidVersionError(f"Invalid version {v!r}.", value=v, allowed="MAJOR.MINOR.PATCH, e.g. '1.2.0'")
-    a, b, c = (int(x) for x in v.split("."))
-    return a, b, c
-
-
-def bump_version(current: str | None, bump: str) -> str:
-    if bump not in BUMPS:
-        raise ValidationError(f"Invalid bump {bump!r}.", value=bump, allowed=BUMPS)
-    if current is None:
-        return "1.0.0"
-    a, b, c = parse_semver(current)
-    return {"major": f"{a + 1}.0.0", "minor": f"{a}.{b + 1}.0", "patch": f"{a}.{b}.{c + 1}"}[bump]
 
 
 def alias_of(semver: str) -> str:

@@ -336,7 +336,7 @@ def cmd_alert(a: argparse.Namespace, m: "MLOpsMagics") -> Result:
                                                for_=a.for_, severity=a.severity)
     except AlertRuleError as exc:  # its message shows a caret on a second line: keep one line here
         where = f" at position {exc.position}" if exc.position is not None else ""
-        err = UsageError(f"AlertRuleError: {exc.reason}{where} of {a.condition!r}. Allowed: {exc.allowed}.")
+        err = UsageError(f"AlertRuleError: {exc.problem}{where} of {a.condition!r}. Allowed: {exc.allowed}.")
         err.mlops_error = exc  # type: ignore[attr-defined]
         raise err from None
     return Result(rule, f"alert {rule['alert_id']} on {a.model_id}")
