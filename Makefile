@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-unit test-notebooks test-browser chromium bench clean labextension test-labextension
+.PHONY: install demo test test-unit test-notebooks test-browser chromium bench clean labextension test-labextension lint
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +24,23 @@ demo: install
 	$(VENV)/bin/mlops-jupyter demo
 	$(VENV)/bin/mlops-jupyter report notebooks/00-quickstart.ipynb --home .mlops/quickstart --tenant tenant_123 --quiet
 
-test: install test-labextension test-unit test-notebooks
+# The unit suite and the notebooks both run even when one fails (the exit code says if either did).
+test: install test-labextension lint
+	@rc=0; $(MAKE) --no-print-directory test-unit || rc=1; $(MAKE) --no-print-directory test-notebooks || rc=1; exit $$rc
+
+# The pure modules' examples run as doctests with the suite.
+DOCTESTS := mlops_jupyter/errors.py mlops_jupyter/config mlops_jupyter/registry/semver.py \
+	mlops_jupyter/deployment/traffic.py mlops_jupyter/deployment/plan.py \
+	mlops_jupyter/monitoring/drift.py mlops_jupyter/monitoring/alerts
 
 test-unit: install labextension chromium
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests $(wildcard $(DOCTESTS)) --doctest-modules --durations=15
+
+# The layering (import-linter contracts in pyproject.toml), lint and formatting.
+lint: install
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check mlops_jupyter tests benchmarks
+	$(VENV)/bin/ruff format --check mlops_jupyter tests benchmarks
 
 # The browser tests (tests/browser/: the panels and the sidebar in a real JupyterLab) drive
 # Debian's chromium through Playwright; Playwright never downloads a browser here. apt needs

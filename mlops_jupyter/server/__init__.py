@@ -29,7 +29,6 @@ from traitlets import Int, Unicode
 
 from mlops_jupyter.config import env
 
-SERVICE_KEY = "mlops_service"
 """Key of the :class:`MLOpsService` in ``web_app.settings``."""
 
 
@@ -72,7 +71,7 @@ class MLOpsServer(ExtensionApp):
 
     def initialize_settings(self) -> None:
         from mlops_jupyter.config.settings import resolve_settings
-        from mlops_jupyter.server.service import MLOpsService
+        from mlops_jupyter.server.service import SERVICE_KEY, MLOpsService
 
         settings = resolve_settings(self.tenant, self.mlflow_uri, None, self._storage_path())
         service = MLOpsService(settings, read_threads=self.read_threads, log=self.log)
@@ -87,6 +86,8 @@ class MLOpsServer(ExtensionApp):
         self.handlers.extend(route_patterns())
 
     async def stop_extension(self) -> None:
+        from mlops_jupyter.server.service import SERVICE_KEY
+
         service = self.settings.get(SERVICE_KEY)
         if service is not None:
             service.close()

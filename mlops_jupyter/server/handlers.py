@@ -40,8 +40,7 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
 from mlops_jupyter import errors as E
-from mlops_jupyter.server import SERVICE_KEY
-from mlops_jupyter.server.service import DEFAULT_RUNS, MAX_RUNS, MLOpsService, jsonable
+from mlops_jupyter.server.service import DEFAULT_RUNS, MAX_RUNS, SERVICE_KEY, MLOpsService, jsonable
 
 API = "mlops/api"
 MAX_BODY = 64 * 1024

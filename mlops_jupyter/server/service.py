@@ -26,6 +26,9 @@ from mlops_jupyter.errors import NotFoundError, ValidationError
 
 T = TypeVar("T")
 
+SERVICE_KEY = "mlops_service"
+"""Where the extension keeps its :class:`MLOpsService` in the tornado app's settings."""
+
 RUN_SCAN = 5000
 """At most this many of the newest runs are read to count runs per experiment."""
 MAX_RUNS = 1000

@@ -36,14 +36,14 @@ def notebook_name(shell: Any) -> str | None:
     or the Jupyter server's sessions API."""
     path = shell.user_ns.get("__vsc_ipynb_file__") or os.environ.get("JPY_SESSION_NAME")
     if not path:
-        path = _session_path_from_server()
+        path = session_path_from_server()
     if not path:
         return None
     base = os.path.basename(str(path))
     return base[:-6] if base.endswith(".ipynb") else base
 
 
-def _session_path_from_server() -> str | None:
+def session_path_from_server() -> str | None:
     """Ask running Jupyter servers which session owns this kernel (best effort, 1 s)."""
     try:
         import json

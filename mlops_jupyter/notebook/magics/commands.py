@@ -351,7 +351,7 @@ def _report_args(p: MagicArgumentParser) -> None:
 @command("report", "Run this notebook's saved copy headless as a report: %mlops report [-p NAME VALUE] [--out DIR]",
          _report_args)
 def cmd_report(a: argparse.Namespace, m: "MLOpsMagics") -> Result:
-    from mlops_jupyter.notebook.reports.magic import report_from_magic
+    from mlops_jupyter.notebook.magics.report import report_from_magic
 
     return Result(report_from_magic(a, m), "mlops report")
 

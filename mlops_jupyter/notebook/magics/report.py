@@ -20,10 +20,10 @@ from typing import Any
 
 def notebook_file(shell: Any) -> Path | None:
     """The current notebook's file, if it can be found on disk."""
-    from mlops_jupyter.notebook.magics.autolog import _session_path_from_server
+    from mlops_jupyter.notebook.magics.autolog import session_path_from_server
 
     raws = [r for r in (shell.user_ns.get("__vsc_ipynb_file__"), os.environ.get("JPY_SESSION_NAME")) if r]
-    for raw in raws or [_session_path_from_server()]:
+    for raw in raws or [session_path_from_server()]:
         if not raw:
             continue
         p = Path(str(raw)).expanduser()
