@@ -56,6 +56,37 @@ def test_the_five_factories_import_from_the_package():
     assert isinstance(mlops_jupyter.__version__, str) and mlops_jupyter.__version__.count(".") == 2
 
 
+PUBLIC_PATHS = {
+    # what the README and the notebooks import: it keeps working whatever moves inside
+    "mlops_jupyter": ["create_mlops_pipeline", "create_experiment_tracker", "create_model_versioning",
+                      "create_model_deployment", "create_model_monitoring", "load_ipython_extension",
+                      "unload_ipython_extension", "__version__", "_jupyter_server_extension_points",
+                      "_jupyter_labextension_paths"],
+    "mlops_jupyter.widgets": ["ComparisonPanel", "DriftPanel", "DeployPanel"],
+    "mlops_jupyter.errors": ["MLOpsError", "ValidationError", "TenantAccessError", "NotFoundError",
+                             "DeploymentError", "AlertRuleError"],
+    "mlops_jupyter.datasets": ["make_support_tickets", "train_ticket_classifier", "FEATURES"],
+    "mlops_jupyter.cli": ["main"],
+}
+
+
+@pytest.mark.parametrize("module", sorted(PUBLIC_PATHS))
+def test_public_import_paths_keep_working(module):
+    names = PUBLIC_PATHS[module]
+    code = f"import {module} as m\nprint([n for n in {names!r} if not hasattr(m, n)])\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_cli_and_the_gateway_run_as_modules():
+    out = subprocess.run([sys.executable, "-m", "mlops_jupyter.cli", "--version"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0 and mlops_jupyter.__version__ in out.stdout + out.stderr
+    out = subprocess.run([sys.executable, "-m", "mlops_jupyter.gateway", "--help"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0 and "--home" in out.stdout
+
+
 def test_factories_return_objects_bound_to_the_tenant(home):
     from mlops_jupyter import (
         create_experiment_tracker,
