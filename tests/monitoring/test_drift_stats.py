@@ -453,3 +453,17 @@ def test_bad_inputs_are_refused() -> None:
         drift.ks_test(["a", "b"], [1.0])
     with pytest.raises(EmptyWindowError):
         drift.ks_test([], [1.0])
+
+
+def test_the_package_keeps_the_old_module_surface() -> None:
+    """drift.py became a package: what importers used is still importable from its top."""
+    from mlops_jupyter.monitoring.drift import METHOD, _check_threshold, compare  # drift_check's
+
+    assert compare is drift.comparison.compare and callable(compare)  # the function, not the module
+    assert METHOD.startswith("drift_score = max per-feature score") and _check_threshold(0) == 0.0
+    assert set(drift.__all__) == {
+        "CATEGORICAL", "MAX_DISCRETE_LEVELS", "METHOD", "NUMERIC", "PSI_EPSILON", "StatResult",
+        "UNSUPPORTED", "chi_square", "compare", "feature_kind", "jensen_shannon", "ks_test", "psi",
+    }
+    for name in [*drift.__all__, "PSI_BINS", "MIN_RELIABLE_N", "_counts_at"]:
+        assert getattr(drift, name) is not None, name
