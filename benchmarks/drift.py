@@ -99,7 +99,7 @@ def fmt_rate(x: float) -> str:
 
 # -- (a) -------------------------------------------------------------------------------------
 def bench_check_drift(repeat: int) -> dict:
-    from mlops_jupyter.monitoring.monitoring import ModelMonitoring
+    from mlops_jupyter.monitoring import ModelMonitoring
     from mlops_jupyter.config.settings import resolve_settings
 
     home = tempfile.mkdtemp(prefix="mlops-bench-drift-")
@@ -186,7 +186,7 @@ def bench_vs_evidently(peers_python: Path | None, repeat: int, evidently_runs: i
 
 # -- (c) -------------------------------------------------------------------------------------
 def bench_tracking(n_calls: int, n_rows: int) -> dict:
-    from mlops_jupyter.monitoring.monitoring import ModelMonitoring
+    from mlops_jupyter.monitoring import ModelMonitoring
     from mlops_jupyter.config.settings import resolve_settings
 
     home = tempfile.mkdtemp(prefix="mlops-bench-track-")

@@ -1,4 +1,5 @@
-"""Alert conditions (mlops_jupyter.monitoring.alerts.grammar): a safe grammar, never eval."""
+"""Alert conditions (mlops_jupyter.monitoring.alerts.grammar, .tree) and durations (.durations): a safe
+grammar, never eval."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from mlops_jupyter.monitoring.alerts import durations, tree
 from mlops_jupyter.monitoring.alerts import grammar as alert_rules
+from mlops_jupyter.monitoring.alerts.durations import parse_duration
 from mlops_jupyter.monitoring.alerts.grammar import (
     METRICS,
     And,
@@ -21,7 +24,6 @@ from mlops_jupyter.monitoring.alerts.grammar import (
     Number,
     Or,
     parse_condition,
-    parse_duration,
 )
 from mlops_jupyter.errors import (
     AlertRuleError,
@@ -263,8 +265,9 @@ def test_no_eval_exec_or_compile(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(AlertRuleError):
         parse_condition("__import__('os').system('echo hacked')")
     monkeypatch.undo()
-    source = Path(alert_rules.__file__).read_text()
-    assert not re.search(r"(?<![\w.])(eval|exec|compile)\(|import ast|from ast", source)
+    for module in (alert_rules, tree, durations):
+        source = Path(module.__file__).read_text()
+        assert not re.search(r"(?<![\w.])(eval|exec|compile)\(|import ast|from ast", source), module.__name__
 
 
 @pytest.mark.parametrize("value,seconds", [

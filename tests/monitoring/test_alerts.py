@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from mlops_jupyter import create_model_monitoring
-from mlops_jupyter.monitoring.monitoring import ModelMonitoring
+from mlops_jupyter.monitoring import ModelMonitoring
 from mlops_jupyter.errors import (
     AlertNotFoundError,
     AlertRuleError,
@@ -301,3 +301,104 @@ def test_two_evaluators_racing_fire_an_alert_once(home, clock):
         t.join()
     assert not errors
     assert len(calls) == 1 and len(a.alerts("r")) == 1
+
+
+# -- the state machine, the rollback action and the gateway's scheduler, one by one -------------
+@pytest.mark.parametrize("state, holds, now, extra, expected", [
+    ("inactive", True, 100.0, {}, ("pending", ["pending"])),  # for_=60s: not yet
+    ("pending", True, 159.0, {"pending_since": 100.0}, ("pending", [])),
+    ("pending", True, 160.0, {"pending_since": 100.0}, ("firing", ["fire"])),
+    ("pending", True, 160.0, {"pending_since": 100.0, "last_fired_at": 0.0}, ("pending", [])),  # cooling down
+    ("pending", False, 120.0, {"pending_since": 100.0}, ("inactive", ["cancel"])),
+    ("firing", True, 500.0, {"pending_since": 100.0, "last_fired_at": 160.0}, ("firing", [])),
+    ("firing", False, 500.0, {"pending_since": 100.0, "last_fired_at": 160.0}, ("inactive", ["resolve"])),
+    ("inactive", False, 500.0, {}, ("inactive", [])),
+])
+def test_lifecycle_step(state, holds, now, extra, expected):
+    from mlops_jupyter.monitoring.alerts.lifecycle import Step, step
+
+    rule = {"state": state, "for_s": 60.0, "cooldown_s": 300.0, "extra": extra}
+    before = dict(extra)
+    out = step(rule, holds, now)
+    assert isinstance(out, Step) and (out.state, out.transitions) == expected
+    assert extra == before  # the stored rule is not changed
+    assert ("pending_since" in out.extra) == (out.state != "inactive")
+
+
+class FakeDeployment:
+    """What the rollback action uses of ModelDeployment: list_deployments, target.get, rollback."""
+
+    def __init__(self, traffic, history, environments=("production", "staging")):
+        self.rec = {"traffic": traffic, "history": history}
+        self.environments = environments
+        self.target = self
+        self.rolled: list[tuple] = []
+
+    def get(self, tenant, environment, model_id):
+        return self.rec
+
+    def list_deployments(self):
+        return [{"model_id": "m", "environment": e} for e in self.environments]
+
+    def rollback(self, model_id, environment, to_version):
+        self.rolled.append((model_id, environment, to_version))
+        return {"traffic": {to_version: 100}, "version": to_version}
+
+
+def test_the_rollback_action_rolls_back_but_never_forward():
+    from mlops_jupyter.monitoring.alerts.engine import rollback
+
+    dep = FakeDeployment({"1.10.0": 100}, [{"1.9.0": 100}])
+    out = rollback(dep, "acme", "m", None, seen="staging")
+    assert out == {"environment": "staging", "from": {"1.10.0": 100}, "to": {"1.9.0": 100}, "version": "1.9.0"}
+    dep = FakeDeployment({"1.9.0": 100}, [{"1.9.0": 100}, {"1.10.0": 100}, {"1.9.0": 100}])
+    out = rollback(dep, "acme", "m", "production", seen=None)  # 1.10.0 is newer (numerically): skipped
+    assert dep.rolled == [] and out["version"] == "1.9.0" and "not rolling forward" in out["skipped"]
+    with pytest.raises(ValidationError, match="cannot tell"):
+        rollback(FakeDeployment({"1.1.0": 100}, [], ("staging", "canary")), "acme", "m", None, seen=None)
+
+
+def test_the_scheduler_evaluates_through_monitor_for(home, clock):
+    from mlops_jupyter.monitoring.alerts.scheduler import AlertScheduler
+
+    mon = create_model_monitoring(tenant_id="acme")
+    mon.clock = clock
+    rule = mon.set_alert("s", "error_rate > 0.1", action="log")
+    asked: list[str] = []
+
+    def monitor_for(tenant):
+        asked.append(tenant)
+        return ModelMonitoring(mon.settings, clock=clock, predlog=mon.predlog, store=mon.store, sync_gateway=False)
+
+    sched = AlertScheduler(home, mon.predlog, mon.store, monitor_for=monitor_for, interval=60)
+    traffic(mon, "s", errors=0.5)
+    first = sched.run_once()
+    assert first["evaluated"] == [("acme", "s")]
+    assert [(c["alert_id"], c["state"], c["delivery"]) for c in first["changes"]] == [
+        (rule["alert_id"], "firing", "delivered")]
+    traffic(mon, "s", errors=0.0)
+    assert [c["transitions"] for c in sched.run_once()["changes"]] == [["resolve"]]
+    assert sched.run_once() == {"evaluated": [], "changes": []} and sched.passes == 3  # no traffic, nothing pending
+    assert asked == ["acme"]  # one monitor per tenant, kept
+    with pytest.raises(ValidationError, match="monitor_for"):
+        AlertScheduler(home, mon.predlog, mon.store, monitor_for="acme")
+    with pytest.raises(TypeError):
+        AlertScheduler(home, mon.predlog, mon.store)  # type: ignore[call-arg]
+
+
+def test_the_alerts_package_never_imports_the_facade():
+    import ast
+    from pathlib import Path
+
+    import mlops_jupyter.monitoring.alerts as alerts
+
+    for path in Path(alerts.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+            elif isinstance(node, ast.Import):
+                names = {a.name for a in node.names}
+            else:
+                continue
+            assert not any(n.startswith("mlops_jupyter.monitoring.facade") or n == "mlops_jupyter.monitoring."
+                           "ModelMonitoring" for n in names), (path.name, names)

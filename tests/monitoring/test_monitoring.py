@@ -370,3 +370,84 @@ def test_last_n_is_exact_when_parts_interleave_in_time(tmp_path):
     assert t["feature.x"].to_pylist() == list(range(2_095, 2_100))
     t = log.read_table("t", "m", since=1_090, until=2_005)
     assert t["feature.x"].to_pylist() == list(range(1_090, 1_100)) + list(range(2_000, 2_006))
+
+
+# -- asking the home's gateway to flush before a read ---------------------------------------------
+def flush_server(status: int):
+    """A stand-in gateway answering ``POST /admin/flush`` with ``status``; records what it got."""
+    import json
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    got: list[tuple[str, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            got.append((self.path, self.headers["Authorization"]))
+            body = json.dumps({"ok": status == 200, "rows": 0}).encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, got
+
+
+def write_gateway_info(home, pid: int, port: int) -> None:
+    """``gateway.json`` as a gateway serving ``home`` writes it."""
+    import json
+
+    (home / "gateway.json").write_text(json.dumps({"pid": pid, "host": "127.0.0.1", "port": port,
+                                                   "url": f"http://127.0.0.1:{port}"}))
+
+
+def test_a_read_asks_the_running_gateway_to_flush_and_fails_loudly_when_it_cannot(home, mon):
+    import os
+    import socket
+
+    from mlops_jupyter.deployment.tokens import admin_token
+    from mlops_jupyter.errors import GatewayError
+
+    mon.track_prediction("g", 0.1, True, {"x": 1.0})
+    assert mon.check_drift("g")["performance_metrics"]["prediction_count"] == 1  # no gateway.json: no-op
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    write_gateway_info(home, dead.pid, 9)  # a gateway that was killed: nothing to ask
+    assert mon.performance("g")["prediction_count"] == 1
+
+    ok, got = flush_server(200)
+    try:
+        write_gateway_info(home, os.getpid(), ok.server_address[1])
+        assert mon.performance("g")["prediction_count"] == 1
+        assert got == [("/admin/flush", f"Bearer {admin_token(home)}")]
+    finally:
+        ok.shutdown()
+        ok.server_close()
+
+    failing, _ = flush_server(500)
+    url = f"http://127.0.0.1:{failing.server_address[1]}"
+    try:
+        write_gateway_info(home, os.getpid(), failing.server_address[1])
+        with pytest.raises(GatewayError, match="HTTP 500") as ei:
+            mon.check_drift("g")
+        assert url in str(ei.value) and ei.value.value == url and ei.value.reason == "gateway_flush_failed"
+    finally:
+        failing.shutdown()
+        failing.server_close()
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    write_gateway_info(home, os.getpid(), port)
+    mon.set_alert("g", "error_rate > 0.5", "log")  # so that evaluate_alerts reads
+    for read in (lambda: mon.window_data("g"), lambda: mon.timeseries("g"), lambda: mon.evaluate_alerts()):
+        with pytest.raises(GatewayError, match="could not be reached") as ei:
+            read()
+        assert ei.value.reason == "gateway_unreachable" and f"127.0.0.1:{port}" in str(ei.value)
+    mon.sync_gateway = False
+    assert mon.check_drift("g")["performance_metrics"]["prediction_count"] == 1

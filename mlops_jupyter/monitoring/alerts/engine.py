@@ -1,400 +1,325 @@
-"""Alert rules: when they fire (Prometheus' pending/firing states), what they do, history.
+"""A tenant's alert rules: stored, evaluated on a model's metrics, fired, delivered.
 
-A rule is a condition in the safe grammar of :mod:`mlops_jupyter.monitoring.alerts.grammar`
-(``drift_score > 0.1``, ``success_rate < 0.95 and avg_latency > 0.2``), an action, a
-``for_`` duration, a ``cooldown`` and a severity, stored in the embedded store with its
-state. Each evaluation computes the model's metrics once and steps every rule of the model:
-
-* ``inactive`` -> the condition holds -> ``pending`` (a history entry is opened,
-  ``started_at``);
-* ``pending`` -> the condition has held for at least ``for_`` **and** at least ``cooldown``
-  has passed since the rule last fired -> ``firing`` (``fired_at``): the action runs, once;
-* ``pending`` -> the condition stops holding before that -> ``inactive`` (the entry is
-  dropped: an alert that never fired leaves no trace, as in Prometheus);
-* ``firing`` -> the condition stops holding -> ``inactive`` (the entry is ``resolved``,
-  ``resolved_at``).
-
-So ``for_="0s"`` fires on the first evaluation that sees the condition; a firing alert does
-not repeat its action while the condition keeps holding; and after it resolves it cannot
-fire again until ``cooldown`` has passed since it last fired (a flapping condition notifies
-once per cooldown). A metric that cannot be computed (no data, no reference) is *unknown*
-and never makes a condition true.
-
-Actions (:func:`validate_action`):
-
-* ``log``: a warning line on the ``mlops_jupyter.alerts`` logger;
-* ``webhook:<http(s) url>``: a POST of the alert as JSON (5 s timeout; the HTTP status is
-  recorded);
-* ``rollback`` or ``rollback:<environment>``: rolls the model's deployment back to the
-  previous version through the deployment API (the environment is the one that served the
-  model's latest predictions, else the only one or ``production``);
-* any other name (``notify_team``): the callable registered under that name with
-  :func:`register_action` in the evaluating process, called with the alert dict. A name
-  with nothing registered is accepted; when the alert fires it is logged as a warning and
-  recorded as ``undelivered``, and it is delivered when a callable is registered under the
-  name and evaluation (or the registration itself) runs in that process.
+A rule is a condition in the safe grammar of :mod:`~mlops_jupyter.monitoring.alerts.grammar`
+(``drift_score > 0.1``, ``success_rate < 0.95 and avg_latency > 0.2``), an action
+(:mod:`~mlops_jupyter.monitoring.alerts.actions`), a ``for_`` duration, a ``cooldown`` and a
+severity, stored in the embedded store with its state. Each evaluation takes the model's
+metrics from one drift check (computed once for all of the model's rules; the drift only
+when a rule reads it), steps every rule through the pending/firing state machine of
+:mod:`~mlops_jupyter.monitoring.alerts.lifecycle`, keeps the history (an entry opened when a
+rule turns pending, dropped if it clears before firing, resolved when a firing rule clears)
+and runs the action when a rule fires.
 
 Who evaluates: ``check_drift`` (on the values it computed), ``evaluate_alerts``, and the
-gateway (:class:`AlertScheduler`, a background thread that every few seconds evaluates
-the models that got traffic since its last pass and those with a pending rule). State
-changes are compare-and-set on the rule's revision in the store, so when a kernel and the
-gateway evaluate one rule at the same moment, one of them fires it and runs the action.
+gateway (:class:`~mlops_jupyter.monitoring.alerts.scheduler.AlertScheduler`). State changes
+are compare-and-set on the rule's revision in the store, so when a kernel and the gateway
+evaluate one rule at the same moment, one of them fires it and runs the action.
 
-Example:
-    >>> monitoring.set_alert("ticket_classifier", "drift_score > 0.1", action="notify_team")
-    {'alert_id': 'alert_5f0c...', 'condition': 'drift_score > 0.1', 'state': 'inactive', ...}
-    >>> register_action("default", "notify_team", lambda alert: print(alert["condition"]))
+These functions take the store and the tenant from
+:class:`~mlops_jupyter.monitoring.facade.ModelMonitoring`, which documents the public
+methods built on them; nothing here imports the facade.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import math
-import os
-import re
+import functools
 import secrets
-import threading
-from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any, Callable, Mapping
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
-from mlops_jupyter.errors import InvalidAlertActionError, ValidationError
+from mlops_jupyter.config.times import iso_from_seconds
+from mlops_jupyter.errors import AlertNotFoundError, TenantAccessError, ValidationError
+from mlops_jupyter.monitoring.alerts import actions
+from mlops_jupyter.monitoring.alerts.durations import parse_duration
+from mlops_jupyter.monitoring.alerts.grammar import Condition, parse_condition
+from mlops_jupyter.monitoring.alerts.lifecycle import step
 
-log = logging.getLogger("mlops_jupyter.alerts")
-
-SEVERITIES = ("info", "warning", "critical")
-STATES = ("inactive", "pending", "firing")
-HISTORY_STATES = ("pending", "firing", "resolved")
-BUILTIN_ACTIONS = ("log", "rollback", "rollback:<environment>", "webhook:<http(s) url>")
-ACTION_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
-ENVIRONMENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-WEBHOOK_TIMEOUT = 5.0
-DEFAULT_INTERVAL = 5.0
-ACTION_ALLOWED = ("'log', 'rollback', 'rollback:<environment>', 'webhook:http(s)://host/path', or the name "
-                  "of an action registered with register_action (letters, digits, '_', '.', '-'; starting "
-                  "with a letter or '_'; at most 64 characters), e.g. 'notify_team'")
-
-# Callables registered per (tenant, name), shared by every monitoring object of the process.
-_ACTIONS: dict[tuple[str, str], Callable[[dict[str, Any]], Any]] = {}
-_ACTIONS_LOCK = threading.Lock()
+Check = Callable[[str, bool], Mapping[str, Any]]
+"""``(model_id, need_drift) -> the drift check's result`` over the default window."""
+Deployment = Callable[[], Any]
+"""Returns the deployment API (built only when a ``rollback`` action runs)."""
 
 
-def iso(ts: float | None) -> str | None:
-    """ISO-8601 UTC text of unix seconds (None stays None)."""
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+class Metrics(NamedTuple):
+    """What conditions read from a drift check's result."""
+
+    values: dict[str, Any]
+    """Metric name -> value (None when it could not be computed)."""
+    feature_scores: dict[str, Any]
+    """Feature name -> drift score."""
 
 
-def validate_action(action: Any) -> str:
-    """Return ``action`` if it is a built-in or a valid action name.
-
-    Raises:
-        InvalidAlertActionError: anything else (the message lists the accepted forms).
-
-    Example:
-        >>> validate_action("webhook:http://127.0.0.1:9000/hook"), validate_action("notify_team")
-        ('webhook:http://127.0.0.1:9000/hook', 'notify_team')
-    """
-    if not isinstance(action, str):
-        raise InvalidAlertActionError(f"Invalid alert action {action!r}: it must be a string.", value=action,
-                                      allowed=ACTION_ALLOWED)
-    if action.startswith("webhook:"):
-        from urllib.parse import urlsplit
-
-        url = action[len("webhook:"):]
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
-            raise InvalidAlertActionError(f"Invalid webhook URL {url!r} in alert action {action!r}.", value=action,
-                                          allowed="webhook:http://HOST[:PORT]/PATH or webhook:https://...")
-        return action
-    if action.startswith("rollback:"):
-        env = action[len("rollback:"):]
-        if not ENVIRONMENT_RE.fullmatch(env):
-            raise InvalidAlertActionError(f"Invalid environment {env!r} in alert action {action!r}.", value=action,
-                                          allowed="rollback, or rollback:<environment> such as rollback:production")
-        return action
-    if not ACTION_NAME_RE.fullmatch(action):
-        raise InvalidAlertActionError(f"Invalid alert action {action!r}.", value=action, allowed=ACTION_ALLOWED)
-    return action
+@functools.lru_cache(maxsize=1024)
+def condition(text: str) -> Condition:
+    """The parsed condition of a stored rule (parsed once per process)."""
+    return parse_condition(text)
 
 
-def validate_severity(severity: Any) -> str:
-    if severity not in SEVERITIES:
-        raise ValidationError(f"Invalid severity {severity!r}.", value=severity, allowed=SEVERITIES)
-    return severity
+def metrics(result: Mapping[str, Any]) -> Metrics:
+    """The values a condition reads, from a drift check's result."""
+    perf = result["performance_metrics"]
+    values = {"drift_score": result["drift_score"], "success_rate": perf["success_rate"],
+              "error_rate": perf["error_rate"], "avg_latency": perf["avg_latency"],
+              "p95_latency": perf["p95_latency"], "prediction_count": perf["prediction_count"]}
+    scores = {str(k): e["score"] for k, e in (result.get("features") or {}).items()}
+    return Metrics(values, scores)
 
 
-def is_builtin(action: str) -> bool:
-    return action in ("log", "rollback") or action.startswith(("webhook:", "rollback:"))
-
-
-def register_action(tenant: str, name: str, fn: Callable[[dict[str, Any]], Any]) -> None:
-    """Register ``fn`` as the action ``name`` of ``tenant`` in this process.
-
-    Raises:
-        InvalidAlertActionError: ``name`` is a built-in or not a valid name, or ``fn`` is
-            not callable.
-
-    Example:
-        >>> register_action("tenant_123", "notify_team", lambda alert: print(alert["condition"]))
-    """
-    validate_action(name)
-    if is_builtin(name):
-        raise InvalidAlertActionError(f"{name!r} is a built-in action; register under another name.",
-                                      value=name,
-                                      allowed="a name that is not log, rollback, rollback:... or webhook:...")
-    if not callable(fn):
-        raise InvalidAlertActionError(f"The action {name!r} must be callable; got {type(fn).__name__}.",
-                                      value=fn, allowed="a function taking the alert dict, e.g. lambda alert: ...")
-    with _ACTIONS_LOCK:
-        _ACTIONS[(tenant, name)] = fn
-
-
-def registered_action(tenant: str, name: str) -> Callable[[dict[str, Any]], Any] | None:
-    with _ACTIONS_LOCK:
-        return _ACTIONS.get((tenant, name))
-
-
-def unregister_action(tenant: str, name: str) -> bool:
-    """Forget a registered action; True if there was one."""
-    with _ACTIONS_LOCK:
-        return _ACTIONS.pop((tenant, name), None) is not None
-
-
-# --------------------------------------------------------------------------- state machine
-
-
-def step(rule: Mapping[str, Any], holds: bool, now: float) -> tuple[str, list[str], dict[str, Any]]:
-    """One evaluation of a rule: its next state, the transitions taken and its new ``extra``.
-
-    Transitions: ``"pending"`` (opened), ``"fire"``, ``"cancel"`` (pending that cleared),
-    ``"resolve"`` (firing that cleared). See the module docstring for the rules.
-
-    Example:
-        >>> rule = {"state": "inactive", "for_s": 60.0, "cooldown_s": 300.0, "extra": {}}
-        >>> step(rule, True, 1000.0)[:2]
-        ('pending', ['pending'])
-    """
-    state = rule["state"]
-    extra = dict(rule.get("extra") or {})
-    transitions: list[str] = []
-    if holds:
-        if state == "inactive":
-            state = "pending"
-            extra["pending_since"] = now
-            transitions.append("pending")
-        if state == "pending":
-            held = now - float(extra.get("pending_since", now))
-            last = extra.get("last_fired_at")
-            cooled = last is None or now - float(last) >= float(rule["cooldown_s"])
-            if held >= float(rule["for_s"]) and cooled:
-                state = "firing"
-                extra["last_fired_at"] = now
-                transitions.append("fire")
-    else:
-        if state == "pending":
-            transitions.append("cancel")
-        elif state == "firing":
-            transitions.append("resolve")
-        if state != "inactive":
-            state = "inactive"
-            extra.pop("pending_since", None)
-    return state, transitions, extra
-
-
-# --------------------------------------------------------------------------- delivery
-
-
-def alert_payload(event: Mapping[str, Any], tenant: str) -> dict[str, Any]:
-    """The alert as actions receive it (and as a webhook POSTs it)."""
-    values = event.get("values") or {}
-    shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                      for k, v in values.items() if k != "feature_scores" and v is not None)
-    return {
-        "alert_id": event["alert_id"],
-        "event_id": event.get("event_id"),
-        "tenant": tenant,
-        "model_id": event["model_id"],
-        "condition": event["condition"],
-        "severity": event["severity"],
-        "state": event["state"],
-        "started_at": iso(event.get("started_at")),
-        "fired_at": iso(event.get("fired_at")),
-        "resolved_at": iso(event.get("resolved_at")),
-        "values": values,
-        "action": event["action"],
-        "message": f"[{event['severity']}] {tenant}/{event['model_id']}: {event['condition']} ({shown})",
-    }
-
-
-def _post_json(url: str, payload: Mapping[str, Any], timeout: float = WEBHOOK_TIMEOUT) -> dict[str, Any]:
-    import urllib.error
-    import urllib.request
-
-    body = json.dumps(payload, default=str).encode()
-    req = urllib.request.Request(url, data=body, method="POST",
-                                 headers={"Content-Type": "application/json", "User-Agent": "mlops-jupyter-alerts"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - the user's own webhook URL
-            status = resp.status
-    except urllib.error.HTTPError as exc:
-        return {"ok": False, "status": exc.code, "error": f"HTTP {exc.code} {exc.reason}"}
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return {"ok": False, "error": f"{type(exc).__name__}: {reason}"}
-    return {"ok": 200 <= status < 300, "status": status}
-
-
-def _jsonable(value: Any) -> Any:
-    try:
-        json.dumps(value)
-        return value
-    except (TypeError, ValueError):
-        return repr(value)[:500]
-
-
-def deliver(action: str, payload: dict[str, Any], tenant: str,
-            rollback: Callable[[str, str | None], dict[str, Any]] | None = None) -> tuple[str, dict[str, Any]]:
-    """Run one action; returns ``(delivery, action_result)``.
-
-    ``delivery`` is ``delivered``, ``failed`` (the action ran and raised or answered an
-    error) or ``undelivered`` (no callable registered under the name in this process).
-    Never raises.
-    """
-    try:
-        if action == "log":
-            log.warning("mlops_jupyter alert: %s", payload["message"])
-            return "delivered", {"ok": True, "logged": payload["message"]}
-        if action.startswith("webhook:"):
-            result = _post_json(action[len("webhook:"):], payload)
-            return ("delivered" if result["ok"] else "failed"), result
-        if action == "rollback" or action.startswith("rollback:"):
-            if rollback is None:
-                return "failed", {"ok": False, "error": "no deployment API available to roll back"}
-            env = action[len("rollback:"):] if ":" in action else None
-            return "delivered", {"ok": True, **rollback(payload["model_id"], env)}
-        fn = registered_action(tenant, action)
-        if fn is None:
-            log.warning("mlops_jupyter alert %s fired for %s/%s (%s) but no action is registered under %r; "
-                        "recorded as undelivered until register_action(%r, fn) in a process that evaluates it.",
-                        payload["alert_id"], tenant, payload["model_id"], payload["condition"], action, action)
-            return "undelivered", {"ok": False, "delivered": False,
-                                   "reason": f"no action registered under {action!r}; register_action({action!r}, "
-                                             "fn) delivers it"}
-        return "delivered", {"ok": True, "returned": _jsonable(fn(dict(payload)))}
-    except Exception as exc:  # an action must never break evaluation
-        log.warning("mlops_jupyter alert %s: action %r failed: %s", payload.get("alert_id"), action, exc)
-        return "failed", {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-
-
-# --------------------------------------------------------------------------- gateway side
-
-
-def alert_interval() -> float:
-    """Seconds between the gateway's alert passes: ``$MLOPS_ALERT_INTERVAL`` or 5."""
-    from mlops_jupyter.config import env
-
-    raw = os.environ.get(env.MLOPS_ALERT_INTERVAL)
-    if not raw:
-        return DEFAULT_INTERVAL
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not math.isfinite(value) or value <= 0:
-        log.warning("mlops_jupyter: ignoring %s=%r (not a positive number of seconds); using %s s",
-                    env.MLOPS_ALERT_INTERVAL, raw, DEFAULT_INTERVAL)
-        return DEFAULT_INTERVAL
-    return value
-
-
-class AlertScheduler:
-    """The gateway's background alert pass.
-
-    Every ``interval`` seconds: flush the prediction log, compact the parts of the models
-    that got traffic, and evaluate the alert rules of those models and of models with a
-    pending rule (so ``for_`` can elapse without new traffic). Rollback and webhook
-    actions run from here; callables registered in a notebook do not exist in this
-    process, so their alerts are recorded as undelivered for the notebook to deliver.
-
-    Args:
-        home: the storage home the gateway serves.
-        predlog: the gateway's prediction log (read directly, so nothing is missed).
-        store: the embedded store (shared with the gateway).
-        interval: seconds between passes (default ``$MLOPS_ALERT_INTERVAL`` or 5).
-
-    Example:
-        >>> sched = AlertScheduler(home, gateway.predlog, gateway.store)
-        >>> sched.start()
-        >>> sched.run_once()["evaluated"]
-        [('tenant_123', 'ticket_classifier')]
-    """
-
-    def __init__(self, home: str | os.PathLike[str], predlog: Any, store: Any,
-                 interval: float | None = None) -> None:
-        self.home = Path(home)
-        self.predlog = predlog
-        self.store = store
-        self.interval = alert_interval() if interval is None else float(interval)
-        self._monitors: dict[str, Any] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self.passes = 0
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="mlops-alerts", daemon=True)
-            self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=timeout)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.run_once()
-            except Exception:  # keep evaluating on the next pass
-                log.exception("gateway: alert pass failed")
-
-    def _monitor(self, tenant: str) -> Any:
-        mon = self._monitors.get(tenant)
-        if mon is None:
-            from mlops_jupyter.monitoring.monitoring import ModelMonitoring
-            from mlops_jupyter.config.settings import resolve_settings
-
-            settings = resolve_settings(tenant_id=tenant, storage_path=self.home)
-            mon = self._monitors[tenant] = ModelMonitoring(settings, predlog=self.predlog, store=self.store,
-                                                           sync_gateway=False)
-        return mon
-
-    def run_once(self, now: float | None = None) -> dict[str, Any]:
-        """One pass; returns what it did (``evaluated`` (tenant, model) pairs, ``changes``)."""
-        with self._lock:
-            self.predlog.flush()
-            touched = self.predlog.take_touched()
-            for tenant, model_id in sorted(touched):
-                try:
-                    self.predlog.compact(tenant, model_id)
-                except Exception as exc:
-                    log.warning("gateway: compacting the prediction log of %s/%s failed: %s", tenant, model_id, exc)
-            rules = self.store.list_alert_rules()
-            targets = sorted({(r["tenant"], r["model_id"]) for r in rules
-                              if (r["tenant"], r["model_id"]) in touched or r["state"] == "pending"})
-            changes: list[dict[str, Any]] = []
-            for tenant, model_id in targets:
-                try:
-                    changes += self._monitor(tenant).evaluate_alerts(model_id, now=now)
-                except Exception:
-                    log.exception("gateway: evaluating the alerts of %s/%s failed", tenant, model_id)
-            self.passes += 1
-            return {"evaluated": targets, "changes": changes}
+def needs_drift(rules: list[Mapping[str, Any]]) -> bool:
+    """Whether any of the rules reads ``drift_score`` or a ``feature_score``."""
+    conditions = [condition(r["condition"]) for r in rules]
+    return any("drift_score" in c.names or c.features for c in conditions)
 
 
 def new_alert_id() -> str:
     return "alert_" + secrets.token_hex(6)
 
+
+# --------------------------------------------------------------------------- rules and history
+
+
+def public_rule(rule: Mapping[str, Any], tenant: str) -> dict[str, Any]:
+    """A stored rule as ``set_alert`` and ``list_alert_rules`` return it."""
+    extra = rule.get("extra") or {}
+    action = rule["action"]
+    return {
+        "alert_id": rule["alert_id"],
+        "model_id": rule["model_id"],
+        "condition": rule["condition"],
+        "action": action,
+        "cooldown_s": rule["cooldown_s"],
+        "for_s": rule["for_s"],
+        "severity": rule["severity"],
+        "state": rule["state"],
+        "pending_since": iso_from_seconds(extra.get("pending_since")) if rule["state"] == "pending" else None,
+        "last_fired_at": iso_from_seconds(extra.get("last_fired_at")),
+        "action_registered": (True if actions.is_builtin(action)
+                              else actions.registered_action(tenant, action) is not None),
+        "created_at": iso_from_seconds(rule.get("created_at")),
+        "updated_at": iso_from_seconds(rule.get("updated_at")),
+    }
+
+
+def public_event(e: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored history entry as ``alerts`` returns it."""
+    return {
+        "event_id": e["event_id"],
+        "alert_id": e["alert_id"],
+        "model_id": e["model_id"],
+        "condition": e["condition"],
+        "severity": e["severity"],
+        "state": e["state"],
+        "started_at": iso_from_seconds(e.get("started_at")),
+        "fired_at": iso_from_seconds(e.get("fired_at")),
+        "resolved_at": iso_from_seconds(e.get("resolved_at")),
+        "values": e.get("values") or {},
+        "action": e["action"],
+        "action_result": e.get("action_result"),
+        "delivery": e.get("delivery"),
+        "delivered": e.get("delivery") == "delivered",
+    }
+
+
+def set_rule(store: Any, tenant: str, model_id: str, condition_text: Any, action: Any, cooldown: Any,
+             for_: Any, severity: Any) -> dict[str, Any]:
+    """Add a rule, or update the one with the same canonical condition and action."""
+    canonical = str(parse_condition(condition_text))
+    action = actions.validate_action(action)
+    cooldown_s = parse_duration(cooldown)
+    for_s = parse_duration(for_)
+    severity = actions.validate_severity(severity)
+    now = time.time()
+    for rule in store.list_alert_rules(tenant, model_id):
+        if rule["condition"] == canonical and rule["action"] == action:
+            store.update_alert_rule(rule["alert_id"], {"cooldown_s": cooldown_s, "for_s": for_s,
+                                                       "severity": severity, "updated_at": now})
+            return public_rule(store.list_alert_rules(alert_id=rule["alert_id"])[0], tenant)
+    rule = {"alert_id": new_alert_id(), "tenant": tenant, "model_id": model_id,
+            "condition": canonical, "action": action, "cooldown_s": cooldown_s, "for_s": for_s,
+            "severity": severity, "state": "inactive", "revision": 0, "created_at": now, "updated_at": now,
+            "extra": {}}
+    store.put_alert_rule(rule)
+    return public_rule(rule, tenant)
+
+
+def list_rules(store: Any, tenant: str, model_id: str | None = None) -> list[dict[str, Any]]:
+    """The tenant's rules (of one model), oldest first, as :func:`public_rule` shows them."""
+    return [public_rule(r, tenant) for r in store.list_alert_rules(tenant, model_id)]
+
+
+def owned_rule(store: Any, tenant: str, alert_id: Any) -> dict[str, Any]:
+    """The stored rule ``alert_id`` of ``tenant``.
+
+    Raises:
+        ValidationError: ``alert_id`` is not a string.
+        AlertNotFoundError: no such rule (the message lists the tenant's).
+        TenantAccessError: the rule belongs to another tenant.
+    """
+    if not isinstance(alert_id, str):
+        raise ValidationError(f"Invalid alert_id {alert_id!r}.", value=alert_id,
+                              allowed="an id such as 'alert_5f0c1a2b3c4d'")
+    rules = store.list_alert_rules(alert_id=alert_id)
+    if not rules:
+        mine = [r["alert_id"] for r in store.list_alert_rules(tenant)]
+        raise AlertNotFoundError(f"No alert rule {alert_id!r} for tenant {tenant!r}.", value=alert_id,
+                                 allowed=mine or "(no alert rules yet: use set_alert)")
+    if rules[0]["tenant"] != tenant:
+        raise TenantAccessError(f"Alert rule {alert_id!r} belongs to another tenant; tenant {tenant!r} "
+                                "cannot read or change it.", value=alert_id)
+    return rules[0]
+
+
+def delete_rule(store: Any, tenant: str, alert_id: Any) -> dict[str, Any]:
+    """Delete one of the tenant's rules (its history stays)."""
+    rule = owned_rule(store, tenant, alert_id)
+    return {"alert_id": rule["alert_id"], "deleted": store.delete_alert_rule(rule["alert_id"])}
+
+
+def history(store: Any, tenant: str, model_id: str | None, limit: Any) -> list[dict[str, Any]]:
+    """The tenant's alert history (of one model), newest first, at most ``limit`` entries."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValidationError(f"Invalid limit {limit!r}.", value=limit, allowed="an int >= 1 or None")
+    return [public_event(e) for e in store.list_alert_events(tenant, model_id, limit=limit)]
+
+
+def register(store: Any, tenant: str, name: str, fn: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+    """Register an action callable, then deliver the alerts held for it."""
+    actions.register_action(tenant, name, fn)
+    return {"action": name, "delivered": deliver_held(store, tenant, name)}
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def evaluate(store: Any, tenant: str, model_id: str | None, now: float, *, check: Check,
+             deployment: Deployment) -> list[dict[str, Any]]:
+    """Evaluate the tenant's rules (of one model, or of every model with rules) at ``now``.
+
+    Each model's metrics come from one ``check(model_id, need_drift)``; then the alerts held
+    for actions registered in this process are delivered.
+
+    Returns:
+        The rules whose state changed (see :func:`apply_rules`).
+    """
+    by_model: dict[str, list[dict[str, Any]]] = {}
+    for r in store.list_alert_rules(tenant, model_id):
+        by_model.setdefault(r["model_id"], []).append(r)
+    changes: list[dict[str, Any]] = []
+    for m, rules in by_model.items():
+        result = check(m, needs_drift(rules))
+        changes += apply_rules(store, tenant, m, rules, result, now, deployment=deployment)
+    deliver_held(store, tenant)
+    return changes
+
+
+def apply_rules(store: Any, tenant: str, model_id: str, rules: list[dict[str, Any]], result: Mapping[str, Any],
+                now: float, *, deployment: Deployment) -> list[dict[str, Any]]:
+    """Step each rule of one model on the check's ``result``; record and act on what changed.
+
+    Returns:
+        One dict per rule whose state changed: ``alert_id``, ``model_id``, ``condition``,
+        ``transitions``, ``state``, ``event_id`` and, when it fired, ``delivery`` and
+        ``action_result``. A rule that another process stepped first is left to it.
+    """
+    values, scores = metrics(result)
+    changes = []
+    for rule in rules:
+        cond = condition(rule["condition"])
+        state, transitions, extra = step(rule, cond.evaluate(values, scores), now)
+        if not transitions and state == rule["state"]:
+            continue
+        shown = dict(values)
+        if cond.features:
+            shown["feature_scores"] = {f: scores.get(f) for f in sorted(cond.features)}
+        old_event = (rule.get("extra") or {}).get("event_id")
+        new_event = None
+        if "pending" in transitions:
+            new_event = store.add_alert_event({
+                "alert_id": rule["alert_id"], "tenant": tenant, "model_id": model_id,
+                "condition": rule["condition"], "severity": rule["severity"], "action": rule["action"],
+                "state": "pending", "started_at": now, "values": shown})
+            extra["event_id"] = new_event
+        if "cancel" in transitions or "resolve" in transitions:
+            extra.pop("event_id", None)
+        if not store.update_alert_rule(rule["alert_id"], {"state": state, "extra": extra, "updated_at": now},
+                                       revision=rule["revision"]):
+            if new_event is not None:  # another process stepped this rule first
+                store.delete_alert_event(new_event)
+            continue
+        event_id = new_event if new_event is not None else old_event
+        change: dict[str, Any] = {"alert_id": rule["alert_id"], "model_id": model_id,
+                                  "condition": rule["condition"], "transitions": transitions, "state": state,
+                                  "event_id": event_id}
+        if "cancel" in transitions and old_event is not None:
+            store.delete_alert_event(old_event)
+        if "resolve" in transitions and old_event is not None:
+            store.update_alert_event(old_event, {"state": "resolved", "resolved_at": now})
+        if "fire" in transitions and event_id is not None:
+            store.update_alert_event(event_id, {"state": "firing", "fired_at": now, "values": shown})
+            event = store.list_alert_events(tenant, alert_id=rule["alert_id"], limit=1)[0]
+            done = actions.deliver(
+                rule["action"], actions.alert_payload(event, tenant), tenant,
+                rollback=lambda m, env: rollback(deployment(), tenant, m, env, result.get("environment")))
+            store.update_alert_event(event_id, {"delivery": done.status, "action_result": done.result})
+            change.update(delivery=done.status, action_result=done.result)
+        changes.append(change)
+    return changes
+
+
+def deliver_held(store: Any, tenant: str, name: str | None = None) -> int:
+    """Deliver undelivered alerts whose action now has a callable in this process."""
+    delivered = 0
+    for e in store.list_alert_events(tenant, delivery="undelivered"):
+        if name is not None and e["action"] != name:
+            continue
+        if actions.registered_action(tenant, e["action"]) is None:
+            continue
+        if not store.update_alert_event(e["event_id"], {"delivery": "delivering"},
+                                        expect={"delivery": "undelivered"}):
+            continue  # another process is delivering it
+        done = actions.deliver(e["action"], actions.alert_payload(e, tenant), tenant)
+        result = {**done.result, "held_since": iso_from_seconds(e.get("fired_at"))}
+        store.update_alert_event(e["event_id"], {"delivery": done.status, "action_result": result})
+        delivered += done.status == "delivered"
+    return delivered
+
+
+def rollback(dep: Any, tenant: str, model_id: str, environment: str | None, seen: str | None) -> dict[str, Any]:
+    """The ``rollback`` action: roll the model's deployment back to its previous version.
+
+    Args:
+        dep: the deployment API of the tenant.
+        environment: from ``rollback:<environment>``; None: ``seen`` (where the latest
+            prediction was served) if deployed there, else the only environment, else
+            ``production``.
+
+    Raises:
+        ValidationError: the environment cannot be told.
+    """
+    if environment is None:
+        deployed = [d["environment"] for d in dep.list_deployments() if d["model_id"] == model_id]
+        if seen and seen in deployed:
+            environment = seen
+        elif len(deployed) == 1:
+            environment = deployed[0]
+        elif "production" in deployed:
+            environment = "production"
+        else:
+            raise ValidationError(f"Model {model_id!r} is deployed in {deployed or 'no environment'}; cannot tell "
+                                  "which one to roll back.", value=deployed,
+                                  allowed="an action 'rollback:<environment>'")
+    from mlops_jupyter.deployment.traffic import rollback_target, top_version
+    from mlops_jupyter.registry.semver import compare, is_semver
+
+    rec = dep.target.get(tenant, environment, model_id)
+    if rec is None:
+        dep.get_deployment(model_id, environment)  # raises NotFoundError naming what is deployed
+    before = dict(rec["traffic"])
+    live, target = top_version(before), rollback_target(before, rec.get("history") or [])
+    if live and target and is_semver(live) and is_semver(target) and compare(target, live) > 0:
+        # an alert firing again after an earlier rollback must not roll forward
+        return {"environment": environment, "from": before, "to": before, "version": live,
+                "skipped": f"the previous version {target} is newer than the live {live}; not rolling forward"}
+    after = dep.rollback(model_id, environment, to_version=target)
+    return {"environment": environment, "from": before, "to": after["traffic"], "version": after["version"]}

@@ -1,0 +1,192 @@
+"""The drift check: a window of a model's predictions against its reference -> one result dict.
+
+Per feature, by :func:`mlops_jupyter.monitoring.drift.compare`: the Kolmogorov-Smirnov test
+and PSI for numeric features, the chi-square test and the Jensen-Shannon distance for
+categorical ones. A column is categorical when its reference dtype is text, bool or
+category, or when it holds whole numbers with at most 10 distinct values; other numbers are
+numeric. A feature's score is its PSI (numeric) or JS distance (categorical);
+``drift_score`` is the largest feature score and ``drift_detected = drift_score >
+threshold`` (0.1 means a moderate shift on both scales). The reference is chosen as
+:mod:`~mlops_jupyter.monitoring.references` describes; performance comes from
+:mod:`~mlops_jupyter.monitoring.performance` over the same window.
+
+When there is nothing to compare, the result says why instead of raising:
+``drift_detected: False`` and ``drift_score: None`` with a ``status`` (``no_data``,
+``no_features``, ``no_reference`` or ``not_comparable``; ``ok`` when compared) and a
+``reason`` that says what to do. Failed requests that carry no feature at all are
+left out of the comparison (they still count in the performance).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from mlops_jupyter.config.times import iso_from_seconds
+from mlops_jupyter.errors import ValidationError
+from mlops_jupyter.monitoring.performance import performance_metrics
+from mlops_jupyter.monitoring.references import FIRST_PREDICTIONS, References, first_predictions
+from mlops_jupyter.monitoring.windows import (
+    PERF_COLUMNS,
+    READ_COLUMNS,
+    Window,
+    describe_window,
+    drop_featureless,
+    feature_frame,
+    parse_window,
+    read_window,
+    window_info,
+)
+
+DEFAULT_THRESHOLD = 0.1
+"""Drift when the largest feature score is above it (a moderate shift on the PSI / JS scale)."""
+
+
+class CheckArgs(NamedTuple):
+    """The validated arguments of a check."""
+
+    threshold: float
+    window: Window
+    version: str | None
+
+
+class Scope(NamedTuple):
+    """Where a check reads: one tenant's prediction log and references."""
+
+    predlog: Any
+    tenant: str
+    references: References
+    reference_rows: int
+    """How many first predictions form the reference when there is no reference data."""
+
+
+def check_args(threshold: Any, window: Any, version: Any) -> CheckArgs:
+    """Validate a check's arguments.
+
+    Raises:
+        ValidationError: a bad threshold or version.
+        InvalidWindowError: a bad window.
+    """
+    from mlops_jupyter.monitoring.drift import _check_threshold
+
+    threshold = _check_threshold(threshold)
+    win = parse_window(window)
+    if version is not None and (not isinstance(version, str) or not version):
+        raise ValidationError(f"Invalid version {version!r}.", value=version,
+                              allowed="a version string such as '1.0.0', or None for every version")
+    return CheckArgs(threshold, win, version)
+
+
+def check(scope: Scope, model_id: str, args: CheckArgs, now: float, need_drift: bool = True) -> dict[str, Any]:
+    """Read the window and compare it with its reference (``model_id`` is valid).
+
+    Args:
+        scope: the log and references to read.
+        model_id: the model.
+        args: from :func:`check_args`.
+        now: the end of a time-span window (unix seconds), and ``checked_at``.
+        need_drift: False for the performance alone (no features read, nothing compared).
+
+    Returns:
+        The result of :meth:`~mlops_jupyter.monitoring.facade.ModelMonitoring.check_drift`
+        without ``alerts``.
+    """
+    from mlops_jupyter.errors import EmptyWindowError
+    from mlops_jupyter.monitoring.drift import METHOD, compare
+
+    threshold, win, version = args
+    df = read_window(scope.predlog, scope.tenant, model_id, win, version, now,
+                     READ_COLUMNS if need_drift else PERF_COLUMNS)
+    result: dict[str, Any] = {
+        "drift_detected": False,
+        "drift_score": None,
+        "performance_metrics": performance_metrics(df),
+        "features": {},
+        "method": METHOD,
+        "n_reference": 0,
+        "n_current": 0,
+        "threshold": threshold,
+        "reference_source": None,
+        "reference_version": None,
+        "window": window_info(win, df, now),
+        "model_id": model_id,
+        "version": version,
+        "status": "ok",
+        "reason": None,
+        "drifted_features": [],
+        "skipped": {},
+        "warnings": [],
+        "environment": str(df["environment"].iloc[-1]) if len(df) else None,
+        "checked_at": iso_from_seconds(now),
+    }
+    if not need_drift:
+        return result
+
+    def give_up(status: str, reason: str) -> dict[str, Any]:
+        result["status"], result["reason"] = status, reason
+        return result
+
+    if len(df) == 0:
+        where = f" of version {version!r}" if version else ""
+        return give_up("no_data", f"No predictions{where} of {model_id!r} in the window "
+                       f"({describe_window(win)}); track_prediction() or traffic through the "
+                       "gateway logs them.")
+    success = df["success"].to_numpy(dtype=bool, na_value=False)
+    current = drop_featureless(feature_frame(df), success)
+    if current.shape[1] == 0 or len(current) == 0:
+        return give_up("no_features", f"The predictions of {model_id!r} in the window carry no input "
+                       "features, so there is nothing to compare; pass input_features= to "
+                       "track_prediction().")
+    found = scope.references.find(model_id, version or str(df["version"].iloc[-1]))
+    if found is not None:
+        reference, source, ref_version = found
+    else:
+        ref_df = first_predictions(scope.predlog, scope.tenant, model_id, scope.reference_rows, version)
+        reference = feature_frame(ref_df)
+        if reference.shape[1] == 0 or len(reference) == 0:
+            return give_up("no_reference", f"No reference data for {model_id!r}: none set with "
+                           "set_reference(), none stored with the version (create_version(..., "
+                           "reference_data=df)), and the first predictions carry no features.")
+        source, ref_version = FIRST_PREDICTIONS, None
+        keep = (df["timestamp"] > ref_df["timestamp"].iloc[-1]).to_numpy()
+        current = drop_featureless(feature_frame(df[keep]), success[keep])
+        if len(current) == 0:
+            result["reference_source"] = source
+            result["n_reference"] = len(reference)
+            return give_up("no_data", f"No reference data for {model_id!r}, so its first "
+                           f"{len(reference)} logged predictions are the reference, and the window "
+                           "holds no later prediction yet; log more predictions, or set a reference "
+                           "with set_reference().")
+    result["reference_source"] = source
+    result["reference_version"] = ref_version
+    result["n_current"] = len(current)
+    result["n_reference"] = len(reference)
+    try:
+        cmp = compare(reference, current, threshold)
+    except EmptyWindowError as exc:
+        return give_up("not_comparable", exc.detail)
+    for key in ("drift_detected", "drift_score", "features", "drifted_features", "skipped", "warnings",
+                "n_reference", "n_current"):
+        result[key] = cmp[key]
+    return result
+
+
+def window_data(scope: Scope, model_id: str, win: Window, version: str | None, now: float) -> tuple[Any, Any]:
+    """The reference and current features that :func:`check` would compare.
+
+    Returns:
+        ``(reference, current)`` DataFrames with plain feature names and fresh indexes (the
+        reference is empty when there is none).
+    """
+    df = read_window(scope.predlog, scope.tenant, model_id, win, version, now)
+    success = df["success"].to_numpy(dtype=bool, na_value=False) if len(df) else None
+    current = drop_featureless(feature_frame(df), success) if len(df) else feature_frame(df)
+    found = scope.references.find(model_id, version or (str(df["version"].iloc[-1]) if len(df) else None))
+    if found is not None:
+        reference = found.frame
+    else:
+        first = first_predictions(scope.predlog, scope.tenant, model_id, scope.reference_rows, version)
+        reference = feature_frame(first)
+        if len(first) and len(df):
+            keep = (df["timestamp"] > first["timestamp"].iloc[-1]).to_numpy()
+            current = drop_featureless(feature_frame(df[keep]), success[keep])
+    return reference.reset_index(drop=True), current.reset_index(drop=True)
