@@ -108,6 +108,37 @@ def raise_for_status(status: int, body: bytes, what: str) -> None:
     raise DeploymentError(text, value=status)
 
 
+def encode_operation(op: Mapping[str, Any]) -> bytes:
+    """One change as the control plane receives it: JSON (arrays as lists, dates as ISO text)."""
+    return json.dumps(op, default=_default).encode()
+
+
+def apply_answer(status: int, data: bytes) -> dict[str, Any]:
+    """The result of one change from the control plane's answer (HTTP status, JSON body).
+
+    Returns ``{"ok": True, "record"}`` or ``{"ok": False, "error_code", "message", ...}`` (a
+    version that failed to load); raises for a refused change: NotFoundError (404),
+    ValidationError (other 4xx), DeploymentError (5xx). Used by :class:`AdminClient` and by
+    the gateway's in-process target, so both read one answer alike.
+    """
+    try:
+        out = json.loads(data)
+    except ValueError:
+        out = None
+    if status >= 400 and not (isinstance(out, dict) and "ok" in out):
+        raise_for_status(status, data, "Deployment change")
+    if status >= 400:
+        msg = out.get("message", "")
+        if status == 404:
+            raise NotFoundError(msg)
+        if status < 500:
+            raise ValidationError(msg)
+        raise DeploymentError(msg)
+    if not isinstance(out, dict):
+        raise MLOpsError(f"Unexpected answer from the gateway: {data[:200]!r}")
+    return out
+
+
 def scoring_payload(data: Any) -> bytes:
     """MLflow scoring JSON for a DataFrame, a dict of columns, a list of dicts or an array."""
     if hasattr(data, "to_json") and hasattr(data, "columns"):  # DataFrame
@@ -220,23 +251,8 @@ class AdminClient:
 
     def apply(self, op: Mapping[str, Any]) -> dict[str, Any]:
         """Send one change; returns ``{"ok", "record"}`` or ``{"ok": False, "error_code", "message"}``."""
-        status, _, data = self._http.request("POST", "/admin/apply", json.dumps(op, default=_default).encode())
-        try:
-            out = json.loads(data)
-        except ValueError:
-            out = None
-        if status >= 400 and not (isinstance(out, dict) and "ok" in out):
-            raise_for_status(status, data, "Deployment change")
-        if status >= 400:
-            msg = out.get("message", "")
-            if status == 404:
-                raise NotFoundError(msg)
-            if status < 500:
-                raise ValidationError(msg)
-            raise DeploymentError(msg)
-        if not isinstance(out, dict):
-            raise MLOpsError(f"Unexpected answer from the gateway: {data[:200]!r}")
-        return out
+        status, _, data = self._http.request("POST", "/admin/apply", encode_operation(op))
+        return apply_answer(status, data)
 
     def shutdown(self) -> None:
         status, _, data = self._http.request("POST", "/admin/shutdown", b"{}")

@@ -1,10 +1,11 @@
 """Model deployment: versions behind real HTTP endpoints, with A/B traffic and rollback.
 
-The deployment API is target-agnostic: a :class:`DeploymentTarget` does the work, chosen
-by name. ``local`` (the default and, for now, the only one) is the serving gateway of
-:mod:`mlops_jupyter.serving`: one long-lived process per storage home, started on
-demand by the first deploy, detached so it outlives the kernel, restoring every
-deployment from the embedded store when it starts again.
+The deployment API is target-agnostic: a :class:`~mlops_jupyter.deployment.targets.base.DeploymentTarget`
+does the work, chosen by name or given as an object. ``local`` (the default and, for now, the
+only named one) is the serving gateway (``python -m mlops_jupyter.gateway``): one long-lived
+process per storage home, started on demand by the first deploy, detached so it outlives the
+kernel, restoring every deployment from the embedded store when it starts again. The gateway
+itself passes its in-process target, so an alert's rollback changes its routes directly.
 
 Endpoints look like ``http://127.0.0.1:PORT/tenants/{tenant}/{environment}/models/{model_id}``
 and take MLflow's scoring JSON at ``POST {endpoint}/invocations`` with
@@ -22,216 +23,18 @@ Example:
 from __future__ import annotations
 
 import logging
-import re
-from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any, Mapping, Protocol
+from typing import Any, Mapping
 
+from mlops_jupyter.config.names import validate_environment
 from mlops_jupyter.config.settings import Settings
-from mlops_jupyter.errors import (
-    DeploymentError,
-    InvalidNameError,
-    NotFoundError,
-    ValidationError,
-)
+from mlops_jupyter.config.times import iso_from_seconds
+from mlops_jupyter.deployment.targets import TARGETS, DeploymentTarget
+from mlops_jupyter.deployment.validation import validate_config
+from mlops_jupyter.errors import DeploymentError, NotFoundError, ValidationError
 
 log = logging.getLogger(__name__)
 
-ENVIRONMENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-CONFIG_KEYS = ("replicas", "resources")
-RESOURCE_KEYS = ("cpu", "memory")
-MAX_REPLICAS = 64
-_CPU_RE = re.compile(r"(\d+(\.\d+)?|\d+m)")
-_MEMORY_RE = re.compile(r"\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|K|M|G|T|P|E)?")
 EXAMPLE_ROWS = 5
-
-
-def validate_environment(environment: Any) -> str:
-    """Return ``environment`` if it is a slug: 1 to 64 letters, digits, ``_`` and ``-``.
-
-    Raises:
-        InvalidNameError: anything else (``prod!``, ``a/b``, ``""``).
-
-    Example:
-        >>> validate_environment("staging")
-        'staging'
-    """
-    if not isinstance(environment, str) or not ENVIRONMENT_RE.fullmatch(environment):
-        raise InvalidNameError(
-            f"Invalid environment {environment!r}.", value=environment,
-            allowed="1 to 64 letters, digits, '_' and '-', starting with a letter or digit "
-            "(e.g. 'production', 'staging')",
-        )
-    return environment
-
-
-def validate_config(config: Any) -> dict[str, Any]:
-    """Validate a deployment ``config``; returns a normalised copy.
-
-    Known keys: ``replicas`` (int 1..64) and ``resources`` (``{"cpu": "2", "memory":
-    "4Gi"}``, Kubernetes quantity strings). Both are stored with the deployment and
-    reported by :meth:`ModelDeployment.get_deployment`. The local gateway serves every
-    version from its one process: it does not start replicas nor enforce resources;
-    they are there for targets that do (a KServe target renders them into manifests).
-
-    Raises:
-        ValidationError: unknown keys (the message lists the known ones) or bad values.
-
-    Example:
-        >>> validate_config({"replicas": 3, "resources": {"cpu": "2", "memory": "4Gi"}})
-        {'replicas': 3, 'resources': {'cpu': '2', 'memory': '4Gi'}}
-    """
-    if config is None:
-        return {}
-    if not isinstance(config, Mapping):
-        raise ValidationError(f"Invalid config {config!r}.", value=config,
-                              allowed="a dict such as {'replicas': 3, 'resources': {'cpu': '2', 'memory': '4Gi'}}")
-    unknown = sorted(str(k) for k in config if k not in CONFIG_KEYS)
-    if unknown:
-        raise ValidationError(f"Unknown config key(s) {unknown}.", value=unknown, allowed=CONFIG_KEYS)
-    out: dict[str, Any] = {}
-    if "replicas" in config:
-        r = config["replicas"]
-        if isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= MAX_REPLICAS:
-            raise ValidationError(f"Invalid replicas {r!r}.", value=r, allowed=f"an integer from 1 to {MAX_REPLICAS}")
-        out["replicas"] = r
-    if "resources" in config:
-        res = config["resources"]
-        if not isinstance(res, Mapping):
-            raise ValidationError(f"Invalid resources {res!r}.", value=res,
-                                  allowed="a dict like {'cpu': '2', 'memory': '4Gi'}")
-        bad = sorted(str(k) for k in res if k not in RESOURCE_KEYS)
-        if bad:
-            raise ValidationError(f"Unknown resources key(s) {bad}.", value=bad, allowed=RESOURCE_KEYS)
-        norm = {}
-        for k, pattern, example in (("cpu", _CPU_RE, "'2', '0.5' or '500m'"),
-                                    ("memory", _MEMORY_RE, "'4Gi', '512Mi' or '1G'")):
-            if k in res:
-                v = res[k]
-                if not isinstance(v, str) or not pattern.fullmatch(v) or float(re.match(r"[\d.]+", v).group()) <= 0:
-                    raise ValidationError(f"Invalid resources.{k} {v!r}.", value=v,
-                                          allowed=f"a positive quantity string such as {example}")
-                norm[k] = v
-        out["resources"] = norm
-    return out
-
-
-def _iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-class DeploymentTarget(Protocol):
-    """Where deployments run. Target-specific code stays behind these methods.
-
-    Every change is one operation dict: ``{"op": "deploy" | "traffic" | "rollback" |
-    "undeploy", "tenant", "environment", "model_id", ...}`` with ``specs`` (version ->
-    ``{"path", "sha256", "example"}``) for the versions it introduces.
-    """
-
-    name: str
-
-    def ensure_running(self) -> dict[str, Any]:
-        """Start the serving side if it is not running; returns where it serves."""
-
-    def apply(self, op: Mapping[str, Any]) -> dict[str, Any]:
-        """Carry out one change; ``{"ok": True, "record"}`` or ``{"ok": False, "message", ...}``."""
-
-    def get(self, tenant: str, environment: str, model_id: str) -> dict[str, Any] | None:
-        """The stored deployment record, or None."""
-
-    def list(self, tenant: str, environment: str | None = None) -> list[dict[str, Any]]:
-        """The tenant's deployment records."""
-
-    def endpoint(self, tenant: str, environment: str, model_id: str) -> str:
-        """The URL of one deployment."""
-
-    def status(self) -> dict[str, Any]:
-        """Whether the target serves, and where."""
-
-    def verify(self) -> dict[str, Any]:
-        """A health check of the serving side (raises if it fails)."""
-
-
-class LocalGatewayTarget:
-    """The ``local`` target: the serving gateway of the storage home.
-
-    The gateway serves every version from one process; ``replicas`` and ``resources``
-    are stored and reported, not applied.
-    """
-
-    name = "local"
-
-    def __init__(self, home: Path) -> None:
-        self.home = Path(home)
-        self._store: Any = None
-        self._admin: Any = None
-        self._admin_url: str | None = None
-
-    @property
-    def store(self) -> Any:
-        if self._store is None:
-            from mlops_jupyter.storage.state import open_embedded_store
-
-            self._store = open_embedded_store(self.home)
-        return self._store
-
-    def ensure_running(self) -> dict[str, Any]:
-        from mlops_jupyter.deployment import tokens as auth
-        from mlops_jupyter.deployment.client import AdminClient
-        from mlops_jupyter.deployment.targets.local_process import ensure_gateway
-
-        info = ensure_gateway(self.home)
-        if self._admin is None or self._admin_url != info["url"]:
-            if self._admin is not None:
-                self._admin.close()
-            self._admin = AdminClient(info["url"], auth.admin_token(self.home))
-            self._admin_url = info["url"]
-        return info
-
-    def apply(self, op: Mapping[str, Any]) -> dict[str, Any]:
-        self.ensure_running()
-        return self._admin.apply(op)
-
-    def verify(self) -> dict[str, Any]:
-        self.ensure_running()
-        return self._admin.health()
-
-    def get(self, tenant: str, environment: str, model_id: str) -> dict[str, Any] | None:
-        return self.store.get_deployment(tenant, environment, model_id)
-
-    def list(self, tenant: str, environment: str | None = None) -> list[dict[str, Any]]:
-        return self.store.list_deployments(tenant=tenant, environment=environment)
-
-    def base_url(self) -> str:
-        from mlops_jupyter.config.settings import GATEWAY_PORT_META as PORT_META
-        from mlops_jupyter.deployment.targets.local_process import read_info
-
-        info = read_info(self.home)
-        if info and info.get("url"):
-            return info["url"]
-        port = self.store.get_meta(PORT_META)
-        return f"http://127.0.0.1:{port}" if port else "http://127.0.0.1:PORT"
-
-    def endpoint(self, tenant: str, environment: str, model_id: str) -> str:
-        return f"{self.base_url()}/tenants/{tenant}/{environment}/models/{model_id}"
-
-    def status(self) -> dict[str, Any]:
-        from mlops_jupyter.deployment.targets.local_process import gateway_status
-
-        return gateway_status(self.home)
-
-    def stop(self) -> dict[str, Any]:
-        from mlops_jupyter.deployment.targets.local_process import stop_gateway
-
-        if self._admin is not None:
-            self._admin.close()
-            self._admin = None
-        return stop_gateway(self.home)
-
-
-TARGETS = {"local": LocalGatewayTarget}
 
 
 class ModelDeployment:
@@ -239,8 +42,11 @@ class ModelDeployment:
 
     Args:
         settings: the resolved settings (tenant, tracking URI, storage home).
-        target: where deployments run; ``"local"`` (the serving gateway) is the one target
-            built so far.
+        target: where deployments run: a name from
+            :data:`~mlops_jupyter.deployment.targets.TARGETS` (``"local"``, the serving
+            gateway, is the one built so far), or an object implementing
+            :class:`~mlops_jupyter.deployment.targets.base.DeploymentTarget` (the gateway
+            passes its in-process one).
 
     A tenant's deployment object sees and changes only that tenant's deployments: model
     ids are resolved through the tenant's versioning, and every record and route carries
@@ -252,12 +58,17 @@ class ModelDeployment:
         'deployed'
     """
 
-    def __init__(self, settings: Settings, target: str = "local", versioning: Any = None) -> None:
+    def __init__(self, settings: Settings, target: str | DeploymentTarget = "local", versioning: Any = None) -> None:
         self.settings = settings
         self.tenancy = settings.tenancy
-        if target not in TARGETS:
-            raise ValidationError(f"Unknown deployment target {target!r}.", value=target, allowed=list(TARGETS))
-        self.target: Any = TARGETS[target](settings.home)
+        if isinstance(target, str):
+            if target not in TARGETS:
+                raise ValidationError(f"Unknown deployment target {target!r}.", value=target, allowed=list(TARGETS))
+            target = TARGETS[target](settings.home)
+        elif not isinstance(target, DeploymentTarget):
+            raise ValidationError(f"Invalid deployment target {target!r}.", value=target,
+                                  allowed=[*TARGETS, "an object implementing DeploymentTarget"])
+        self.target: Any = target
         self._versioning = versioning
 
     @property
@@ -305,7 +116,7 @@ class ModelDeployment:
         return rec
 
     def _describe(self, rec: Mapping[str, Any]) -> dict[str, Any]:
-        from mlops_jupyter.deployment.traffic import top_version
+        from mlops_jupyter.deployment.traffic import rollback_target, top_version
 
         return {
             "deployment_id": rec["deployment_id"],
@@ -321,8 +132,10 @@ class ModelDeployment:
             "target": self.target.name,
             "revision": rec.get("revision"),
             "previous_traffic": (rec.get("history") or [])[-5:],
-            "created_at": _iso(rec.get("created_at")),
-            "updated_at": _iso(rec.get("updated_at")),
+            # what rollback() without to_version= would serve (the whole history decides it)
+            "rollback_to": rollback_target(rec["traffic"], rec.get("history") or []),
+            "created_at": iso_from_seconds(rec.get("created_at")),
+            "updated_at": iso_from_seconds(rec.get("updated_at")),
         }
 
     def _change(self, op: dict[str, Any]) -> dict[str, Any]:

@@ -40,7 +40,16 @@ HISTORY_LIMIT = 50
 
 
 def check_percentage(p: Any, what: str = "traffic_percentage", low: int = 1) -> int:
-    """``p`` if it is an int in ``low..100`` (bools and floats with a fraction are refused)."""
+    """``p`` if it is an int in ``low..100`` (bools and floats with a fraction are refused).
+
+    Example:
+        >>> check_percentage(50), check_percentage(50.0)
+        (50, 50)
+        >>> check_percentage(True)
+        Traceback (most recent call last):
+        ...
+        mlops_jupyter.errors.ValidationError: Invalid traffic_percentage True. Allowed: an integer from 1 to 100.
+    """
     if isinstance(p, bool) or not isinstance(p, (int, float)) or (isinstance(p, float) and not p.is_integer()):
         raise ValidationError(f"Invalid {what} {p!r}.", value=p, allowed=f"an integer from {low} to 100")
     p = int(p)
@@ -123,12 +132,24 @@ def add_version(current: Mapping[str, int], version: str, percentage: int) -> di
 
 
 def remove_version(current: Mapping[str, int], version: str) -> dict[str, int]:
-    """The table after undeploying ``version``: the others scale up to 100 (may be empty)."""
+    """The table after undeploying ``version``: the others scale up to 100 (may be empty).
+
+    Example:
+        >>> remove_version({"1.0.0": 60, "1.1.0": 30, "1.2.0": 10}, "1.0.0")
+        {'1.1.0': 75, '1.2.0': 25}
+        >>> remove_version({"1.0.0": 100}, "1.0.0")
+        {}
+    """
     return scale({v: p for v, p in current.items() if v != version}, 100)
 
 
 def top_version(traffic: Mapping[str, int]) -> str | None:
-    """The version with the largest share; the earlier listed one on a tie."""
+    """The version with the largest share; the earlier listed one on a tie.
+
+    Example:
+        >>> top_version({"1.0.0": 50, "1.1.0": 50}), top_version({"1.0.0": 10, "1.1.0": 90}), top_version({})
+        ('1.0.0', '1.1.0', None)
+    """
     best, best_p = None, -1
     for v, p in traffic.items():
         if p > best_p:
@@ -158,7 +179,14 @@ def rollback_target(current: Mapping[str, int], history: Sequence[Mapping[str, i
 
 def push_history(history: Sequence[Mapping[str, int]], previous: Mapping[str, int],
                  new: Mapping[str, int]) -> list[dict[str, int]]:
-    """History after a change from ``previous`` to ``new`` (unchanged if they are equal)."""
+    """History after a change from ``previous`` to ``new`` (unchanged if they are equal).
+
+    Example:
+        >>> push_history([{"1.0.0": 100}], {"1.0.0": 50, "1.1.0": 50}, {"1.1.0": 100})
+        [{'1.0.0': 100}, {'1.0.0': 50, '1.1.0': 50}]
+        >>> push_history([], {"1.0.0": 100}, {"1.0.0": 100})
+        []
+    """
     out = [dict(t) for t in history]
     if previous and dict(previous) != dict(new):
         out.append(dict(previous))
@@ -166,7 +194,12 @@ def push_history(history: Sequence[Mapping[str, int]], previous: Mapping[str, in
 
 
 def key_point(key: bytes) -> float:
-    """A stable point in [0, 100) for a request key."""
+    """A stable point in [0, 100) for a request key (the same across processes and restarts).
+
+    Example:
+        >>> 0 <= key_point(b"user-42") < 100, key_point(b"user-42") == key_point(b"user-42")
+        (True, True)
+    """
     h = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big")
     return (h % 1_000_000) / 10_000.0
 

@@ -363,7 +363,7 @@ def load_version(spec: Mapping[str, Any]) -> tuple[LoadedVersion, dict[str, Any]
         IntegrityError: the folder's sha256 differs from the recorded one.
         LoadError: the model cannot be loaded, or its test prediction fails.
     """
-    from mlops_jupyter.registry.versioning import sha256_dir
+    from mlops_jupyter.registry.artifacts import sha256_dir
 
     path = Path(spec["path"])
     label = f"{spec['model_id']} {spec['version']}"

@@ -26,11 +26,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlops_jupyter.errors import GatewayError
 from mlops_jupyter.config.settings import GATEWAY_EXIT_ALREADY_RUNNING as EXIT_ALREADY_RUNNING
 from mlops_jupyter.config.settings import GATEWAY_INFO_FILE as INFO_FILE
 from mlops_jupyter.config.settings import GATEWAY_LOCK_FILE as LOCK_FILE
 from mlops_jupyter.config.settings import GATEWAY_LOG_FILE as LOG_FILE
+from mlops_jupyter.config.settings import connect_host
+from mlops_jupyter.errors import GatewayError
 
 DEFAULT_HOST = "127.0.0.1"
 START_TIMEOUT = 120.0
@@ -87,8 +88,7 @@ def _health(info: dict[str, Any], timeout: float = 2.0) -> dict[str, Any] | None
     import http.client
 
     try:
-        conn = http.client.HTTPConnection(info.get("host") if info.get("host") not in ("0.0.0.0", "::", "")
-                                          else "127.0.0.1", int(info["port"]), timeout=timeout)
+        conn = http.client.HTTPConnection(connect_host(info.get("host")), int(info["port"]), timeout=timeout)
         try:
             conn.request("GET", "/health")
             resp = conn.getresponse()
