@@ -211,22 +211,12 @@ class MLOpsService:
         return {**lin, "edges": [list(e) for e in lin["edges"]]}
 
     # -- deployments -----------------------------------------------------------------------
-    def _rollback_to(self, model_id: str, environment: str) -> str | None:
-        from mlops_jupyter.deployment.traffic import rollback_target
-
-        d = self.pipeline.deployment
-        rec = d.target.get(d.tenant, environment, model_id)
-        if rec is None:
-            return None
-        return rollback_target(rec["traffic"], rec.get("history") or [])
-
     def _with_health(self, deps: list[dict[str, Any]], gateway: dict[str, Any]) -> list[dict[str, Any]]:
-        """Add ``health`` (asked of the running gateway, never starting it) and ``rollback_to``."""
+        """Add ``health`` (asked of the running gateway, never starting it)."""
         from mlops_jupyter.deployment.client import DeploymentClient
 
         token = self.pipeline.deployment.get_token() if deps and gateway.get("running") else None
         for d in deps:
-            d["rollback_to"] = self._rollback_to(d["model_id"], d["environment"])
             if d["status"] != "deployed":
                 d["health"] = {"state": "failed", "message": d.get("reason") or f"status {d['status']}"}
             elif not gateway.get("running"):
@@ -273,7 +263,7 @@ class MLOpsService:
             ValidationError: an unknown action or key, a missing key, a value of the wrong type.
             DeploymentError: the deploy failed (what served before keeps serving).
         """
-        from mlops_jupyter.deployment.deployment import validate_environment
+        from mlops_jupyter.config.names import validate_environment
         from mlops_jupyter.errors import DeploymentError
 
         validate_environment(environment)

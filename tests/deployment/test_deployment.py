@@ -75,7 +75,8 @@ def test_router_sticks_keys_and_splits_at_random_by_weight():
 
 # -- config and names (pure) ---------------------------------------------------------------
 def test_config_is_validated_and_unknown_keys_list_the_known_ones():
-    from mlops_jupyter.deployment.deployment import validate_config, validate_environment
+    from mlops_jupyter.config.names import validate_environment
+    from mlops_jupyter.deployment.validation import validate_config
 
     ok = {"replicas": 3, "resources": {"cpu": "500m", "memory": "4Gi"}}
     assert validate_config(ok) == ok
@@ -382,3 +383,23 @@ def test_serve_cli_stops_and_reports(dep):
     assert dep["d"].gateway_status()["running"] is False
     out = subprocess.run(cmd + ["stop", "--status"], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
+
+
+def test_rollback_to_names_what_rollback_serves_after_many_changes(dep):
+    # The panel, the sidebar and the alert action read one rollback target, decided by the whole
+    # history: after more than five changes that kept 1.1.0 on top, 1.1.0 alone rolls back to 1.0.0.
+    from mlops_jupyter.notebook.widgets import DeployPanel
+
+    d = dep["d"]
+    d.deploy_model("iris", "1.0.0", environment="many")
+    d.deploy_model("iris", "1.1.0", environment="many", traffic_percentage=100)
+    for share in (90, 80, 70, 60, 55, 65, 75):
+        d.set_traffic("iris", "many", {"1.1.0": share, "1.0.0": 100 - share})
+    d.set_traffic("iris", "many", {"1.1.0": 100})
+    described = d.get_deployment("iris", "many")
+    assert described["version"] == "1.1.0" and described["rollback_to"] == "1.0.0"
+    panel = DeployPanel("iris", pipeline=dep["pipeline"], environments=("many",))
+    panel.environment = "many"
+    assert panel.describe("rollback").endswith("to 1.0.0")
+    assert d.rollback("iris", "many")["traffic"] == {"1.0.0": 100}
+    d.undeploy("iris", "many")

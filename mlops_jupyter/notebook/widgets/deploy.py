@@ -260,11 +260,7 @@ class DeployPanel(Panel):
         if action == "promote":
             return f"Send 100% of {m}'s traffic in {env} to {self.version}"
         dep = self.deployment_in()
-        target = None
-        if dep is not None:
-            from mlops_jupyter.deployment.traffic import rollback_target
-
-            target = rollback_target(dep["traffic"], dep.get("previous_traffic") or [])
+        target = dep.get("rollback_to") if dep else None
         now = traffic_text(dep["traffic"]) if dep else "nothing"
         return f"Roll back {m} in {env} (now {now}) to " + (target or "the previously live version")
 
