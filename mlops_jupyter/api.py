@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from mlops_jupyter.deployment.deployment import ModelDeployment
-from mlops_jupyter.monitoring.monitoring import ModelMonitoring
+from mlops_jupyter.monitoring import ModelMonitoring
 from mlops_jupyter.config.settings import Settings, resolve_settings
 from mlops_jupyter.config.names import validate_experiment_name
 from mlops_jupyter.tracking.tracker import ExperimentTracker
@@ -25,7 +25,8 @@ class MLOpsPipeline:
         self.versioning = ModelVersioning(settings, tracker=self.tracker)
         self.deployment = ModelDeployment(settings)
         self.monitoring = ModelMonitoring(settings, deployment=self.deployment, versioning=self.versioning)
-        self.versioning.deployment = self.deployment
+        # an upward need, wired here: a rollback of the live version moves the live deployments
+        self.versioning.on_rollback(self.deployment.follow_rollback)
 
     @property
     def tenant_id(self) -> str:
@@ -68,7 +69,10 @@ def create_experiment_tracker(tenant_id: str | None = None, mlflow_uri: str | No
 def create_model_versioning(tenant_id: str | None = None, mlflow_uri: str | None = None,
                             experiment_name: str | None = None, storage_path: PathLike | None = None
                             ) -> ModelVersioning:
-    """Create a :class:`ModelVersioning` (same settings as :func:`create_mlops_pipeline`)."""
+    """Create a :class:`ModelVersioning` (same settings as :func:`create_mlops_pipeline`).
+
+    On its own it has no rollback subscribers: ``rollback_model`` moves the live alias only
+    (deployments follow a rollback made through a pipeline's ``versioning``)."""
     return ModelVersioning(resolve_settings(tenant_id, mlflow_uri, experiment_name, storage_path))
 
 

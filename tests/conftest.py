@@ -26,7 +26,7 @@ from mlops_jupyter.config import env
 def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from mlflow import MlflowClient
 
-    from mlops_jupyter.storage.sinks import connect_sqlite
+    from mlops_jupyter.storage.mlflow_sql import connect_sqlite
 
     d = tmp_path_factory.mktemp("template")
     db = d / "mlflow.db"

@@ -1,9 +1,27 @@
-"""One settings object shared by the pipeline's parts.
+"""One settings object shared by the pipeline's parts, and the layout of a storage home.
 
 Resolution order for each setting: the argument, then the environment variable
 (``MLOPS_TENANT``, ``MLFLOW_TRACKING_URI``, ``MLOPS_HOME``), then the embedded default:
 everything under ``./.mlops/`` (a sqlite tracking and registry DB, ``mlflow.db``, and
 an ``artifacts/`` folder), so a fresh notebook works with no server.
+
+The layout of a storage home (``Settings.home``) is written down here and only here; the
+parts ask these functions (or the matching :class:`Settings` properties) for a path and
+never join names onto the home themselves::
+
+    {home}/
+      mlflow.db                  embedded MLflow tracking + registry DB   tracking_db_path()
+      artifacts/{tenant}/...     artifacts of the embedded store          artifact_root(), tenant_artifact_root()
+      journal/                   write journals of live processes         journal_dir()
+      mlops.db                   our state DB (deployments, alerts)       state_db_path()
+      model-cache/{tenant}/...   models downloaded from a remote store    model_cache_dir()
+
+Example:
+    >>> home = Path("/tmp/store")
+    >>> str(journal_dir(home)), str(state_db_path(home))
+    ('/tmp/store/journal', '/tmp/store/mlops.db')
+    >>> str(sqlite_db_path("sqlite:////tmp/store/mlflow.db"))
+    '/tmp/store/mlflow.db'
 """
 
 from __future__ import annotations
@@ -30,6 +48,68 @@ GATEWAY_PORT_META = "gateway.port"
 """State-DB meta key: the port the gateway bound last (reused when free)."""
 GATEWAY_EXIT_ALREADY_RUNNING = 3
 """Exit code of a gateway that found another one serving the same home."""
+
+# The storage home's layout (see the module docstring).
+TRACKING_DB_FILE = "mlflow.db"
+ARTIFACTS_DIR = "artifacts"
+JOURNAL_DIR = "journal"
+STATE_DB_FILE = "mlops.db"
+MODEL_CACHE_DIR = "model-cache"
+SQLITE_URI_PREFIX = "sqlite:///"
+
+_PathLike = str | os.PathLike[str]
+
+
+def tracking_db_path(home: _PathLike) -> Path:
+    """The embedded MLflow DB (tracking and registry) of a home."""
+    return Path(home) / TRACKING_DB_FILE
+
+
+def artifact_root(home: _PathLike) -> Path:
+    """The artifact folder of the embedded store."""
+    return Path(home) / ARTIFACTS_DIR
+
+
+def tenant_artifact_root(home: _PathLike, tenant: str) -> Path:
+    """Where a tenant's experiments keep their artifacts in the embedded store."""
+    return artifact_root(home) / validate_tenant(tenant)
+
+
+def journal_dir(home: _PathLike) -> Path:
+    """The write journals of the processes logging into a home (see ``storage.journal``)."""
+    return Path(home) / JOURNAL_DIR
+
+
+def state_db_path(home: _PathLike) -> Path:
+    """Our own state DB: deployments, alert rules and history (see ``storage.state``)."""
+    return Path(home) / STATE_DB_FILE
+
+
+def model_cache_dir(home: _PathLike, tenant: str, registered_name: str, registry_version: str | int) -> Path:
+    """Where a registered model version from a remote store is downloaded to."""
+    return Path(home) / MODEL_CACHE_DIR / validate_tenant(tenant) / registered_name / str(registry_version)
+
+
+def sqlite_db_path(tracking_uri: str) -> Path | None:
+    """The DB file of a ``sqlite:///`` tracking URI, else None."""
+    if not tracking_uri.startswith(SQLITE_URI_PREFIX):
+        return None
+    return Path(tracking_uri[len(SQLITE_URI_PREFIX):])
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+"""Bind addresses meaning "every interface": a client connects to this machine instead."""
+
+
+def connect_host(host: str) -> str:
+    """The address a client on this machine connects to for a server bound to ``host``.
+
+    A wildcard bind (``0.0.0.0``, ``::`` or empty) listens on every interface, but is not an
+    address to connect to: it maps to ``127.0.0.1``; any other host is returned as is.
+
+    Example:
+        >>> connect_host("0.0.0.0"), connect_host("::"), connect_host("10.1.2.3")
+        ('127.0.0.1', '127.0.0.1', '10.1.2.3')
+    """
+    return host if host not in WILDCARD_HOSTS else "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -59,17 +139,15 @@ class Settings:
     @property
     def sqlite_path(self) -> Path | None:
         """The sqlite DB file of a ``sqlite:///`` tracking URI, else None."""
-        if not self.is_sqlite:
-            return None
-        return Path(self.tracking_uri[len("sqlite:///") :])
+        return sqlite_db_path(self.tracking_uri)
 
     @property
     def artifact_root(self) -> Path:
-        return self.home / "artifacts"
+        return artifact_root(self.home)
 
     @property
-    def journal_dir(self) -> Path:
-        return self.home / "journal"
+    def state_db_path(self) -> Path:
+        return state_db_path(self.home)
 
     def describe(self) -> dict[str, str]:
         return {
@@ -92,7 +170,7 @@ def _check_uri(uri: str) -> str:
             value=uri,
             allowed=[f"{s}://..." for s in SUPPORTED_URI_SCHEMES],
         )
-    if scheme == "sqlite" and not uri.startswith("sqlite:///"):
+    if scheme == "sqlite" and not uri.startswith(SQLITE_URI_PREFIX):
         raise InvalidSettingError(
             f"Invalid sqlite URI {uri!r}.", value=uri, allowed="sqlite:///ABSOLUTE/OR/RELATIVE/PATH.db"
         )
@@ -139,11 +217,12 @@ def resolve_settings(
     uri = mlflow_uri if mlflow_uri is not None else (os.environ.get(env.MLFLOW_TRACKING_URI) or None)
     if uri is not None:
         uri = _check_uri(uri)
-        if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        db = sqlite_db_path(uri)
+        if db is not None and not db.is_absolute():
             # make relative sqlite paths absolute so every part agrees on the file
-            uri = "sqlite:///" + str(Path(uri[len("sqlite:///") :]).absolute())
+            uri = SQLITE_URI_PREFIX + str(db.absolute())
     else:
-        uri = f"sqlite:///{home / 'mlflow.db'}"
+        uri = f"{SQLITE_URI_PREFIX}{tracking_db_path(home)}"
     if experiment_name is not None:
         validate_experiment_name(experiment_name)
     return Settings(tenant=tenant, tracking_uri=uri, home=home, experiment_name=experiment_name)

@@ -4,24 +4,37 @@ Each version is an MLflow registered model version of ``{tenant}.{model_id}`` wh
 carry the semantic version, the artifact's sha256, the parent version, the metadata and
 the data sources. Aliases: ``v1_0_0`` for every version (so ``models:/t.m@v1_0_0`` works in
 any MLflow client), and ``production`` for the live one, moved by :meth:`rollback_model`.
+
+Whatever must follow a rollback subscribes with :meth:`ModelVersioning.on_rollback` (the
+pipeline wires that up in ``api.py``); this package knows nothing of its subscribers.
 """
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import json
 import os
 import re
-import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
-from mlops_jupyter.config.settings import Settings
-from mlops_jupyter.registry.semver import BUMPS, SEMVER_RE, bump_version, parse_semver
-from mlops_jupyter.storage.store import TrackingStore, now_ms
 from mlops_jupyter.config.names import TENANT_TAG
-from mlops_jupyter.tracking.tracker import ExperimentTracker, iso_ms
+from mlops_jupyter.config.settings import Settings, model_cache_dir
+from mlops_jupyter.config.times import iso_from_ms, now_ms
+from mlops_jupyter.registry.artifacts import (
+    MODEL_DIR,
+    load_model_dir,
+    load_model_file,
+    local_model_dir,
+    read_parquet_artifact,
+    save_model,
+    sha256_dir,
+    sha256_file,
+)
+from mlops_jupyter.registry.semver import BUMPS, bump_version, is_semver, parse_semver
+from mlops_jupyter.storage.store import TrackingStore
+from mlops_jupyter.tracking.tracker import REGISTRY_EXPERIMENT, ExperimentTracker
 from mlops_jupyter.errors import (
     IntegrityError,
     InvalidVersionError,
@@ -32,8 +45,6 @@ from mlops_jupyter.errors import (
 )
 
 LIVE_ALIAS = "production"
-REGISTRY_EXPERIMENT = "model-registry"
-MODEL_DIR = "model"
 REFERENCE_FILE = "reference/reference.parquet"
 T_SEMVER, T_SHA, T_PARENT, T_META, T_SOURCES, T_CREATED, T_MODEL_ID = (
     "mlops.semver", "mlops.sha256", "mlops.parent", "mlops.metadata", "mlops.data_sources",
@@ -55,45 +66,16 @@ def user_aliases(aliases: Mapping[str, Any] | None) -> dict[str, str]:
     return {a: str(v) for a, v in (aliases or {}).items() if not VERSION_ALIAS_RE.fullmatch(a)}
 
 
-MLFLOW_META_FILE = "registered_model_meta"  # mlflow.store.artifact.models_artifact_repo
+RollbackSubscriber = Callable[[str, str], list[dict[str, Any]]]
+"""Called as ``callback(model_id, version)`` after a rollback moved the live alias; returns
+what it moved (dicts listed under ``deployments`` in the rollback's result)."""
 
 
-def sha256_dir(path: Path) -> str:
-    """sha256 over every file of a folder (relative names and contents, in sorted order).
+class _VersionRun(NamedTuple):
+    """The run a new version's artifacts go into."""
 
-    MLflow's own ``registered_model_meta`` at the top is left out: MLflow writes it into the
-    model folder itself whenever a client loads ``models:/NAME/VERSION`` from a local store.
-    """
-    h = hashlib.sha256()
-    root = Path(path)
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p != root / MLFLOW_META_FILE)
-    for p in files:
-        rel = p.relative_to(root).as_posix().encode()
-        h.update(len(rel).to_bytes(4, "big") + rel)
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
-
-
-def _pip_requirements(model: Any) -> list[str]:
-    """Explicit requirements, so MLflow skips its 3 to 7 s requirement inference."""
-    from importlib.metadata import version
-
-    reqs = []
-    for dist in ("mlflow", "scikit-learn", "cloudpickle", "numpy", "pandas", "scipy"):
-        try:
-            reqs.append(f"{dist}=={version(dist)}")
-        except Exception:
-            pass
-    return reqs
-
-
-def _load_model_file(path: str) -> Any:
-    """Load a pickled or joblib model file given by the user (their own file)."""
-    import joblib
-
-    return joblib.load(path)
+    artifact_uri: str
+    run_id: str
 
 
 class ModelVersioning:
@@ -112,7 +94,10 @@ class ModelVersioning:
         self.tenancy = settings.tenancy
         self.store = TrackingStore.for_settings(settings)
         self.tracker = tracker
-        self.deployment: Any = None  # set by the pipeline; rollbacks move live deployments
+        self._rollback_subscribers: list[RollbackSubscriber] = []
+
+    # kept only for notebook/magics/autolog.py, which calls it; use registry.artifacts.save_model
+    _save_model = staticmethod(save_model)
 
     @property
     def client(self) -> Any:
@@ -151,7 +136,7 @@ class ModelVersioning:
         for m in mvs:
             if m.tags[T_SEMVER] == version:
                 return m
-        if isinstance(version, str) and version not in ("latest",) and not SEMVER_RE.fullmatch(version):
+        if isinstance(version, str) and not is_semver(version):
             rm = self._registered(model_id)
             if version in (rm.aliases or {}):
                 num = str(rm.aliases[version])
@@ -171,7 +156,7 @@ class ModelVersioning:
         return {
             "version": tags[T_SEMVER],
             "model_id": tags.get(T_MODEL_ID, self.tenancy.plain_model_id(m.name)),
-            "created_at": tags.get(T_CREATED) or iso_ms(m.creation_timestamp),
+            "created_at": tags.get(T_CREATED) or iso_from_ms(m.creation_timestamp),
             "metadata": meta,
             "run_id": m.run_id,
             "registry_version": int(m.version),
@@ -233,9 +218,9 @@ class ModelVersioning:
             p = os.fspath(model_path)
             if not os.path.isfile(p):
                 raise NotFoundError(f"Model file {p!r} does not exist.", value=p, allowed="a pickle or joblib file")
-            source_sha = hashlib.sha256(Path(p).read_bytes()).hexdigest()
+            source_sha = sha256_file(p)
             try:
-                model = _load_model_file(p)
+                model = load_model_file(p)
             except Exception as exc:
                 raise ValidationError(
                     f"Could not load model file {p!r}: {type(exc).__name__}: {exc}",
@@ -278,7 +263,6 @@ class ModelVersioning:
         known = [m.tags[T_SEMVER] for m in existing]
         latest = known[-1] if known else None
         if version is not None:
-            parse_semver(version)
             if version in known:
                 raise InvalidVersionError(
                     f"Model {model_id!r} already has version {version!r}.", value=version,
@@ -291,7 +275,7 @@ class ModelVersioning:
         artifact_uri, run_id = self._version_run(model_id, semver, run_id)
         with tempfile.TemporaryDirectory(prefix="mlops-version-") as tmp:
             mdir = Path(tmp) / MODEL_DIR
-            self._save_model(model, mdir)
+            save_model(model, mdir)
             (mdir / "mlops_metadata.json").write_text(meta_json)
             digest = sha256_dir(mdir)
             self.store.log_artifact(artifact_uri, str(mdir))
@@ -300,7 +284,7 @@ class ModelVersioning:
                 rdir.mkdir()
                 reference_data.to_parquet(rdir / "reference.parquet")
                 self.store.log_artifact(artifact_uri, str(rdir))
-        created = iso_ms(now_ms())
+        created = iso_from_ms(now_ms())
         tags = {
             TENANT_TAG: self.tenancy.tenant, T_MODEL_ID: model_id, T_SEMVER: semver, T_SHA: digest,
             T_PARENT: latest or "", T_META: meta_json, T_SOURCES: json.dumps(list(sources)),
@@ -341,54 +325,21 @@ class ModelVersioning:
         if not self.tenancy.owns_model(rm):
             raise ModelNotFoundError(f"Registered model {name!r} is not tagged for tenant {self.tenancy.tenant!r}.")
 
-    def _version_run(self, model_id: str, semver: str, run_id: str | None) -> tuple[str, str]:
-        """The run whose artifacts hold the version: explicit, the tracker's last, or new."""
+    def _version_run(self, model_id: str, semver: str, run_id: str | None) -> _VersionRun:
+        """The run whose artifacts hold the version: explicit, the tracker's last, or a new
+        bookkeeping run in the tenant's ``model-registry`` experiment (which
+        ``list_experiments`` leaves out unless asked for by name)."""
         if run_id is not None:
             run = self.store.get_run(self.tenancy, run_id)
-            return f"{run.info.artifact_uri}/versions/{model_id}/{semver}", run_id
+            return _VersionRun(f"{run.info.artifact_uri}/versions/{model_id}/{semver}", run_id)
         last = self.tracker.last_run if self.tracker is not None else None
         if last is not None:
-            return f"{last.artifact_uri}/versions/{model_id}/{semver}", last.run_id
-        t = ExperimentTracker(Settings(self.settings.tenant, self.settings.tracking_uri, self.settings.home))
+            return _VersionRun(f"{last.artifact_uri}/versions/{model_id}/{semver}", last.run_id)
+        t = ExperimentTracker(dataclasses.replace(self.settings, experiment_name=None))
         r = t.start_experiment(REGISTRY_EXPERIMENT, tags={"mlops.model_id": model_id, "mlops.semver": semver},
                                run_name=f"{model_id}-{semver}")
         t.end_experiment()
-        return r.artifact_uri, r.run_id
-
-    @staticmethod
-    def _save_model(model: Any, path: Path) -> None:
-        reqs = _pip_requirements(model)
-        try:
-            from sklearn.base import BaseEstimator
-        except ImportError:  # pragma: no cover - scikit-learn is a dependency
-            BaseEstimator = ()  # type: ignore[assignment]
-        if isinstance(model, BaseEstimator):
-            import logging
-
-            import mlflow.sklearn
-
-            # MLflow warns that pickle formats run code on load; we verify the artifact's
-            # sha256 before every load instead (load_model), so the warning is noise here.
-            sk_log = logging.getLogger("mlflow.sklearn")
-            level = sk_log.level
-            sk_log.setLevel(logging.ERROR)
-            try:
-                mlflow.sklearn.save_model(model, str(path), serialization_format="cloudpickle", pip_requirements=reqs)
-            finally:
-                sk_log.setLevel(level)
-        else:
-            import mlflow.pyfunc
-
-            class _PredictWrapper(mlflow.pyfunc.PythonModel):
-                """pyfunc wrapper for models with predict() that are not scikit-learn estimators."""
-
-                def __init__(self, inner: Any) -> None:
-                    self.inner = inner
-
-                def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
-                    return self.inner.predict(model_input)
-
-            mlflow.pyfunc.save_model(str(path), python_model=_PredictWrapper(model), pip_requirements=reqs)
+        return _VersionRun(r.artifact_uri, r.run_id)
 
     def list_models(self) -> list[str]:
         """Model ids of the tenant."""
@@ -434,19 +385,35 @@ class ModelVersioning:
             self.client.set_registered_model_tag(rm.name, f"{T_PREVIOUS_LIVE}.{alias}", prev)
         return {"model_id": model_id, "alias": alias, "version": m.tags[T_SEMVER], "previous": prev}
 
+    def on_rollback(self, callback: RollbackSubscriber) -> None:
+        """Call ``callback(model_id, version)`` after every :meth:`rollback_model` of this
+        object has moved the live alias. It returns a list of dicts (what it moved), which
+        the rollback's result lists under ``deployments``. ``MLOpsPipeline`` subscribes what
+        serves the model here, so a rollback moves it too.
+
+        Example:
+            >>> versioning.on_rollback(lambda model_id, version: [{"moved": model_id}])
+        """
+        if not callable(callback):
+            raise ValidationError(f"on_rollback() needs a callable, got {type(callback).__name__}.",
+                                  value=callback, allowed="a function (model_id, version) -> list of dicts")
+        self._rollback_subscribers.append(callback)
+
     def rollback_model(self, model_id: str, target_version: str) -> dict[str, Any]:
-        """Move the model's ``production`` alias to ``target_version``, and every live
-        deployment of the model with it (100 % to ``target_version``) when this object
-        belongs to a pipeline (``self.deployment``); they are listed under ``deployments``.
+        """Move the model's ``production`` alias to ``target_version``, then call the
+        :meth:`on_rollback` subscribers; with any, what they moved is listed under
+        ``deployments`` (in a pipeline: where the model is served, now 100 % on
+        ``target_version``).
 
         Raises:
             VersionNotFoundError: unknown version (the message lists the known ones).
-            DeploymentError: a deployment could not be moved (the alias has moved).
+            MLOpsError: what a subscriber raised (the alias has moved).
         """
         result = self.promote(model_id, target_version, LIVE_ALIAS)
         result["rolled_back"] = True
-        if self.deployment is not None:
-            result["deployments"] = self.deployment.follow_rollback(model_id, result["version"])
+        if self._rollback_subscribers:
+            result["deployments"] = [moved for callback in self._rollback_subscribers
+                                     for moved in callback(model_id, result["version"])]
         return result
 
     def load_model(self, model_id: str, version_or_alias: str = "latest") -> Any:
@@ -465,34 +432,15 @@ class ModelVersioning:
                 value=digest,
                 allowed=m.tags.get(T_SHA),
             )
-        import mlflow.pyfunc
-
-        from mlflow.models import Model
-
-        flavors = Model.load(str(local / "MLmodel")).flavors
-        if "sklearn" in flavors:
-            import mlflow.sklearn
-
-            return mlflow.sklearn.load_model(str(local))
-        return mlflow.pyfunc.load_model(str(local))
+        return load_model_dir(local)
 
     def model_dir(self, model_id: str, version_or_alias: str = "latest") -> Path:
         """Local folder of a version's MLflow model (downloaded if the store is remote)."""
         return self._local_model_dir(self._resolve(model_id, version_or_alias))
 
     def _local_model_dir(self, m: Any) -> Path:
-        src = m.source
-        if src.startswith("file://"):
-            from urllib.parse import unquote, urlparse
-
-            return Path(unquote(urlparse(src).path))
-        from mlflow.artifacts import download_artifacts
-
-        cache = self.settings.home / "model-cache" / self.tenancy.tenant / m.name / str(m.version)
-        if cache.exists():
-            shutil.rmtree(cache)
-        cache.mkdir(parents=True)
-        return Path(download_artifacts(artifact_uri=src, dst_path=str(cache), tracking_uri=self.store.tracking_uri))
+        cache = model_cache_dir(self.settings.home, self.tenancy.tenant, m.name, m.version)
+        return local_model_dir(m.source, cache, self.store.tracking_uri)
 
     def load_reference_data(self, model_id: str, version_or_alias: str = "latest") -> Any:
         """The reference DataFrame stored with a version, or None."""
@@ -500,10 +448,5 @@ class ModelVersioning:
         uri = m.tags.get(T_REFERENCE)
         if not uri:
             return None
-        import pandas as pd
-        from mlflow.artifacts import download_artifacts
-
-        with tempfile.TemporaryDirectory() as tmp:
-            local = download_artifacts(artifact_uri=uri, dst_path=tmp, tracking_uri=self.store.tracking_uri)
-            return pd.read_parquet(local)
+        return read_parquet_artifact(uri, self.store.tracking_uri)
 

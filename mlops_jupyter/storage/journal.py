@@ -16,7 +16,7 @@ import marshal
 import os
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 
 class Journal:
@@ -89,10 +89,18 @@ def read_segments(paths: list[Path]) -> Iterator[dict[str, Any]]:
             pos += 4 + n
 
 
-def orphans(directory: Path) -> Iterator[tuple[str, list[Path], int]]:
-    """Yield ``(token, segments, lock_fd)`` of journals whose owner process is gone.
+class Orphan(NamedTuple):
+    """The journal of a process that is gone, locked by the caller until :func:`release`."""
 
-    The caller must release the lock with :func:`release` after replaying.
+    token: str
+    segments: list[Path]
+    lock_fd: int
+
+
+def orphans(directory: Path) -> Iterator[Orphan]:
+    """Yield the journals in ``directory`` whose owner process is gone.
+
+    The caller must release each one with :func:`release` after replaying it.
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -108,15 +116,15 @@ def orphans(directory: Path) -> Iterator[tuple[str, list[Path], int]]:
         except BlockingIOError:
             os.close(fd)
             continue  # owner alive
-        segments = sorted(directory.glob(f"{token}.*.journal"))
-        yield token, segments, fd
+        yield Orphan(token, sorted(directory.glob(f"{token}.*.journal")), fd)
 
 
-def release(directory: Path, token: str, segments: list[Path], fd: int) -> None:
-    for p in segments:
+def release(directory: Path, orphan: Orphan) -> None:
+    """Delete a replayed orphan's segments and lock file, and close its lock."""
+    for p in orphan.segments:
         Journal.discard(p)
     try:
-        os.unlink(Path(directory) / f"{token}.lock")
+        os.unlink(Path(directory) / f"{orphan.token}.lock")
     except FileNotFoundError:
         pass
-    os.close(fd)
+    os.close(orphan.lock_fd)

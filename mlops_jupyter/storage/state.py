@@ -27,7 +27,8 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-DB_NAME = "mlops.db"
+from mlops_jupyter.config.settings import state_db_path
+
 SCHEMA_VERSION = 2
 
 # Record fields stored as JSON text (dicts and lists); the rest are plain columns.
@@ -406,4 +407,4 @@ def open_embedded_store(home: str | Path) -> EmbeddedStore:
         >>> [d["model_id"] for d in store.list_deployments(tenant="acme")]
         []
     """
-    return SqliteEmbeddedStore(Path(home) / DB_NAME)
+    return SqliteEmbeddedStore(state_db_path(home))

@@ -9,8 +9,9 @@ every tracker and versioning object using those settings. It owns:
   KILLED the first time the store is used.
 
 On the embedded sqlite store, runs are created and data is written in bulk into MLflow's
-own tables (see :mod:`mlops_jupyter.storage.sinks`); on a tracking server or another DB,
-runs are created synchronously and data goes through ``MlflowClient.log_batch``.
+own tables (see :mod:`mlops_jupyter.storage.mlflow_sql`); on a tracking server or another
+DB, runs are created synchronously and data goes through ``MlflowClient.log_batch``
+(:class:`~mlops_jupyter.storage.sinks.ClientSink`).
 """
 
 from __future__ import annotations
@@ -20,27 +21,36 @@ import getpass
 import logging
 import os
 import threading
-import time
 import uuid
 import weakref
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
-from mlops_jupyter.storage import journal as journal_mod
-from mlops_jupyter.config.settings import Settings
+from mlops_jupyter.config import settings as layout
 from mlops_jupyter.config.names import TENANT_TAG, Tenancy
-from mlops_jupyter.storage.writer import BatchWriter
+from mlops_jupyter.config.settings import Settings
+from mlops_jupyter.config.times import now_ms
 from mlops_jupyter.errors import StoreError, TenantAccessError
+from mlops_jupyter.storage import journal as journal_mod
+from mlops_jupyter.storage.sinks import SESSION_TAG, Sink
+from mlops_jupyter.storage.writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
-SESSION_TAG = "mlops.session"
 _STORES: dict[tuple[str, str], "TrackingStore"] = {}
 _STORES_LOCK = threading.Lock()
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
+class CreatedRun(NamedTuple):
+    """A run :meth:`TrackingStore.create_run` opened."""
+
+    run_id: str
+    artifact_uri: str
+
+
+class _Experiment(NamedTuple):
+    experiment_id: str
+    artifact_location: str
 
 
 def _user() -> str:
@@ -59,9 +69,9 @@ class TrackingStore:
         self._lock = threading.RLock()
         self._client: Any = None
         self._writer: BatchWriter | None = None
-        self._sink: Any = None
+        self._sink: Sink | None = None
         self._fast = False
-        self._experiment_ids: dict[str, tuple[str, str]] = {}
+        self._experiments: dict[str, _Experiment] = {}  # full name -> id, artifact location
         self._recovered = False
         self.user = _user()
 
@@ -75,8 +85,13 @@ class TrackingStore:
             return store
 
     @property
+    def sqlite_db(self) -> Path | None:
+        """The embedded MLflow DB file of a ``sqlite:///`` store, else None."""
+        return layout.sqlite_db_path(self.tracking_uri)
+
+    @property
     def is_sqlite(self) -> bool:
-        return self.tracking_uri.startswith("sqlite:///")
+        return self.sqlite_db is not None
 
     # -- clients -----------------------------------------------------------------------
     @property
@@ -91,10 +106,10 @@ class TrackingStore:
     def _make_client(self) -> Any:
         from mlflow import MlflowClient
 
-        if self.is_sqlite:
-            db = Path(self.tracking_uri[len("sqlite:///") :])
+        db = self.sqlite_db
+        if db is not None:
             db.parent.mkdir(parents=True, exist_ok=True)
-            (self.home / "artifacts").mkdir(parents=True, exist_ok=True)
+            layout.artifact_root(self.home).mkdir(parents=True, exist_ok=True)
             pre = db.exists()
             # Create the client and touch both stores so MLflow creates/migrates its tables
             # now (without its INFO lines in the user's notebook), then switch the file to
@@ -110,7 +125,7 @@ class TrackingStore:
                 db_log.setLevel(level)
             if not pre:
                 log.info("mlops_jupyter: created embedded store %s", db)
-            from mlops_jupyter.storage.sinks import connect_sqlite
+            from mlops_jupyter.storage.mlflow_sql import connect_sqlite
 
             connect_sqlite(db).close()
             return client
@@ -125,15 +140,17 @@ class TrackingStore:
         return self._writer
 
     def _make_writer(self) -> BatchWriter:
-        from mlops_jupyter.storage.sinks import ClientSink, SqliteSink, sqlite_schema_matches
+        from mlops_jupyter.storage import mlflow_sql
+        from mlops_jupyter.storage.sinks import ClientSink
 
         client = self.client
-        if self.is_sqlite and sqlite_schema_matches(Path(self.tracking_uri[len("sqlite:///") :])):
-            self._sink, self._fast = SqliteSink(Path(self.tracking_uri[len("sqlite:///") :])), True
+        db = self.sqlite_db
+        if db is not None and mlflow_sql.bulk_schema_ok(db):
+            self._sink, self._fast = mlflow_sql.SqliteSink(db), True
         else:
             self._sink, self._fast = ClientSink(client), False
         self._recover()
-        journal = journal_mod.Journal(self.home / "journal")
+        journal = journal_mod.Journal(layout.journal_dir(self.home))
         writer = BatchWriter(self._sink, journal)
         _register_exit(self)
         return writer
@@ -146,27 +163,28 @@ class TrackingStore:
     # -- recovery ----------------------------------------------------------------------
     def _recover(self) -> None:
         """Replay journals of dead processes and mark their open runs KILLED."""
-        jdir = self.home / "journal"
-        for token, segments, fd in journal_mod.orphans(jdir):
-            ops = list(journal_mod.read_segments(segments))
+        jdir = layout.journal_dir(self.home)
+        for orphan in journal_mod.orphans(jdir):
+            ops = list(journal_mod.read_segments(orphan.segments))
             try:
                 if ops:
                     self._sink.write(ops)
-                killed = self._sink.mark_killed(token)
+                killed = self._sink.mark_killed(orphan.token)
             except Exception as exc:
-                log.warning("mlops_jupyter: could not recover journal %s yet: %s", token, exc)
-                os.close(fd)
+                log.warning("mlops_jupyter: could not recover journal %s yet: %s", orphan.token, exc)
+                os.close(orphan.lock_fd)
                 continue
-            log.info("mlops_jupyter: recovered %d op(s), %d killed run(s) of session %s", len(ops), killed, token)
-            journal_mod.release(jdir, token, segments, fd)
+            log.info("mlops_jupyter: recovered %d op(s), %d killed run(s) of session %s", len(ops), killed,
+                     orphan.token)
+            journal_mod.release(jdir, orphan)
 
     # -- experiments -------------------------------------------------------------------
     def experiment_id(self, tenancy: Tenancy, name: str) -> str:
         """Get or create the tenant's experiment ``name``; returns its id."""
         full = tenancy.experiment_name(name)
-        cached = self._experiment_ids.get(full)
+        cached = self._experiments.get(full)
         if cached is not None:
-            return cached[0]
+            return cached.experiment_id
         client = self.client
         exp = client.get_experiment_by_name(full)
         if exp is None:
@@ -174,7 +192,7 @@ class TrackingStore:
 
             location = None
             if self.is_sqlite:
-                location = (self.home / "artifacts" / tenancy.tenant).as_uri()
+                location = layout.tenant_artifact_root(self.home, tenancy.tenant).as_uri()
             try:
                 client.create_experiment(full, artifact_location=location, tags={TENANT_TAG: tenancy.tenant})
             except MlflowException:
@@ -186,7 +204,7 @@ class TrackingStore:
             raise TenantAccessError(f"Experiment {full!r} is not tagged for tenant {tenancy.tenant!r}.", value=name)
         if exp.lifecycle_stage == "deleted":
             self.client.restore_experiment(exp.experiment_id)
-        self._experiment_ids[full] = (exp.experiment_id, exp.artifact_location)
+        self._experiments[full] = _Experiment(exp.experiment_id, exp.artifact_location)
         return exp.experiment_id
 
     def tenant_experiments(self, tenancy: Tenancy) -> list[Any]:
@@ -196,16 +214,17 @@ class TrackingStore:
         return [e for e in exps if tenancy.owns_experiment(e)]
 
     # -- runs --------------------------------------------------------------------------
-    def create_run(self, experiment_id: str, run_name: str, tags: dict[str, str], start_ms: int) -> tuple[str, str]:
-        """Create a RUNNING run; returns ``(run_id, artifact_uri)``."""
+    def create_run(self, experiment_id: str, run_name: str, tags: dict[str, str], start_ms: int) -> CreatedRun:
+        """Create a RUNNING run (in the background on the embedded store)."""
         writer = self.writer
         tags = dict(tags)
         tags[SESSION_TAG] = self.session_token
         tags.setdefault("mlflow.user", self.user)
         tags.setdefault("mlflow.source.type", "LOCAL")
         if self._fast:
-            full = next((k for k, v in self._experiment_ids.items() if v[0] == experiment_id), None)
-            location = self._experiment_ids[full][1] if full else self.client.get_experiment(experiment_id).artifact_location
+            known = next((e for e in self._experiments.values() if e.experiment_id == experiment_id), None)
+            location = (known.artifact_location if known is not None
+                        else self.client.get_experiment(experiment_id).artifact_location)
             run_id = uuid.uuid4().hex
             artifact_uri = f"{location.rstrip('/')}/{run_id}/artifacts"
             tags["mlflow.runName"] = run_name
@@ -213,9 +232,9 @@ class TrackingStore:
                 {"k": "run", "id": run_id, "exp": experiment_id, "name": run_name, "user": self.user,
                  "start": start_ms, "art": artifact_uri, "tags": tags}
             )
-            return run_id, artifact_uri
+            return CreatedRun(run_id, artifact_uri)
         run = self.client.create_run(experiment_id, start_time=start_ms, tags=tags, run_name=run_name)
-        return run.info.run_id, run.info.artifact_uri
+        return CreatedRun(run.info.run_id, run.info.artifact_uri)
 
     def log(self, run_id: str, *, metrics=None, params=None, tags=None, step: int = 0, ts: int | None = None) -> None:
         op: dict[str, Any] = {"k": "log", "id": run_id, "ts": ts if ts is not None else now_ms(), "step": step}

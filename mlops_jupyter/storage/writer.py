@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from mlops_jupyter.storage.journal import Journal
+from mlops_jupyter.storage.sinks import Sink
 from mlops_jupyter.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ RETRY_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0)
 
 
 class BatchWriter:
-    def __init__(self, sink: Any, journal: Journal | None, name: str = "mlops-writer") -> None:
+    def __init__(self, sink: Sink, journal: Journal | None, name: str = "mlops-writer") -> None:
         self.sink = sink
         self.journal = journal
         self._cond = threading.Condition()

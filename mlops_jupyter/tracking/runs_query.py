@@ -3,23 +3,26 @@
 ``ExperimentTracker.list_experiments`` goes through ``MlflowClient.search_runs``, which
 builds an ORM object per param, metric and tag: about 5 s for 10 000 runs on the embedded
 sqlite store. A comparison panel needs a table, not objects, so on the embedded store
-this module reads MLflow's own tables with four SQL queries (runs, params, latest
-metrics, a few tags) and pivots them in pandas, which takes a small fraction of that.
-Other stores (an MLflow server, PostgreSQL) go through ``list_experiments``.
+this module asks storage for the rows straight from MLflow's tables
+(:func:`mlops_jupyter.storage.mlflow_sql.read_runs`: runs, params, latest metrics, a few
+tags) and pivots them in pandas, which takes a small fraction of that. Other stores (an
+MLflow server, PostgreSQL) go through ``list_experiments``.
 
-Tenancy is applied exactly as in ``list_experiments``: only experiments named
-``{tenant}/...`` *and* tagged with the tenant, only runs tagged with the tenant, only
-active (not deleted) runs.
+The same runs as ``list_experiments`` either way: only experiments named ``{tenant}/...``
+*and* tagged with the tenant, only runs tagged with the tenant, only active (not deleted)
+runs, and the bookkeeping experiments (``model-registry``) only when asked for by name.
+Params are MLflow's strings in both paths (as in ``mlflow.search_runs``): a column can hold
+runs that logged ``10`` and runs that logged ``"auto"``, and the panels convert numeric
+columns themselves.
 """
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from mlops_jupyter.config.names import TENANT_TAG
 from mlops_jupyter.errors import ValidationError
+from mlops_jupyter.storage import mlflow_sql
+from mlops_jupyter.tracking.tracker import BOOKKEEPING_EXPERIMENTS
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -47,7 +50,7 @@ def runs_frame(
     Args:
         tracker: the tracker whose store and tenant are read.
         experiment_name: only this experiment (default: the tracker's experiment if its
-            settings name one, else every experiment of the tenant).
+            settings name one, else every experiment of the tenant but the bookkeeping ones).
         max_results: at most this many runs (the newest).
         run_ids: only these runs (others, and other tenants' runs, are left out).
 
@@ -65,15 +68,16 @@ def runs_frame(
         raise ValidationError(f"Invalid max_results {max_results!r}.", value=max_results, allowed="an int >= 1")
     ids = None if run_ids is None else [str(r) for r in run_ids]
     tracker.flush()
-    db = tracker.settings.sqlite_path
-    if db is not None and Path(db).is_file() and _schema_ok(Path(db)):
-        return _from_sqlite(tracker, Path(db), experiment_name, max_results, ids)
+    db = tracker.store.sqlite_db
+    if db is not None and db.is_file() and mlflow_sql.read_schema_ok(db):
+        return _from_sqlite(tracker, experiment_name, max_results, ids)
     return _from_client(tracker, experiment_name, max_results, ids)
 
 
 def frame_from_runs(runs: Sequence[dict[str, Any]] | "pd.DataFrame") -> "pd.DataFrame":
     """A runs frame from what ``list_experiments`` (or ``%mlops runs``) returns, or from a
-    DataFrame shaped like ``mlflow.search_runs``' (``params.*``/``metrics.*`` columns)."""
+    DataFrame shaped like ``mlflow.search_runs``' (``params.*``/``metrics.*`` columns).
+    Params become the strings MLflow stores (``str(value)``), as in :func:`runs_frame`."""
     import pandas as pd
 
     if isinstance(runs, pd.DataFrame):
@@ -93,7 +97,7 @@ def frame_from_runs(runs: Sequence[dict[str, Any]] | "pd.DataFrame") -> "pd.Data
         row["_count"] = tags.get("mlops.execution_count")
         row["_cell_id"] = tags.get("mlops.cell_id")
         row["report"] = tags.get("mlops.report.path")
-        row.update({f"params.{k}": v for k, v in (r.get("params") or {}).items()})
+        row.update({f"params.{k}": v if isinstance(v, str) else str(v) for k, v in (r.get("params") or {}).items()})
         row.update({f"metrics.{k}": v for k, v in (r.get("metrics") or {}).items()})
         rows.append(row)
     df = pd.DataFrame(rows)
@@ -103,74 +107,20 @@ def frame_from_runs(runs: Sequence[dict[str, Any]] | "pd.DataFrame") -> "pd.Data
     return _finish(df)
 
 
-# -- the embedded store: MLflow's sqlite tables ---------------------------------------------
-def _schema_ok(db: Path) -> bool:
-    """True when MLflow's tables have the columns read here (checked once per file)."""
-    from mlops_jupyter.storage.sinks import sqlite_schema_matches
-
-    hit = _SCHEMA_CACHE.get(str(db))
-    if hit is not None:
-        return hit
-    try:
-        ok = sqlite_schema_matches(db)
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-        try:
-            ok = ok and bool(con.execute("PRAGMA table_info(experiment_tags)").fetchall())
-        finally:
-            con.close()
-    except sqlite3.Error:
-        ok = False
-    _SCHEMA_CACHE[str(db)] = ok
-    return ok
-
-
-_SCHEMA_CACHE: dict[str, bool] = {}
-
-
-def _from_sqlite(tracker: "ExperimentTracker", db: Path, experiment_name: str | None, max_results: int,
+# -- the embedded store: rows from MLflow's tables ---------------------------------------
+def _from_sqlite(tracker: "ExperimentTracker", experiment_name: str | None, max_results: int,
                  run_ids: list[str] | None) -> "pd.DataFrame":
     import pandas as pd
 
     tenancy = tracker.tenancy
     name = experiment_name or tracker.settings.experiment_name
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=60)
-    try:
-        con.execute("PRAGMA busy_timeout=60000")
-        # experiments of the tenant: name prefix and tenant tag, as Tenancy.owns_experiment
-        sql = ("SELECT e.experiment_id, e.name FROM experiments e JOIN experiment_tags t "
-               "ON t.experiment_id = e.experiment_id AND t.key = ? AND t.value = ? "
-               "WHERE e.lifecycle_stage = 'active' AND substr(e.name, 1, ?) = ?")
-        args: list[Any] = [TENANT_TAG, tenancy.tenant, len(tenancy.experiment_prefix), tenancy.experiment_prefix]
-        if name is not None:
-            sql += " AND e.name = ?"
-            args.append(tenancy.experiment_name(name))
-        exps = {int(i): tenancy.plain_experiment_name(n) for i, n in con.execute(sql, args)}
-        if not exps:
-            return _finish(pd.DataFrame(columns=list(BASE_COLUMNS)))
-        con.execute("CREATE TEMP TABLE sel (run_uuid TEXT PRIMARY KEY, start_time INTEGER)")
-        marks = ",".join("?" * len(exps))
-        sel = (f"INSERT INTO sel SELECT r.run_uuid, r.start_time FROM runs r JOIN tags t "
-               f"ON t.run_uuid = r.run_uuid AND t.key = ? AND t.value = ? "
-               f"WHERE r.lifecycle_stage = 'active' AND r.experiment_id IN ({marks})")
-        sargs: list[Any] = [TENANT_TAG, tenancy.tenant, *exps]
-        if run_ids is not None:
-            con.execute("CREATE TEMP TABLE want (run_uuid TEXT PRIMARY KEY)")
-            con.executemany("INSERT OR IGNORE INTO want VALUES (?)", [(r,) for r in run_ids])
-            sel += " AND r.run_uuid IN (SELECT run_uuid FROM want)"
-        sel += " ORDER BY r.start_time DESC LIMIT ?"
-        sargs.append(max_results)
-        con.execute(sel, sargs)
-        runs = pd.read_sql_query(
-            "SELECT r.run_uuid AS run_id, r.name AS run_name, r.experiment_id, r.status, r.start_time, r.end_time "
-            "FROM runs r JOIN sel USING (run_uuid) ORDER BY r.start_time DESC", con)
-        params = con.execute("SELECT p.run_uuid, p.key, p.value FROM params p JOIN sel USING (run_uuid)").fetchall()
-        metrics = con.execute("SELECT m.run_uuid, m.key, CASE WHEN m.is_nan THEN NULL ELSE m.value END "
-                              "FROM latest_metrics m JOIN sel USING (run_uuid)").fetchall()
-        tmarks = ",".join("?" * len(_TAGS))
-        tags = con.execute(f"SELECT t.run_uuid, t.key, t.value FROM tags t JOIN sel USING (run_uuid) "
-                           f"WHERE t.key IN ({tmarks})", list(_TAGS)).fetchall()
-    finally:
-        con.close()
+    rows = mlflow_sql.read_runs(tracker.store.sqlite_db, tenancy, experiment=name,
+                                exclude_experiments=BOOKKEEPING_EXPERIMENTS, max_results=max_results,
+                                run_ids=run_ids, tag_keys=list(_TAGS))
+    if not rows.experiments:
+        return _finish(pd.DataFrame(columns=list(BASE_COLUMNS)))
+    exps = {i: tenancy.plain_experiment_name(n) for i, n in rows.experiments.items()}
+    runs = pd.DataFrame.from_records(rows.runs, columns=list(mlflow_sql.RUN_COLUMNS), coerce_float=True)
     runs["experiment_name"] = runs.pop("experiment_id").map(lambda i: exps.get(int(i)))
     runs["status"] = runs["status"].map(lambda s: _STATUS.get(s, str(s).lower()))
     start, end = runs["start_time"], runs["end_time"]
@@ -179,14 +129,14 @@ def _from_sqlite(tracker: "ExperimentTracker", db: Path, experiment_name: str | 
     runs["end_time"] = pd.to_datetime(end, unit="ms", utc=True)
     runs = runs.set_index("run_id", drop=False)
     wide = [runs]
-    for rows, prefix, numeric in ((params, "params.", False), (metrics, "metrics.", True)):
-        if rows:
-            long = pd.DataFrame(rows, columns=["run_id", "key", "value"])
+    for long_rows, prefix, numeric in ((rows.params, "params.", False), (rows.metrics, "metrics.", True)):
+        if long_rows:
+            long = pd.DataFrame(long_rows, columns=["run_id", "key", "value"])
             piv = long.pivot(index="run_id", columns="key", values="value")
             piv.columns = [prefix + str(c) for c in piv.columns]
             wide.append(piv.astype(float) if numeric else piv)
-    if tags:
-        long = pd.DataFrame(tags, columns=["run_id", "key", "value"])
+    if rows.tags:
+        long = pd.DataFrame(rows.tags, columns=["run_id", "key", "value"])
         piv = long.pivot(index="run_id", columns="key", values="value").rename(columns=_TAGS)
         wide.append(piv)
     df = pd.concat(wide, axis=1, join="outer").loc[runs.index] if len(wide) > 1 else runs

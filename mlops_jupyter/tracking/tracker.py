@@ -10,14 +10,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 import weakref
-from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from mlops_jupyter.config.settings import Settings
+from mlops_jupyter.config.times import iso_from_ms, now_ms
 from mlops_jupyter.storage import store as store_mod
-from mlops_jupyter.storage.store import TrackingStore, now_ms
+from mlops_jupyter.storage.store import TrackingStore
+from mlops_jupyter.tracking import param_types
 from mlops_jupyter.tracking.validation import validate_metrics, validate_params, validate_tags
 from mlops_jupyter.errors import (
     InvalidNameError,
@@ -32,6 +32,19 @@ log = logging.getLogger(__name__)
 STATUS_TO_MLFLOW = {"completed": "FINISHED", "failed": "FAILED", "killed": "KILLED"}
 MLFLOW_TO_STATUS = {"FINISHED": "completed", "FAILED": "failed", "KILLED": "killed", "RUNNING": "running",
                     "SCHEDULED": "scheduled"}
+
+REGISTRY_EXPERIMENT = "model-registry"
+"""The experiment of the runs that only hold registered model versions (a version made
+without a run of the user's gets one here; see ``ModelVersioning.create_version``)."""
+BOOKKEEPING_EXPERIMENTS = frozenset({REGISTRY_EXPERIMENT})
+"""Experiments of the toolkit's own bookkeeping runs (reserved names in each tenant).
+
+:meth:`ExperimentTracker.list_experiments` and ``runs_frame`` leave them out unless one is
+asked for by name. MLflow's registry makes no runs of its own, so an MLflow user never
+finds registry runs among the runs they logged, and the guide's
+``max(tracker.list_experiments(), key=...)`` must see only those; naming the experiment
+lists its runs, as ``mlflow.search_runs(experiment_names=[...])`` would. The runs stay
+reachable by run id (``get_run``) and through ``ModelVersioning.get_lineage``."""
 
 _OPEN_RUNS: "weakref.WeakSet[ActiveRun]" = weakref.WeakSet()
 _AMBIENT: "ActiveRun | None" = None
@@ -48,11 +61,7 @@ def set_ambient_run(run: "ActiveRun | None") -> None:
     _AMBIENT = run
 
 
-def iso_ms(ms: int | None) -> str | None:
-    """Milliseconds since the epoch as ISO 8601 UTC ending in ``Z``."""
-    if ms is None:
-        return None
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+iso_ms = iso_from_ms  # kept only for server/service.py, which imports it from here
 
 
 def normalize_status(status: Any) -> str:
@@ -87,7 +96,7 @@ class ActiveRun:
         self.artifact_uri = artifact_uri
         self.start_ms = start_ms
         self.params: dict[str, str] = {}  # as stored (MLflow keeps strings)
-        self.param_values: dict[str, Any] = {}  # as the user passed them, for the summary
+        self.param_values: dict[str, Any] = {}  # as the user passed them (typed), in logging order
         self.metrics: dict[str, float] = {}
         self._metric_pos: dict[str, tuple[int, int]] = {}
         self.status = "RUNNING"
@@ -197,8 +206,8 @@ class ExperimentTracker:
             self.store.get_run(self.tenancy, parent_run_id)
             run_tags["mlflow.parentRunId"] = parent_run_id
         start = now_ms()
-        run_id, artifact_uri = self.store.create_run(exp_id, name, run_tags, start)
-        self._run = self.last_run = ActiveRun(self, run_id, exp_id, exp, name, artifact_uri, start)
+        created = self.store.create_run(exp_id, name, run_tags, start)
+        self._run = self.last_run = ActiveRun(self, created.run_id, exp_id, exp, name, created.artifact_uri, start)
         return self._run
 
     def _current(self, run: ActiveRun | None) -> ActiveRun:
@@ -219,7 +228,9 @@ class ExperimentTracker:
     def log_params(self, params: Mapping[str, Any], *, run: ActiveRun | None = None) -> None:
         """Log hyper-parameters. Values are stringified; MLflow's 6000-character limit is
         enforced with an error (never truncated). Re-logging a key with another value in the
-        same run is refused, as in MLflow."""
+        same run is refused, as in MLflow. The Python types of non-string values are
+        recorded with them (:mod:`~mlops_jupyter.tracking.param_types`), so reads
+        return ``100``, not ``"100"``."""
         r = self._current(run)
         values = validate_params(params)
         with r._lock:
@@ -233,10 +244,14 @@ class ExperimentTracker:
                         allowed=f"{old!r}, or a new key / a new run",
                     )
             fresh = {k: v for k, v in values.items() if k not in r.params}
+            if not fresh:
+                return
             r.params.update(fresh)
             r.param_values.update({k: params[k] for k in fresh})
-        if fresh:
-            self.store.log(r.run_id, params=fresh)
+            typed = any(param_types.type_of(params[k]) is not None for k in fresh)
+            # the whole type record, in the params' batch; under the run's lock, so two
+            # threads logging into one run submit their records in order
+            self.store.log(r.run_id, params=fresh, tags=param_types.encode(r.param_values) if typed else None)
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None, *, run: ActiveRun | None = None) -> None:
         """Log metrics at ``step`` (default 0, as MLflow). Values must be finite real numbers."""
@@ -295,7 +310,7 @@ class ExperimentTracker:
         Returns:
             ``{"experiment_id", "run_id", "status", "metrics", "params"}`` plus
             ``run_name`` and ``experiment_name``. ``params`` holds the values as they were
-            passed (MLflow stores them as strings; ``list_experiments`` returns those).
+            passed, as :meth:`list_experiments` returns them.
         """
         mlflow_status = normalize_status(status)
         r = self._current(run)
@@ -332,17 +347,21 @@ class ExperimentTracker:
     ) -> list[dict[str, Any]]:
         """List the tenant's runs, newest first.
 
+        The runs of the user's experiments: the toolkit's bookkeeping runs (the
+        ``model-registry`` experiment, see :data:`BOOKKEEPING_EXPERIMENTS`) are listed only
+        when that experiment is asked for by name.
+
         Args:
             experiment_name: only this experiment (default: the settings' experiment if
-                set, else every experiment of the tenant).
+                set, else every experiment of the tenant but the bookkeeping ones).
             filter_string: an MLflow search filter, e.g. ``"metrics.accuracy > 0.9"``.
             order_by: MLflow order clauses, e.g. ``["metrics.accuracy DESC"]``.
             max_results: at most this many runs.
 
         Returns:
             Dicts with ``run_id``, ``run_name``, ``experiment_id``, ``experiment_name``,
-            ``status``, ``start_time``, ``end_time``, ``duration``, ``params``, ``metrics``,
-            ``tags``.
+            ``status``, ``start_time``, ``end_time``, ``duration``, ``params`` (typed as
+            logged, as :meth:`end_experiment` returns them), ``metrics``, ``tags``.
         """
         from mlflow.exceptions import MlflowException
 
@@ -354,7 +373,8 @@ class ExperimentTracker:
             exp = self.store.client.get_experiment_by_name(self.tenancy.experiment_name(name))
             exps = [exp] if exp is not None and self.tenancy.owns_experiment(exp) else []
         else:
-            exps = self.store.tenant_experiments(self.tenancy)
+            exps = [e for e in self.store.tenant_experiments(self.tenancy)
+                    if self.tenancy.plain_experiment_name(e.name) not in BOOKKEEPING_EXPERIMENTS]
         if not exps:
             return []
         names = {e.experiment_id: self.tenancy.plain_experiment_name(e.name) for e in exps}
@@ -392,6 +412,7 @@ class ExperimentTracker:
         ar = ActiveRun(self, run_id, run.info.experiment_id, self.tenancy.plain_experiment_name(exp.name),
                        run.info.run_name, run.info.artifact_uri, run.info.start_time)
         ar.params = dict(run.data.params)
+        ar.param_values = param_types.decode(run.data.params, run.data.tags)
         ar.metrics = dict(run.data.metrics)
         if run.info.status != "RUNNING":
             self.store.client.update_run(run_id, status="RUNNING")
@@ -407,12 +428,12 @@ def run_to_dict(run: Any, experiment_names: Mapping[str, str]) -> dict[str, Any]
         "experiment_id": info.experiment_id,
         "experiment_name": experiment_names.get(info.experiment_id),
         "status": MLFLOW_TO_STATUS.get(info.status, info.status.lower()),
-        "start_time": iso_ms(info.start_time),
-        "end_time": iso_ms(info.end_time),
+        "start_time": iso_from_ms(info.start_time),
+        "end_time": iso_from_ms(info.end_time),
         "duration": (info.end_time - info.start_time) / 1000 if info.end_time and info.start_time else None,
-        "params": dict(data.params),
+        "params": param_types.decode(data.params, data.tags),
         "metrics": dict(data.metrics),
-        "tags": {k: v for k, v in data.tags.items() if not k.startswith("mlflow.")},
+        "tags": {k: v for k, v in data.tags.items() if not k.startswith("mlflow.") and not param_types.is_types_tag(k)},
         "parent_run_id": data.tags.get("mlflow.parentRunId"),
     }
 

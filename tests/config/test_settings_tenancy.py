@@ -43,6 +43,45 @@ def test_defaults_are_embedded_under_dot_mlops(clean_env):
     assert not (clean_env / ".mlops").exists()
 
 
+def test_the_home_layout_is_computed_in_settings_only(clean_env, home_store):
+    from mlops_jupyter.config import settings as layout
+    from mlops_jupyter.storage.state import open_embedded_store
+
+    s = resolve_settings(tenant_id="acme", storage_path=home_store)
+    h = home_store
+    assert s.sqlite_path == layout.tracking_db_path(h) == h / "mlflow.db"
+    assert s.artifact_root == layout.artifact_root(h) == h / "artifacts"
+    assert s.state_db_path == layout.state_db_path(h) == h / "mlops.db"
+    assert layout.journal_dir(h) == h / "journal"
+    assert layout.tenant_artifact_root(h, "acme") == h / "artifacts" / "acme"
+    assert layout.model_cache_dir(h, "acme", "acme.clf", 3) == h / "model-cache" / "acme" / "acme.clf" / "3"
+    with pytest.raises(InvalidTenantError):
+        layout.tenant_artifact_root(h, "../x")
+    assert not hasattr(s, "journal_dir")  # was never read: the store asks layout.journal_dir
+    # the parts put things where the layout says
+    t = create_experiment_tracker(tenant_id="acme", storage_path=h)
+    with t.start_experiment("e") as run:
+        t.log_metrics({"m": 1.0})
+    assert run.artifact_uri.startswith(layout.tenant_artifact_root(h, "acme").as_uri() + "/")
+    assert list(layout.journal_dir(h).glob("*.lock"))  # this process's journal, while its store is open
+    open_embedded_store(h).close()
+    assert layout.state_db_path(h).is_file()
+
+
+@pytest.fixture
+def home_store(tmp_path, template_db):
+    from mlops_jupyter.storage import store as store_mod
+
+    h = tmp_path / "layout"
+    h.mkdir()
+    shutil.copy(template_db, h / "mlflow.db")
+    yield h
+    for key, st in list(store_mod._STORES.items()):
+        if key[1] == str(h):
+            st.close()
+            del store_mod._STORES[key]
+
+
 def test_environment_overrides_defaults(clean_env, monkeypatch):
     monkeypatch.setenv(env.MLOPS_TENANT, "env_tenant")
     monkeypatch.setenv(env.MLOPS_HOME, str(clean_env / "envhome"))

@@ -147,12 +147,12 @@ def test_mlflow_can_load_the_registered_model(versioning, fitted, client, iris, 
 
 
 def test_requirements_are_explicit_pins(versioning, fitted):
-    from mlops_jupyter.registry.versioning import _pip_requirements
+    from mlops_jupyter.registry.artifacts import pip_requirements
 
     versioning.create_version("clf", model=fitted)
     reqs = (versioning.model_dir("clf") / "requirements.txt").read_text().split()
     # exactly our explicit list, in our order: MLflow's inference did not run
-    assert reqs == _pip_requirements(fitted)
+    assert reqs == pip_requirements()
     assert f"mlflow=={dist_version('mlflow')}" in reqs
     assert f"scikit-learn=={dist_version('scikit-learn')}" in reqs
     assert all("==" in r for r in reqs)
@@ -321,3 +321,37 @@ def test_reference_data_round_trip(versioning, fitted, iris):
     pd.testing.assert_frame_equal(back, ref)
     assert versioning.load_reference_data("clf", "1.1.0") is None
     assert versioning.load_reference_data("clf") is None  # latest has none
+
+
+def test_rollback_subscribers_get_the_model_and_version(versioning, fitted):
+    for _ in range(2):
+        versioning.create_version("clf", model=fitted)
+    # on its own (create_model_versioning), nothing follows a rollback: today's result
+    alone = versioning.rollback_model("clf", "1.0.0")
+    assert "deployments" not in alone and alone["rolled_back"] is True
+    calls = []
+    versioning.on_rollback(lambda model_id, version: calls.append((model_id, version)) or [{"env": "a"}])
+    versioning.on_rollback(lambda model_id, version: [{"env": "b"}, {"env": "c"}])
+    out = versioning.rollback_model("clf", "1.1.0")
+    assert calls == [("clf", "1.1.0")]
+    assert out["deployments"] == [{"env": "a"}, {"env": "b"}, {"env": "c"}]
+    with pytest.raises(VersionNotFoundError):  # a refused rollback calls nobody
+        versioning.rollback_model("clf", "7.0.0")
+    assert len(calls) == 1
+    with pytest.raises(ValidationError):
+        versioning.on_rollback("not callable")
+
+
+def test_the_pipeline_subscribes_its_deployments(home, fitted):
+    p = create_mlops_pipeline("ticket_classifier_pipeline", tenant_id=TENANT)
+    p.versioning.create_version("clf", model=fitted)
+    p.versioning.create_version("clf", model=fitted)
+    out = p.versioning.rollback_model("clf", "1.0.0")
+    assert out["deployments"] == []  # subscribed, and nothing is deployed (no gateway started)
+
+
+def test_registry_does_not_know_deployment():
+    import mlops_jupyter.registry as registry
+
+    for f in Path(registry.__file__).parent.glob("*.py"):
+        assert "mlops_jupyter.deployment" not in f.read_text() and ".deployment" not in f.read_text(), f

@@ -104,6 +104,7 @@ def test_seed_flow_on_the_server(server, store_home, client):
     listed = tracker.list_experiments(experiment_name="ticket_classifier_v1")
     assert [r["run_id"] for r in listed] == [out["run_id"]]
     assert listed[0]["metrics"] == out["metrics"] and listed[0]["status"] == "completed"
+    assert listed[0]["params"] == out["params"]  # typed on the server too (the record went in the same batch)
     assert tracker.list_experiments(filter_string="metrics.accuracy > 0.99") == []
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
 import time
@@ -68,7 +69,10 @@ def test_seed_flow_returns_the_seed_dict(tracker, client):
     assert len(listed) == 1
     r = listed[0]
     assert r["run_id"] == out["run_id"] and r["status"] == "completed"
-    assert r["metrics"] == out["metrics"] and r["params"] == stored
+    # typed as logged, as end_experiment() returns them (MLflow itself keeps strings, above)
+    assert r["metrics"] == out["metrics"] and r["params"] == out["params"]
+    assert type(r["params"]["n_estimators"]) is int and type(r["params"]["learning_rate"]) is float
+    assert not any(k.startswith("mlops.param_types") for k in r["tags"])  # the type record is ours
     assert r["experiment_name"] == "ticket_classifier_v1"
     assert r["tags"]["model_type"] == "classification"
     assert r["start_time"].endswith("Z") and r["duration"] >= 0
@@ -152,7 +156,7 @@ def test_rerunning_the_same_cell_works(tracker, client):
     runs = tracker.list_experiments()
     assert len(runs) == 3
     assert {r["status"] for r in runs} == {"completed"}
-    assert sorted(r["params"]["max_depth"] for r in runs) == ["10", "10", "12"]
+    assert sorted(r["params"]["max_depth"] for r in runs) == [10, 10, 12]
     assert client.get_run(first.run_id).info.status == "FINISHED"
     assert client.get_run(last.run_id).data.params == {"max_depth": "12"}
 
@@ -436,3 +440,62 @@ def test_ten_thousand_calls_all_stored(tracker, client, home):
         con.close()
     assert (n, keys, steps) == (100_000, 10, 10_000)
     assert client.get_run(run.run_id).data.metrics == {f"m{j}": 9999 + j / 10 for j in range(10)}
+
+
+# -- params come back typed as logged ---------------------------------------------------------
+def test_list_experiments_returns_params_typed_as_end_experiment(tracker, client):
+    values = {"n_estimators": 100, "learning_rate": 0.1, "bootstrap": False, "class_weight": None,
+              "solver": "lbfgs", "seed_text": "10", "layers": [64, 32], "np_depth": np.int64(7)}
+    run = tracker.start_experiment("typed")
+    tracker.log_params({k: values[k] for k in list(values)[:4]})
+    tracker.log_params({k: values[k] for k in list(values)[4:]})  # a second call extends the record
+    out = tracker.end_experiment()
+    assert out["params"] == values
+    listed = tracker.list_experiments()[0]["params"]
+    assert listed == out["params"] == tracker.get_run(run.run_id)["params"]
+    assert type(listed["n_estimators"]) is int and listed["seed_text"] == "10"  # a string stays one
+    assert listed["class_weight"] is None and listed["layers"] == [64, 32]
+    # MLflow itself keeps its strings; the record is one tag beside them
+    got = client.get_run(run.run_id).data
+    assert got.params["n_estimators"] == "100" and got.params["bootstrap"] == "False"
+    assert json.loads(got.tags["mlops.param_types"])["np_depth"] == "int"
+
+
+def test_params_from_a_plain_mlflow_client_stay_strings(tracker, client):
+    run = tracker.start_experiment("mixed")
+    tracker.log_params({"ours": 5})
+    tracker.flush()
+    client.log_param(run.run_id, "theirs", 5)  # no type record: MLflow's string
+    tracker.end_experiment()
+    assert tracker.list_experiments()[0]["params"] == {"ours": 5, "theirs": "5"}
+
+
+def test_a_resumed_run_keeps_and_extends_the_types(tracker):
+    run = tracker.start_experiment("resume")
+    tracker.log_params({"a": 1})
+    tracker.end_experiment()
+    tracker.resume(run.run_id)
+    tracker.log_params({"b": 2.5})
+    out = tracker.end_experiment()
+    assert out["params"] == {"a": 1, "b": 2.5}
+    assert tracker.list_experiments()[0]["params"] == {"a": 1, "b": 2.5}
+
+
+# -- bookkeeping runs are not the user's experiments -------------------------------------------
+def test_versioning_without_a_run_leaves_the_users_list_alone(tracker, fitted):
+    from mlops_jupyter import create_model_versioning
+    from mlops_jupyter.tracking.tracker import REGISTRY_EXPERIMENT
+
+    with tracker.start_experiment("ticket_classifier_v1") as mine:
+        tracker.log_metrics({"accuracy": 0.95})
+    versioning = create_model_versioning(tenant_id="tenant_123")
+    v = versioning.create_version("clf", model=fitted)  # makes a run in 'model-registry'
+    assert v["run_id"] != mine.run_id
+    runs = tracker.list_experiments()
+    assert [r["run_id"] for r in runs] == [mine.run_id]
+    assert max(runs, key=lambda e: e["metrics"]["accuracy"])["run_id"] == mine.run_id  # the guide's idiom
+    assert tracker.list_experiments(filter_string="metrics.accuracy > 0") == runs
+    # still reachable: by name, by id, through the lineage
+    assert [r["run_id"] for r in tracker.list_experiments(experiment_name=REGISTRY_EXPERIMENT)] == [v["run_id"]]
+    assert tracker.get_run(v["run_id"])["experiment_name"] == REGISTRY_EXPERIMENT
+    assert versioning.get_lineage("clf")["versions"][0]["run_id"] == v["run_id"]
