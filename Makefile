@@ -31,10 +31,11 @@ test: install test-labextension lint
 # The pure modules' examples run as doctests with the suite.
 DOCTESTS := mlops_jupyter/errors.py mlops_jupyter/config mlops_jupyter/registry/semver.py \
 	mlops_jupyter/deployment/traffic.py mlops_jupyter/deployment/plan.py \
-	mlops_jupyter/monitoring/drift.py mlops_jupyter/monitoring/alerts
+	mlops_jupyter/monitoring/drift mlops_jupyter/monitoring/alerts \
+	mlops_jupyter/monitoring/windows.py mlops_jupyter/monitoring/performance.py
 
 test-unit: install labextension chromium
-	$(PY) -m pytest tests $(wildcard $(DOCTESTS)) --doctest-modules --durations=15
+	$(PY) -m pytest tests $(DOCTESTS) --doctest-modules --durations=15
 
 # The layering (import-linter contracts in pyproject.toml), lint and formatting.
 lint: install
