@@ -57,6 +57,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         create_model_monitoring,
         create_model_versioning,
     )
+    from mlops_jupyter.config.settings import models_dir
     from mlops_jupyter.datasets import FEATURES, make_support_tickets, train_ticket_classifier
 
     started = time.perf_counter()
@@ -85,7 +86,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     run = tracker.end_experiment()
     _print_step("Step 2: experiment tracking (start_experiment, log_params, log_metrics, end_experiment)", run)
 
-    model_path = pipeline.settings.home / "models" / f"{MODEL_ID}.pkl"
+    model_path = models_dir(pipeline.settings.home) / f"{MODEL_ID}.pkl"
     model_path.parent.mkdir(parents=True, exist_ok=True)
     with open(model_path, "wb") as f:
         pickle.dump(model, f)

@@ -15,6 +15,12 @@ never join names onto the home themselves::
       journal/                   write journals of live processes         journal_dir()
       mlops.db                   our state DB (deployments, alerts)       state_db_path()
       model-cache/{tenant}/...   models downloaded from a remote store    model_cache_dir()
+      predictions/               the prediction log (monitoring.predlog)  predictions_dir()
+      monitoring/{tenant}/{model}/  reference data set with set_reference  references_dir()
+      secrets/                   bearer tokens (0700, files 0600)         secrets_dir()
+      gateway.json|.lock|.log    the serving gateway's info, lock, log    gateway_info_path()...
+      reports/                   executed notebooks (mlops-jupyter report) reports_dir()
+      models/                    model files the demo writes              models_dir()
 
 Example:
     >>> home = Path("/tmp/store")
@@ -55,6 +61,11 @@ ARTIFACTS_DIR = "artifacts"
 JOURNAL_DIR = "journal"
 STATE_DB_FILE = "mlops.db"
 MODEL_CACHE_DIR = "model-cache"
+PREDICTIONS_DIR = "predictions"
+MONITORING_DIR = "monitoring"
+SECRETS_DIR = "secrets"
+REPORTS_DIR = "reports"
+MODELS_DIR = "models"
 SQLITE_URI_PREFIX = "sqlite:///"
 
 _PathLike = str | os.PathLike[str]
@@ -90,11 +101,50 @@ def model_cache_dir(home: _PathLike, tenant: str, registered_name: str, registry
     return Path(home) / MODEL_CACHE_DIR / validate_tenant(tenant) / registered_name / str(registry_version)
 
 
+def predictions_dir(home: _PathLike) -> Path:
+    """The prediction log's folder (layout in :mod:`mlops_jupyter.monitoring.predlog`)."""
+    return Path(home) / PREDICTIONS_DIR
+
+
+def references_dir(home: _PathLike, tenant: str, model_id: str) -> Path:
+    """Where ``set_reference`` keeps a model's reference data sets."""
+    return Path(home) / MONITORING_DIR / validate_tenant(tenant) / model_id
+
+
+def secrets_dir(home: _PathLike) -> Path:
+    """The bearer tokens' folder (created 0700 by :func:`mlops_jupyter.deployment.tokens.secrets_dir`)."""
+    return Path(home) / SECRETS_DIR
+
+
+def gateway_info_path(home: _PathLike) -> Path:
+    return Path(home) / GATEWAY_INFO_FILE
+
+
+def gateway_lock_path(home: _PathLike) -> Path:
+    return Path(home) / GATEWAY_LOCK_FILE
+
+
+def gateway_log_path(home: _PathLike) -> Path:
+    return Path(home) / GATEWAY_LOG_FILE
+
+
+def reports_dir(home: _PathLike) -> Path:
+    """Default output folder of ``mlops-jupyter report``."""
+    return Path(home) / REPORTS_DIR
+
+
+def models_dir(home: _PathLike) -> Path:
+    """Model files written by ``mlops-jupyter demo``."""
+    return Path(home) / MODELS_DIR
+
+
 def sqlite_db_path(tracking_uri: str) -> Path | None:
     """The DB file of a ``sqlite:///`` tracking URI, else None."""
     if not tracking_uri.startswith(SQLITE_URI_PREFIX):
         return None
     return Path(tracking_uri[len(SQLITE_URI_PREFIX):])
+
+
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 """Bind addresses meaning "every interface": a client connects to this machine instead."""
 

@@ -24,19 +24,19 @@ import secrets
 import stat
 from pathlib import Path
 
+from mlops_jupyter.config import settings
 from mlops_jupyter.config.names import validate_tenant
 from mlops_jupyter.errors import StoreError
 
 log = logging.getLogger(__name__)
 
-SECRETS_DIR = "secrets"
 ADMIN = "__admin__"  # not a valid tenant slug, so it can never collide with one
 _PREFIX = "tenant-"
 _SUFFIX = ".token"
 
 
 def secrets_dir(home: str | os.PathLike[str]) -> Path:
-    d = Path(home) / SECRETS_DIR
+    d = settings.secrets_dir(home)
     if not d.is_dir():
         d.mkdir(parents=True, exist_ok=True)
     if stat.S_IMODE(d.stat().st_mode) != 0o700:
@@ -96,7 +96,7 @@ def digest(token: str | bytes) -> bytes:
 def load_digests(home: str | os.PathLike[str]) -> dict[bytes, str]:
     """``{sha256(token): tenant}`` for every token file, the admin's as :data:`ADMIN`."""
     out: dict[bytes, str] = {}
-    d = Path(home) / SECRETS_DIR
+    d = settings.secrets_dir(home)
     if not d.is_dir():
         return out
     for f in d.iterdir():

@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Mapping
 
+from mlops_jupyter.config.settings import secrets_dir
 from mlops_jupyter.deployment import tokens as auth
 from mlops_jupyter.deployment.plan import DeploymentKey
 from mlops_jupyter.gateway import metrics
@@ -85,7 +86,7 @@ class Gateway(AdminRoutes, Batching):
     # -- tokens --------------------------------------------------------------------------
     def _secrets_mtime(self) -> int:
         try:
-            return os.stat(self.home / auth.SECRETS_DIR).st_mtime_ns
+            return os.stat(secrets_dir(self.home)).st_mtime_ns
         except OSError:
             return 0
 

@@ -46,7 +46,7 @@ from typing import Any
 
 from mlops_jupyter.config.settings import GATEWAY_EXIT_ALREADY_RUNNING as EXIT_ALREADY_RUNNING
 from mlops_jupyter.config.settings import GATEWAY_INFO_FILE as INFO_FILE
-from mlops_jupyter.config.settings import GATEWAY_LOCK_FILE as LOCK_FILE
+from mlops_jupyter.config.settings import gateway_info_path, gateway_lock_path
 from mlops_jupyter.config.settings import GATEWAY_PORT_META as PORT_META
 from mlops_jupyter.config.settings import connect_host
 from mlops_jupyter.deployment import tokens as auth
@@ -57,13 +57,13 @@ log = logging.getLogger("mlops_jupyter.gateway")
 
 
 def _write_info(home: Path, info: dict[str, Any]) -> None:
-    tmp = home / f".{INFO_FILE}.{os.getpid()}.tmp"
+    tmp = gateway_info_path(home).with_name(f".{INFO_FILE}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(info, indent=2))
-    os.replace(tmp, home / INFO_FILE)
+    os.replace(tmp, gateway_info_path(home))
 
 
 def _remove_info(home: Path, pid: int) -> None:
-    f = home / INFO_FILE
+    f = gateway_info_path(home)
     try:
         if json.loads(f.read_text()).get("pid") == pid:
             f.unlink()
@@ -91,11 +91,11 @@ def run_gateway(home: str | os.PathLike[str], host: str = "127.0.0.1", port: int
 
     home = Path(home).absolute()
     home.mkdir(parents=True, exist_ok=True)
-    lock_fd = os.open(home / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    lock_fd = os.open(gateway_lock_path(home), os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        print(f"mlops-jupyter: a gateway already serves {home} (see {home / INFO_FILE}).", file=sys.stderr)
+        print(f"mlops-jupyter: a gateway already serves {home} (see {gateway_info_path(home)}).", file=sys.stderr)
         os.close(lock_fd)
         return EXIT_ALREADY_RUNNING
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)

@@ -29,7 +29,7 @@ import json
 import os
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from mlops_jupyter.config.settings import GATEWAY_LOG_FILE as LOG_FILE
+from mlops_jupyter.config.settings import gateway_log_path
 from mlops_jupyter.config.settings import GATEWAY_PORT_META as PORT_META
 from mlops_jupyter.deployment.client import apply_answer, encode_operation
 from mlops_jupyter.errors import GatewayError
@@ -100,7 +100,7 @@ class InProcessTarget:
         health = gw.health()
         return {"running": True, "home": str(gw.home), "pid": os.getpid(), "url": info.get("url"),
                 "port": info.get("port"), "host": info.get("host"), "deployments": health["deployments"],
-                "uptime_s": health["uptime_s"], "log": str(gw.home / LOG_FILE)}
+                "uptime_s": health["uptime_s"], "log": str(gateway_log_path(gw.home))}
 
     def stop(self) -> dict[str, Any]:
         gw = self.gw

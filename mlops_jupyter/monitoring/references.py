@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from mlops_jupyter.config.settings import references_dir
 from mlops_jupyter.config.names import VERSION_RE, validate_version
 from mlops_jupyter.errors import MLOpsError, ValidationError
 from mlops_jupyter.monitoring.ingest import UNVERSIONED
@@ -84,7 +85,7 @@ class References:
     def path(self, model_id: str, version: str | None) -> Path:
         """Where ``set_reference`` stores the reference of a model (of one version)."""
         name = "reference.parquet" if version is None else f"reference-{version}.parquet"
-        return self.home / "monitoring" / self.tenant / model_id / name
+        return references_dir(self.home, self.tenant, model_id) / name
 
     def set(self, model_id: str, data: Any, version: str | None = None) -> dict[str, Any]:
         """Store ``data`` as the reference of a model (of one version); ``model_id`` is valid.

@@ -47,9 +47,10 @@ def flush_gateway(home: str | os.PathLike[str], timeout: float = FLUSH_TIMEOUT) 
     import http.client
     import json
 
+    from mlops_jupyter.config.settings import connect_host
     from mlops_jupyter.deployment import tokens
 
-    host = "127.0.0.1" if info.get("host") in ("0.0.0.0", "::", "", None) else str(info["host"])
+    host = connect_host(info.get("host") or "")
     url = f"http://{host}:{info['port']}"
     try:
         conn = http.client.HTTPConnection(host, int(info["port"]), timeout=timeout)

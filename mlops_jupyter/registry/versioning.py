@@ -96,9 +96,6 @@ class ModelVersioning:
         self.tracker = tracker
         self._rollback_subscribers: list[RollbackSubscriber] = []
 
-    # kept only for notebook/magics/autolog.py, which calls it; use registry.artifacts.save_model
-    _save_model = staticmethod(save_model)
-
     @property
     def client(self) -> Any:
         return self.store.client

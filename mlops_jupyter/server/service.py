@@ -136,17 +136,20 @@ class MLOpsService:
 
     def experiments(self) -> dict[str, Any]:
         """The tenant's experiments, most recently active first, with run counts and the newest run."""
-        from mlops_jupyter.tracking.tracker import iso_ms
-        from mlops_jupyter.registry.versioning import REGISTRY_EXPERIMENT
+        from mlops_jupyter.config.times import iso_from_ms
+        from mlops_jupyter.tracking.tracker import REGISTRY_EXPERIMENT
 
         t = self.pipeline.tracker
-        runs = t.list_experiments(max_results=RUN_SCAN)
+        experiments = self._experiments()
+        runs = t.list_experiments(max_results=RUN_SCAN)  # the user's runs: no bookkeeping runs
         complete = len(runs) < RUN_SCAN
+        if any(t.tenancy.plain_experiment_name(e.name) == REGISTRY_EXPERIMENT for e in experiments):
+            runs += t.list_experiments(experiment_name=REGISTRY_EXPERIMENT, max_results=RUN_SCAN)
         by_exp: dict[str, list[dict[str, Any]]] = {}
         for r in runs:
             by_exp.setdefault(r["experiment_id"], []).append(r)
         out = []
-        for e in self._experiments():
+        for e in experiments:
             mine = by_exp.get(e.experiment_id, [])
             last = mine[0] if mine else None
             name = t.tenancy.plain_experiment_name(e.name)
@@ -155,8 +158,8 @@ class MLOpsService:
                 "name": name,
                 # runs that only hold registered model versions (versioning without a run)
                 "kind": "registry" if name == REGISTRY_EXPERIMENT else "experiment",
-                "created_at": iso_ms(e.creation_time),
-                "updated_at": iso_ms(e.last_update_time),
+                "created_at": iso_from_ms(e.creation_time),
+                "updated_at": iso_from_ms(e.last_update_time),
                 "run_count": len(mine),
                 "run_count_complete": complete,
                 "last_run": _run_summary(last) if last else None,

@@ -61,7 +61,6 @@ def set_ambient_run(run: "ActiveRun | None") -> None:
     _AMBIENT = run
 
 
-iso_ms = iso_from_ms  # kept only for server/service.py, which imports it from here
 
 
 def normalize_status(status: Any) -> str:

@@ -146,7 +146,7 @@ def test_runs_of_an_experiment_newest_first_with_params_and_metrics(api, store):
     names = [r["run_name"] for r in data["runs"]]
     assert names == ["broken", "depth-8", "depth-5"] and data["limit"] == 3
     r = data["runs"][1]
-    assert r["params"] == {"max_depth": "8", "model": "tree"} and r["metrics"]["accuracy"] == 0.93
+    assert r["params"] == {"max_depth": 8, "model": "tree"} and r["metrics"]["accuracy"] == 0.93  # typed
     assert r["status"] == "completed" and r["tags"]["team"] == "growth" and r["experiment_name"] == "churn"
     everything = api.get("runs")["runs"]
     assert {"depth-3", "majority-class"} <= {r["run_name"] for r in everything}

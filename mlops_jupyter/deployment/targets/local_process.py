@@ -27,9 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_jupyter.config.settings import GATEWAY_EXIT_ALREADY_RUNNING as EXIT_ALREADY_RUNNING
-from mlops_jupyter.config.settings import GATEWAY_INFO_FILE as INFO_FILE
-from mlops_jupyter.config.settings import GATEWAY_LOCK_FILE as LOCK_FILE
-from mlops_jupyter.config.settings import GATEWAY_LOG_FILE as LOG_FILE
+from mlops_jupyter.config.settings import gateway_info_path, gateway_lock_path, gateway_log_path
 from mlops_jupyter.config.settings import connect_host
 from mlops_jupyter.errors import GatewayError
 
@@ -40,14 +38,14 @@ START_TIMEOUT = 120.0
 def read_info(home: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The content of ``{home}/gateway.json``, or None."""
     try:
-        return json.loads((Path(home) / INFO_FILE).read_text())
+        return json.loads(gateway_info_path(home).read_text())
     except (OSError, ValueError):
         return None
 
 
 def lock_held(home: str | os.PathLike[str]) -> bool:
     """True if a gateway process holds the home's lock (running or starting)."""
-    path = Path(home) / LOCK_FILE
+    path = gateway_lock_path(home)
     if not path.exists():
         return False
     fd = os.open(path, os.O_RDWR)
@@ -122,7 +120,7 @@ def gateway_status(home: str | os.PathLike[str]) -> dict[str, Any]:
         if h is not None:
             out.update(running=True, pid=info["pid"], url=info["url"], port=info["port"], host=info["host"],
                        deployments=h.get("deployments"), uptime_s=h.get("uptime_s"),
-                       log=str(home / LOG_FILE))
+                       log=str(gateway_log_path(home)))
             return out
     if lock_held(home):
         out["state"] = "starting or not answering"
@@ -137,7 +135,7 @@ def _reap(proc: subprocess.Popen) -> None:
 
 def _log_tail(home: Path, n: int = 20) -> str:
     try:
-        return "\n".join((home / LOG_FILE).read_text(errors="replace").splitlines()[-n:])
+        return "\n".join(gateway_log_path(home).read_text(errors="replace").splitlines()[-n:])
     except OSError:
         return "(no log)"
 
@@ -173,7 +171,7 @@ def ensure_gateway(home: str | os.PathLike[str], host: str = DEFAULT_HOST, port:
         if proc is not None and proc.poll() is not None:
             if proc.returncode != EXIT_ALREADY_RUNNING:
                 raise GatewayError(f"The gateway for {home} exited with code {proc.returncode} while starting. "
-                                   f"Last lines of {home / LOG_FILE}:\n{_log_tail(home)}")
+                                   f"Last lines of {gateway_log_path(home)}:\n{_log_tail(home)}")
             proc = None  # another one got the lock first: wait for it (or start again if it died)
         if proc is None and not lock_held(home):
             cmd = [sys.executable, "-m", "mlops_jupyter.gateway", "--foreground", "--home", str(home),
@@ -181,13 +179,13 @@ def ensure_gateway(home: str | os.PathLike[str], host: str = DEFAULT_HOST, port:
             if port:
                 cmd += ["--port", str(int(port))]
             env = dict(os.environ, PYTHONUNBUFFERED="1")
-            with open(home / LOG_FILE, "ab") as logf:
+            with open(gateway_log_path(home), "ab") as logf:
                 proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
                                         cwd=str(home), env=env, start_new_session=True, close_fds=True)
             _reap(proc)
         if time.monotonic() > deadline:
             raise GatewayError(f"The gateway for {home} did not answer within {timeout:.0f} s. "
-                               f"Last lines of {home / LOG_FILE}:\n{_log_tail(home)}")
+                               f"Last lines of {gateway_log_path(home)}:\n{_log_tail(home)}")
         time.sleep(0.05)
 
 
@@ -211,9 +209,9 @@ def stop_gateway(home: str | os.PathLike[str], timeout: float = 20.0) -> dict[st
     pid = int(info.get("pid", 0) or 0)
     if not pid or not _pid_alive(pid) or not _is_gateway_pid(pid):
         if not lock_held(home):
-            (home / INFO_FILE).unlink(missing_ok=True)
+            gateway_info_path(home).unlink(missing_ok=True)
             return {"stopped": False, "pid": None, "home": str(home), "reason": "no gateway was running"}
-        raise GatewayError(f"A gateway holds {home / LOCK_FILE} but {home / INFO_FILE} does not name it; "
+        raise GatewayError(f"A gateway holds {gateway_lock_path(home)} but {gateway_info_path(home)} does not name it; "
                            "it may still be starting. Try again in a moment.")
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout

@@ -46,6 +46,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mlops_jupyter.config.settings import predictions_dir
 from mlops_jupyter.config.names import validate_model_id, validate_tenant
 from mlops_jupyter.monitoring.predlog.encoding import encode_part, model_key
 from mlops_jupyter.monitoring.predlog.parts import part_name, write_parquet
@@ -99,7 +100,7 @@ class PredictionBuffer:
 
     def __init__(self, home: str | os.PathLike[str], flush_interval: float = DEFAULT_FLUSH_INTERVAL,
                  max_buffered: int = DEFAULT_MAX_BUFFERED, background: bool = True) -> None:
-        self.root = Path(home) / "predictions"
+        self.root = predictions_dir(home)
         self.flush_interval = float(flush_interval)
         self.max_buffered = int(max_buffered)
         self.dropped = 0

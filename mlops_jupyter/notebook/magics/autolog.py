@@ -267,11 +267,11 @@ def _save_model_later(run: ActiveRun, fit: dict[str, Any]) -> None:
         import tempfile
         from pathlib import Path
 
-        from mlops_jupyter.registry.versioning import ModelVersioning
+        from mlops_jupyter.registry.artifacts import save_model
 
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "model"
-            ModelVersioning._save_model(est, path)
+            save_model(est, path)
             store.log_artifact(uri, str(path), f"models/{name}" if name != "model" else None)
 
     _EXECUTOR.submit(save)

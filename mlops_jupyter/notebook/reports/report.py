@@ -31,6 +31,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from mlops_jupyter.config.settings import reports_dir
+
 from mlops_jupyter.notebook.reports.execute import execute_notebook
 from mlops_jupyter.notebook.reports.html import export_html
 from mlops_jupyter.notebook.reports.params import inject_parameters
@@ -65,7 +67,7 @@ def make_report(notebook: str | os.PathLike[str], params: Mapping[str, Any] | No
     tracker = create_experiment_tracker(tenant_id=tenant, storage_path=home)
     settings = tracker.settings
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    out_dir = Path(out).expanduser().resolve() if out else Path(settings.home).resolve() / "reports" / f"{src.stem}-{stamp}"
+    out_dir = Path(out).expanduser().resolve() if out else reports_dir(Path(settings.home).resolve()) / f"{src.stem}-{stamp}"
     out_dir.mkdir(parents=True, exist_ok=True)
     html_path, ipynb_path = out_dir / f"{src.stem}.html", out_dir / f"{src.stem}.ipynb"
 
