@@ -87,8 +87,7 @@ class NaiveMLflowHooks:
         self._t0 = 0.0
 
     def pre_run_cell(self, info: Any) -> None:
-        self.mlflow.start_run(run_name=f"cell-{self.shell.execution_count - 1}",
-                              tags={"cell_id": info.cell_id or ""})
+        self.mlflow.start_run(run_name=f"cell-{self.shell.execution_count - 1}", tags={"cell_id": info.cell_id or ""})
         self._t0 = time.perf_counter()
 
     def post_run_cell(self, result: Any) -> None:
@@ -126,8 +125,9 @@ def verify_ours(home: Path, session_run_id: str, n: int, prefix: str = "ours-") 
     """Every timed cell is a FINISHED child run with its params and source; returns the count."""
     client = client_for(home)
     exp = client.get_experiment_by_name("default/bench-autolog")
-    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{session_run_id}'",
-                              max_results=10000)
+    runs = client.search_runs(
+        [exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{session_run_id}'", max_results=10000
+    )
     timed = [r for r in runs if r.data.tags.get("mlops.cell_id", "").startswith(prefix)]
     assert len(timed) == n, f"{len(timed)} of {n} cell runs stored"
     for r in timed:
@@ -205,31 +205,47 @@ def main(argv: list[str] | None = None) -> int:
     ms = 1000.0
     base_med, base_p95 = statistics.median(t_off), p95(t_off)
     gap = f"{GAP * 1000:.0f} ms idle before each"
-    rows = [("off (baseline)", t_off, t_off), ("autolog (mlops_jupyter)", t_ours, t_off),
-            ("naive MLflow per cell", t_naive, t_off),
-            (f"off, {gap}", t_off_gap, t_off_gap), (f"autolog, {gap}", t_ours_gap, t_off_gap)]
+    rows = [
+        ("off (baseline)", t_off, t_off),
+        ("autolog (mlops_jupyter)", t_ours, t_off),
+        ("naive MLflow per cell", t_naive, t_off),
+        (f"off, {gap}", t_off_gap, t_off_gap),
+        (f"autolog, {gap}", t_ours_gap, t_off_gap),
+    ]
     print(f"cell autolog benchmark: {args.cells} cells per mode, real IPython shell, {os.cpu_count()} cores")
     print(f"{'mode':<36} {'median':>10} {'p95':>10} {'added median':>14} {'added p95':>11}")
     for name, ts, base in rows:
         med, q95 = statistics.median(ts), p95(ts)
-        print(f"{name:<36} {med * ms:>7.3f} ms {q95 * ms:>7.3f} ms {(med - statistics.median(base)) * ms:>11.3f} ms "
-              f"{(q95 - p95(base)) * ms:>8.3f} ms")
+        print(
+            f"{name:<36} {med * ms:>7.3f} ms {q95 * ms:>7.3f} ms {(med - statistics.median(base)) * ms:>11.3f} ms "
+            f"{(q95 - p95(base)) * ms:>8.3f} ms"
+        )
     ours_added = statistics.median(t_ours) - base_med
     naive_added = statistics.median(t_naive) - base_med
     ratio = naive_added / ours_added if ours_added > 0 else float("inf")
-    print(f"naive / ours added median: {ratio:.0f}x  "
-          f"(p95: {(p95(t_naive) - base_p95) / max(p95(t_ours) - base_p95, 1e-9):.0f}x)")
-    print(f"ours: {args.cells} cells in {t_ours_cells:.3f} s, final flush {t_flush * ms:.1f} ms, "
-          f"session start (first cell, one-time) {t_session_start * ms:.0f} ms")
-    print("(the idle rows are informational and compared with each other: after idle time every cell runs "
-          "with colder caches; back to back, the writer thread stores earlier cells while later ones run, "
-          "and the GIL handover shows in ours' p95)")
-    print(f"stored after the final flush: ours {n_ours}/{args.cells} child runs of the session run "
-          f"(+{args.cells} in the gap row), "
-          f"naive {n_naive}/{args.cells} runs")
+    print(
+        f"naive / ours added median: {ratio:.0f}x  "
+        f"(p95: {(p95(t_naive) - base_p95) / max(p95(t_ours) - base_p95, 1e-9):.0f}x)"
+    )
+    print(
+        f"ours: {args.cells} cells in {t_ours_cells:.3f} s, final flush {t_flush * ms:.1f} ms, "
+        f"session start (first cell, one-time) {t_session_start * ms:.0f} ms"
+    )
+    print(
+        "(the idle rows are informational and compared with each other: after idle time every cell runs "
+        "with colder caches; back to back, the writer thread stores earlier cells while later ones run, "
+        "and the GIL handover shows in ours' p95)"
+    )
+    print(
+        f"stored after the final flush: ours {n_ours}/{args.cells} child runs of the session run "
+        f"(+{args.cells} in the gap row), "
+        f"naive {n_naive}/{args.cells} runs"
+    )
     ok_abs, ok_ratio = ours_added < 0.001, ratio >= 20
-    print(f"goal: added median < 1 ms: {'met' if ok_abs else 'MISSED'} ({ours_added * ms:.3f} ms); "
-          f">= 20x less than naive: {'met' if ok_ratio else 'MISSED'} ({ratio:.0f}x)")
+    print(
+        f"goal: added median < 1 ms: {'met' if ok_abs else 'MISSED'} ({ours_added * ms:.3f} ms); "
+        f">= 20x less than naive: {'met' if ok_ratio else 'MISSED'} ({ratio:.0f}x)"
+    )
     return 0
 
 

@@ -48,10 +48,17 @@ def make_runs(home: Path, n: int) -> None:
     t0 = time.perf_counter()
     for i in range(n):
         run = tracker.start_experiment("sweep", run_name=f"run-{i}")
-        tracker.log_params({"max_depth": rng.randint(2, 20), "lr": round(rng.uniform(0.001, 0.3), 4),
-                            "model": rng.choice(["rf", "gb", "lr"])}, run=run)
-        tracker.log_metrics({"accuracy": rng.uniform(0.6, 0.98), "f1": rng.uniform(0.5, 0.95),
-                             "loss": rng.uniform(0.05, 1.0)}, run=run)
+        tracker.log_params(
+            {
+                "max_depth": rng.randint(2, 20),
+                "lr": round(rng.uniform(0.001, 0.3), 4),
+                "model": rng.choice(["rf", "gb", "lr"]),
+            },
+            run=run,
+        )
+        tracker.log_metrics(
+            {"accuracy": rng.uniform(0.6, 0.98), "f1": rng.uniform(0.5, 0.95), "loss": rng.uniform(0.05, 1.0)}, run=run
+        )
         tracker.end_experiment(run=run, wait=False)
     tracker.flush()
     print(f"  logged {n:,} runs through the tracker in {time.perf_counter() - t0:.1f} s")
@@ -65,10 +72,16 @@ def make_predictions(home: Path, n: int) -> None:
 
     rng = np.random.default_rng(0)
     m = create_model_monitoring(tenant_id="bench", storage_path=home)
-    ref = pd.DataFrame({"amount": rng.lognormal(3, 1, 20_000), "age": rng.normal(40, 12, 20_000),
-                        "score": rng.uniform(0, 1, 20_000), "items": rng.integers(1, 30, 20_000),
-                        "channel": rng.choice(["web", "app", "store"], 20_000),
-                        "country": rng.choice(["fr", "de", "es", "it", "nl"], 20_000)})
+    ref = pd.DataFrame(
+        {
+            "amount": rng.lognormal(3, 1, 20_000),
+            "age": rng.normal(40, 12, 20_000),
+            "score": rng.uniform(0, 1, 20_000),
+            "items": rng.integers(1, 30, 20_000),
+            "channel": rng.choice(["web", "app", "store"], 20_000),
+            "country": rng.choice(["fr", "de", "es", "it", "nl"], 20_000),
+        }
+    )
     m.set_reference("scorer", ref)
     now = time.time()
     t0 = time.perf_counter()
@@ -76,15 +89,23 @@ def make_predictions(home: Path, n: int) -> None:
     for start in range(0, n, step):
         k = min(step, n - start)
         drift = start / n
-        m.track_predictions("scorer", pd.DataFrame({
-            "amount": rng.lognormal(3 + drift, 1, k), "age": rng.normal(40 + 5 * drift, 12, k),
-            "score": rng.uniform(0, 1, k), "items": rng.integers(1, 30, k),
-            "channel": rng.choice(["web", "app", "store"], k, p=[0.5 - drift / 4, 0.3 + drift / 4, 0.2]),
-            "country": rng.choice(["fr", "de", "es", "it", "nl"], k),
-            "prediction_time": rng.gamma(2.0, 0.002, k), "success": rng.uniform(0, 1, k) > 0.01,
-            "version": np.where(rng.uniform(0, 1, k) < 0.5, "1.0.0", "1.1.0"),
-            "timestamp": now - 3600 + 3600 * (start + np.arange(k)) / n,
-        }))
+        m.track_predictions(
+            "scorer",
+            pd.DataFrame(
+                {
+                    "amount": rng.lognormal(3 + drift, 1, k),
+                    "age": rng.normal(40 + 5 * drift, 12, k),
+                    "score": rng.uniform(0, 1, k),
+                    "items": rng.integers(1, 30, k),
+                    "channel": rng.choice(["web", "app", "store"], k, p=[0.5 - drift / 4, 0.3 + drift / 4, 0.2]),
+                    "country": rng.choice(["fr", "de", "es", "it", "nl"], k),
+                    "prediction_time": rng.gamma(2.0, 0.002, k),
+                    "success": rng.uniform(0, 1, k) > 0.01,
+                    "version": np.where(rng.uniform(0, 1, k) < 0.5, "1.0.0", "1.1.0"),
+                    "timestamp": now - 3600 + 3600 * (start + np.arange(k)) / n,
+                }
+            ),
+        )
     m.flush()
     m.set_alert("scorer", "drift_score > 0.1", action="log")
     print(f"  logged {n:,} predictions through monitoring.track_predictions in {time.perf_counter() - t0:.1f} s")
@@ -134,9 +155,11 @@ def bench_drift(home: Path, n: int, repeat: int) -> dict[str, float]:
         assert panel.result["n_current"] == (window or 1000) and panel.scores_chart.spec
         t_next, _ = timed(lambda w=window: DriftPanel("scorer", pipeline=p, window=w), repeat)
         r = panel.result
-        print(f"  (b) DriftPanel over {n:,} logged predictions, {label}: first {t_first:.3f} s, "
-              f"next (median of {repeat}) {t_next:.3f} s  [drift_score {r['drift_score']:.3f}, "
-              f"{len(r['features'])} features, {len(panel.timeseries)} time buckets]")
+        print(
+            f"  (b) DriftPanel over {n:,} logged predictions, {label}: first {t_first:.3f} s, "
+            f"next (median of {repeat}) {t_next:.3f} s  [drift_score {r['drift_score']:.3f}, "
+            f"{len(r['features'])} features, {len(panel.timeseries)} time buckets]"
+        )
         out[f"DriftPanel, {label}, first"] = t_first
         out[f"DriftPanel, {label}, next"] = t_next
     return out

@@ -43,8 +43,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_ping(port: int, timeout: float = 120.0, proc: subprocess.Popen | None = None,
-              log: Path | None = None) -> None:
+def wait_ping(port: int, timeout: float = 120.0, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -65,8 +64,12 @@ def check(url: str, body: str, token: str) -> str:
     """One request through http.client, to be sure both sides answer the same thing."""
     m = re.match(r"http://([^:/]+):(\d+)(/.*)", url)
     c = http.client.HTTPConnection(m.group(1), int(m.group(2)), timeout=30)
-    c.request("POST", m.group(3), body=body.encode(),
-              headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    c.request(
+        "POST",
+        m.group(3),
+        body=body.encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+    )
     r = c.getresponse()
     out = r.read().decode()
     if r.status != 200:
@@ -81,8 +84,12 @@ def to_ms(value: str) -> float:
 
 
 def run_wrk(url: str, script: Path, connections: int, threads: int, duration: int) -> dict[str, float]:
-    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency",
-                          "-s", str(script), url], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -97,11 +104,20 @@ def measure(name: str, url: str, script: Path, duration: int) -> dict[str, float
     run_wrk(url, script, 8, 2, 2)  # warm-up
     many = run_wrk(url, script, 8, 2, duration)
     one = run_wrk(url, script, 1, 1, duration)
-    res = {"rps_8": many["rps"], "p50_1_ms": one["p50_ms"], "p99_1_ms": one["p99_ms"], "rps_1": one["rps"],
-           "p50_8_ms": many["p50_ms"], "p99_8_ms": many["p99_ms"]}
-    print(f"  {name:<8} 8 conns: {res['rps_8']:>8.0f} req/s (p50 {res['p50_8_ms']:.2f} ms, p99 "
-          f"{res['p99_8_ms']:.2f} ms) | 1 conn: {res['rps_1']:>6.0f} req/s, p50 {res['p50_1_ms']:.3f} ms, "
-          f"p99 {res['p99_1_ms']:.3f} ms", flush=True)
+    res = {
+        "rps_8": many["rps"],
+        "p50_1_ms": one["p50_ms"],
+        "p99_1_ms": one["p99_ms"],
+        "rps_1": one["rps"],
+        "p50_8_ms": many["p50_ms"],
+        "p99_8_ms": many["p99_ms"],
+    }
+    print(
+        f"  {name:<8} 8 conns: {res['rps_8']:>8.0f} req/s (p50 {res['p50_8_ms']:.2f} ms, p99 "
+        f"{res['p99_8_ms']:.2f} ms) | 1 conn: {res['rps_1']:>6.0f} req/s, p50 {res['p50_1_ms']:.3f} ms, "
+        f"p99 {res['p99_1_ms']:.3f} ms",
+        flush=True,
+    )
     return res
 
 
@@ -135,13 +151,25 @@ def main() -> int:
 
         port = free_port()
         mlflow_bin = Path(sys.executable).parent / "mlflow"
-        cmd = [str(mlflow_bin) if mlflow_bin.exists() else "mlflow", "models", "serve", "-m", str(model_dir),
-               "--env-manager", "local", "--host", "127.0.0.1", "-p", str(port)]
+        cmd = [
+            str(mlflow_bin) if mlflow_bin.exists() else "mlflow",
+            "models",
+            "serve",
+            "-m",
+            str(model_dir),
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ]
         mlflow_log = open(root / "mlflow-serve.log", "wb")
         # MLflow runs `uvicorn` from PATH: put the venv's bin first, as an activated venv does
         env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-        mlflow_proc = subprocess.Popen(cmd, stdout=mlflow_log, stderr=subprocess.STDOUT, start_new_session=True,
-                                       env=env)
+        mlflow_proc = subprocess.Popen(
+            cmd, stdout=mlflow_log, stderr=subprocess.STDOUT, start_new_session=True, env=env
+        )
         wait_ping(port, proc=mlflow_proc, log=root / "mlflow-serve.log")
 
         body = json.dumps({"dataframe_split": {"columns": list(X.columns), "data": [X.iloc[0].tolist()]}})
@@ -156,15 +184,19 @@ def main() -> int:
         import mlflow
         import sklearn
 
-        print(f"serving benchmark: 1-row dataframe_split POST, wrk {args.duration}s per run, "
-              f"{os.cpu_count()} CPUs, MLflow {mlflow.__version__}, scikit-learn {sklearn.__version__}")
+        print(
+            f"serving benchmark: 1-row dataframe_split POST, wrk {args.duration}s per run, "
+            f"{os.cpu_count()} CPUs, MLflow {mlflow.__version__}, scikit-learn {sklearn.__version__}"
+        )
         ours = measure("gateway", ours_url, script, args.duration)
         theirs = measure("mlflow", mlflow_url, script, args.duration)
         ratio = ours["rps_8"] / theirs["rps_8"]
         print(f"\nthroughput at 8 connections: {ratio:.1f}x MLflow (goal >= 8x: {'met' if ratio >= 8 else 'NOT met'})")
-        print(f"p50 at 1 connection: {ours['p50_1_ms']:.3f} ms vs MLflow {theirs['p50_1_ms']:.3f} ms "
-              f"({theirs['p50_1_ms'] / ours['p50_1_ms']:.1f}x lower; goal < 1 ms: "
-              f"{'met' if ours['p50_1_ms'] < 1 else 'NOT met'})")
+        print(
+            f"p50 at 1 connection: {ours['p50_1_ms']:.3f} ms vs MLflow {theirs['p50_1_ms']:.3f} ms "
+            f"({theirs['p50_1_ms'] / ours['p50_1_ms']:.1f}x lower; goal < 1 ms: "
+            f"{'met' if ours['p50_1_ms'] < 1 else 'NOT met'})"
+        )
         print(f"p99 at 1 connection: {ours['p99_1_ms']:.3f} ms vs MLflow {theirs['p99_1_ms']:.3f} ms")
         print(json.dumps({"gateway": ours, "mlflow": theirs, "throughput_ratio_8": round(ratio, 2)}))
     finally:

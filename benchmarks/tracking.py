@@ -94,7 +94,9 @@ def bench_mlflow(home: Path, n_calls: int, n_runs: int) -> tuple[float, float]:
     return t_calls, t_runs
 
 
-def verify(home: Path, n_calls: int, n_runs: int, ours: bool, run_experiments: tuple[str, ...] = ("bench-runs",)) -> None:
+def verify(
+    home: Path, n_calls: int, n_runs: int, ours: bool, run_experiments: tuple[str, ...] = ("bench-runs",)
+) -> None:
     """Every point stored: count through MlflowClient and the DB."""
     from mlflow import MlflowClient
 
@@ -143,8 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for name, o, m in rows:
         print(f"{name:<44} {o:>12.3f} s {m:>12.3f} s {m / o:>7.1f}x")
-    print(f"per call: ours {o_calls / args.calls * 1e6:.1f} us, MLflow {m_calls / args.calls * 1e3:.2f} ms; "
-          f"per run: ours {o_runs / args.runs * 1e3:.2f} ms, MLflow {m_runs / args.runs * 1e3:.1f} ms")
+    print(
+        f"per call: ours {o_calls / args.calls * 1e6:.1f} us, MLflow {m_calls / args.calls * 1e3:.2f} ms; "
+        f"per run: ours {o_runs / args.runs * 1e3:.2f} ms, MLflow {m_runs / args.runs * 1e3:.1f} ms"
+    )
     return 0
 
 

@@ -47,7 +47,7 @@ def create_mlops_pipeline(
     experiment_name: str | None = None,
     storage_path: str | os.PathLike[str] | None = None,
     autolog: bool = False,
-) -> "MLOpsPipeline":
+) -> MLOpsPipeline:
     """Create a pipeline: tracker, versioning, deployment and monitoring on one store.
 
     Args:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from mlops_jupyter.config.names import validate_experiment_name
+from mlops_jupyter.config.settings import Settings, resolve_settings
 from mlops_jupyter.deployment.deployment import ModelDeployment
 from mlops_jupyter.monitoring import ModelMonitoring
-from mlops_jupyter.config.settings import Settings, resolve_settings
-from mlops_jupyter.config.names import validate_experiment_name
-from mlops_jupyter.tracking.tracker import ExperimentTracker
 from mlops_jupyter.registry.versioning import ModelVersioning
+from mlops_jupyter.tracking.tracker import ExperimentTracker
 
 PathLike = str | os.PathLike[str]
 
@@ -59,16 +59,22 @@ def create_mlops_pipeline(
     return MLOpsPipeline(pipeline_name, settings)
 
 
-def create_experiment_tracker(tenant_id: str | None = None, mlflow_uri: str | None = None,
-                              experiment_name: str | None = None, storage_path: PathLike | None = None
-                              ) -> ExperimentTracker:
+def create_experiment_tracker(
+    tenant_id: str | None = None,
+    mlflow_uri: str | None = None,
+    experiment_name: str | None = None,
+    storage_path: PathLike | None = None,
+) -> ExperimentTracker:
     """Create an :class:`ExperimentTracker` (same settings as :func:`create_mlops_pipeline`)."""
     return ExperimentTracker(resolve_settings(tenant_id, mlflow_uri, experiment_name, storage_path))
 
 
-def create_model_versioning(tenant_id: str | None = None, mlflow_uri: str | None = None,
-                            experiment_name: str | None = None, storage_path: PathLike | None = None
-                            ) -> ModelVersioning:
+def create_model_versioning(
+    tenant_id: str | None = None,
+    mlflow_uri: str | None = None,
+    experiment_name: str | None = None,
+    storage_path: PathLike | None = None,
+) -> ModelVersioning:
     """Create a :class:`ModelVersioning` (same settings as :func:`create_mlops_pipeline`).
 
     On its own it has no rollback subscribers: ``rollback_model`` moves the live alias only
@@ -76,15 +82,21 @@ def create_model_versioning(tenant_id: str | None = None, mlflow_uri: str | None
     return ModelVersioning(resolve_settings(tenant_id, mlflow_uri, experiment_name, storage_path))
 
 
-def create_model_deployment(tenant_id: str | None = None, mlflow_uri: str | None = None,
-                            experiment_name: str | None = None, storage_path: PathLike | None = None
-                            ) -> ModelDeployment:
+def create_model_deployment(
+    tenant_id: str | None = None,
+    mlflow_uri: str | None = None,
+    experiment_name: str | None = None,
+    storage_path: PathLike | None = None,
+) -> ModelDeployment:
     """Create a :class:`ModelDeployment` (same settings as :func:`create_mlops_pipeline`)."""
     return ModelDeployment(resolve_settings(tenant_id, mlflow_uri, experiment_name, storage_path))
 
 
-def create_model_monitoring(tenant_id: str | None = None, mlflow_uri: str | None = None,
-                            experiment_name: str | None = None, storage_path: PathLike | None = None
-                            ) -> ModelMonitoring:
+def create_model_monitoring(
+    tenant_id: str | None = None,
+    mlflow_uri: str | None = None,
+    experiment_name: str | None = None,
+    storage_path: PathLike | None = None,
+) -> ModelMonitoring:
     """Create a :class:`ModelMonitoring` (same settings as :func:`create_mlops_pipeline`)."""
     return ModelMonitoring(resolve_settings(tenant_id, mlflow_uri, experiment_name, storage_path))

@@ -42,7 +42,11 @@ __all__ = [
 ]
 
 NUMERIC_FEATURES: tuple[str, ...] = (
-    "priority", "message_length", "customer_tenure_days", "previous_tickets", "response_hours",
+    "priority",
+    "message_length",
+    "customer_tenure_days",
+    "previous_tickets",
+    "response_hours",
 )
 """Numeric feature columns (``priority`` is 1 = low to 4 = urgent)."""
 
@@ -88,7 +92,7 @@ def _mix(a: tuple[float, ...], b: tuple[float, ...], t: float) -> Any:
     return p / p.sum()
 
 
-def make_support_tickets(n: int = 2000, seed: int = 0, drift: float = 0.0) -> "pd.DataFrame":
+def make_support_tickets(n: int = 2000, seed: int = 0, drift: float = 0.0) -> pd.DataFrame:
     """Generate ``n`` synthetic support tickets, deterministically from ``seed``.
 
     Columns: ``priority`` (int, 1 = low to 4 = urgent), ``message_length`` (characters),
@@ -183,13 +187,13 @@ def make_support_tickets(n: int = 2000, seed: int = 0, drift: float = 0.0) -> "p
 
 
 def train_ticket_classifier(
-    df: "pd.DataFrame",
+    df: pd.DataFrame,
     *,
     model: str = "random_forest",
     test_size: float = 0.25,
     random_state: int = 0,
     **params: Any,
-) -> "tuple[Pipeline, dict[str, float]]":
+) -> tuple[Pipeline, dict[str, float]]:
     """Fit a ticket-escalation classifier and score it on a held-out split.
 
     The scikit-learn ``Pipeline`` one-hot encodes :data:`CATEGORICAL_FEATURES` (unknown
@@ -231,7 +235,8 @@ def train_ticket_classifier(
         raise ValidationError(f"Invalid model {model!r}.", value=model, allowed=MODELS)
     if not isinstance(df, pd.DataFrame):
         raise ValidationError(
-            f"df must be a pandas DataFrame, got {type(df).__name__}.", value=type(df).__name__,
+            f"df must be a pandas DataFrame, got {type(df).__name__}.",
+            value=type(df).__name__,
             allowed="the DataFrame returned by make_support_tickets()",
         )
     missing = [c for c in (*FEATURES, TARGET) if c not in df.columns]
@@ -240,7 +245,9 @@ def train_ticket_classifier(
             f"df is missing the column(s) {missing}.", value=list(df.columns), allowed=[*FEATURES, TARGET]
         )
     if isinstance(test_size, bool) or not isinstance(test_size, numbers.Real) or not 0 < test_size < 1:
-        raise ValidationError(f"Invalid test_size {test_size!r}.", value=test_size, allowed="a float in (0, 1), e.g. 0.25")
+        raise ValidationError(
+            f"Invalid test_size {test_size!r}.", value=test_size, allowed="a float in (0, 1), e.g. 0.25"
+        )
 
     estimator_cls = RandomForestClassifier if model == "random_forest" else GradientBoostingClassifier
     allowed = sorted(estimator_cls().get_params())

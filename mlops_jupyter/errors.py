@@ -18,7 +18,8 @@ Example:
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 
 def _fmt_allowed(allowed: Any) -> str:
@@ -131,10 +132,7 @@ class FeatureNotAvailableError(MLOpsError, NotImplementedError):
     """A part of the API that a later feature delivers is called before that feature exists."""
 
     def __init__(self, method: str, feature: str) -> None:
-        super().__init__(
-            f"{method}() is part of the {feature} feature, which is not built yet; "
-            "nothing was done."
-        )
+        super().__init__(f"{method}() is part of the {feature} feature, which is not built yet; nothing was done.")
 
 
 def one_of(value: Any, allowed: Iterable[str], what: str) -> str:
@@ -173,14 +171,22 @@ class EmptyWindowError(ValidationError):
 class AlertRuleError(ValidationError):
     """An alert condition does not follow the condition grammar.
 
-    ``.problem`` says what is wrong in words, ``.position`` is the 0-based character offset of the offending character (``None`` when
-    the problem is not at one place, e.g. a non-string condition), ``.text`` the condition;
-    the message repeats the condition with a caret under that character and lists what is
+    ``.problem`` says what is wrong in words, ``.position`` is the 0-based character offset
+    of the offending character (``None`` when the problem is not at one place, e.g. a
+    non-string condition), ``.text`` the condition; the message repeats the condition with a caret under that character and lists what is
     allowed.
     """
 
-    def __init__(self, reason: str, *, text: Any, position: int | None, allowed: str,
-                 snippet: str | None = None, caret_column: int = 0) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        text: Any,
+        position: int | None,
+        allowed: str,
+        snippet: str | None = None,
+        caret_column: int = 0,
+    ) -> None:
         self.position = position
         self.text = text
         self.problem = reason

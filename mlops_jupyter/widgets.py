@@ -6,7 +6,10 @@ importing it loads neither ipywidgets nor altair until a panel is used.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlops_jupyter.notebook.widgets import ComparisonPanel, DeployPanel, DriftPanel
 
 __all__ = ["ComparisonPanel", "DeployPanel", "DriftPanel"]
 

@@ -22,8 +22,10 @@ def log_runs(tracker: Any, n: int, experiment: str = EXPERIMENT, seed: int = 0) 
     for i in range(n):
         depth = rng.randint(2, 20)
         run = tracker.start_experiment(experiment, run_name=f"run-{i}")
-        tracker.log_params({"max_depth": depth, "lr": round(rng.uniform(0.001, 0.3), 4),
-                            "model": rng.choice(["rf", "gb", "lr"])}, run=run)
+        tracker.log_params(
+            {"max_depth": depth, "lr": round(rng.uniform(0.001, 0.3), 4), "model": rng.choice(["rf", "gb", "lr"])},
+            run=run,
+        )
         acc = 0.6 + depth / 60 + rng.uniform(0, 0.02)
         tracker.log_metrics({"accuracy": acc, "f1": acc - 0.03, "loss": 1 - acc}, run=run)
         tracker.end_experiment(run=run, wait=False)
@@ -68,10 +70,18 @@ def seed_panel_store(home: Path, *, n_runs: int = 40, n_predictions: int = 3000,
     p = create_mlops_pipeline(EXPERIMENT, tenant_id=TENANT, storage_path=home)
     log_runs(p.tracker, n_runs)
     v = p.versioning
-    v.create_version(MODEL, model=LogisticRegression(max_iter=500).fit(X, y), reference_data=X,
-                     metadata={"training_data": "iris.csv", "algorithm": "logistic regression"})
-    v.create_version(MODEL, model=DecisionTreeClassifier(max_depth=2, random_state=0).fit(X, y), reference_data=X,
-                     metadata={"training_data": "iris.csv", "algorithm": "decision tree"})
+    v.create_version(
+        MODEL,
+        model=LogisticRegression(max_iter=500).fit(X, y),
+        reference_data=X,
+        metadata={"training_data": "iris.csv", "algorithm": "logistic regression"},
+    )
+    v.create_version(
+        MODEL,
+        model=DecisionTreeClassifier(max_depth=2, random_state=0).fit(X, y),
+        reference_data=X,
+        metadata={"training_data": "iris.csv", "algorithm": "decision tree"},
+    )
     if deploy:
         d = p.deployment
         for version, env in (("1.0.0", "production"), ("1.1.0", "production"), ("1.0.0", "staging")):

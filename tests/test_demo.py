@@ -11,14 +11,18 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import gateway_home
 
 
 def run_demo(home: Path) -> str:
     env = {k: v for k, v in os.environ.items() if k not in ("MLOPS_HOME", "MLOPS_TENANT", "MLFLOW_TRACKING_URI")}
-    proc = subprocess.run([sys.executable, "-m", "mlops_jupyter.cli", "demo", "--home", str(home)],
-                          capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlops_jupyter.cli", "demo", "--home", str(home)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
 
@@ -26,7 +30,7 @@ def run_demo(home: Path) -> str:
 def section(out: str, title: str):
     """The JSON printed under the ``== title`` line."""
     start = out.index(f"== {title}")
-    body = out[out.index("\n", start) + 1:]
+    body = out[out.index("\n", start) + 1 :]
     end = body.find("\n== ")
     return json.loads(body[: end if end >= 0 else None].split("\n\nThe model is served")[0])
 
@@ -50,5 +54,7 @@ def test_the_demo_runs_steps_1_to_6_twice_on_one_store(tmp_path_factory: pytest.
         second = run_demo(home)
         deployed = section(second, "Step 4: deploy_model()")
         assert deployed["version"] == "1.1.0" and deployed["traffic"] == {"1.1.0": 100}
-        assert section(second, 'Alerting: set_alert("drift_score > 0.1", action="notify_team")')["alert_id"] == \
-            alert["alert_id"]  # the same rule, not a second one
+        assert (
+            section(second, 'Alerting: set_alert("drift_score > 0.1", action="notify_team")')["alert_id"]
+            == alert["alert_id"]
+        )  # the same rule, not a second one

@@ -31,7 +31,7 @@ import pytest
 GUIDE = Path(os.environ.get("MLOPS_GUIDE", "/work/shared/seed/getting-started.md"))
 GUIDE_IMPORT = "src.core.machine_learning.mlops"
 
-PREAMBLE = '''\
+PREAMBLE = """\
 import pickle
 from pathlib import Path
 
@@ -48,9 +48,9 @@ RETRAINED = []
 
 def trigger_retraining():
     RETRAINED.append(True)
-'''
+"""
 
-EPILOGUE = '''
+EPILOGUE = """
 import json
 
 print("RESULT " + json.dumps({
@@ -61,7 +61,7 @@ print("RESULT " + json.dumps({
     "drift_status": drift_status,
     "retrained": bool(RETRAINED),
 }, default=str))
-'''
+"""
 
 
 def code_block(markdown: str, heading: str) -> str:
@@ -71,7 +71,7 @@ def code_block(markdown: str, heading: str) -> str:
         start = next(i for i, line in enumerate(lines) if line.strip() == heading)
     except StopIteration:
         raise AssertionError(f"the guide {GUIDE} has no heading {heading!r}") from None
-    m = re.search(r"^```python\n(.*?)^```", "\n".join(lines[start + 1:]) + "\n", re.S | re.M)
+    m = re.search(r"^```python\n(.*?)^```", "\n".join(lines[start + 1 :]) + "\n", re.S | re.M)
     assert m, f"no python code block after {heading!r} in {GUIDE}"
     return m.group(1)
 
@@ -85,8 +85,16 @@ def guide_script() -> str:
     example = example.replace(GUIDE_IMPORT, "mlops_jupyter", 1)
     analysis = code_block(text, "### 1. Experiment Analysis")
     assert "tracker.list_experiments()" in analysis and "best_experiment = max(" in analysis
-    return "\n".join([PREAMBLE, "# -- the guide's Complete Example --", example,
-                      "# -- the guide's Experiment Analysis --", analysis, EPILOGUE])
+    return "\n".join(
+        [
+            PREAMBLE,
+            "# -- the guide's Complete Example --",
+            example,
+            "# -- the guide's Experiment Analysis --",
+            analysis,
+            EPILOGUE,
+        ]
+    )
 
 
 def stop_the_gateway(home: Path) -> None:
@@ -108,14 +116,15 @@ def test_the_guides_complete_example_runs_as_written(tmp_path: Path):
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("MLOPS_HOME", "MLOPS_TENANT", "MLFLOW_TRACKING_URI")}
     try:
-        proc = subprocess.run([sys.executable, str(script)], cwd=work, env=env, capture_output=True, text=True,
-                              timeout=600)
+        proc = subprocess.run(
+            [sys.executable, str(script)], cwd=work, env=env, capture_output=True, text=True, timeout=600
+        )
     finally:
         stop_the_gateway(work / ".mlops")
     assert proc.returncode == 0, f"the guide's example failed:\n{proc.stderr[-4000:]}"
     line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
     assert line, proc.stdout[-2000:]
-    out = json.loads(line[len("RESULT "):])
+    out = json.loads(line[len("RESULT ") :])
 
     assert (work / ".mlops" / "mlflow.db").is_file()  # the embedded default, in the reader's folder
     # Experiment Analysis: the user's one run, typed as logged (the guide's output shape)

@@ -23,7 +23,8 @@ import json
 import os
 import sys
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from mlops_jupyter.errors import MLOpsError
 
@@ -125,27 +126,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
     served: dict[str, int] = {}
     with deployment.client(MODEL_ID, "production") as client:
         for i in range(N_REQUESTS):
-            rows = incoming.iloc[i * ROWS_PER_REQUEST:(i + 1) * ROWS_PER_REQUEST][list(FEATURES)]
+            rows = incoming.iloc[i * ROWS_PER_REQUEST : (i + 1) * ROWS_PER_REQUEST][list(FEATURES)]
             client.predict(rows)
             served[client.last_version] = served.get(client.last_version, 0) + len(rows)
-    _print_step(f"Step 5: {N_REQUESTS} requests of {ROWS_PER_REQUEST} drifting tickets "
-                f"(make_support_tickets(drift={TRAFFIC_DRIFT})) through the endpoint; rows per version",
-                served)
+    _print_step(
+        f"Step 5: {N_REQUESTS} requests of {ROWS_PER_REQUEST} drifting tickets "
+        f"(make_support_tickets(drift={TRAFFIC_DRIFT})) through the endpoint; rows per version",
+        served,
+    )
     drift_status = monitoring.check_drift(MODEL_ID, threshold=0.1)
     _print_step("Step 5: check_drift(threshold=0.1)", drift_status)
     alert = monitoring.set_alert(model_id=MODEL_ID, condition="drift_score > 0.1", action="notify_team")
     _print_step('Alerting: set_alert("drift_score > 0.1", action="notify_team")', alert)
-    _print_step("evaluate_alerts() (check_drift and the gateway also evaluate them as traffic arrives)",
-                monitoring.evaluate_alerts(MODEL_ID))
+    _print_step(
+        "evaluate_alerts() (check_drift and the gateway also evaluate them as traffic arrives)",
+        monitoring.evaluate_alerts(MODEL_ID),
+    )
     history = monitoring.alerts(MODEL_ID, limit=1)
-    _print_step("alerts(): the latest alert (notify_team has no callable registered in this process, so it "
-                "is recorded as undelivered until monitoring.register_action('notify_team', fn))", history)
+    _print_step(
+        "alerts(): the latest alert (notify_team has no callable registered in this process, so it "
+        "is recorded as undelivered until monitoring.register_action('notify_team', fn))",
+        history,
+    )
 
     # Step 6: use the output.
     if drift_status["drift_detected"]:
-        print(f"\n== Step 6: drift detected (drift_score {drift_status['drift_score']:.3f} > 0.1 in "
-              f"{', '.join(drift_status['drifted_features'])}): trigger_retraining(). Run `make demo` again to "
-              "train the next version on new data.")
+        print(
+            f"\n== Step 6: drift detected (drift_score {drift_status['drift_score']:.3f} > 0.1 in "
+            f"{', '.join(drift_status['drifted_features'])}): trigger_retraining(). Run `make demo` again to "
+            "train the next version on new data."
+        )
     else:
         print(f"\n== Step 6: no drift ({drift_status['status']}): nothing to retrain.")
 
@@ -162,11 +172,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     ticket = json.dumps({"dataframe_records": incoming[list(FEATURES)].head(1).to_dict(orient="records")})
     token_file = auth.secrets_dir(pipeline.settings.home) / f"tenant-{pipeline.settings.tenant}.token"
-    print(f"\nThe model is served at {deployed['endpoint']} (the gateway keeps running). Try:\n"
-          f"  curl -s -H \"Authorization: Bearer $(cat {token_file})\" -H 'Content-Type: application/json' \\\n"
-          f"       -d '{ticket}' \\\n"
-          f"       {deployed['endpoint']}/invocations\n"
-          f"Stop the gateway with: mlops-jupyter serve --stop --home {pipeline.settings.home}")
+    print(
+        f"\nThe model is served at {deployed['endpoint']} (the gateway keeps running). Try:\n"
+        f"  curl -s -H \"Authorization: Bearer $(cat {token_file})\" -H 'Content-Type: application/json' \\\n"
+        f"       -d '{ticket}' \\\n"
+        f"       {deployed['endpoint']}/invocations\n"
+        f"Stop the gateway with: mlops-jupyter serve --stop --home {pipeline.settings.home}"
+    )
     print(f"\nDone in {time.perf_counter() - started:.1f} s. Store: {pipeline.settings.home}")
     return 0
 
@@ -192,16 +204,17 @@ def build_parser() -> argparse.ArgumentParser:
         "drifting traffic, check drift and set an alert, printing every result. Run it again to "
         "train, deploy and monitor the next version.",
     )
-    demo.add_argument("--home", metavar="PATH", default=None, type=_home,
-                      help="storage folder (default: $MLOPS_HOME or ./.mlops)")
-    demo.add_argument("--tenant", metavar="T", default=None,
-                      help="tenant id (default: $MLOPS_TENANT or 'default')")
+    demo.add_argument(
+        "--home", metavar="PATH", default=None, type=_home, help="storage folder (default: $MLOPS_HOME or ./.mlops)"
+    )
+    demo.add_argument("--tenant", metavar="T", default=None, help="tenant id (default: $MLOPS_TENANT or 'default')")
     demo.set_defaults(func=cmd_demo)
 
     from mlops_jupyter.cli.serve import add_serve_parser
 
     add_serve_parser(sub)
     from mlops_jupyter.notebook.reports.cli import add_report_parser
+
     add_report_parser(sub)
     return parser
 

@@ -23,13 +23,15 @@ ACTIONS = ("start", "stop", "status")
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", nargs="?", choices=ACTIONS, default=None,
-                   help="start (default), stop or status")
+    p.add_argument("action", nargs="?", choices=ACTIONS, default=None, help="start (default), stop or status")
     p.add_argument("--stop", action="store_true", help="stop the running gateway")
     p.add_argument("--status", action="store_true", help="show whether the gateway runs, and where")
     p.add_argument("--home", default=None, help="storage home (default $MLOPS_HOME or ./.mlops)")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to bind (default 127.0.0.1; anything else exposes the gateway to the network)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1; anything else exposes the gateway to the network)",
+    )
     p.add_argument("--port", type=int, default=None, help="port to bind (default: last one if free, else any)")
     p.add_argument("--foreground", action="store_true", help="run in this process instead of detached")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -44,7 +46,8 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         >>> serve.set_defaults(func=run_serve)
     """
     p = subparsers.add_parser(
-        "serve", help="start, stop or inspect the model serving gateway",
+        "serve",
+        help="start, stop or inspect the model serving gateway",
         description="Start (detached), stop or inspect the serving gateway of a storage home.",
     )
     _add_arguments(p)
@@ -71,8 +74,8 @@ def run_serve(args: argparse.Namespace) -> int:
         >>> run_serve(argparse.Namespace(action="status", stop=False, status=False, home=None,
         ...                              host="127.0.0.1", port=None, foreground=False, json=True))
     """
-    from mlops_jupyter.errors import MLOpsError
     from mlops_jupyter.deployment.targets import local_process as process
+    from mlops_jupyter.errors import MLOpsError
 
     wanted = {a for a, on in ((args.action, bool(args.action)), ("stop", args.stop), ("status", args.status)) if on}
     if len(wanted) > 1:
@@ -84,8 +87,10 @@ def run_serve(args: argparse.Namespace) -> int:
         if action == "status":
             st = process.gateway_status(home)
             if st["running"]:
-                text = (f"gateway running at {st['url']} (pid {st['pid']}, {st['deployments']} deployment(s), "
-                        f"home {st['home']})")
+                text = (
+                    f"gateway running at {st['url']} (pid {st['pid']}, {st['deployments']} deployment(s), "
+                    f"home {st['home']})"
+                )
             else:
                 text = f"no gateway running for {st['home']}" + (f" ({st['state']})" if st.get("state") else "")
             _print(args, st, text)

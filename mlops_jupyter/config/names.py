@@ -14,7 +14,8 @@ collide, and every read checks both the name prefix and the tag.
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from mlops_jupyter.errors import InvalidNameError, InvalidTenantError, InvalidVersionError, TenantAccessError
 
@@ -70,7 +71,8 @@ def validate_environment(environment: Any) -> str:
     """
     if not isinstance(environment, str) or not ENVIRONMENT_RE.fullmatch(environment):
         raise InvalidNameError(
-            f"Invalid environment {environment!r}.", value=environment,
+            f"Invalid environment {environment!r}.",
+            value=environment,
             allowed="1 to 64 letters, digits, '_' and '-', starting with a letter or digit "
             "(e.g. 'production', 'staging')",
         )
@@ -92,9 +94,9 @@ def validate_version(version: Any) -> str:
     """
     if not isinstance(version, str) or not VERSION_RE.fullmatch(version) or ".." in version:
         raise InvalidVersionError(
-            f"Invalid version {version!r}.", value=version,
-            allowed="1 to 64 letters, digits, '.', '_', '+', '-' starting with a letter or digit, "
-            "e.g. '1.0.0'",
+            f"Invalid version {version!r}.",
+            value=version,
+            allowed="1 to 64 letters, digits, '.', '_', '+', '-' starting with a letter or digit, e.g. '1.0.0'",
         )
     return version
 
@@ -112,8 +114,7 @@ def validate_experiment_name(name: Any) -> str:
         raise InvalidNameError(
             f"Invalid experiment name {name!r}.",
             value=name,
-            allowed=f"1 to {MAX_EXPERIMENT_NAME} printable characters without '/' or "
-            "leading/trailing spaces",
+            allowed=f"1 to {MAX_EXPERIMENT_NAME} printable characters without '/' or leading/trailing spaces",
         )
     return name
 
@@ -161,10 +162,7 @@ class Tenancy:
 
     def owns_model(self, registered_model: Any) -> bool:
         tags = getattr(registered_model, "tags", None) or {}
-        return (
-            registered_model.name.startswith(self.model_prefix)
-            and tags.get(TENANT_TAG) == self.tenant
-        )
+        return registered_model.name.startswith(self.model_prefix) and tags.get(TENANT_TAG) == self.tenant
 
     def tags(self, extra: Mapping[str, Any] | None = None) -> dict[str, str]:
         out = {str(k): str(v) for k, v in (extra or {}).items()}

@@ -142,7 +142,7 @@ def sqlite_db_path(tracking_uri: str) -> Path | None:
     """The DB file of a ``sqlite:///`` tracking URI, else None."""
     if not tracking_uri.startswith(SQLITE_URI_PREFIX):
         return None
-    return Path(tracking_uri[len(SQLITE_URI_PREFIX):])
+    return Path(tracking_uri[len(SQLITE_URI_PREFIX) :])
 
 
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
@@ -261,7 +261,8 @@ def resolve_settings(
     home = Path(home_raw).expanduser().absolute()
     if home.exists() and not home.is_dir():
         raise InvalidSettingError(
-            f"Storage path {str(home)!r} exists and is not a folder.", value=str(home),
+            f"Storage path {str(home)!r} exists and is not a folder.",
+            value=str(home),
             allowed="a folder (it is created if missing)",
         )
     uri = mlflow_uri if mlflow_uri is not None else (os.environ.get(env.MLFLOW_TRACKING_URI) or None)

@@ -18,7 +18,8 @@ from __future__ import annotations
 import http.client
 import json
 import threading
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from mlops_jupyter.errors import (
@@ -37,8 +38,9 @@ class _Http:
     def __init__(self, base_url: str, token: str | None, timeout: float = 30.0) -> None:
         parts = urlsplit(base_url)
         if parts.scheme != "http" or not parts.hostname:
-            raise ValidationError(f"Invalid gateway URL {base_url!r}.", value=base_url,
-                                  allowed="http://HOST:PORT[/path]")
+            raise ValidationError(
+                f"Invalid gateway URL {base_url!r}.", value=base_url, allowed="http://HOST:PORT[/path]"
+            )
         self.host = parts.hostname
         self.port = parts.port or 80
         self.prefix = parts.path.rstrip("/")
@@ -47,8 +49,9 @@ class _Http:
         self._conn: http.client.HTTPConnection | None = None
         self._lock = threading.Lock()
 
-    def request(self, method: str, path: str, body: bytes | None = None,
-                headers: Mapping[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: Mapping[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
         h = {"Content-Type": "application/json"} if body is not None else {}
         if self._auth:
             h["Authorization"] = self._auth
@@ -65,18 +68,27 @@ class _Http:
                     if resp.getheader("Connection", "").lower() == "close":
                         self.close_unlocked()
                     return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
-                except (ConnectionError, http.client.RemoteDisconnected, http.client.CannotSendRequest,
-                        http.client.BadStatusLine, BrokenPipeError) as exc:
+                except (
+                    ConnectionError,
+                    http.client.RemoteDisconnected,
+                    http.client.CannotSendRequest,
+                    http.client.BadStatusLine,
+                    BrokenPipeError,
+                ) as exc:
                     self.close_unlocked()
                     if attempt == 1:
-                        raise GatewayError(f"The gateway at http://{self.host}:{self.port} is unreachable: "
-                                           f"{type(exc).__name__}: {exc}. Is it running? "
-                                           "(`mlops-jupyter serve status`)") from exc
+                        raise GatewayError(
+                            f"The gateway at http://{self.host}:{self.port} is unreachable: "
+                            f"{type(exc).__name__}: {exc}. Is it running? "
+                            "(`mlops-jupyter serve status`)"
+                        ) from exc
                 except OSError as exc:  # timeouts, refused connections
                     self.close_unlocked()
-                    raise GatewayError(f"The gateway at http://{self.host}:{self.port} is unreachable: "
-                                       f"{type(exc).__name__}: {exc}. Is it running? "
-                                       "(`mlops-jupyter serve status`)") from exc
+                    raise GatewayError(
+                        f"The gateway at http://{self.host}:{self.port} is unreachable: "
+                        f"{type(exc).__name__}: {exc}. Is it running? "
+                        "(`mlops-jupyter serve status`)"
+                    ) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     def close_unlocked(self) -> None:
@@ -227,7 +239,7 @@ class DeploymentClient:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> "DeploymentClient":
+    def __enter__(self) -> DeploymentClient:
         return self
 
     def __exit__(self, *exc: Any) -> None:

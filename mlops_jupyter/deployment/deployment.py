@@ -23,7 +23,8 @@ Example:
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from mlops_jupyter.config.names import validate_environment
 from mlops_jupyter.config.settings import Settings
@@ -66,8 +67,11 @@ class ModelDeployment:
                 raise ValidationError(f"Unknown deployment target {target!r}.", value=target, allowed=list(TARGETS))
             target = TARGETS[target](settings.home)
         elif not isinstance(target, DeploymentTarget):
-            raise ValidationError(f"Invalid deployment target {target!r}.", value=target,
-                                  allowed=[*TARGETS, "an object implementing DeploymentTarget"])
+            raise ValidationError(
+                f"Invalid deployment target {target!r}.",
+                value=target,
+                allowed=[*TARGETS, "an object implementing DeploymentTarget"],
+            )
         self.target: Any = target
         self._versioning = versioning
 
@@ -101,8 +105,11 @@ class ModelDeployment:
 
                 head = ref.head(EXAMPLE_ROWS)
                 split = json.loads(head.to_json(orient="split", index=False, date_format="iso"))
-                spec["example"] = {"columns": [str(c) for c in split["columns"]], "data": split["data"],
-                                   "dtypes": {str(c): str(t) for c, t in head.dtypes.items()}}
+                spec["example"] = {
+                    "columns": [str(c) for c in split["columns"]],
+                    "data": split["data"],
+                    "dtypes": {str(c): str(t) for c, t in head.dtypes.items()},
+                }
         return semver, spec
 
     def _record(self, model_id: str, environment: str) -> dict[str, Any]:
@@ -111,7 +118,8 @@ class ModelDeployment:
             mine = [f"{r['environment']}/{r['model_id']}" for r in self.target.list(self.tenant)]
             raise NotFoundError(
                 f"Model {model_id!r} is not deployed in environment {environment!r} for tenant {self.tenant!r}.",
-                value=f"{environment}/{model_id}", allowed=mine or "(no deployments yet: use deploy_model)",
+                value=f"{environment}/{model_id}",
+                allowed=mine or "(no deployments yet: use deploy_model)",
             )
         return rec
 
@@ -146,8 +154,14 @@ class ModelDeployment:
         return self.target.apply(op)
 
     # -- public API ----------------------------------------------------------------------
-    def deploy_model(self, model_id: str, version: str, environment: str = "production",
-                     config: Mapping[str, Any] | None = None, traffic_percentage: int = 100) -> dict[str, Any]:
+    def deploy_model(
+        self,
+        model_id: str,
+        version: str,
+        environment: str = "production",
+        config: Mapping[str, Any] | None = None,
+        traffic_percentage: int = 100,
+    ) -> dict[str, Any]:
         """Deploy ``version`` of ``model_id`` into ``environment`` with a share of its traffic.
 
         Traffic rule: the version gets ``traffic_percentage`` %; the versions already in
@@ -199,8 +213,17 @@ class ModelDeployment:
         pct = check_percentage(traffic_percentage)
         cfg = validate_config(config) if config is not None else None
         semver, spec = self._spec(model_id, version)
-        out = self._change({"op": "deploy", "environment": env, "model_id": model_id, "version": semver,
-                            "traffic_percentage": pct, "specs": {semver: spec}, "config": cfg})
+        out = self._change(
+            {
+                "op": "deploy",
+                "environment": env,
+                "model_id": model_id,
+                "version": semver,
+                "traffic_percentage": pct,
+                "specs": {semver: spec},
+                "config": cfg,
+            }
+        )
         rec = out.get("record")
         status, reason = "deployed", None
         if not out.get("ok"):
@@ -261,8 +284,12 @@ class ModelDeployment:
             resolved[semver] = resolved.get(semver, 0) + p
             if semver not in rec["versions"]:
                 specs[semver] = self._spec(model_id, semver)[1]
-        return self._finish(self._change({"op": "traffic", "environment": env, "model_id": model_id,
-                                          "traffic": resolved, "specs": specs}), "set_traffic")
+        return self._finish(
+            self._change(
+                {"op": "traffic", "environment": env, "model_id": model_id, "traffic": resolved, "specs": specs}
+            ),
+            "set_traffic",
+        )
 
     def rollback(self, model_id: str, environment: str = "production", to_version: str | None = None) -> dict[str, Any]:
         """Send 100 % of a deployment's traffic to one version, atomically.
@@ -296,13 +323,18 @@ class ModelDeployment:
                 raise DeploymentError(
                     f"Model {model_id!r} in {env!r} has no earlier version to roll back to "
                     f"(traffic {rec['traffic']}); pass to_version=.",
-                    value=None, allowed=[v["version"] for v in self.versioning.list_versions(model_id)],
+                    value=None,
+                    allowed=[v["version"] for v in self.versioning.list_versions(model_id)],
                 )
         else:
             target = self.versioning.get_version(model_id, to_version)["version"]
         specs = {} if target in rec["versions"] else {target: self._spec(model_id, target)[1]}
-        return self._finish(self._change({"op": "rollback", "environment": env, "model_id": model_id,
-                                          "version": target, "specs": specs}), "rollback")
+        return self._finish(
+            self._change(
+                {"op": "rollback", "environment": env, "model_id": model_id, "version": target, "specs": specs}
+            ),
+            "rollback",
+        )
 
     def undeploy(self, model_id: str, environment: str = "production", version: str | None = None) -> dict[str, Any]:
         """Remove a deployment, or one version of it (the others scale up to 100 %).
@@ -324,12 +356,19 @@ class ModelDeployment:
         if version is not None:
             semver = self.versioning.get_version(model_id, version)["version"]
             if semver not in rec["traffic"]:
-                raise NotFoundError(f"Version {semver!r} of {model_id!r} is not deployed in {env!r}.",
-                                    value=semver, allowed=list(rec["traffic"]))
+                raise NotFoundError(
+                    f"Version {semver!r} of {model_id!r} is not deployed in {env!r}.",
+                    value=semver,
+                    allowed=list(rec["traffic"]),
+                )
         out = self._change({"op": "undeploy", "environment": env, "model_id": model_id, "version": semver})
         if out.get("ok") and out.get("record") is None:
-            return {"deployment_id": rec["deployment_id"], "model_id": model_id, "environment": env,
-                    "status": "undeployed"}
+            return {
+                "deployment_id": rec["deployment_id"],
+                "model_id": model_id,
+                "environment": env,
+                "status": "undeployed",
+            }
         return self._finish(out, "undeploy")
 
     def _finish(self, out: Mapping[str, Any], what: str) -> dict[str, Any]:
@@ -385,8 +424,9 @@ class ModelDeployment:
 
         rec = self._record(model_id, validate_environment(environment))
         self.target.ensure_running()  # the gateway outlives kernels, not reboots: start it if needed
-        return DeploymentClient(self.target.endpoint(self.tenant, rec["environment"], model_id),
-                                self.get_token(), timeout=timeout)
+        return DeploymentClient(
+            self.target.endpoint(self.tenant, rec["environment"], model_id), self.get_token(), timeout=timeout
+        )
 
     def endpoint(self, model_id: str, environment: str = "production") -> str:
         """The URL of a deployment (``POST {endpoint}/invocations`` predicts)."""

@@ -51,8 +51,9 @@ Example:
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, NamedTuple, TypedDict
+from typing import Any, NamedTuple, TypedDict
 
 from mlops_jupyter.config.names import validate_environment, validate_model_id, validate_tenant
 from mlops_jupyter.deployment import traffic
@@ -192,13 +193,19 @@ class Plan:
         """The record once every version of :attr:`traffic` is loaded, stamped ``now``."""
         cur = self.current
         return {
-            "tenant": self.key.tenant, "environment": self.key.environment, "model_id": self.key.model_id,
-            "deployment_id": self.deployment_id, "status": "deployed", "reason": None,
+            "tenant": self.key.tenant,
+            "environment": self.key.environment,
+            "model_id": self.key.model_id,
+            "deployment_id": self.deployment_id,
+            "status": "deployed",
+            "reason": None,
             "revision": (cur["revision"] + 1) if cur else 1,
-            "created_at": cur["created_at"] if cur else now, "updated_at": now,
-            "traffic": self.traffic, "versions": dict(self.load), "config": self.config,
-            "history": traffic.push_history(cur["history"] if cur else [], cur["traffic"] if cur else {},
-                                            self.traffic),
+            "created_at": cur["created_at"] if cur else now,
+            "updated_at": now,
+            "traffic": self.traffic,
+            "versions": dict(self.load),
+            "config": self.config,
+            "history": traffic.push_history(cur["history"] if cur else [], cur["traffic"] if cur else {}, self.traffic),
             "extra": {},
         }
 
@@ -217,9 +224,18 @@ class Plan:
         if self.current is not None:
             return None
         return {
-            "tenant": self.key.tenant, "environment": self.key.environment, "model_id": self.key.model_id,
-            "deployment_id": self.deployment_id, "status": "failed", "reason": reason, "revision": 0,
-            "traffic": {}, "versions": {}, "config": self.config, "history": [], "extra": {},
+            "tenant": self.key.tenant,
+            "environment": self.key.environment,
+            "model_id": self.key.model_id,
+            "deployment_id": self.deployment_id,
+            "status": "failed",
+            "reason": reason,
+            "revision": 0,
+            "traffic": {},
+            "versions": {},
+            "config": self.config,
+            "history": [],
+            "extra": {},
         }
 
 
@@ -298,5 +314,12 @@ def plan(op: Mapping[str, Any], current: Mapping[str, Any] | None, *, deployment
     missing = [v for v in new if v not in specs]
     if missing:
         raise PlanError(f"No artifact given for version(s) {missing}.", value=missing, reason="invalid")
-    return Plan(op=kind, key=key, current=current, traffic=new, load={v: specs[v] for v in new},
-                config=config, deployment_id=current["deployment_id"] if current else deployment_id)
+    return Plan(
+        op=kind,
+        key=key,
+        current=current,
+        traffic=new,
+        load={v: specs[v] for v in new},
+        config=config,
+        deployment_id=current["deployment_id"] if current else deployment_id,
+    )

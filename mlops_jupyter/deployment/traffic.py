@@ -32,7 +32,8 @@ from __future__ import annotations
 import bisect
 import hashlib
 import random
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from mlops_jupyter.errors import ValidationError
 
@@ -70,19 +71,22 @@ def check_table(traffic: Any) -> dict[str, int]:
     """
     if not isinstance(traffic, Mapping) or not traffic:
         raise ValidationError(
-            f"Invalid traffic {traffic!r}.", value=traffic,
+            f"Invalid traffic {traffic!r}.",
+            value=traffic,
             allowed="a dict of version -> percentage adding up to 100, e.g. {'1.0.0': 90, '1.1.0': 10}",
         )
     out: dict[str, int] = {}
     for v, p in traffic.items():
         if not isinstance(v, str):
-            raise ValidationError(f"Invalid version {v!r} in traffic.", value=v,
-                                  allowed="version strings such as '1.0.0'")
+            raise ValidationError(
+                f"Invalid version {v!r} in traffic.", value=v, allowed="version strings such as '1.0.0'"
+            )
         out[v] = check_percentage(p, f"percentage for version {v!r}", low=0)
     total = sum(out.values())
     if total != 100:
         raise ValidationError(
-            f"Traffic percentages add up to {total}, not 100: {out}.", value=out,
+            f"Traffic percentages add up to {total}, not 100: {out}.",
+            value=out,
             allowed="percentages adding up to exactly 100",
         )
     return {v: p for v, p in out.items() if p > 0}
@@ -177,8 +181,9 @@ def rollback_target(current: Mapping[str, int], history: Sequence[Mapping[str, i
     return None
 
 
-def push_history(history: Sequence[Mapping[str, int]], previous: Mapping[str, int],
-                 new: Mapping[str, int]) -> list[dict[str, int]]:
+def push_history(
+    history: Sequence[Mapping[str, int]], previous: Mapping[str, int], new: Mapping[str, int]
+) -> list[dict[str, int]]:
     """History after a change from ``previous`` to ``new`` (unchanged if they are equal).
 
     Example:
@@ -213,7 +218,7 @@ class Router:
         True
     """
 
-    __slots__ = ("versions", "cum", "_rand", "_single")
+    __slots__ = ("_rand", "_single", "cum", "versions")
 
     def __init__(self, traffic: Mapping[str, int]) -> None:
         self.versions = list(traffic)

@@ -8,7 +8,8 @@ Example:
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from mlops_jupyter.errors import ValidationError
 
@@ -38,8 +39,11 @@ def validate_config(config: Any) -> dict[str, Any]:
     if config is None:
         return {}
     if not isinstance(config, Mapping):
-        raise ValidationError(f"Invalid config {config!r}.", value=config,
-                              allowed="a dict such as {'replicas': 3, 'resources': {'cpu': '2', 'memory': '4Gi'}}")
+        raise ValidationError(
+            f"Invalid config {config!r}.",
+            value=config,
+            allowed="a dict such as {'replicas': 3, 'resources': {'cpu': '2', 'memory': '4Gi'}}",
+        )
     unknown = sorted(str(k) for k in config if k not in CONFIG_KEYS)
     if unknown:
         raise ValidationError(f"Unknown config key(s) {unknown}.", value=unknown, allowed=CONFIG_KEYS)
@@ -52,19 +56,25 @@ def validate_config(config: Any) -> dict[str, Any]:
     if "resources" in config:
         res = config["resources"]
         if not isinstance(res, Mapping):
-            raise ValidationError(f"Invalid resources {res!r}.", value=res,
-                                  allowed="a dict like {'cpu': '2', 'memory': '4Gi'}")
+            raise ValidationError(
+                f"Invalid resources {res!r}.", value=res, allowed="a dict like {'cpu': '2', 'memory': '4Gi'}"
+            )
         bad = sorted(str(k) for k in res if k not in RESOURCE_KEYS)
         if bad:
             raise ValidationError(f"Unknown resources key(s) {bad}.", value=bad, allowed=RESOURCE_KEYS)
         norm = {}
-        for k, pattern, example in (("cpu", _CPU_RE, "'2', '0.5' or '500m'"),
-                                    ("memory", _MEMORY_RE, "'4Gi', '512Mi' or '1G'")):
+        for k, pattern, example in (
+            ("cpu", _CPU_RE, "'2', '0.5' or '500m'"),
+            ("memory", _MEMORY_RE, "'4Gi', '512Mi' or '1G'"),
+        ):
             if k in res:
                 v = res[k]
                 if not isinstance(v, str) or not pattern.fullmatch(v) or float(re.match(r"[\d.]+", v).group()) <= 0:
-                    raise ValidationError(f"Invalid resources.{k} {v!r}.", value=v,
-                                          allowed=f"a positive quantity string such as {example}")
+                    raise ValidationError(
+                        f"Invalid resources.{k} {v!r}.",
+                        value=v,
+                        allowed=f"a positive quantity string such as {example}",
+                    )
                 norm[k] = v
         out["resources"] = norm
     return out

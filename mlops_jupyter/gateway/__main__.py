@@ -9,8 +9,9 @@ from mlops_jupyter.gateway.server import run_gateway
 
 
 def main(argv: "list[str] | None" = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mlops_jupyter.gateway",
-                                description="Run the serving gateway of a storage home in this process.")
+    p = argparse.ArgumentParser(
+        prog="python -m mlops_jupyter.gateway", description="Run the serving gateway of a storage home in this process."
+    )
     p.add_argument("--home", required=True, help="storage home to serve")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port to bind (default: last one if free, else any)")

@@ -24,9 +24,10 @@ import gc
 import json
 import logging
 import time
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mlops_jupyter.deployment import tokens as auth
 from mlops_jupyter.deployment import traffic
@@ -82,8 +83,9 @@ class AdminRoutes:
     _unauthorized: Callable[[HttpConnection], None]
     _method: Callable[[HttpConnection, str, str, bytes], None]
 
-    def admin_route(self, conn: HttpConnection, method: str, path: str, headers: Mapping[str, str],
-                    body: bytes) -> None:
+    def admin_route(
+        self, conn: HttpConnection, method: str, path: str, headers: Mapping[str, str], body: bytes
+    ) -> None:
         who = self.authenticate(headers)
         if who is None:
             return self._unauthorized(conn)
@@ -149,11 +151,15 @@ class AdminRoutes:
             return Answer(500, error_body("INTERNAL_ERROR", f"{type(exc).__name__}: {exc}"))
 
     def _loaded(self) -> dict[LoadedKey, LoadedVersion]:
-        return {(lv.tenant, lv.model_id, lv.version, lv.sha256): lv
-                for r in self.routes.values() for lv in r.versions.values()}
+        return {
+            (lv.tenant, lv.model_id, lv.version, lv.sha256): lv
+            for r in self.routes.values()
+            for lv in r.versions.values()
+        }
 
-    def _load(self, tenant: str, model_id: str, version: str, spec: Mapping[str, Any],
-              loaded: dict[LoadedKey, LoadedVersion]) -> LoadedVersion:
+    def _load(
+        self, tenant: str, model_id: str, version: str, spec: Mapping[str, Any], loaded: dict[LoadedKey, LoadedVersion]
+    ) -> LoadedVersion:
         lv = loaded.get((tenant, model_id, version, spec.get("sha256")))
         if lv is not None and lv.path == spec.get("path"):
             return lv  # already live (verified when it was loaded); shared, not reloaded
@@ -193,11 +199,13 @@ class AdminRoutes:
             log.warning("gateway: %s %s/%s/%s refused: %s", change.op, *key, exc)
             failed = change.failed_record(str(exc))
             if failed is None:
-                return Prepared(200, {"ok": False, "error_code": code, "message": str(exc), "record": current},
-                                None)
+                return Prepared(200, {"ok": False, "error_code": code, "message": str(exc), "record": current}, None)
             self.store.put_deployment(failed)
-            return Prepared(200, {"ok": False, "error_code": code, "message": str(exc), "record": failed},
-                            RouteChange(key, Route(failed, {}, {}, {})))
+            return Prepared(
+                200,
+                {"ok": False, "error_code": code, "message": str(exc), "record": failed},
+                RouteChange(key, Route(failed, {}, {}, {})),
+            )
         record = change.new_record(now=time.time())
         self.store.put_deployment(record)
         log.info("gateway: %s %s/%s/%s -> %s", change.op, *key, change.traffic)

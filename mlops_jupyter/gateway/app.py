@@ -25,9 +25,10 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from mlops_jupyter.config.settings import secrets_dir
 from mlops_jupyter.deployment import tokens as auth
@@ -61,8 +62,7 @@ class Gateway(AdminRoutes, Batching):
         self.home = Path(home)
         self.store = open_embedded_store(self.home)
         self.predlog = PredictionLog(self.home, flush_interval=flush_interval)
-        self.alert_scheduler = AlertScheduler(self.home, self.predlog, self.store,
-                                              monitor_for=monitor_factory(self))
+        self.alert_scheduler = AlertScheduler(self.home, self.predlog, self.store, monitor_for=monitor_factory(self))
         self.routes: dict[DeploymentKey, Route] = {}
         self.stats: dict[StatsKey, Stats] = {}
         self.codes: dict[int, int] = {}
@@ -106,15 +106,19 @@ class Gateway(AdminRoutes, Batching):
         return who
 
     # -- request dispatch ----------------------------------------------------------------
-    def dispatch(self, conn: HttpConnection, method: str, target: str, headers: Mapping[str, str],
-                 body: bytes) -> None:
+    def dispatch(self, conn: HttpConnection, method: str, target: str, headers: Mapping[str, str], body: bytes) -> None:
         path = target.split("?", 1)[0]
         if path.startswith("/tenants/"):
             parts = path.split("/")
             if len(parts) in (6, 7) and parts[4] == "models" and all(parts[2:6]):
                 return self.model_route(conn, method, parts, headers, body)
-            return conn.respond(404, error_body("NOT_FOUND", f"No such path {path!r}; model routes are "
-                                                "/tenants/TENANT/ENVIRONMENT/models/MODEL[/invocations]."))
+            return conn.respond(
+                404,
+                error_body(
+                    "NOT_FOUND",
+                    f"No such path {path!r}; model routes are /tenants/TENANT/ENVIRONMENT/models/MODEL[/invocations].",
+                ),
+            )
         if path == "/ping":
             if method != "GET":
                 return self._method(conn, method, path, b"GET")
@@ -135,33 +139,58 @@ class Gateway(AdminRoutes, Batching):
         return conn.respond(404, error_body("NOT_FOUND", f"No such path {path!r}."))
 
     def _method(self, conn: HttpConnection, method: str, path: str, allow: bytes) -> None:
-        conn.respond(405, error_body("METHOD_NOT_ALLOWED", f"{method} is not allowed on {path}; use "
-                                     f"{allow.decode()}."), extra=b"Allow: %s\r\n" % allow)
+        conn.respond(
+            405,
+            error_body("METHOD_NOT_ALLOWED", f"{method} is not allowed on {path}; use {allow.decode()}."),
+            extra=b"Allow: %s\r\n" % allow,
+        )
 
     def _unauthorized(self, conn: HttpConnection) -> None:
-        conn.respond(401, error_body("UNAUTHORIZED", "A valid 'Authorization: Bearer <token>' header is required "
-                                     "(deployment.get_token() gives the tenant's token)."),
-                     extra=b'WWW-Authenticate: Bearer realm="mlops"\r\n')
+        conn.respond(
+            401,
+            error_body(
+                "UNAUTHORIZED",
+                "A valid 'Authorization: Bearer <token>' header is required "
+                "(deployment.get_token() gives the tenant's token).",
+            ),
+            extra=b'WWW-Authenticate: Bearer realm="mlops"\r\n',
+        )
 
-    def model_route(self, conn: HttpConnection, method: str, parts: list[str], headers: Mapping[str, str],
-                    body: bytes) -> None:
+    def model_route(
+        self, conn: HttpConnection, method: str, parts: list[str], headers: Mapping[str, str], body: bytes
+    ) -> None:
         tenant, env, model_id = parts[2], parts[3], parts[5]
         invocations = len(parts) == 7
         if invocations and parts[6] != "invocations":
-            return conn.respond(404, error_body("NOT_FOUND", f"No such path; did you mean "
-                                                f"/tenants/{tenant}/{env}/models/{model_id}/invocations?"))
+            return conn.respond(
+                404,
+                error_body(
+                    "NOT_FOUND", f"No such path; did you mean /tenants/{tenant}/{env}/models/{model_id}/invocations?"
+                ),
+            )
         who = self.authenticate(headers)
         if who is None:
             return self._unauthorized(conn)
         if who != tenant and who != auth.ADMIN:
-            return conn.respond(403, error_body("FORBIDDEN", f"This token belongs to another tenant; it cannot "
-                                                f"reach tenant {tenant!r}'s deployments."))
+            return conn.respond(
+                403,
+                error_body(
+                    "FORBIDDEN",
+                    f"This token belongs to another tenant; it cannot reach tenant {tenant!r}'s deployments.",
+                ),
+            )
         route = self.routes.get((tenant, env, model_id))
         if route is None:
             mine = sorted(f"{e}/{m}" for (t, e, m) in self.routes if t == tenant)
-            return conn.respond(404, error_body("NOT_FOUND", f"Model {model_id!r} is not deployed in environment "
-                                                f"{env!r} for tenant {tenant!r}. Deployed: "
-                                                f"{', '.join(mine) or '(none)'}."))
+            return conn.respond(
+                404,
+                error_body(
+                    "NOT_FOUND",
+                    f"Model {model_id!r} is not deployed in environment "
+                    f"{env!r} for tenant {tenant!r}. Deployed: "
+                    f"{', '.join(mine) or '(none)'}.",
+                ),
+            )
         if not invocations:
             if method != "GET":
                 return self._method(conn, method, "/".join(parts), b"GET")
@@ -170,12 +199,23 @@ class Gateway(AdminRoutes, Batching):
             return self._method(conn, method, "/".join(parts), b"POST")
         ctype = headers.get("content-type")
         if ctype and not ctype.startswith("application/json"):
-            return conn.respond(415, error_body("UNSUPPORTED_MEDIA_TYPE", f"Content-Type {ctype!r} is not "
-                                                "supported; send application/json in MLflow's scoring format."))
+            return conn.respond(
+                415,
+                error_body(
+                    "UNSUPPORTED_MEDIA_TYPE",
+                    f"Content-Type {ctype!r} is not supported; send application/json in MLflow's scoring format.",
+                ),
+            )
         router = route.router
         if router is None:
-            return conn.respond(503, error_body("NOT_SERVING", f"Model {model_id!r} in {env!r} has no live version: "
-                                                f"{route.record.get('reason') or 'its deployment failed'}."))
+            return conn.respond(
+                503,
+                error_body(
+                    "NOT_SERVING",
+                    f"Model {model_id!r} in {env!r} has no live version: "
+                    f"{route.record.get('reason') or 'its deployment failed'}.",
+                ),
+            )
         t0 = time.perf_counter()
         key = headers.get("x-request-key")
         version = router.pick(key.encode() if key else None)
@@ -184,16 +224,23 @@ class Gateway(AdminRoutes, Batching):
         try:
             payload = self._json_loads(body)
         except (ValueError, RecursionError) as exc:
-            return self._client_error(conn, route, lv, stats, t0, "MALFORMED_JSON",
-                                      f"The request body is not valid JSON: {exc}.")
+            return self._client_error(
+                conn, route, lv, stats, t0, "MALFORMED_JSON", f"The request body is not valid JSON: {exc}."
+            )
         try:
             x, n, params = lv.to_input(payload)
         except ClientError as exc:
             return self._client_error(conn, route, lv, stats, t0, exc.code, exc.message, exc.status)
         except (TypeError, ValueError, KeyError, IndexError, RecursionError) as exc:
-            return self._client_error(conn, route, lv, stats, t0, "BAD_REQUEST",
-                                      f"The input could not be read as rows of the model's columns "
-                                      f"({type(exc).__name__}: {exc}).")
+            return self._client_error(
+                conn,
+                route,
+                lv,
+                stats,
+                t0,
+                "BAD_REQUEST",
+                f"The input could not be read as rows of the model's columns ({type(exc).__name__}: {exc}).",
+            )
         item = BatchItem(conn, x, n, t0, time.time(), route, stats)
         if lv.numeric and not params:
             lv.pending.append(item)
@@ -206,21 +253,42 @@ class Gateway(AdminRoutes, Batching):
         self._predict_one(lv, item, params)
         return None
 
-    def _client_error(self, conn: HttpConnection, route: Route, lv: LoadedVersion, stats: Stats, t0: float,
-                      code: str, message: str, status: int = 400) -> None:
+    def _client_error(
+        self,
+        conn: HttpConnection,
+        route: Route,
+        lv: LoadedVersion,
+        stats: Stats,
+        t0: float,
+        code: str,
+        message: str,
+        status: int = 400,
+    ) -> None:
         latency = time.perf_counter() - t0
         stats.client_errors += 1
         stats.observe(latency)
-        self.predlog.append(route.tenant, route.model_id, version=lv.version, environment=route.environment,
-                            latency_s=latency, success=False, error=message)
+        self.predlog.append(
+            route.tenant,
+            route.model_id,
+            version=lv.version,
+            environment=route.environment,
+            latency_s=latency,
+            success=False,
+            error=message,
+        )
         conn.respond(status, error_body(code, message), extra=b"X-Model-Version: %s\r\n" % lv.version.encode())
 
     # -- health and metrics --------------------------------------------------------------
     def health(self) -> dict[str, Any]:
         loaded = {id(lv) for r in self.routes.values() for lv in r.versions.values()}
-        return {"status": "ok", "instance": self.instance, "pid": os.getpid(),
-                "uptime_s": round(time.time() - self.started, 3), "deployments": len(self.routes),
-                "loaded_versions": len(loaded)}
+        return {
+            "status": "ok",
+            "instance": self.instance,
+            "pid": os.getpid(),
+            "uptime_s": round(time.time() - self.started, 3),
+            "deployments": len(self.routes),
+            "loaded_versions": len(loaded),
+        }
 
     def metrics_text(self, who: str) -> str:
         return metrics.render(self.stats, self.codes, self.predlog.dropped, who)

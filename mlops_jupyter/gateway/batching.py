@@ -17,8 +17,9 @@ the gateway they cost one bound-method lookup, as before the split.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from mlops_jupyter.gateway.http import error_body
 from mlops_jupyter.gateway.models import LoadedVersion, to_jsonable
@@ -87,11 +88,17 @@ class Batching:
             it.stats.model_errors += 1
             it.stats.observe(latency)
             msg = f"The model raised {type(exc).__name__}: {exc}"
-            self.predlog.append(it.route.tenant, it.route.model_id, version=lv.version,
-                                environment=it.route.environment, latency_s=latency, success=False,
-                                error=msg, timestamp=it.ts)
-            it.conn.respond(500, error_body("MODEL_ERROR", msg),
-                            extra=b"X-Model-Version: %s\r\n" % lv.version.encode())
+            self.predlog.append(
+                it.route.tenant,
+                it.route.model_id,
+                version=lv.version,
+                environment=it.route.environment,
+                latency_s=latency,
+                success=False,
+                error=msg,
+                timestamp=it.ts,
+            )
+            it.conn.respond(500, error_body("MODEL_ERROR", msg), extra=b"X-Model-Version: %s\r\n" % lv.version.encode())
             return
         self._ok(lv, it, y)
 
@@ -106,7 +113,16 @@ class Batching:
         latency = time.perf_counter() - it.t0
         it.stats.observe(latency)
         route = it.route
-        self.predlog.append(route.tenant, route.model_id, version=lv.version, environment=route.environment,
-                            latency_s=latency, success=True, features=it.x, columns=lv.columns,
-                            output=y, timestamp=it.ts)
+        self.predlog.append(
+            route.tenant,
+            route.model_id,
+            version=lv.version,
+            environment=route.environment,
+            latency_s=latency,
+            success=True,
+            features=it.x,
+            columns=lv.columns,
+            output=y,
+            timestamp=it.ts,
+        )
         it.conn.respond(200, body, extra=b"X-Model-Version: %s\r\n" % lv.version.encode())

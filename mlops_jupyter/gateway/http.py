@@ -28,7 +28,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any, Mapping, Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 log = logging.getLogger("mlops_jupyter.gateway")
 
@@ -37,10 +38,21 @@ MAX_HEADER = 64 * 1024
 MAX_DRAIN = 64 * 1024 * 1024
 
 REASONS = {
-    200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden", 404: b"Not Found",
-    405: b"Method Not Allowed", 409: b"Conflict", 411: b"Length Required", 413: b"Payload Too Large",
-    415: b"Unsupported Media Type", 422: b"Unprocessable Entity", 431: b"Request Header Fields Too Large",
-    500: b"Internal Server Error", 503: b"Service Unavailable", 505: b"HTTP Version Not Supported",
+    200: b"OK",
+    400: b"Bad Request",
+    401: b"Unauthorized",
+    403: b"Forbidden",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    409: b"Conflict",
+    411: b"Length Required",
+    413: b"Payload Too Large",
+    415: b"Unsupported Media Type",
+    422: b"Unprocessable Entity",
+    431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error",
+    503: b"Service Unavailable",
+    505: b"HTTP Version Not Supported",
 }
 
 
@@ -60,15 +72,14 @@ class Application(Protocol):
     connections: set[HttpConnection]
     codes: dict[int, int]
 
-    def dispatch(self, conn: HttpConnection, method: str, target: str, headers: Mapping[str, str],
-                 body: bytes) -> None:
+    def dispatch(self, conn: HttpConnection, method: str, target: str, headers: Mapping[str, str], body: bytes) -> None:
         """Answer one request (now, or later through ``conn.respond``)."""
 
 
 class HttpConnection(asyncio.Protocol):
     """One keep-alive HTTP/1.1 connection; requests are answered strictly in order."""
 
-    __slots__ = ("gw", "transport", "buf", "busy", "keep_alive", "drain", "in_loop")
+    __slots__ = ("buf", "busy", "drain", "gw", "in_loop", "keep_alive", "transport")
 
     def __init__(self, gw: Application) -> None:
         self.gw = gw
@@ -149,8 +160,14 @@ class HttpConnection(asyncio.Protocol):
             self.buf = bytearray()
             self.keep_alive = False
             self.busy = True
-            self.respond(413, error_body("PAYLOAD_TOO_LARGE", f"The request body has {length} bytes; at most "
-                                         f"{MAX_BODY} bytes ({MAX_BODY // (1024 * 1024)} MiB) are accepted."))
+            self.respond(
+                413,
+                error_body(
+                    "PAYLOAD_TOO_LARGE",
+                    f"The request body has {length} bytes; at most "
+                    f"{MAX_BODY} bytes ({MAX_BODY // (1024 * 1024)} MiB) are accepted.",
+                ),
+            )
             if self.drain == 0 and self.transport is not None:
                 self.transport.close()
             return False
@@ -178,8 +195,7 @@ class HttpConnection(asyncio.Protocol):
         self.busy = True
         self.respond(status, error_body(code, message))
 
-    def respond(self, status: int, body: bytes, ctype: bytes = b"application/json",
-                extra: bytes = b"") -> None:
+    def respond(self, status: int, body: bytes, ctype: bytes = b"application/json", extra: bytes = b"") -> None:
         t = self.transport
         self.busy = False
         self.gw.codes[status] = self.gw.codes.get(status, 0) + 1
@@ -187,8 +203,15 @@ class HttpConnection(asyncio.Protocol):
             return
         t.write(
             b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s%s\r\n%s"
-            % (status, REASONS.get(status, b"Unknown"), ctype, len(body), extra,
-               b"" if self.keep_alive else b"Connection: close\r\n", body)
+            % (
+                status,
+                REASONS.get(status, b"Unknown"),
+                ctype,
+                len(body),
+                extra,
+                b"" if self.keep_alive else b"Connection: close\r\n",
+                body,
+            )
         )
         if not self.keep_alive:
             if not self.drain:

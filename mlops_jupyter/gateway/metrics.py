@@ -15,7 +15,8 @@ A tenant's token sees its own series only; the admin token sees every tenant's.
 
 from __future__ import annotations
 
-from typing import Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import NamedTuple
 
 from mlops_jupyter.deployment import tokens as auth
 
@@ -41,7 +42,7 @@ class Stats:
         (1, 1)
     """
 
-    __slots__ = ("requests", "client_errors", "model_errors", "lat_sum", "buckets")
+    __slots__ = ("buckets", "client_errors", "lat_sum", "model_errors", "requests")
 
     def __init__(self) -> None:
         self.requests = 0
@@ -82,16 +83,21 @@ def render(stats: Mapping[StatsKey, Stats], codes: Mapping[int, int], dropped: i
         "# HELP mlops_requests_total Prediction requests answered, per model version.",
         "# TYPE mlops_requests_total counter",
     ]
-    labels = {k: 'tenant="%s",environment="%s",model="%s",version="%s"' % tuple(_esc(x) for x in k)
-              for k, _ in rows}
+    labels = {
+        k: 'tenant="{}",environment="{}",model="{}",version="{}"'.format(*tuple(_esc(x) for x in k)) for k, _ in rows
+    }
     out += [f"mlops_requests_total{{{labels[k]}}} {s.requests}" for k, s in rows]
-    out += ["# HELP mlops_errors_total Failed prediction requests (kind: client = 4xx, model = 5xx).",
-            "# TYPE mlops_errors_total counter"]
+    out += [
+        "# HELP mlops_errors_total Failed prediction requests (kind: client = 4xx, model = 5xx).",
+        "# TYPE mlops_errors_total counter",
+    ]
     for k, s in rows:
         out.append(f'mlops_errors_total{{{labels[k]},kind="client"}} {s.client_errors}')
         out.append(f'mlops_errors_total{{{labels[k]},kind="model"}} {s.model_errors}')
-    out += ["# HELP mlops_request_latency_seconds Time from request parsed to answer written.",
-            "# TYPE mlops_request_latency_seconds histogram"]
+    out += [
+        "# HELP mlops_request_latency_seconds Time from request parsed to answer written.",
+        "# TYPE mlops_request_latency_seconds histogram",
+    ]
     for k, s in rows:
         acc = 0
         for b, c in zip(LATENCY_BUCKETS, s.buckets):
@@ -100,10 +106,14 @@ def render(stats: Mapping[StatsKey, Stats], codes: Mapping[int, int], dropped: i
         out.append(f'mlops_request_latency_seconds_bucket{{{labels[k]},le="+Inf"}} {s.requests}')
         out.append(f"mlops_request_latency_seconds_sum{{{labels[k]}}} {s.lat_sum:.9f}")
         out.append(f"mlops_request_latency_seconds_count{{{labels[k]}}} {s.requests}")
-    out += ["# HELP mlops_gateway_responses_total HTTP responses by status code.",
-            "# TYPE mlops_gateway_responses_total counter"]
+    out += [
+        "# HELP mlops_gateway_responses_total HTTP responses by status code.",
+        "# TYPE mlops_gateway_responses_total counter",
+    ]
     out += [f'mlops_gateway_responses_total{{code="{c}"}} {n}' for c, n in sorted(codes.items())]
-    out += ["# HELP mlops_prediction_log_dropped_total Prediction records dropped (buffer full or write failed).",
-            "# TYPE mlops_prediction_log_dropped_total counter",
-            f"mlops_prediction_log_dropped_total {dropped}"]
+    out += [
+        "# HELP mlops_prediction_log_dropped_total Prediction records dropped (buffer full or write failed).",
+        "# TYPE mlops_prediction_log_dropped_total counter",
+        f"mlops_prediction_log_dropped_total {dropped}",
+    ]
     return "\n".join(out) + "\n"

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from mlops_jupyter.errors import IntegrityError
 
@@ -84,9 +85,20 @@ class LoadedVersion:
         numeric: True when requests become a float matrix (fast path, batchable).
     """
 
-    def __init__(self, *, tenant: str, model_id: str, version: str, path: str, sha256: str,
-                 model: Any, flavor: str, columns: list[str] | None, kinds: list[str] | None,
-                 n_features: int | None) -> None:
+    def __init__(
+        self,
+        *,
+        tenant: str,
+        model_id: str,
+        version: str,
+        path: str,
+        sha256: str,
+        model: Any,
+        flavor: str,
+        columns: list[str] | None,
+        kinds: list[str] | None,
+        n_features: int | None,
+    ) -> None:
         self.tenant = tenant
         self.model_id = model_id
         self.version = version
@@ -110,14 +122,18 @@ class LoadedVersion:
             ClientError: unknown format, malformed structure.
         """
         if not isinstance(payload, dict):
-            raise ClientError(f"The request body must be a JSON object with one of the keys {', '.join(FORMATS)}; "
-                              f"got a JSON {type(payload).__name__}.")
+            raise ClientError(
+                f"The request body must be a JSON object with one of the keys {', '.join(FORMATS)}; "
+                f"got a JSON {type(payload).__name__}."
+            )
         keys = [k for k in payload if k in FORMATS]
         unknown = [k for k in payload if k not in FORMATS and k != "params"]
         if len(keys) != 1 or unknown:
             got = ", ".join(map(repr, payload)) or "no keys"
-            raise ClientError(f"The request body must have exactly one of the keys {', '.join(FORMATS)} "
-                              f"(and optionally 'params'); got {got}.")
+            raise ClientError(
+                f"The request body must have exactly one of the keys {', '.join(FORMATS)} "
+                f"(and optionally 'params'); got {got}."
+            )
         fmt = keys[0]
         body = payload[fmt]
         params = payload.get("params")
@@ -125,8 +141,10 @@ class LoadedVersion:
             raise ClientError("'params' must be a JSON object.")
         if fmt == "dataframe_split":
             if not isinstance(body, dict) or "data" not in body:
-                raise ClientError("'dataframe_split' must be an object with 'columns' and 'data' "
-                                  "(e.g. {\"columns\": [\"a\", \"b\"], \"data\": [[1, 2]]}).")
+                raise ClientError(
+                    "'dataframe_split' must be an object with 'columns' and 'data' "
+                    '(e.g. {"columns": ["a", "b"], "data": [[1, 2]]}).'
+                )
             cols = body.get("columns")
             data = body["data"]
             if cols is not None and (not isinstance(cols, list) or not all(isinstance(c, str) for c in cols)):
@@ -141,8 +159,9 @@ class LoadedVersion:
             return cols, data, params
         if fmt == "dataframe_records":
             if not isinstance(body, list) or not all(isinstance(r, dict) for r in body):
-                raise ClientError("'dataframe_records' must be a list of objects, one per row "
-                                  "(e.g. [{\"a\": 1, \"b\": 2}]).")
+                raise ClientError(
+                    '\'dataframe_records\' must be a list of objects, one per row (e.g. [{"a": 1, "b": 2}]).'
+                )
             return self._records(body) + (params,)
         # instances / inputs: records, columns or rows
         if isinstance(body, dict):
@@ -161,8 +180,10 @@ class LoadedVersion:
         if body and not isinstance(body[0], list):
             if self.n_features == 1:
                 return None, [[x] for x in body], params
-            raise ClientError(f"'{fmt}' must be a list of rows of {self.n_features or 'N'} values "
-                              f"(e.g. [[{', '.join(['1.0'] * min(self.n_features or 2, 4))}]]).")
+            raise ClientError(
+                f"'{fmt}' must be a list of rows of {self.n_features or 'N'} values "
+                f"(e.g. [[{', '.join(['1.0'] * min(self.n_features or 2, 4))}]])."
+            )
         return None, body, params
 
     def _records(self, records: list[dict[str, Any]]) -> tuple[list[str] | None, list[list[Any]]]:
@@ -180,15 +201,19 @@ class LoadedVersion:
 
     def _missing_message(self, missing: Sequence[str], row: bool = False) -> str:
         where = "in some rows " if row else ""
-        return (f"Missing input column(s) {where}{', '.join(map(repr, missing))}. "
-                f"The model expects the columns {self.columns}.")
+        return (
+            f"Missing input column(s) {where}{', '.join(map(repr, missing))}. "
+            f"The model expects the columns {self.columns}."
+        )
 
     def _order(self, cols: list[str] | None, width: int) -> list[int] | None:
         """Indices that put the request's columns in the model's order (None: as given)."""
         if cols is None:
             if self.n_features is not None and width != self.n_features:
-                raise ClientError(f"Each row must have {self.n_features} values (the columns "
-                                  f"{self.columns or '(positional)'}); got {width}.")
+                raise ClientError(
+                    f"Each row must have {self.n_features} values (the columns "
+                    f"{self.columns or '(positional)'}); got {width}."
+                )
             return None
         if len(cols) != width:
             raise ClientError(f"The rows have {width} values but {len(cols)} columns are named.")
@@ -225,8 +250,9 @@ class LoadedVersion:
         try:
             a = np.asarray(rows)
         except ValueError:
-            raise ClientError("The rows have different lengths or nested values; every row needs "
-                              "one value per column.") from None
+            raise ClientError(
+                "The rows have different lengths or nested values; every row needs one value per column."
+            ) from None
         if a.ndim != 2:
             raise ClientError("Every row must be a flat list of values (one per column).")
         idx = self._order(cols, a.shape[1])
@@ -249,8 +275,7 @@ class LoadedVersion:
                 if x is None or isinstance(x, (int, float)):
                     continue
                 name = cols[j] if cols else (self.columns[j] if self.columns else f"#{j}")
-                raise ClientError(f"Column {name!r} expects numbers; row {i} has {x!r} "
-                                  f"({type(x).__name__}).")
+                raise ClientError(f"Column {name!r} expects numbers; row {i} has {x!r} ({type(x).__name__}).")
 
     def _frame(self, cols: list[str] | None, rows: list[Any]) -> Any:
         import pandas as pd
@@ -268,8 +293,14 @@ class LoadedVersion:
             for c, kind in zip(self.columns, self.kinds):
                 s = df[c]
                 if kind == "number" and s.dtype.kind not in "biuf":
-                    bad = next((x for x in s if x is not None and not (isinstance(x, (int, float))
-                                                                       and not isinstance(x, bool))), None)
+                    bad = next(
+                        (
+                            x
+                            for x in s
+                            if x is not None and not (isinstance(x, (int, float)) and not isinstance(x, bool))
+                        ),
+                        None,
+                    )
                     if bad is not None:
                         raise ClientError(f"Column {c!r} expects numbers; got {bad!r} ({type(bad).__name__}).")
                     df[c] = pd.to_numeric(s)
@@ -374,7 +405,8 @@ def load_version(spec: Mapping[str, Any]) -> tuple[LoadedVersion, dict[str, Any]
         raise IntegrityError(
             f"Model {label} failed its integrity check: the artifact's sha256 is {digest}, but "
             f"{spec.get('sha256')} was recorded at versioning. It was not loaded.",
-            value=digest, allowed=spec.get("sha256"),
+            value=digest,
+            allowed=spec.get("sha256"),
         )
     mlmodel = read_mlmodel(path)
     flavors = mlmodel.get("flavors") or {}
@@ -405,16 +437,27 @@ def load_version(spec: Mapping[str, Any]) -> tuple[LoadedVersion, dict[str, Any]
     n_features = getattr(model, "n_features_in_", None)
     if columns is not None and n_features is not None and len(columns) != n_features:
         n_features = len(columns)
-    lv = LoadedVersion(tenant=spec["tenant"], model_id=spec["model_id"], version=spec["version"],
-                       path=str(path), sha256=digest, model=model, flavor=flavor, columns=columns,
-                       kinds=kinds, n_features=n_features)
+    lv = LoadedVersion(
+        tenant=spec["tenant"],
+        model_id=spec["model_id"],
+        version=spec["version"],
+        path=str(path),
+        sha256=digest,
+        model=model,
+        flavor=flavor,
+        columns=columns,
+        kinds=kinds,
+        n_features=n_features,
+    )
     if example is None:
         example = _mlflow_example(path, mlmodel)
     if example is None and n_features and all(k in ("number", "any") for k in (kinds or ["any"] * n_features)):
         example = {"columns": columns, "data": [[0.0] * n_features]}
     if example is None:
-        raise LoadError(f"No test input for {label}: store reference data with the version "
-                        "(create_version(..., reference_data=df)) or an MLflow input example.")
+        raise LoadError(
+            f"No test input for {label}: store reference data with the version "
+            "(create_version(..., reference_data=df)) or an MLflow input example."
+        )
     warm(lv, example)
     return lv, example
 

@@ -8,7 +8,8 @@ hashes and compares like the :class:`~mlops_jupyter.deployment.plan.DeploymentKe
 
 from __future__ import annotations
 
-from typing import Any, Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 from mlops_jupyter.deployment import traffic
 from mlops_jupyter.deployment.plan import DeploymentKey
@@ -28,10 +29,15 @@ class Route:
         stats: version -> its counters.
     """
 
-    __slots__ = ("tenant", "environment", "model_id", "traffic", "versions", "router", "stats", "record")
+    __slots__ = ("environment", "model_id", "record", "router", "stats", "tenant", "traffic", "versions")
 
-    def __init__(self, record: Mapping[str, Any], versions: dict[str, LoadedVersion],
-                 live_traffic: dict[str, int], stats: dict[str, Stats]) -> None:
+    def __init__(
+        self,
+        record: Mapping[str, Any],
+        versions: dict[str, LoadedVersion],
+        live_traffic: dict[str, int],
+        stats: dict[str, Stats],
+    ) -> None:
         self.tenant = record["tenant"]
         self.environment = record["environment"]
         self.model_id = record["model_id"]
@@ -44,9 +50,15 @@ class Route:
     def describe(self) -> dict[str, Any]:
         r = self.record
         return {
-            "tenant": self.tenant, "environment": self.environment, "model_id": self.model_id,
-            "deployment_id": r.get("deployment_id"), "status": r.get("status"), "reason": r.get("reason"),
-            "traffic": self.traffic, "revision": r.get("revision"), "config": r.get("config") or {},
+            "tenant": self.tenant,
+            "environment": self.environment,
+            "model_id": self.model_id,
+            "deployment_id": r.get("deployment_id"),
+            "status": r.get("status"),
+            "reason": r.get("reason"),
+            "traffic": self.traffic,
+            "revision": r.get("revision"),
+            "config": r.get("config") or {},
             "versions": [
                 {"version": v, "sha256": lv.sha256, "columns": lv.columns, "fast_path": lv.numeric}
                 for v, lv in self.versions.items()

@@ -46,9 +46,8 @@ from typing import Any
 
 from mlops_jupyter.config.settings import GATEWAY_EXIT_ALREADY_RUNNING as EXIT_ALREADY_RUNNING
 from mlops_jupyter.config.settings import GATEWAY_INFO_FILE as INFO_FILE
-from mlops_jupyter.config.settings import gateway_info_path, gateway_lock_path
 from mlops_jupyter.config.settings import GATEWAY_PORT_META as PORT_META
-from mlops_jupyter.config.settings import connect_host
+from mlops_jupyter.config.settings import connect_host, gateway_info_path, gateway_lock_path
 from mlops_jupyter.deployment import tokens as auth
 from mlops_jupyter.gateway.app import Gateway
 from mlops_jupyter.gateway.http import HttpConnection
@@ -71,8 +70,9 @@ def _remove_info(home: Path, pid: int) -> None:
         pass
 
 
-def run_gateway(home: str | os.PathLike[str], host: str = "127.0.0.1", port: int | None = None,
-                flush_interval: float = 1.0) -> int:
+def run_gateway(
+    home: str | os.PathLike[str], host: str = "127.0.0.1", port: int | None = None, flush_interval: float = 1.0
+) -> int:
     """Run the gateway in this process until SIGTERM/SIGINT or ``POST /admin/shutdown``.
 
     Args:
@@ -116,18 +116,27 @@ def run_gateway(home: str | os.PathLike[str], host: str = "127.0.0.1", port: int
             last = gw.store.get_meta(PORT_META)
             if last:
                 try:
-                    server = loop.run_until_complete(loop.create_server(
-                        lambda: HttpConnection(gw), host, int(last), backlog=1024))
+                    server = loop.run_until_complete(
+                        loop.create_server(lambda: HttpConnection(gw), host, int(last), backlog=1024)
+                    )
                 except OSError:
                     server = None
         if server is None:
-            server = loop.run_until_complete(loop.create_server(
-                lambda: HttpConnection(gw), host, port or 0, backlog=1024))
+            server = loop.run_until_complete(
+                loop.create_server(lambda: HttpConnection(gw), host, port or 0, backlog=1024)
+            )
         bound = server.sockets[0].getsockname()[1]
         gw.store.set_meta(PORT_META, str(bound))
-        info = {"pid": os.getpid(), "host": host, "port": bound, "url": f"http://{connect_host(host)}:{bound}",
-                "instance": gw.instance, "home": str(home), "started_at": time.time(),
-                "python": sys.executable}
+        info = {
+            "pid": os.getpid(),
+            "host": host,
+            "port": bound,
+            "url": f"http://{connect_host(host)}:{bound}",
+            "instance": gw.instance,
+            "home": str(home),
+            "started_at": time.time(),
+            "python": sys.executable,
+        }
         gw.info = info
         _write_info(home, info)
         if host not in ("127.0.0.1", "localhost", "::1"):

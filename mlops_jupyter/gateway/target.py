@@ -27,10 +27,11 @@ import asyncio
 import concurrent.futures
 import json
 import os
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
-from mlops_jupyter.config.settings import gateway_log_path
 from mlops_jupyter.config.settings import GATEWAY_PORT_META as PORT_META
+from mlops_jupyter.config.settings import gateway_log_path
 from mlops_jupyter.deployment.client import apply_answer, encode_operation
 from mlops_jupyter.errors import GatewayError
 
@@ -63,14 +64,17 @@ class InProcessTarget:
         except RuntimeError:
             running = None
         if running is loop:
-            raise GatewayError("InProcessTarget.apply() was called on the gateway's event loop, where it would "
-                               "wait for itself; await Gateway.apply_op() there instead.")
+            raise GatewayError(
+                "InProcessTarget.apply() was called on the gateway's event loop, where it would "
+                "wait for itself; await Gateway.apply_op() there instead."
+            )
         future = asyncio.run_coroutine_threadsafe(gw.apply_op(json.loads(encode_operation(op))), loop)
         try:
             answer = future.result(timeout=APPLY_TIMEOUT)
         except concurrent.futures.TimeoutError:  # not cancelled: a change half made would leave store and routes apart
-            raise GatewayError(f"The gateway did not finish the change within {APPLY_TIMEOUT:.0f} s; "
-                               "it may still complete.") from None
+            raise GatewayError(
+                f"The gateway did not finish the change within {APPLY_TIMEOUT:.0f} s; it may still complete."
+            ) from None
         return apply_answer(answer.status, answer.body)
 
     def ensure_running(self) -> dict[str, Any]:
@@ -98,9 +102,17 @@ class InProcessTarget:
     def status(self) -> dict[str, Any]:
         gw, info = self.gw, self.gw.info
         health = gw.health()
-        return {"running": True, "home": str(gw.home), "pid": os.getpid(), "url": info.get("url"),
-                "port": info.get("port"), "host": info.get("host"), "deployments": health["deployments"],
-                "uptime_s": health["uptime_s"], "log": str(gateway_log_path(gw.home))}
+        return {
+            "running": True,
+            "home": str(gw.home),
+            "pid": os.getpid(),
+            "url": info.get("url"),
+            "port": info.get("port"),
+            "host": info.get("host"),
+            "deployments": health["deployments"],
+            "uptime_s": health["uptime_s"],
+            "log": str(gateway_log_path(gw.home)),
+        }
 
     def stop(self) -> dict[str, Any]:
         gw = self.gw
@@ -127,7 +139,12 @@ def monitor_factory(gw: Gateway) -> Callable[[str], Any]:
         from mlops_jupyter.monitoring import ModelMonitoring
 
         settings = resolve_settings(tenant_id=tenant, storage_path=gw.home)
-        return ModelMonitoring(settings, predlog=gw.predlog, store=gw.store, sync_gateway=False,
-                               deployment=ModelDeployment(settings, target=target))
+        return ModelMonitoring(
+            settings,
+            predlog=gw.predlog,
+            store=gw.store,
+            sync_gateway=False,
+            deployment=ModelDeployment(settings, target=target),
+        )
 
     return monitor_for

@@ -71,8 +71,11 @@ def check_args(threshold: Any, window: Any, version: Any) -> CheckArgs:
     threshold = _check_threshold(threshold)
     win = parse_window(window)
     if version is not None and (not isinstance(version, str) or not version):
-        raise ValidationError(f"Invalid version {version!r}.", value=version,
-                              allowed="a version string such as '1.0.0', or None for every version")
+        raise ValidationError(
+            f"Invalid version {version!r}.",
+            value=version,
+            allowed="a version string such as '1.0.0', or None for every version",
+        )
     return CheckArgs(threshold, win, version)
 
 
@@ -94,8 +97,9 @@ def check(scope: Scope, model_id: str, args: CheckArgs, now: float, need_drift: 
     from mlops_jupyter.monitoring.drift import METHOD, compare
 
     threshold, win, version = args
-    df = read_window(scope.predlog, scope.tenant, model_id, win, version, now,
-                     READ_COLUMNS if need_drift else PERF_COLUMNS)
+    df = read_window(
+        scope.predlog, scope.tenant, model_id, win, version, now, READ_COLUMNS if need_drift else PERF_COLUMNS
+    )
     result: dict[str, Any] = {
         "drift_detected": False,
         "drift_score": None,
@@ -127,15 +131,21 @@ def check(scope: Scope, model_id: str, args: CheckArgs, now: float, need_drift: 
 
     if len(df) == 0:
         where = f" of version {version!r}" if version else ""
-        return give_up("no_data", f"No predictions{where} of {model_id!r} in the window "
-                       f"({describe_window(win)}); track_prediction() or traffic through the "
-                       "gateway logs them.")
+        return give_up(
+            "no_data",
+            f"No predictions{where} of {model_id!r} in the window "
+            f"({describe_window(win)}); track_prediction() or traffic through the "
+            "gateway logs them.",
+        )
     success = df["success"].to_numpy(dtype=bool, na_value=False)
     current = drop_featureless(feature_frame(df), success)
     if current.shape[1] == 0 or len(current) == 0:
-        return give_up("no_features", f"The predictions of {model_id!r} in the window carry no input "
-                       "features, so there is nothing to compare; pass input_features= to "
-                       "track_prediction().")
+        return give_up(
+            "no_features",
+            f"The predictions of {model_id!r} in the window carry no input "
+            "features, so there is nothing to compare; pass input_features= to "
+            "track_prediction().",
+        )
     found = scope.references.find(model_id, version or str(df["version"].iloc[-1]))
     if found is not None:
         reference, source, ref_version = found
@@ -143,19 +153,25 @@ def check(scope: Scope, model_id: str, args: CheckArgs, now: float, need_drift: 
         ref_df = first_predictions(scope.predlog, scope.tenant, model_id, scope.reference_rows, version)
         reference = feature_frame(ref_df)
         if reference.shape[1] == 0 or len(reference) == 0:
-            return give_up("no_reference", f"No reference data for {model_id!r}: none set with "
-                           "set_reference(), none stored with the version (create_version(..., "
-                           "reference_data=df)), and the first predictions carry no features.")
+            return give_up(
+                "no_reference",
+                f"No reference data for {model_id!r}: none set with "
+                "set_reference(), none stored with the version (create_version(..., "
+                "reference_data=df)), and the first predictions carry no features.",
+            )
         source, ref_version = FIRST_PREDICTIONS, None
         keep = (df["timestamp"] > ref_df["timestamp"].iloc[-1]).to_numpy()
         current = drop_featureless(feature_frame(df[keep]), success[keep])
         if len(current) == 0:
             result["reference_source"] = source
             result["n_reference"] = len(reference)
-            return give_up("no_data", f"No reference data for {model_id!r}, so its first "
-                           f"{len(reference)} logged predictions are the reference, and the window "
-                           "holds no later prediction yet; log more predictions, or set a reference "
-                           "with set_reference().")
+            return give_up(
+                "no_data",
+                f"No reference data for {model_id!r}, so its first "
+                f"{len(reference)} logged predictions are the reference, and the window "
+                "holds no later prediction yet; log more predictions, or set a reference "
+                "with set_reference().",
+            )
     result["reference_source"] = source
     result["reference_version"] = ref_version
     result["n_current"] = len(current)
@@ -164,8 +180,16 @@ def check(scope: Scope, model_id: str, args: CheckArgs, now: float, need_drift: 
         cmp = compare(reference, current, threshold)
     except EmptyWindowError as exc:
         return give_up("not_comparable", exc.detail)
-    for key in ("drift_detected", "drift_score", "features", "drifted_features", "skipped", "warnings",
-                "n_reference", "n_current"):
+    for key in (
+        "drift_detected",
+        "drift_score",
+        "features",
+        "drifted_features",
+        "skipped",
+        "warnings",
+        "n_reference",
+        "n_current",
+    ):
         result[key] = cmp[key]
     return result
 

@@ -59,9 +59,18 @@ class ModelMonitoring:
         False
     """
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] | None = None,
-                 predlog: PredictionLog | None = None, store: Any = None, deployment: Any = None,
-                 versioning: Any = None, sync_gateway: bool = True, reference_rows: int = REFERENCE_ROWS) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] | None = None,
+        predlog: PredictionLog | None = None,
+        store: Any = None,
+        deployment: Any = None,
+        versioning: Any = None,
+        sync_gateway: bool = True,
+        reference_rows: int = REFERENCE_ROWS,
+    ) -> None:
         self.settings = settings
         self.clock = clock or time.time
         self._log = predlog
@@ -70,8 +79,9 @@ class ModelMonitoring:
         self._versioning = versioning
         self.sync_gateway = sync_gateway
         if isinstance(reference_rows, bool) or not isinstance(reference_rows, int) or reference_rows < 1:
-            raise ValidationError(f"Invalid reference_rows {reference_rows!r}.", value=reference_rows,
-                                  allowed="an int >= 1")
+            raise ValidationError(
+                f"Invalid reference_rows {reference_rows!r}.", value=reference_rows, allowed="an int >= 1"
+            )
         self.reference_rows = reference_rows
         self._valid_models: set[str] = set()
         self._references = References(settings.home, settings.tenant, lambda: self.versioning)
@@ -139,9 +149,17 @@ class ModelMonitoring:
             flush_gateway(self.settings.home)
 
     # -- tracking ------------------------------------------------------------------------
-    def track_prediction(self, model_id: str, prediction_time: float, success: bool,
-                         input_features: Mapping[str, Any] | None = None, prediction: Any = None,
-                         version: str | None = None, timestamp: Any = None, environment: str = "") -> None:
+    def track_prediction(
+        self,
+        model_id: str,
+        prediction_time: float,
+        success: bool,
+        input_features: Mapping[str, Any] | None = None,
+        prediction: Any = None,
+        version: str | None = None,
+        timestamp: Any = None,
+        environment: str = "",
+    ) -> None:
         """Log one prediction made outside the gateway (buffered; a few microseconds, no I/O).
 
         Args:
@@ -164,8 +182,19 @@ class ModelMonitoring:
             ...                             input_features={"priority": 1, "category": "technical"})
         """
         self._model(model_id)
-        ingest.track_prediction(self.predlog, self.tenant, model_id, prediction_time, success, input_features,
-                                prediction, version, timestamp, environment, clock=self.clock)
+        ingest.track_prediction(
+            self.predlog,
+            self.tenant,
+            model_id,
+            prediction_time,
+            success,
+            input_features,
+            prediction,
+            version,
+            timestamp,
+            environment,
+            clock=self.clock,
+        )
 
     def track_predictions(self, model_id: str, data: Any, version: str | None = None) -> int:
         """Log many predictions at once (a columnar batch; millions of rows per second).
@@ -220,15 +249,17 @@ class ModelMonitoring:
         return self._references.set(model_id, data, version)
 
     # -- reads ---------------------------------------------------------------------------
-    def _check(self, model_id: str, threshold: Any, window: Any, version: Any, now: float,
-               need_drift: bool = True) -> dict[str, Any]:
+    def _check(
+        self, model_id: str, threshold: Any, window: Any, version: Any, now: float, need_drift: bool = True
+    ) -> dict[str, Any]:
         self._model(model_id)
         args = drift_check.check_args(threshold, window, version)
         self._sync()
         return drift_check.check(self._scope(), model_id, args, now, need_drift)
 
-    def check_drift(self, model_id: str, threshold: float = DEFAULT_THRESHOLD, window: Any = None,
-                    version: str | None = None) -> dict[str, Any]:
+    def check_drift(
+        self, model_id: str, threshold: float = DEFAULT_THRESHOLD, window: Any = None, version: str | None = None
+    ) -> dict[str, Any]:
         """Compare the recent window of a model's predictions with its reference.
 
         Also evaluates the model's alert rules on the values computed here (when
@@ -269,8 +300,9 @@ class ModelMonitoring:
         result = self._check(model_id, threshold, window, version, now)
         if version is None:
             rules = self.store.list_alert_rules(self.tenant, model_id)
-            engine.apply_rules(self.store, self.tenant, model_id, rules, result, now,
-                               deployment=lambda: self.deployment)
+            engine.apply_rules(
+                self.store, self.tenant, model_id, rules, result, now, deployment=lambda: self.deployment
+            )
             engine.deliver_held(self.store, self.tenant)
         result["alerts"] = engine.list_rules(self.store, self.tenant, model_id)
         return result
@@ -329,8 +361,15 @@ class ModelMonitoring:
         return perf.timeseries(read_window(self.predlog, self.tenant, model_id, win, None, now, PERF_COLUMNS), freq)
 
     # -- alerts --------------------------------------------------------------------------
-    def set_alert(self, model_id: str, condition: str, action: str, cooldown: Any = "5m", for_: Any = "0s",
-                  severity: str = "warning") -> dict[str, Any]:
+    def set_alert(
+        self,
+        model_id: str,
+        condition: str,
+        action: str,
+        cooldown: Any = "5m",
+        for_: Any = "0s",
+        severity: str = "warning",
+    ) -> dict[str, Any]:
         """Add an alert rule on a model (or update the one with the same condition and action).
 
         Args:
@@ -454,9 +493,13 @@ class ModelMonitoring:
         if model_id is not None:
             self._model(model_id)
         return engine.evaluate(
-            self.store, self.tenant, model_id, t,
+            self.store,
+            self.tenant,
+            model_id,
+            t,
             check=lambda m, need_drift: self._check(m, DEFAULT_THRESHOLD, None, None, t, need_drift=need_drift),
-            deployment=lambda: self.deployment)
+            deployment=lambda: self.deployment,
+        )
 
     def __repr__(self) -> str:
         return f"<ModelMonitoring tenant={self.tenant!r} home={str(self.settings.home)!r}>"

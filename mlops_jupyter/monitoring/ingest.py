@@ -50,9 +50,20 @@ def open_prediction_log(home: str | Path) -> PredictionLog | None:
     return _PREDLOGS.get(str(Path(home).absolute()))
 
 
-def track_prediction(predlog: PredictionLog, tenant: str, model_id: str, prediction_time: Any, success: Any,
-                     input_features: Any, prediction: Any, version: Any, timestamp: Any, environment: Any, *,
-                     clock: Callable[[], float]) -> None:
+def track_prediction(
+    predlog: PredictionLog,
+    tenant: str,
+    model_id: str,
+    prediction_time: Any,
+    success: Any,
+    input_features: Any,
+    prediction: Any,
+    version: Any,
+    timestamp: Any,
+    environment: Any,
+    *,
+    clock: Callable[[], float],
+) -> None:
     """Validate one prediction and append it to ``predlog`` (``model_id`` is already valid).
 
     See :meth:`~mlops_jupyter.monitoring.facade.ModelMonitoring.track_prediction`.
@@ -60,12 +71,18 @@ def track_prediction(predlog: PredictionLog, tenant: str, model_id: str, predict
     t = type(prediction_time)
     if t is not float and t is not int:
         if isinstance(prediction_time, bool) or not isinstance(prediction_time, numbers.Real):
-            raise ValidationError(f"Invalid prediction_time {prediction_time!r}.", value=prediction_time,
-                                  allowed="the latency in seconds: a finite number >= 0, e.g. 0.15")
+            raise ValidationError(
+                f"Invalid prediction_time {prediction_time!r}.",
+                value=prediction_time,
+                allowed="the latency in seconds: a finite number >= 0, e.g. 0.15",
+            )
         prediction_time = float(prediction_time)
     if not 0 <= prediction_time < math.inf:
-        raise ValidationError(f"Invalid prediction_time {prediction_time!r}.", value=prediction_time,
-                              allowed="the latency in seconds: a finite number >= 0, e.g. 0.15")
+        raise ValidationError(
+            f"Invalid prediction_time {prediction_time!r}.",
+            value=prediction_time,
+            allowed="the latency in seconds: a finite number >= 0, e.g. 0.15",
+        )
     if success is not True and success is not False:
         import numpy as np
 
@@ -73,18 +90,19 @@ def track_prediction(predlog: PredictionLog, tenant: str, model_id: str, predict
             raise ValidationError(f"Invalid success {success!r}.", value=success, allowed="True or False")
         success = bool(success)
     if input_features is not None:
-        if type(input_features) is not dict:
-            if not isinstance(input_features, Mapping):
-                raise ValidationError(
-                    f"input_features must be a dict of feature name to value; got "
-                    f"{type(input_features).__name__}.", value=type(input_features).__name__,
-                    allowed="a dict such as {'priority': 1, 'category': 'technical'}, or None")
+        if type(input_features) is not dict and not isinstance(input_features, Mapping):
+            raise ValidationError(
+                f"input_features must be a dict of feature name to value; got {type(input_features).__name__}.",
+                value=type(input_features).__name__,
+                allowed="a dict such as {'priority': 1, 'category': 'technical'}, or None",
+            )
         input_features = dict(input_features)  # the caller may reuse its dict
     if version is None:
         version = UNVERSIONED
     elif type(version) is not str or not version:
-        raise ValidationError(f"Invalid version {version!r}.", value=version,
-                              allowed="a version string such as '1.0.0', or None")
+        raise ValidationError(
+            f"Invalid version {version!r}.", value=version, allowed="a version string such as '1.0.0', or None"
+        )
     if prediction is not None and type(prediction) not in (int, float, str, bool):
         prediction = _scalar_or_json(prediction)
     if timestamp is None:
@@ -94,14 +112,17 @@ def track_prediction(predlog: PredictionLog, tenant: str, model_id: str, predict
     else:
         ts = to_seconds(timestamp)
     if type(environment) is not str:
-        raise ValidationError(f"Invalid environment {environment!r}.", value=environment,
-                              allowed="a string such as 'production', or ''")
-    predlog.append_row(tenant, model_id, ts, version, environment, prediction_time, success,
-                       input_features, prediction, None)
+        raise ValidationError(
+            f"Invalid environment {environment!r}.", value=environment, allowed="a string such as 'production', or ''"
+        )
+    predlog.append_row(
+        tenant, model_id, ts, version, environment, prediction_time, success, input_features, prediction, None
+    )
 
 
-def track_predictions(predlog: PredictionLog, tenant: str, model_id: str, data: Any, version: Any, *,
-                      clock: Callable[[], float]) -> int:
+def track_predictions(
+    predlog: PredictionLog, tenant: str, model_id: str, data: Any, version: Any, *, clock: Callable[[], float]
+) -> int:
     """Validate a table of predictions and append it to ``predlog`` as one batch.
 
     See :meth:`~mlops_jupyter.monitoring.facade.ModelMonitoring.track_predictions`.
@@ -121,60 +142,85 @@ def track_predictions(predlog: PredictionLog, tenant: str, model_id: str, data: 
         try:
             df = pd.DataFrame(dict(data))
         except (TypeError, ValueError) as exc:
-            raise ValidationError(f"data could not be read as columns: {exc}", value=type(data).__name__,
-                                  allowed="a DataFrame, a list of dicts or a dict of equal-length columns") from exc
+            raise ValidationError(
+                f"data could not be read as columns: {exc}",
+                value=type(data).__name__,
+                allowed="a DataFrame, a list of dicts or a dict of equal-length columns",
+            ) from exc
     else:
-        raise ValidationError(f"data must be a table of predictions; got {type(data).__name__}.",
-                              value=type(data).__name__,
-                              allowed="a DataFrame, a list of dicts or a dict of equal-length columns")
+        raise ValidationError(
+            f"data must be a table of predictions; got {type(data).__name__}.",
+            value=type(data).__name__,
+            allowed="a DataFrame, a list of dicts or a dict of equal-length columns",
+        )
     n = len(df)
     missing = [c for c in ("prediction_time", "success") if c not in df.columns]
     if missing:
-        raise ValidationError(f"data lacks the column(s) {missing}.", value=[str(c) for c in df.columns],
-                              allowed="columns prediction_time and success, optionally prediction, version, "
-                                      "timestamp, environment, error, and the feature columns")
+        raise ValidationError(
+            f"data lacks the column(s) {missing}.",
+            value=[str(c) for c in df.columns],
+            allowed="columns prediction_time and success, optionally prediction, version, "
+            "timestamp, environment, error, and the feature columns",
+        )
     if n == 0:
         return 0
     try:
         lat = pd.to_numeric(df["prediction_time"], errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
     except (TypeError, ValueError) as exc:
-        raise ValidationError(f"prediction_time must hold numbers: {exc}", value=str(df["prediction_time"].dtype),
-                              allowed="latencies in seconds: finite numbers >= 0") from exc
+        raise ValidationError(
+            f"prediction_time must hold numbers: {exc}",
+            value=str(df["prediction_time"].dtype),
+            allowed="latencies in seconds: finite numbers >= 0",
+        ) from exc
     bad = ~(np.isfinite(lat) & (lat >= 0))
     if bad.any():
         i = int(np.argmax(bad))
-        raise ValidationError(f"prediction_time of row {i} is {lat[i]!r}.", value=lat[i],
-                              allowed="latencies in seconds: finite numbers >= 0")
+        raise ValidationError(
+            f"prediction_time of row {i} is {lat[i]!r}.",
+            value=lat[i],
+            allowed="latencies in seconds: finite numbers >= 0",
+        )
     ok = _bool_column(df["success"])
     if version is not None and (not isinstance(version, str) or not version):
         raise ValidationError(f"Invalid version {version!r}.", value=version, allowed="a version string or None")
     default_version = version or UNVERSIONED
     if "version" in df.columns:
-        versions = pa.array(df["version"].astype(object).where(df["version"].notna(), default_version)
-                            .astype(str).to_numpy(dtype=object), type=pa.string())
+        versions = pa.array(
+            df["version"]
+            .astype(object)
+            .where(df["version"].notna(), default_version)
+            .astype(str)
+            .to_numpy(dtype=object),
+            type=pa.string(),
+        )
     else:
         versions = pa.array(np.full(n, default_version, dtype=object), type=pa.string())
     if "timestamp" in df.columns:
         ts_us = _timestamps_us(df["timestamp"])
     else:
-        ts_us = np.full(n, int(round(clock() * 1_000_000)), dtype=np.int64)
-    env = df["environment"].astype(str).to_numpy(dtype=object) if "environment" in df.columns \
+        ts_us = np.full(n, round(clock() * 1_000_000), dtype=np.int64)
+    env = (
+        df["environment"].astype(str).to_numpy(dtype=object)
+        if "environment" in df.columns
         else np.full(n, "", dtype=object)
+    )
     cols: dict[str, Any] = {
         "timestamp": pa.array(ts_us, type=pa.timestamp("us", tz="UTC")),
         "version": versions,
         "environment": pa.array(env, type=pa.string()),
         "latency_s": pa.array(lat),
         "success": pa.array(ok),
-        "error": (_arrow_column(df["error"].astype(object).where(df["error"].notna(), None))
-                  if "error" in df.columns else pa.nulls(n, type=pa.string())),
+        "error": (
+            _arrow_column(df["error"].astype(object).where(df["error"].notna(), None))
+            if "error" in df.columns
+            else pa.nulls(n, type=pa.string())
+        ),
     }
     for c in df.columns:
         if c in RESERVED_COLUMNS:
             continue
         if not isinstance(c, str) or not c:
-            raise ValidationError(f"Invalid feature column name {c!r}.", value=c,
-                                  allowed="non-empty strings")
+            raise ValidationError(f"Invalid feature column name {c!r}.", value=c, allowed="non-empty strings")
         cols[FEATURE_PREFIX + c] = _arrow_column(df[c])
     if "prediction" in df.columns:
         cols["prediction"] = _arrow_column(df["prediction"])
@@ -200,8 +246,10 @@ def _bool_column(s: Any) -> Any:
     if pd.api.types.is_bool_dtype(s.dtype) and not s.isna().any():
         return s.to_numpy(dtype=bool)
     values = s.to_numpy(dtype=object)
-    ok = np.array([v is True or v is False or isinstance(v, np.bool_) or (type(v) is int and v in (0, 1))
-                   for v in values], dtype=bool)
+    ok = np.array(
+        [v is True or v is False or isinstance(v, np.bool_) or (type(v) is int and v in (0, 1)) for v in values],
+        dtype=bool,
+    )
     if not ok.all():
         i = int(np.argmin(ok))
         raise ValidationError(f"success of row {i} is {values[i]!r}.", value=values[i], allowed="True or False")
@@ -218,12 +266,16 @@ def _timestamps_us(s: Any) -> Any:
         else:
             ts = pd.to_datetime(s, utc=True)
     except (TypeError, ValueError, OverflowError) as exc:
-        raise ValidationError(f"timestamp could not be read as points in time: {exc}", value=str(s.dtype),
-                              allowed="unix seconds, datetimes or ISO text") from exc
+        raise ValidationError(
+            f"timestamp could not be read as points in time: {exc}",
+            value=str(s.dtype),
+            allowed="unix seconds, datetimes or ISO text",
+        ) from exc
     if ts.isna().any():
         i = int(np.argmax(ts.isna().to_numpy()))
-        raise ValidationError(f"timestamp of row {i} is missing.", value=s.iloc[i],
-                              allowed="unix seconds, datetimes or ISO text")
+        raise ValidationError(
+            f"timestamp of row {i} is missing.", value=s.iloc[i], allowed="unix seconds, datetimes or ISO text"
+        )
     return ts.to_numpy(dtype="datetime64[us]").view(np.int64)
 
 

@@ -31,8 +31,16 @@ def summarize(lat: Any, ok: Any) -> dict[str, Any]:
 
     n = int(lat.size)
     if n == 0:
-        return {"avg_latency": None, "p50_latency": None, "p95_latency": None, "p99_latency": None,
-                "success_rate": None, "error_count": 0, "error_rate": None, "prediction_count": 0}
+        return {
+            "avg_latency": None,
+            "p50_latency": None,
+            "p95_latency": None,
+            "p99_latency": None,
+            "success_rate": None,
+            "error_count": 0,
+            "error_rate": None,
+            "prediction_count": 0,
+        }
     finite = lat[np.isfinite(lat)]
     if finite.size:
         p50, p95, p99 = (float(x) for x in np.percentile(finite, [50, 95, 99]))
@@ -40,9 +48,16 @@ def summarize(lat: Any, ok: Any) -> dict[str, Any]:
     else:
         avg = p50 = p95 = p99 = None
     good = int(np.count_nonzero(ok))
-    return {"avg_latency": avg, "p50_latency": p50, "p95_latency": p95, "p99_latency": p99,
-            "success_rate": good / n, "error_count": n - good, "error_rate": (n - good) / n,
-            "prediction_count": n}
+    return {
+        "avg_latency": avg,
+        "p50_latency": p50,
+        "p95_latency": p95,
+        "p99_latency": p99,
+        "success_rate": good / n,
+        "error_count": n - good,
+        "error_rate": (n - good) / n,
+        "prediction_count": n,
+    }
 
 
 def performance_metrics(df: Any) -> dict[str, Any]:
@@ -98,8 +113,11 @@ def check_freq(freq: Any) -> str:
     try:
         pd.tseries.frequencies.to_offset(freq)
     except (TypeError, ValueError) as exc:
-        raise ValidationError(f"Invalid freq {freq!r}.", value=freq,
-                              allowed="a pandas frequency such as '10s', '1min', '15min', '1h' or '1D'") from exc
+        raise ValidationError(
+            f"Invalid freq {freq!r}.",
+            value=freq,
+            allowed="a pandas frequency such as '10s', '1min', '15min', '1h' or '1D'",
+        ) from exc
     return freq
 
 
@@ -122,8 +140,12 @@ def timeseries(df: Any, freq: str) -> Any:
         return pd.DataFrame({c: pd.Series(dtype=dtypes.get(c, "float64")) for c in cols})
     df = df.assign(version=df["version"].astype(str), success=df["success"].astype(float))
     g = df.groupby([pd.Grouper(key="timestamp", freq=freq), "version"], observed=True, sort=True)
-    out = g.agg(count=("latency_s", "size"), avg_latency=("latency_s", "mean"),
-                p95_latency=("latency_s", lambda s: s.quantile(0.95)), success_rate=("success", "mean"))
+    out = g.agg(
+        count=("latency_s", "size"),
+        avg_latency=("latency_s", "mean"),
+        p95_latency=("latency_s", lambda s: s.quantile(0.95)),
+        success_rate=("success", "mean"),
+    )
     out = out[out["count"] > 0].reset_index().rename(columns={"timestamp": "time"})
     out["count"] = out["count"].astype("int64")
     return out[cols]

@@ -28,8 +28,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from mlops_jupyter.config.settings import references_dir
 from mlops_jupyter.config.names import VERSION_RE, validate_version
+from mlops_jupyter.config.settings import references_dir
 from mlops_jupyter.errors import MLOpsError, ValidationError
 from mlops_jupyter.monitoring.ingest import UNVERSIONED
 from mlops_jupyter.monitoring.predlog import ALL_FEATURES
@@ -98,12 +98,17 @@ class References:
             try:
                 data = pd.DataFrame(dict(data))
             except (TypeError, ValueError) as exc:
-                raise ValidationError(f"Reference data could not be read as columns: {exc}",
-                                      value=type(data).__name__, allowed="a non-empty pandas DataFrame") from exc
+                raise ValidationError(
+                    f"Reference data could not be read as columns: {exc}",
+                    value=type(data).__name__,
+                    allowed="a non-empty pandas DataFrame",
+                ) from exc
         if not isinstance(data, pd.DataFrame) or data.empty or data.shape[1] == 0:
-            raise ValidationError("Reference data must be a non-empty pandas DataFrame of input features.",
-                                  value=type(data).__name__ if not isinstance(data, pd.DataFrame) else data.shape,
-                                  allowed="a DataFrame with at least one row and one feature column")
+            raise ValidationError(
+                "Reference data must be a non-empty pandas DataFrame of input features.",
+                value=type(data).__name__ if not isinstance(data, pd.DataFrame) else data.shape,
+                allowed="a DataFrame with at least one row and one feature column",
+            )
         if version is not None:
             validate_version(version)
         frame = data.copy()
@@ -114,8 +119,13 @@ class References:
         tmp = path.with_name(f".{path.name}.tmp")
         frame.to_parquet(tmp, index=False)
         tmp.replace(path)
-        return {"model_id": model_id, "version": version, "rows": len(frame), "columns": list(frame.columns),
-                "reference_source": SET_REFERENCE}
+        return {
+            "model_id": model_id,
+            "version": version,
+            "rows": len(frame),
+            "columns": list(frame.columns),
+            "reference_source": SET_REFERENCE,
+        }
 
     def find(self, model_id: str, version: str | None) -> Reference | None:
         """The reference of ``version`` (steps 1 to 3 of the module docstring), or None.

@@ -55,22 +55,31 @@ def flush_gateway(home: str | os.PathLike[str], timeout: float = FLUSH_TIMEOUT) 
     try:
         conn = http.client.HTTPConnection(host, int(info["port"]), timeout=timeout)
         try:
-            conn.request("POST", "/admin/flush", body=b"{}",
-                         headers={"Authorization": f"Bearer {tokens.admin_token(home)}",
-                                  "Content-Type": "application/json"})
+            conn.request(
+                "POST",
+                "/admin/flush",
+                body=b"{}",
+                headers={"Authorization": f"Bearer {tokens.admin_token(home)}", "Content-Type": "application/json"},
+            )
             resp = conn.getresponse()
             body = resp.read()
         finally:
             conn.close()
     except (OSError, ValueError, http.client.HTTPException) as exc:
-        raise GatewayError(f"The gateway of {Path(home)} at {url} (pid {info.get('pid')}) could not be reached "
-                           f"to flush its buffered predictions: {type(exc).__name__}: {exc}. If it is not running, "
-                           "`mlops-jupyter serve --stop` clears its gateway.json.", value=url,
-                           reason="gateway_unreachable") from exc
+        raise GatewayError(
+            f"The gateway of {Path(home)} at {url} (pid {info.get('pid')}) could not be reached "
+            f"to flush its buffered predictions: {type(exc).__name__}: {exc}. If it is not running, "
+            "`mlops-jupyter serve --stop` clears its gateway.json.",
+            value=url,
+            reason="gateway_unreachable",
+        ) from exc
     if not 200 <= resp.status < 300:
         shown = body[:300].decode("utf-8", "replace")
-        raise GatewayError(f"The gateway of {Path(home)} at {url} answered HTTP {resp.status} to POST "
-                           f"/admin/flush: {shown}", value=url, reason="gateway_flush_failed")
+        raise GatewayError(
+            f"The gateway of {Path(home)} at {url} answered HTTP {resp.status} to POST /admin/flush: {shown}",
+            value=url,
+            reason="gateway_flush_failed",
+        )
     try:
         rows = json.loads(body).get("rows")
     except (ValueError, AttributeError):

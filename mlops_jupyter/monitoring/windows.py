@@ -28,8 +28,10 @@ READ_COLUMNS = ("version", "environment", "latency_s", "success", ALL_FEATURES)
 """What a drift check reads (besides ``timestamp``)."""
 PERF_COLUMNS = ("version", "environment", "latency_s", "success")
 """What a performance read needs."""
-WINDOW_ALLOWED = ("None (the last 1000 predictions), an int N >= 1 (the last N), or a span such as '30s', "
-                  "'30m', '1h', '2d' (the predictions of that long before now)")
+WINDOW_ALLOWED = (
+    "None (the last 1000 predictions), an int N >= 1 (the last N), or a span such as '30s', "
+    "'30m', '1h', '2d' (the predictions of that long before now)"
+)
 
 
 class Window(NamedTuple):
@@ -65,8 +67,11 @@ def parse_window(window: Any) -> Window:
         return Window("last", DEFAULT_WINDOW, None, None)
     if isinstance(window, numbers.Integral) and not isinstance(window, bool):
         if window < 1:
-            raise InvalidWindowError(f"Invalid window {window!r}: it must hold at least one prediction.",
-                                     value=window, allowed=WINDOW_ALLOWED)
+            raise InvalidWindowError(
+                f"Invalid window {window!r}: it must hold at least one prediction.",
+                value=window,
+                allowed=WINDOW_ALLOWED,
+            )
         return Window("last", int(window), None, int(window))
     if isinstance(window, str):
         text = window.strip()
@@ -101,15 +106,23 @@ def to_seconds(value: Any, what: str = "now") -> float:
     return us / 1e6
 
 
-def read_window(predlog: Any, tenant: str, model_id: str, win: Window, version: str | None, now: float,
-                columns: Sequence[str] = READ_COLUMNS) -> Any:
+def read_window(
+    predlog: Any,
+    tenant: str,
+    model_id: str,
+    win: Window,
+    version: str | None,
+    now: float,
+    columns: Sequence[str] = READ_COLUMNS,
+) -> Any:
     """The window's predictions of one model (of one version) as a DataFrame, oldest first."""
     if win.kind == "last":
         table = predlog.read_table(tenant, model_id, last_n=win.size, version=version, columns=columns)
     else:
         assert win.seconds is not None
-        table = predlog.read_table(tenant, model_id, since=now - win.seconds, until=now, version=version,
-                                   columns=columns)
+        table = predlog.read_table(
+            tenant, model_id, since=now - win.seconds, until=now, version=version, columns=columns
+        )
     return table.to_pandas()
 
 
@@ -120,8 +133,13 @@ def window_info(win: Window, df: Any, now: float) -> dict[str, Any]:
     prediction read (None when there is none).
     """
     if win.kind == "span":
-        return {"type": "span", "span": win.spec, "seconds": win.seconds,
-                "start": iso_from_seconds(now - (win.seconds or 0)), "end": iso_from_seconds(now)}
+        return {
+            "type": "span",
+            "span": win.spec,
+            "seconds": win.seconds,
+            "start": iso_from_seconds(now - (win.seconds or 0)),
+            "end": iso_from_seconds(now),
+        }
     first = last = None
     if len(df):
         first = iso_from_datetime(df["timestamp"].iloc[0])
@@ -132,7 +150,7 @@ def window_info(win: Window, df: Any, now: float) -> dict[str, Any]:
 def feature_frame(df: Any) -> Any:
     """The ``feature.*`` columns of a log frame, under their plain names."""
     cols = [c for c in df.columns if c.startswith(FEATURE_PREFIX)]
-    return df[cols].rename(columns={c: c[len(FEATURE_PREFIX):] for c in cols})
+    return df[cols].rename(columns={c: c[len(FEATURE_PREFIX) :] for c in cols})
 
 
 def drop_featureless(features: Any, success: Any) -> Any:

@@ -16,12 +16,21 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 from mlops_jupyter.config.names import TENANT_TAG
 from mlops_jupyter.config.settings import Settings, model_cache_dir
 from mlops_jupyter.config.times import iso_from_ms, now_ms
+from mlops_jupyter.errors import (
+    IntegrityError,
+    InvalidVersionError,
+    ModelNotFoundError,
+    NotFoundError,
+    ValidationError,
+    VersionNotFoundError,
+)
 from mlops_jupyter.registry.artifacts import (
     MODEL_DIR,
     load_model_dir,
@@ -35,20 +44,17 @@ from mlops_jupyter.registry.artifacts import (
 from mlops_jupyter.registry.semver import BUMPS, bump_version, is_semver, parse_semver
 from mlops_jupyter.storage.store import TrackingStore
 from mlops_jupyter.tracking.tracker import REGISTRY_EXPERIMENT, ExperimentTracker
-from mlops_jupyter.errors import (
-    IntegrityError,
-    InvalidVersionError,
-    ModelNotFoundError,
-    NotFoundError,
-    ValidationError,
-    VersionNotFoundError,
-)
 
 LIVE_ALIAS = "production"
 REFERENCE_FILE = "reference/reference.parquet"
 T_SEMVER, T_SHA, T_PARENT, T_META, T_SOURCES, T_CREATED, T_MODEL_ID = (
-    "mlops.semver", "mlops.sha256", "mlops.parent", "mlops.metadata", "mlops.data_sources",
-    "mlops.created_at", "mlops.model_id",
+    "mlops.semver",
+    "mlops.sha256",
+    "mlops.parent",
+    "mlops.metadata",
+    "mlops.data_sources",
+    "mlops.created_at",
+    "mlops.model_id",
 )
 T_REFERENCE = "mlops.reference"
 T_PREVIOUS_LIVE = "mlops.previous_live"
@@ -143,7 +149,9 @@ class ModelVersioning:
         raise VersionNotFoundError(
             f"Model {model_id!r} has no version {version!r}.",
             value=version,
-            allowed=[m.tags[T_SEMVER] for m in mvs] + ["latest"] + sorted(user_aliases(self._registered(model_id).aliases)),
+            allowed=[m.tags[T_SEMVER] for m in mvs]
+            + ["latest"]
+            + sorted(user_aliases(self._registered(model_id).aliases)),
         )
 
     def _version_dict(self, m: Any, aliases: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -164,7 +172,8 @@ class ModelVersioning:
             "has_reference": T_REFERENCE in tags,
             "aliases": live,
             "report": {"run_id": tags["mlops.report_run_id"], "path": tags.get("mlops.report") or None}
-            if "mlops.report_run_id" in tags else None,
+            if "mlops.report_run_id" in tags
+            else None,
         }
 
     # -- public API --------------------------------------------------------------------
@@ -221,12 +230,14 @@ class ModelVersioning:
             except Exception as exc:
                 raise ValidationError(
                     f"Could not load model file {p!r}: {type(exc).__name__}: {exc}",
-                    value=p, allowed="a file written by pickle.dump or joblib.dump",
+                    value=p,
+                    allowed="a file written by pickle.dump or joblib.dump",
                 ) from exc
         if not callable(getattr(model, "predict", None)):
             raise ValidationError(
                 f"The model ({type(model).__name__}) has no predict() method.",
-                value=type(model).__name__, allowed="a fitted estimator with predict()",
+                value=type(model).__name__,
+                allowed="a fitted estimator with predict()",
             )
         meta = dict(metadata or {})
         try:
@@ -242,7 +253,8 @@ class ModelVersioning:
             if not isinstance(reference_data, pd.DataFrame) or reference_data.empty:
                 raise ValidationError(
                     "reference_data must be a non-empty pandas DataFrame.",
-                    value=type(reference_data).__name__, allowed="pandas.DataFrame",
+                    value=type(reference_data).__name__,
+                    allowed="pandas.DataFrame",
                 )
         if bump not in BUMPS:
             raise ValidationError(f"Invalid bump {bump!r}.", value=bump, allowed=BUMPS)
@@ -262,7 +274,8 @@ class ModelVersioning:
         if version is not None:
             if version in known:
                 raise InvalidVersionError(
-                    f"Model {model_id!r} already has version {version!r}.", value=version,
+                    f"Model {model_id!r} already has version {version!r}.",
+                    value=version,
                     allowed=f"a new version (the next {bump} is {bump_version(latest, bump)})",
                 )
             semver = version
@@ -283,26 +296,45 @@ class ModelVersioning:
                 self.store.log_artifact(artifact_uri, str(rdir))
         created = iso_from_ms(now_ms())
         tags = {
-            TENANT_TAG: self.tenancy.tenant, T_MODEL_ID: model_id, T_SEMVER: semver, T_SHA: digest,
-            T_PARENT: latest or "", T_META: meta_json, T_SOURCES: json.dumps(list(sources)),
+            TENANT_TAG: self.tenancy.tenant,
+            T_MODEL_ID: model_id,
+            T_SEMVER: semver,
+            T_SHA: digest,
+            T_PARENT: latest or "",
+            T_META: meta_json,
+            T_SOURCES: json.dumps(list(sources)),
             T_CREATED: created,
         }
         if source_sha:
             tags["mlops.source_sha256"] = source_sha
         if os.environ.get("MLOPS_REPORT_RUN_ID"):  # made while `mlops-jupyter report` runs the notebook
-            tags.update({"mlops.report_run_id": os.environ["MLOPS_REPORT_RUN_ID"],
-                         "mlops.report": os.environ.get("MLOPS_REPORT_PATH", "")})
+            tags.update(
+                {
+                    "mlops.report_run_id": os.environ["MLOPS_REPORT_RUN_ID"],
+                    "mlops.report": os.environ.get("MLOPS_REPORT_PATH", ""),
+                }
+            )
         if reference_data is not None:
             tags[T_REFERENCE] = f"{artifact_uri}/{REFERENCE_FILE}"
         mv = client.create_model_version(
-            name, source=f"{artifact_uri}/{MODEL_DIR}", run_id=run_id, tags=tags,
+            name,
+            source=f"{artifact_uri}/{MODEL_DIR}",
+            run_id=run_id,
+            tags=tags,
             description=f"{model_id} {semver}",
         )
         client.set_registered_model_alias(name, alias_of(semver), mv.version)
         return {
-            "version": semver, "model_id": model_id, "created_at": created, "metadata": json.loads(meta_json),
-            "run_id": run_id, "registry_version": int(mv.version), "sha256": digest,
-            "parent": latest, "data_sources": list(sources), "model_uri": f"models:/{name}/{mv.version}",
+            "version": semver,
+            "model_id": model_id,
+            "created_at": created,
+            "metadata": json.loads(meta_json),
+            "run_id": run_id,
+            "registry_version": int(mv.version),
+            "sha256": digest,
+            "parent": latest,
+            "data_sources": list(sources),
+            "model_uri": f"models:/{name}/{mv.version}",
         }
 
     def _ensure_registered(self, name: str, model_id: str) -> None:
@@ -313,7 +345,8 @@ class ModelVersioning:
         except MlflowException:
             try:
                 self.client.create_registered_model(
-                    name, tags={TENANT_TAG: self.tenancy.tenant, T_MODEL_ID: model_id},
+                    name,
+                    tags={TENANT_TAG: self.tenancy.tenant, T_MODEL_ID: model_id},
                     description=f"{model_id} (tenant {self.tenancy.tenant})",
                 )
             except MlflowException:
@@ -333,8 +366,11 @@ class ModelVersioning:
         if last is not None:
             return _VersionRun(f"{last.artifact_uri}/versions/{model_id}/{semver}", last.run_id)
         t = ExperimentTracker(dataclasses.replace(self.settings, experiment_name=None))
-        r = t.start_experiment(REGISTRY_EXPERIMENT, tags={"mlops.model_id": model_id, "mlops.semver": semver},
-                               run_name=f"{model_id}-{semver}")
+        r = t.start_experiment(
+            REGISTRY_EXPERIMENT,
+            tags={"mlops.model_id": model_id, "mlops.semver": semver},
+            run_name=f"{model_id}-{semver}",
+        )
         t.end_experiment()
         return _VersionRun(r.artifact_uri, r.run_id)
 
@@ -392,8 +428,11 @@ class ModelVersioning:
             >>> versioning.on_rollback(lambda model_id, version: [{"moved": model_id}])
         """
         if not callable(callback):
-            raise ValidationError(f"on_rollback() needs a callable, got {type(callback).__name__}.",
-                                  value=callback, allowed="a function (model_id, version) -> list of dicts")
+            raise ValidationError(
+                f"on_rollback() needs a callable, got {type(callback).__name__}.",
+                value=callback,
+                allowed="a function (model_id, version) -> list of dicts",
+            )
         self._rollback_subscribers.append(callback)
 
     def rollback_model(self, model_id: str, target_version: str) -> dict[str, Any]:
@@ -409,8 +448,9 @@ class ModelVersioning:
         result = self.promote(model_id, target_version, LIVE_ALIAS)
         result["rolled_back"] = True
         if self._rollback_subscribers:
-            result["deployments"] = [moved for callback in self._rollback_subscribers
-                                     for moved in callback(model_id, result["version"])]
+            result["deployments"] = [
+                moved for callback in self._rollback_subscribers for moved in callback(model_id, result["version"])
+            ]
         return result
 
     def load_model(self, model_id: str, version_or_alias: str = "latest") -> Any:
@@ -446,4 +486,3 @@ class ModelVersioning:
         if not uri:
             return None
         return read_parquet_artifact(uri, self.store.tracking_uri)
-

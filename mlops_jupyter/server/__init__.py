@@ -40,24 +40,30 @@ class MLOpsServer(ExtensionApp):
     load_other_extensions = True
 
     tenant = Unicode(
-        None, allow_none=True, config=True,
+        None,
+        allow_none=True,
+        config=True,
         help="Tenant whose experiments, models and deployments this server shows and changes "
-             "(default: $MLOPS_TENANT, else 'default'). Requests cannot choose another tenant.",
+        "(default: $MLOPS_TENANT, else 'default'). Requests cannot choose another tenant.",
     )
     storage_path = Unicode(
-        None, allow_none=True, config=True,
+        None,
+        allow_none=True,
+        config=True,
         help="Storage home (embedded store, artifacts, gateway) (default: $MLOPS_HOME, else "
-             "'.mlops' under the server's root_dir). A relative path is taken from root_dir.",
+        "'.mlops' under the server's root_dir). A relative path is taken from root_dir.",
     )
     mlflow_uri = Unicode(
-        None, allow_none=True, config=True,
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the embedded sqlite store "
-             "in the storage home).",
+        None,
+        allow_none=True,
+        config=True,
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the embedded sqlite store in the storage home).",
     )
     read_threads = Int(
-        4, config=True,
+        4,
+        config=True,
         help="Threads that run read requests (MLflow queries) off the server's event loop. Changes "
-             "(deploy, traffic, rollback, promote) run one at a time on their own thread.",
+        "(deploy, traffic, rollback, promote) run one at a time on their own thread.",
     )
 
     def _storage_path(self) -> str | None:
@@ -77,8 +83,12 @@ class MLOpsServer(ExtensionApp):
         service = MLOpsService(settings, read_threads=self.read_threads, log=self.log)
         service.warm_up()
         self.settings[SERVICE_KEY] = service
-        self.log.info("mlops_jupyter: MLOps API at %smlops/api/ for tenant %r, store %s",
-                      self.serverapp.base_url, settings.tenant, settings.home)
+        self.log.info(
+            "mlops_jupyter: MLOps API at %smlops/api/ for tenant %r, store %s",
+            self.serverapp.base_url,
+            settings.tenant,
+            settings.home,
+        )
 
     def initialize_handlers(self) -> None:
         from mlops_jupyter.server.handlers import route_patterns

@@ -102,14 +102,18 @@ class MLOpsHandler(APIHandler):
         """Refuse unknown query arguments, and any attempt to choose the tenant."""
         names = set(self.request.query_arguments)
         if "tenant" in names or "tenant_id" in names:
-            raise ApiError(400, "ValidationError",
-                           "The tenant is set by the server's configuration (c.MLOpsServer.tenant or "
-                           f"$MLOPS_TENANT; here {self.mlops.tenant!r}), never by a request.")
+            raise ApiError(
+                400,
+                "ValidationError",
+                "The tenant is set by the server's configuration (c.MLOpsServer.tenant or "
+                f"$MLOPS_TENANT; here {self.mlops.tenant!r}), never by a request.",
+            )
         # JupyterLab's ServerConnection adds a bare timestamp to GETs against caches: not ours
         unknown = sorted(n for n in names - set(self.arguments) - set(_JUPYTER_ARGS) if not n.isdigit())
         if unknown:
-            raise ApiError(400, "ValidationError", f"Unknown query argument(s) {unknown}.",
-                           allowed=list(self.arguments))
+            raise ApiError(
+                400, "ValidationError", f"Unknown query argument(s) {unknown}.", allowed=list(self.arguments)
+            )
 
     def arg(self, name: str) -> str | None:
         values = self.request.query_arguments.get(name)
@@ -122,18 +126,19 @@ class MLOpsHandler(APIHandler):
     def json_body(self) -> Any:
         body = self.request.body or b""
         if len(body) > MAX_BODY:
-            raise ApiError(413, "ValidationError", f"The request body has {len(body)} bytes; at most "
-                           f"{MAX_BODY} are accepted.")
+            raise ApiError(
+                413, "ValidationError", f"The request body has {len(body)} bytes; at most {MAX_BODY} are accepted."
+            )
         if not body.strip():
-            raise ApiError(400, "MalformedJSON", "The request needs a JSON object body, e.g. "
-                           '{"action": "rollback"}.')
+            raise ApiError(400, "MalformedJSON", 'The request needs a JSON object body, e.g. {"action": "rollback"}.')
         try:
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ApiError(400, "MalformedJSON", f"The request body is not valid JSON: {exc}.") from None
         if isinstance(data, dict) and ("tenant" in data or "tenant_id" in data):
-            raise ApiError(400, "ValidationError",
-                           "The tenant is set by the server's configuration, never by a request.")
+            raise ApiError(
+                400, "ValidationError", "The tenant is set by the server's configuration, never by a request."
+            )
         return data
 
     async def call(self, fn: Any, *args: Any, change: bool = False, **kwargs: Any) -> None:
@@ -155,9 +160,12 @@ class MLOpsHandler(APIHandler):
                 message = "Forbidden: this API needs Jupyter's token (or a logged-in session)."
             payload = {"error": "HTTPError", "message": message or self._reason, "status": status_code}
         else:  # unexpected: logged with its traceback by tornado, not sent to the client
-            payload = {"error": "InternalError", "status": status_code,
-                       "message": f"Internal error ({type(exc).__name__ if exc else 'unknown'}); "
-                                  "see the Jupyter server's log."}
+            payload = {
+                "error": "InternalError",
+                "status": status_code,
+                "message": f"Internal error ({type(exc).__name__ if exc else 'unknown'}); "
+                "see the Jupyter server's log.",
+            }
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(payload))
 
@@ -275,8 +283,7 @@ class NotFoundHandler(MLOpsHandler):
     """Any other path under the API: a JSON 404 listing the routes."""
 
     def _missing(self, path: str) -> None:
-        raise ApiError(404, "NotFound", f"No MLOps API route {self.request.method} /{API}/{path}.",
-                       allowed=ROUTES_HELP)
+        raise ApiError(404, "NotFound", f"No MLOps API route {self.request.method} /{API}/{path}.", allowed=ROUTES_HELP)
 
     @tornado.web.authenticated
     @authorized
@@ -305,9 +312,17 @@ class NotFoundHandler(MLOpsHandler):
 
 
 ROUTES_HELP = [
-    "GET info", "GET experiments", "GET runs?experiment=E&limit=N", "GET runs/{run_id}", "GET models",
-    "GET models/{id}/versions", "GET models/{id}/lineage", "GET models/{id}/drift?threshold=T&window=W",
-    "GET deployments?environment=E", "GET deployments/{model}/{env}", "POST deployments/{model}/{env}",
+    "GET info",
+    "GET experiments",
+    "GET runs?experiment=E&limit=N",
+    "GET runs/{run_id}",
+    "GET models",
+    "GET models/{id}/versions",
+    "GET models/{id}/lineage",
+    "GET models/{id}/drift?threshold=T&window=W",
+    "GET deployments?environment=E",
+    "GET deployments/{model}/{env}",
+    "POST deployments/{model}/{env}",
     "GET alerts?model=M&limit=N",
 ]
 
@@ -316,6 +331,7 @@ _SEG = r"([^/]+)"
 
 def route_patterns() -> list[tuple[str, type]]:
     """The API's routes, relative to the server's base_url (the extension app prepends it)."""
+
     def p(path: str) -> str:
         return url_path_join("/", API, path)
 

@@ -86,8 +86,11 @@ class MLOpsService:
         from mlops_jupyter.api import MLOpsPipeline
 
         if settings.experiment_name is not None:
-            raise ValidationError("The server's settings must not be scoped to one experiment.",
-                                  value=settings.experiment_name, allowed="experiment_name=None")
+            raise ValidationError(
+                "The server's settings must not be scoped to one experiment.",
+                value=settings.experiment_name,
+                allowed="experiment_name=None",
+            )
         self.settings = settings
         self.pipeline = MLOpsPipeline("jupyter-server", settings)
         self.log = log or logging.getLogger(__name__)
@@ -126,8 +129,12 @@ class MLOpsService:
     def info(self) -> dict[str, Any]:
         from mlops_jupyter._version import __version__
 
-        return {"tenant": self.tenant, "version": __version__, "tracking_uri": self.settings.tracking_uri,
-                "home": str(self.settings.home)}
+        return {
+            "tenant": self.tenant,
+            "version": __version__,
+            "tracking_uri": self.settings.tracking_uri,
+            "home": str(self.settings.home),
+        }
 
     # -- experiments and runs --------------------------------------------------------------
     def _experiments(self) -> list[Any]:
@@ -153,18 +160,20 @@ class MLOpsService:
             mine = by_exp.get(e.experiment_id, [])
             last = mine[0] if mine else None
             name = t.tenancy.plain_experiment_name(e.name)
-            out.append({
-                "experiment_id": e.experiment_id,
-                "name": name,
-                # runs that only hold registered model versions (versioning without a run)
-                "kind": "registry" if name == REGISTRY_EXPERIMENT else "experiment",
-                "created_at": iso_from_ms(e.creation_time),
-                "updated_at": iso_from_ms(e.last_update_time),
-                "run_count": len(mine),
-                "run_count_complete": complete,
-                "last_run": _run_summary(last) if last else None,
-                "last_run_at": last["start_time"] if last else None,
-            })
+            out.append(
+                {
+                    "experiment_id": e.experiment_id,
+                    "name": name,
+                    # runs that only hold registered model versions (versioning without a run)
+                    "kind": "registry" if name == REGISTRY_EXPERIMENT else "experiment",
+                    "created_at": iso_from_ms(e.creation_time),
+                    "updated_at": iso_from_ms(e.last_update_time),
+                    "run_count": len(mine),
+                    "run_count_complete": complete,
+                    "last_run": _run_summary(last) if last else None,
+                    "last_run_at": last["start_time"] if last else None,
+                }
+            )
         out.sort(key=lambda x: (x["kind"] == "experiment", x["last_run_at"] or x["updated_at"] or ""), reverse=True)
         return {"tenant": self.tenant, "experiments": out}
 
@@ -174,8 +183,11 @@ class MLOpsService:
         if experiment is not None:
             names = sorted(t.tenancy.plain_experiment_name(e.name) for e in self._experiments())
             if experiment not in names:
-                raise NotFoundError(f"No experiment {experiment!r} for tenant {self.tenant!r}.",
-                                    value=experiment, allowed=names or "(no experiments yet)")
+                raise NotFoundError(
+                    f"No experiment {experiment!r} for tenant {self.tenant!r}.",
+                    value=experiment,
+                    allowed=names or "(no experiments yet)",
+                )
         runs = t.list_experiments(experiment_name=experiment, max_results=limit)
         return {"tenant": self.tenant, "experiment": experiment, "limit": limit, "runs": runs}
 
@@ -191,19 +203,26 @@ class MLOpsService:
         for model_id in v.list_models():
             lineage = v.get_lineage(model_id)
             versions = lineage["versions"]
-            out.append({
-                "model_id": model_id,
-                "version_count": len(versions),
-                "latest": versions[-1]["version"] if versions else None,
-                "live": lineage["live"],
-                "versions": [_version_summary(x) for x in versions],
-                "edges": [list(e) for e in lineage["edges"]],
-                "deployments": [
-                    {"environment": d["environment"], "status": d["status"], "traffic": d["traffic"],
-                     "version": d["version"]}
-                    for d in deps if d["model_id"] == model_id
-                ],
-            })
+            out.append(
+                {
+                    "model_id": model_id,
+                    "version_count": len(versions),
+                    "latest": versions[-1]["version"] if versions else None,
+                    "live": lineage["live"],
+                    "versions": [_version_summary(x) for x in versions],
+                    "edges": [list(e) for e in lineage["edges"]],
+                    "deployments": [
+                        {
+                            "environment": d["environment"],
+                            "status": d["status"],
+                            "traffic": d["traffic"],
+                            "version": d["version"],
+                        }
+                        for d in deps
+                        if d["model_id"] == model_id
+                    ],
+                }
+            )
         return {"tenant": self.tenant, "models": out}
 
     def versions(self, model_id: str) -> dict[str, Any]:
@@ -223,8 +242,11 @@ class MLOpsService:
             if d["status"] != "deployed":
                 d["health"] = {"state": "failed", "message": d.get("reason") or f"status {d['status']}"}
             elif not gateway.get("running"):
-                d["health"] = {"state": "down", "message": "The serving gateway is not running; the next change "
-                               "(or deployment.client()) starts it with every deployment restored."}
+                d["health"] = {
+                    "state": "down",
+                    "message": "The serving gateway is not running; the next change "
+                    "(or deployment.client()) starts it with every deployment restored.",
+                }
             else:
                 try:
                     with DeploymentClient(d["endpoint"], token, timeout=HEALTH_TIMEOUT) as c:
@@ -233,7 +255,8 @@ class MLOpsService:
                     d["health"] = {
                         "state": "serving" if serving else "not_serving",
                         "message": "serving " + ", ".join(f"{v} {p}%" for v, p in live["traffic"].items())
-                        if serving else (live.get("reason") or "no live version"),
+                        if serving
+                        else (live.get("reason") or "no live version"),
                         "live_traffic": live.get("traffic") or {},
                     }
                 except Exception as exc:
@@ -276,12 +299,19 @@ class MLOpsService:
         alias = None
         result: dict[str, Any] | None = None
         if action == "deploy":
-            result = d.deploy_model(model_id, body["version"], environment, config=body.get("config"),
-                                    traffic_percentage=body.get("traffic_percentage", 100))
+            result = d.deploy_model(
+                model_id,
+                body["version"],
+                environment,
+                config=body.get("config"),
+                traffic_percentage=body.get("traffic_percentage", 100),
+            )
             if result["status"] != "deployed":
                 raise DeploymentError(
                     f"Deploying {model_id!r} {result['version']} to {environment!r} failed: {result['reason']} "
-                    "What served before keeps serving.", value=result["version"])
+                    "What served before keeps serving.",
+                    value=result["version"],
+                )
         elif action == "traffic":
             d.set_traffic(model_id, environment, body["traffic"])
         elif action == "rollback":
@@ -292,8 +322,12 @@ class MLOpsService:
             dep = d.set_traffic(model_id, environment, {body["version"]: 100})
             if environment == LIVE_ENVIRONMENT:
                 alias = v.promote(model_id, dep["version"])
-        return {"action": action, "deployment": self.deployment(model_id, environment), "alias": alias,
-                "result": result}
+        return {
+            "action": action,
+            "deployment": self.deployment(model_id, environment),
+            "alias": alias,
+            "result": result,
+        }
 
     # -- monitoring ------------------------------------------------------------------------
     def drift(self, model_id: str, threshold: float = 0.1, window: Any = None) -> dict[str, Any]:
@@ -312,32 +346,49 @@ class MLOpsService:
         if model_id is not None:
             self.pipeline.deployment.tenancy.model_name(model_id)
         m = self.pipeline.monitoring
-        return {"tenant": self.tenant, "model_id": model_id, "alerts": m.alerts(model_id=model_id, limit=limit),
-                "rules": m.list_alert_rules(model_id)}
+        return {
+            "tenant": self.tenant,
+            "model_id": model_id,
+            "alerts": m.alerts(model_id=model_id, limit=limit),
+            "rules": m.list_alert_rules(model_id),
+        }
 
 
 def check_action(body: Any) -> str:
     """Validate a deployment change body; returns its action."""
     if not isinstance(body, Mapping):
-        raise ValidationError(f"The request body must be a JSON object, not {type(body).__name__}.",
-                              value=type(body).__name__, allowed='e.g. {"action": "rollback"}')
+        raise ValidationError(
+            f"The request body must be a JSON object, not {type(body).__name__}.",
+            value=type(body).__name__,
+            allowed='e.g. {"action": "rollback"}',
+        )
     action = body.get("action")
     if action not in ACTIONS:
         raise ValidationError(f"Invalid action {action!r}.", value=action, allowed=list(ACTIONS))
     required, optional = ACTIONS[action]
     missing = [k for k in required if k not in body]
     if missing:
-        raise ValidationError(f"Action {action!r} needs {', '.join(repr(k) for k in missing)}.",
-                              value=sorted(body), allowed=["action", *required, *optional])
+        raise ValidationError(
+            f"Action {action!r} needs {', '.join(repr(k) for k in missing)}.",
+            value=sorted(body),
+            allowed=["action", *required, *optional],
+        )
     unknown = sorted(k for k in body if k not in ("action", *required, *optional))
     if unknown:
-        raise ValidationError(f"Unknown key(s) {unknown} for action {action!r}.", value=unknown,
-                              allowed=["action", *required, *optional])
+        raise ValidationError(
+            f"Unknown key(s) {unknown} for action {action!r}.", value=unknown, allowed=["action", *required, *optional]
+        )
     for key in ("version", "to_version"):
-        if key in body and not (isinstance(body[key], str) and body[key]) \
-                and not (key == "to_version" and body[key] is None):
-            raise ValidationError(f"Invalid {key} {body[key]!r}.", value=body[key],
-                                  allowed="a version string such as '1.0.0', an alias or 'latest'")
+        if (
+            key in body
+            and not (isinstance(body[key], str) and body[key])
+            and not (key == "to_version" and body[key] is None)
+        ):
+            raise ValidationError(
+                f"Invalid {key} {body[key]!r}.",
+                value=body[key],
+                allowed="a version string such as '1.0.0', an alias or 'latest'",
+            )
     return action
 
 

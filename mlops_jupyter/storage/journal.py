@@ -15,8 +15,9 @@ import fcntl
 import marshal
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 
 class Journal:

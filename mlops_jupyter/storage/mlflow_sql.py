@@ -40,8 +40,9 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 from mlops_jupyter.config.names import TENANT_TAG, Tenancy
 from mlops_jupyter.config.times import now_ms
@@ -51,9 +52,20 @@ from mlops_jupyter.storage.sinks import SESSION_TAG, write_text_artifacts
 # MLflow's tables have (at least) these columns and no other NOT NULL column without a
 # default; otherwise the store falls back to MlflowClient calls.
 _RUN_COLS = (
-    "run_uuid", "name", "source_type", "source_name", "entry_point_name", "user_id", "status",
-    "start_time", "end_time", "source_version", "lifecycle_stage", "artifact_uri",
-    "experiment_id", "deleted_time",
+    "run_uuid",
+    "name",
+    "source_type",
+    "source_name",
+    "entry_point_name",
+    "user_id",
+    "status",
+    "start_time",
+    "end_time",
+    "source_version",
+    "lifecycle_stage",
+    "artifact_uri",
+    "experiment_id",
+    "deleted_time",
 )
 _WRITE_SCHEMA = {
     "runs": _RUN_COLS,
@@ -68,12 +80,10 @@ _READ_SCHEMA = {
     "experiment_tags": ("key", "value", "experiment_id"),
 }
 
-_INSERT_RUN = (f"INSERT OR IGNORE INTO runs ({','.join(_RUN_COLS)}) "
-               f"VALUES ({','.join('?' * len(_RUN_COLS))})")
+_INSERT_RUN = f"INSERT OR IGNORE INTO runs ({','.join(_RUN_COLS)}) VALUES ({','.join('?' * len(_RUN_COLS))})"
 _UPSERT_TAG = "INSERT OR REPLACE INTO tags (key, value, run_uuid) VALUES (?,?,?)"
 _INSERT_PARAM = "INSERT OR IGNORE INTO params (key, value, run_uuid) VALUES (?,?,?)"
-_INSERT_METRIC = ("INSERT OR IGNORE INTO metrics (key, value, timestamp, run_uuid, step, is_nan) "
-                  "VALUES (?,?,?,?,?,?)")
+_INSERT_METRIC = "INSERT OR IGNORE INTO metrics (key, value, timestamp, run_uuid, step, is_nan) VALUES (?,?,?,?,?,?)"
 # MLflow's rule for the latest value: the highest (step, timestamp, value).
 _UPSERT_LATEST = (
     "INSERT INTO latest_metrics (key, value, timestamp, step, is_nan, run_uuid) "
@@ -112,8 +122,9 @@ def _has_columns(con: sqlite3.Connection, schema: dict[str, Sequence[str]], *, s
         info = con.execute(f"PRAGMA table_info({table})").fetchall()
         if not info or not set(cols) <= {row[1] for row in info}:
             return False
-        if strict and any(notnull and default is None and name not in cols
-                          for _cid, name, _type, notnull, default, _pk in info):
+        if strict and any(
+            notnull and default is None and name not in cols for _cid, name, _type, notnull, default, _pk in info
+        ):
             return False
     return True
 
@@ -185,8 +196,22 @@ class SqliteSink:
                 tags.extend((key, v, rid) for key, v in (op.get("t") or {}).items())
             elif k == "run":
                 runs.append(
-                    (rid, op["name"], "LOCAL", "", "", op["user"], "RUNNING", op["start"], None,
-                     "", "active", op["art"], int(op["exp"]), None)
+                    (
+                        rid,
+                        op["name"],
+                        "LOCAL",
+                        "",
+                        "",
+                        op["user"],
+                        "RUNNING",
+                        op["start"],
+                        None,
+                        "",
+                        "active",
+                        op["art"],
+                        int(op["exp"]),
+                        None,
+                    )
                 )
                 tags.extend((key, v, rid) for key, v in op["tags"].items())
             elif k == "end":
@@ -278,9 +303,11 @@ def read_runs(
     """
     con = _connect_readonly(db)
     try:
-        sql = ("SELECT e.experiment_id, e.name FROM experiments e JOIN experiment_tags t "
-               "ON t.experiment_id = e.experiment_id AND t.key = ? AND t.value = ? "
-               "WHERE e.lifecycle_stage = 'active' AND substr(e.name, 1, ?) = ?")
+        sql = (
+            "SELECT e.experiment_id, e.name FROM experiments e JOIN experiment_tags t "
+            "ON t.experiment_id = e.experiment_id AND t.key = ? AND t.value = ? "
+            "WHERE e.lifecycle_stage = 'active' AND substr(e.name, 1, ?) = ?"
+        )
         args: list[Any] = [TENANT_TAG, tenancy.tenant, len(tenancy.experiment_prefix), tenancy.experiment_prefix]
         if experiment is not None:
             sql += " AND e.name = ?"
@@ -294,9 +321,11 @@ def read_runs(
         if not exps:
             return RunRows({}, [], [], [], [])
         con.execute("CREATE TEMP TABLE sel (run_uuid TEXT PRIMARY KEY, start_time INTEGER)")
-        sel = (f"INSERT INTO sel SELECT r.run_uuid, r.start_time FROM runs r JOIN tags t "
-               f"ON t.run_uuid = r.run_uuid AND t.key = ? AND t.value = ? "
-               f"WHERE r.lifecycle_stage = 'active' AND r.experiment_id IN ({','.join('?' * len(exps))})")
+        sel = (
+            f"INSERT INTO sel SELECT r.run_uuid, r.start_time FROM runs r JOIN tags t "
+            f"ON t.run_uuid = r.run_uuid AND t.key = ? AND t.value = ? "
+            f"WHERE r.lifecycle_stage = 'active' AND r.experiment_id IN ({','.join('?' * len(exps))})"
+        )
         sargs: list[Any] = [TENANT_TAG, tenancy.tenant, *exps]
         if run_ids is not None:
             con.execute("CREATE TEMP TABLE want (run_uuid TEXT PRIMARY KEY)")
@@ -307,14 +336,20 @@ def read_runs(
         con.execute(sel, sargs)
         runs = con.execute(
             "SELECT r.run_uuid, r.name, r.experiment_id, r.status, r.start_time, r.end_time "
-            "FROM runs r JOIN sel USING (run_uuid) ORDER BY r.start_time DESC").fetchall()
+            "FROM runs r JOIN sel USING (run_uuid) ORDER BY r.start_time DESC"
+        ).fetchall()
         params = con.execute("SELECT p.run_uuid, p.key, p.value FROM params p JOIN sel USING (run_uuid)").fetchall()
-        metrics = con.execute("SELECT m.run_uuid, m.key, CASE WHEN m.is_nan THEN NULL ELSE m.value END "
-                              "FROM latest_metrics m JOIN sel USING (run_uuid)").fetchall()
+        metrics = con.execute(
+            "SELECT m.run_uuid, m.key, CASE WHEN m.is_nan THEN NULL ELSE m.value END "
+            "FROM latest_metrics m JOIN sel USING (run_uuid)"
+        ).fetchall()
         tags: list[tuple[str, str, str]] = []
         if tag_keys:
-            tags = con.execute(f"SELECT t.run_uuid, t.key, t.value FROM tags t JOIN sel USING (run_uuid) "
-                               f"WHERE t.key IN ({','.join('?' * len(tag_keys))})", list(tag_keys)).fetchall()
+            tags = con.execute(
+                f"SELECT t.run_uuid, t.key, t.value FROM tags t JOIN sel USING (run_uuid) "
+                f"WHERE t.key IN ({','.join('?' * len(tag_keys))})",
+                list(tag_keys),
+            ).fetchall()
     finally:
         con.close()
     return RunRows(exps, runs, params, metrics, tags)

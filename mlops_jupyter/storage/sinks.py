@@ -19,8 +19,9 @@ in bulk (all knowledge of that schema lives there). This module knows no SQL.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Protocol
+from typing import Any, Protocol
 
 SESSION_TAG = "mlops.session"
 """Run tag: the session token (see :mod:`.journal`) of the process that opened the run, so

@@ -34,8 +34,16 @@ SCHEMA_VERSION = 2
 # Record fields stored as JSON text (dicts and lists); the rest are plain columns.
 _JSON_FIELDS = ("traffic", "versions", "config", "history", "extra")
 _COLUMNS = (
-    "tenant", "environment", "model_id", "deployment_id", "status", "reason", "revision",
-    "created_at", "updated_at", *_JSON_FIELDS,
+    "tenant",
+    "environment",
+    "model_id",
+    "deployment_id",
+    "status",
+    "reason",
+    "revision",
+    "created_at",
+    "updated_at",
+    *_JSON_FIELDS,
 )
 
 _SCHEMA = """
@@ -93,10 +101,38 @@ CREATE TABLE IF NOT EXISTS alert_events (
 CREATE INDEX IF NOT EXISTS alert_events_by_model ON alert_events (tenant, model_id, event_id);
 """
 
-_RULE_COLUMNS = ("alert_id", "tenant", "model_id", "condition", "action", "cooldown_s", "for_s", "severity",
-                 "state", "revision", "created_at", "updated_at", "extra")
-_EVENT_COLUMNS = ("event_id", "alert_id", "tenant", "model_id", "condition", "severity", "action", "state",
-                  "delivery", "started_at", "fired_at", "resolved_at", "updated_at", "values", "action_result")
+_RULE_COLUMNS = (
+    "alert_id",
+    "tenant",
+    "model_id",
+    "condition",
+    "action",
+    "cooldown_s",
+    "for_s",
+    "severity",
+    "state",
+    "revision",
+    "created_at",
+    "updated_at",
+    "extra",
+)
+_EVENT_COLUMNS = (
+    "event_id",
+    "alert_id",
+    "tenant",
+    "model_id",
+    "condition",
+    "severity",
+    "action",
+    "state",
+    "delivery",
+    "started_at",
+    "fired_at",
+    "resolved_at",
+    "updated_at",
+    "values",
+    "action_result",
+)
 # dict key -> column, where they differ ("values" is an SQL keyword)
 _EVENT_SQL = {"values": "metric_values"}
 
@@ -120,8 +156,9 @@ class EmbeddedStore(Protocol):
     def delete_deployment(self, tenant: str, environment: str, model_id: str) -> bool:
         """Delete a record; True if there was one."""
 
-    def list_deployments(self, tenant: str | None = None, environment: str | None = None,
-                         model_id: str | None = None) -> list[dict[str, Any]]:
+    def list_deployments(
+        self, tenant: str | None = None, environment: str | None = None, model_id: str | None = None
+    ) -> list[dict[str, Any]]:
         """Records matching every filter given, ordered by tenant, environment, model."""
 
     def put_alert_rule(self, rule: dict[str, Any]) -> None:
@@ -133,8 +170,9 @@ class EmbeddedStore(Protocol):
         since, last fired, open event, last values).
         """
 
-    def list_alert_rules(self, tenant: str | None = None, model_id: str | None = None,
-                         alert_id: str | None = None) -> list[dict[str, Any]]:
+    def list_alert_rules(
+        self, tenant: str | None = None, model_id: str | None = None, alert_id: str | None = None
+    ) -> list[dict[str, Any]]:
         """Rules matching every filter given, oldest first."""
 
     def update_alert_rule(self, alert_id: str, changes: dict[str, Any], revision: int | None = None) -> bool:
@@ -153,15 +191,20 @@ class EmbeddedStore(Protocol):
         ``updated_at`` (unix seconds), ``values`` (dict) and ``action_result`` (dict or None).
         """
 
-    def update_alert_event(self, event_id: int, changes: dict[str, Any],
-                           expect: dict[str, Any] | None = None) -> bool:
+    def update_alert_event(self, event_id: int, changes: dict[str, Any], expect: dict[str, Any] | None = None) -> bool:
         """Change an entry; with ``expect``, only if its fields still have those values."""
 
     def delete_alert_event(self, event_id: int) -> bool:
         """Delete an entry (a pending alert that cleared before it fired)."""
 
-    def list_alert_events(self, tenant: str, model_id: str | None = None, alert_id: str | None = None,
-                          delivery: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    def list_alert_events(
+        self,
+        tenant: str,
+        model_id: str | None = None,
+        alert_id: str | None = None,
+        delivery: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
         """A tenant's history entries matching every filter given, newest first."""
 
     def get_meta(self, key: str) -> str | None:
@@ -190,8 +233,7 @@ class SqliteEmbeddedStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(str(self.path), timeout=30.0, check_same_thread=False,
-                                     isolation_level=None)
+        self._conn = sqlite3.connect(str(self.path), timeout=30.0, check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA busy_timeout=30000")
         try:
             self._conn.execute("PRAGMA journal_mode=WAL")
@@ -215,8 +257,7 @@ class SqliteEmbeddedStore:
     def get_deployment(self, tenant: str, environment: str, model_id: str) -> dict[str, Any] | None:
         with self._lock:
             row = self._conn.execute(
-                f"SELECT {', '.join(_COLUMNS)} FROM deployments "
-                "WHERE tenant = ? AND environment = ? AND model_id = ?",
+                f"SELECT {', '.join(_COLUMNS)} FROM deployments WHERE tenant = ? AND environment = ? AND model_id = ?",
                 (tenant, environment, model_id),
             ).fetchone()
         return self._row(row) if row else None
@@ -236,8 +277,7 @@ class SqliteEmbeddedStore:
             values.append(v)
         with self._lock:
             self._conn.execute(
-                f"INSERT OR REPLACE INTO deployments ({', '.join(_COLUMNS)}) "
-                f"VALUES ({', '.join('?' * len(_COLUMNS))})",
+                f"INSERT OR REPLACE INTO deployments ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
                 values,
             )
 
@@ -249,8 +289,9 @@ class SqliteEmbeddedStore:
             )
         return cur.rowcount > 0
 
-    def list_deployments(self, tenant: str | None = None, environment: str | None = None,
-                         model_id: str | None = None) -> list[dict[str, Any]]:
+    def list_deployments(
+        self, tenant: str | None = None, environment: str | None = None, model_id: str | None = None
+    ) -> list[dict[str, Any]]:
         where, args = [], []
         for col, val in (("tenant", tenant), ("environment", environment), ("model_id", model_id)):
             if val is not None:
@@ -286,10 +327,13 @@ class SqliteEmbeddedStore:
         with self._lock:
             self._conn.execute(
                 f"INSERT OR REPLACE INTO alert_rules ({', '.join(_RULE_COLUMNS)}) "
-                f"VALUES ({', '.join('?' * len(_RULE_COLUMNS))})", values)
+                f"VALUES ({', '.join('?' * len(_RULE_COLUMNS))})",
+                values,
+            )
 
-    def list_alert_rules(self, tenant: str | None = None, model_id: str | None = None,
-                         alert_id: str | None = None) -> list[dict[str, Any]]:
+    def list_alert_rules(
+        self, tenant: str | None = None, model_id: str | None = None, alert_id: str | None = None
+    ) -> list[dict[str, Any]]:
         where, args = [], []
         for col, val in (("tenant", tenant), ("model_id", model_id), ("alert_id", alert_id)):
             if val is not None:
@@ -336,17 +380,17 @@ class SqliteEmbeddedStore:
         with self._lock:
             cur = self._conn.execute(
                 f"INSERT INTO alert_events ({', '.join(_EVENT_SQL.get(c, c) for c in cols)}) "
-                f"VALUES ({', '.join('?' * len(cols))})", [self._event_value(c, rec[c]) for c in cols])
+                f"VALUES ({', '.join('?' * len(cols))})",
+                [self._event_value(c, rec[c]) for c in cols],
+            )
         return int(cur.lastrowid)
 
-    def update_alert_event(self, event_id: int, changes: dict[str, Any],
-                           expect: dict[str, Any] | None = None) -> bool:
+    def update_alert_event(self, event_id: int, changes: dict[str, Any], expect: dict[str, Any] | None = None) -> bool:
         bad = (set(changes) | set(expect or {})) - (set(_EVENT_COLUMNS) - {"event_id"})
         if bad:
             raise ValueError(f"unknown alert event field(s) {sorted(bad)}")
         changes = {"updated_at": time.time(), **changes}
-        sql = (f"UPDATE alert_events SET {', '.join(f'{_EVENT_SQL.get(k, k)} = ?' for k in changes)} "
-               "WHERE event_id = ?")
+        sql = f"UPDATE alert_events SET {', '.join(f'{_EVENT_SQL.get(k, k)} = ?' for k in changes)} WHERE event_id = ?"
         args = [self._event_value(k, v) for k, v in changes.items()] + [event_id]
         for k, v in (expect or {}).items():
             sql += f" AND {_EVENT_SQL.get(k, k)} IS ?"
@@ -360,15 +404,23 @@ class SqliteEmbeddedStore:
             cur = self._conn.execute("DELETE FROM alert_events WHERE event_id = ?", (event_id,))
         return cur.rowcount > 0
 
-    def list_alert_events(self, tenant: str, model_id: str | None = None, alert_id: str | None = None,
-                          delivery: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    def list_alert_events(
+        self,
+        tenant: str,
+        model_id: str | None = None,
+        alert_id: str | None = None,
+        delivery: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
         where, args = ["tenant = ?"], [tenant]
         for col, val in (("model_id", model_id), ("alert_id", alert_id), ("delivery", delivery)):
             if val is not None:
                 where.append(f"{col} = ?")
                 args.append(val)
-        sql = (f"SELECT {', '.join(_EVENT_SQL.get(c, c) for c in _EVENT_COLUMNS)} FROM alert_events "
-               f"WHERE {' AND '.join(where)} ORDER BY event_id DESC")
+        sql = (
+            f"SELECT {', '.join(_EVENT_SQL.get(c, c) for c in _EVENT_COLUMNS)} FROM alert_events "
+            f"WHERE {' AND '.join(where)} ORDER BY event_id DESC"
+        )
         if limit is not None:
             sql += " LIMIT ?"
             args.append(int(limit))

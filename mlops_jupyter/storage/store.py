@@ -23,8 +23,9 @@ import os
 import threading
 import uuid
 import weakref
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 from mlops_jupyter.config import settings as layout
 from mlops_jupyter.config.names import TENANT_TAG, Tenancy
@@ -37,7 +38,7 @@ from mlops_jupyter.storage.writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
-_STORES: dict[tuple[str, str], "TrackingStore"] = {}
+_STORES: dict[tuple[str, str], TrackingStore] = {}
 _STORES_LOCK = threading.Lock()
 
 
@@ -76,7 +77,7 @@ class TrackingStore:
         self.user = _user()
 
     @classmethod
-    def for_settings(cls, settings: Settings) -> "TrackingStore":
+    def for_settings(cls, settings: Settings) -> TrackingStore:
         key = (settings.tracking_uri, str(settings.home))
         with _STORES_LOCK:
             store = _STORES.get(key)
@@ -174,8 +175,9 @@ class TrackingStore:
                 log.warning("mlops_jupyter: could not recover journal %s yet: %s", orphan.token, exc)
                 os.close(orphan.lock_fd)
                 continue
-            log.info("mlops_jupyter: recovered %d op(s), %d killed run(s) of session %s", len(ops), killed,
-                     orphan.token)
+            log.info(
+                "mlops_jupyter: recovered %d op(s), %d killed run(s) of session %s", len(ops), killed, orphan.token
+            )
             journal_mod.release(jdir, orphan)
 
     # -- experiments -------------------------------------------------------------------
@@ -223,14 +225,25 @@ class TrackingStore:
         tags.setdefault("mlflow.source.type", "LOCAL")
         if self._fast:
             known = next((e for e in self._experiments.values() if e.experiment_id == experiment_id), None)
-            location = (known.artifact_location if known is not None
-                        else self.client.get_experiment(experiment_id).artifact_location)
+            location = (
+                known.artifact_location
+                if known is not None
+                else self.client.get_experiment(experiment_id).artifact_location
+            )
             run_id = uuid.uuid4().hex
             artifact_uri = f"{location.rstrip('/')}/{run_id}/artifacts"
             tags["mlflow.runName"] = run_name
             writer.submit(
-                {"k": "run", "id": run_id, "exp": experiment_id, "name": run_name, "user": self.user,
-                 "start": start_ms, "art": artifact_uri, "tags": tags}
+                {
+                    "k": "run",
+                    "id": run_id,
+                    "exp": experiment_id,
+                    "name": run_name,
+                    "user": self.user,
+                    "start": start_ms,
+                    "art": artifact_uri,
+                    "tags": tags,
+                }
             )
             return CreatedRun(run_id, artifact_uri)
         run = self.client.create_run(experiment_id, start_time=start_ms, tags=tags, run_name=run_name)
@@ -293,7 +306,7 @@ class TrackingStore:
             self._sink.close()
 
 
-_EXIT_REGISTERED: "weakref.WeakSet[TrackingStore]" = weakref.WeakSet()
+_EXIT_REGISTERED: weakref.WeakSet[TrackingStore] = weakref.WeakSet()
 _EXIT_HOOKED = False
 _BEFORE_EXIT: list[Callable[[], None]] = []
 

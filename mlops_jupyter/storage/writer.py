@@ -14,9 +14,9 @@ import threading
 import time
 from typing import Any
 
+from mlops_jupyter.errors import StoreError
 from mlops_jupyter.storage.journal import Journal
 from mlops_jupyter.storage.sinks import Sink
-from mlops_jupyter.errors import StoreError
 
 log = logging.getLogger(__name__)
 

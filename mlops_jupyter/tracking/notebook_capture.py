@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import ast
 import sys
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 LITERAL_TYPES = (int, float, str, bool)
 
@@ -39,7 +40,9 @@ def literal_params(tree: ast.Module | None) -> dict[str, Any]:
             v = ast.literal_eval(value)
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             continue
-        if isinstance(v, LITERAL_TYPES) or (isinstance(v, (list, tuple)) and all(isinstance(i, LITERAL_TYPES) for i in v)):
+        if isinstance(v, LITERAL_TYPES) or (
+            isinstance(v, (list, tuple)) and all(isinstance(i, LITERAL_TYPES) for i in v)
+        ):
             out[target.id] = v
     return out
 
@@ -84,8 +87,14 @@ def sklearn_fits(tree: ast.Module | None, ns: Mapping[str, Any]) -> list[dict[st
             continue
         seen.add(id(est))
         X, y = _arg(call, 0, "X", ns), _arg(call, 1, "y", ns)
-        out.append({"name": name, "estimator": est, "params": _flat_params(est),
-                    "metrics": training_metrics(est, X, y) if X is not None and y is not None else {}})
+        out.append(
+            {
+                "name": name,
+                "estimator": est,
+                "params": _flat_params(est),
+                "metrics": training_metrics(est, X, y) if X is not None and y is not None else {},
+            }
+        )
     return out
 
 
@@ -99,8 +108,8 @@ def _flat_params(est: Any) -> dict[str, str]:
 
 def training_metrics(est: Any, X: Any, y: Any) -> dict[str, float]:
     """MLflow-autolog-style training metrics of a fitted estimator on its training data."""
-    from sklearn.base import is_classifier, is_regressor
     from sklearn import metrics as m
+    from sklearn.base import is_classifier, is_regressor
 
     try:
         pred = est.predict(X)
@@ -110,8 +119,11 @@ def training_metrics(est: Any, X: Any, y: Any) -> dict[str, float]:
     try:
         if is_classifier(est):
             out["training_accuracy_score"] = float(m.accuracy_score(y, pred))
-            for key, fn in (("training_precision_score", m.precision_score), ("training_recall_score", m.recall_score),
-                            ("training_f1_score", m.f1_score)):
+            for key, fn in (
+                ("training_precision_score", m.precision_score),
+                ("training_recall_score", m.recall_score),
+                ("training_f1_score", m.f1_score),
+            ):
                 out[key] = float(fn(y, pred, average="weighted", zero_division=0))
         elif is_regressor(est):
             out["training_mean_squared_error"] = float(m.mean_squared_error(y, pred))

@@ -46,7 +46,8 @@ from __future__ import annotations
 import ast
 import json
 import numbers
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 TYPES_TAG = "mlops.param_types"
 TYPES = ("int", "float", "bool", "none", "list", "tuple", "dict")
@@ -79,7 +80,7 @@ def type_of(value: Any) -> str | None:
 
 def is_types_tag(key: str) -> bool:
     """Whether a run tag is (a part of) the type record."""
-    return key == TYPES_TAG or (key.startswith(TYPES_TAG + ".") and key[len(TYPES_TAG) + 1:].isdigit())
+    return key == TYPES_TAG or (key.startswith(TYPES_TAG + ".") and key[len(TYPES_TAG) + 1 :].isdigit())
 
 
 def encode(values: Mapping[str, Any]) -> dict[str, str]:
@@ -96,8 +97,9 @@ def encode(values: Mapping[str, Any]) -> dict[str, str]:
             size = 2
         parts[-1][k] = t
         size += item
-    return {TYPES_TAG if i == 0 else f"{TYPES_TAG}.{i}": json.dumps(p, separators=(",", ":"))
-            for i, p in enumerate(parts)}
+    return {
+        TYPES_TAG if i == 0 else f"{TYPES_TAG}.{i}": json.dumps(p, separators=(",", ":")) for i, p in enumerate(parts)
+    }
 
 
 def recorded(tags: Mapping[str, str]) -> dict[str, str]:
@@ -135,8 +137,13 @@ def _bool(s: str) -> bool:
 
 
 _DECODERS: dict[str, Callable[[str], Any]] = {
-    "int": int, "float": float, "bool": _bool, "none": _none,
-    "list": _literal(list), "tuple": _literal(tuple), "dict": _literal(dict),
+    "int": int,
+    "float": float,
+    "bool": _bool,
+    "none": _none,
+    "list": _literal(list),
+    "tuple": _literal(tuple),
+    "dict": _literal(dict),
 }
 
 

@@ -18,7 +18,8 @@ columns themselves.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from mlops_jupyter.errors import ValidationError
 from mlops_jupyter.storage import mlflow_sql
@@ -30,21 +31,42 @@ if TYPE_CHECKING:  # pragma: no cover
     from mlops_jupyter.tracking.tracker import ExperimentTracker
 
 #: Columns every frame has, in this order, before the ``params.*`` and ``metrics.*`` ones.
-BASE_COLUMNS = ("run_id", "run_name", "experiment_name", "status", "start_time", "end_time", "duration",
-                "cell", "kind", "parent_run_id", "report")
+BASE_COLUMNS = (
+    "run_id",
+    "run_name",
+    "experiment_name",
+    "status",
+    "start_time",
+    "end_time",
+    "duration",
+    "cell",
+    "kind",
+    "parent_run_id",
+    "report",
+)
 #: Tags read into columns (MLflow's parent-run tag, and what cell autolog records).
-_TAGS = {"mlflow.parentRunId": "parent_run_id", "mlops.execution_count": "_count", "mlops.cell_id": "_cell_id",
-         "mlops.kind": "kind", "mlops.report.path": "report"}
-_STATUS = {"FINISHED": "completed", "FAILED": "failed", "KILLED": "killed", "RUNNING": "running",
-           "SCHEDULED": "scheduled"}
+_TAGS = {
+    "mlflow.parentRunId": "parent_run_id",
+    "mlops.execution_count": "_count",
+    "mlops.cell_id": "_cell_id",
+    "mlops.kind": "kind",
+    "mlops.report.path": "report",
+}
+_STATUS = {
+    "FINISHED": "completed",
+    "FAILED": "failed",
+    "KILLED": "killed",
+    "RUNNING": "running",
+    "SCHEDULED": "scheduled",
+}
 
 
 def runs_frame(
-    tracker: "ExperimentTracker",
+    tracker: ExperimentTracker,
     experiment_name: str | None = None,
     max_results: int = 100_000,
     run_ids: Iterable[str] | None = None,
-) -> "pd.DataFrame":
+) -> pd.DataFrame:
     """The tenant's runs, newest first, one row per run.
 
     Args:
@@ -74,7 +96,7 @@ def runs_frame(
     return _from_client(tracker, experiment_name, max_results, ids)
 
 
-def frame_from_runs(runs: Sequence[dict[str, Any]] | "pd.DataFrame") -> "pd.DataFrame":
+def frame_from_runs(runs: Sequence[dict[str, Any]] | pd.DataFrame) -> pd.DataFrame:
     """A runs frame from what ``list_experiments`` (or ``%mlops runs``) returns, or from a
     DataFrame shaped like ``mlflow.search_runs``' (``params.*``/``metrics.*`` columns).
     Params become the strings MLflow stores (``str(value)``), as in :func:`runs_frame`."""
@@ -90,8 +112,10 @@ def frame_from_runs(runs: Sequence[dict[str, Any]] | "pd.DataFrame") -> "pd.Data
     rows = []
     for r in runs:
         tags = r.get("tags") or {}
-        row = {k: r.get(k) for k in ("run_id", "run_name", "experiment_name", "status", "start_time", "end_time",
-                                     "duration")}
+        row = {
+            k: r.get(k)
+            for k in ("run_id", "run_name", "experiment_name", "status", "start_time", "end_time", "duration")
+        }
         row["parent_run_id"] = r.get("parent_run_id") or tags.get("mlflow.parentRunId")
         row["kind"] = tags.get("mlops.kind")
         row["_count"] = tags.get("mlops.execution_count")
@@ -108,15 +132,22 @@ def frame_from_runs(runs: Sequence[dict[str, Any]] | "pd.DataFrame") -> "pd.Data
 
 
 # -- the embedded store: rows from MLflow's tables ---------------------------------------
-def _from_sqlite(tracker: "ExperimentTracker", experiment_name: str | None, max_results: int,
-                 run_ids: list[str] | None) -> "pd.DataFrame":
+def _from_sqlite(
+    tracker: ExperimentTracker, experiment_name: str | None, max_results: int, run_ids: list[str] | None
+) -> pd.DataFrame:
     import pandas as pd
 
     tenancy = tracker.tenancy
     name = experiment_name or tracker.settings.experiment_name
-    rows = mlflow_sql.read_runs(tracker.store.sqlite_db, tenancy, experiment=name,
-                                exclude_experiments=BOOKKEEPING_EXPERIMENTS, max_results=max_results,
-                                run_ids=run_ids, tag_keys=list(_TAGS))
+    rows = mlflow_sql.read_runs(
+        tracker.store.sqlite_db,
+        tenancy,
+        experiment=name,
+        exclude_experiments=BOOKKEEPING_EXPERIMENTS,
+        max_results=max_results,
+        run_ids=run_ids,
+        tag_keys=list(_TAGS),
+    )
     if not rows.experiments:
         return _finish(pd.DataFrame(columns=list(BASE_COLUMNS)))
     exps = {i: tenancy.plain_experiment_name(n) for i, n in rows.experiments.items()}
@@ -143,8 +174,9 @@ def _from_sqlite(tracker: "ExperimentTracker", experiment_name: str | None, max_
     return _finish(df.reset_index(drop=True))
 
 
-def _from_client(tracker: "ExperimentTracker", experiment_name: str | None, max_results: int,
-                 run_ids: list[str] | None) -> "pd.DataFrame":
+def _from_client(
+    tracker: ExperimentTracker, experiment_name: str | None, max_results: int, run_ids: list[str] | None
+) -> pd.DataFrame:
     runs = tracker.list_experiments(experiment_name=experiment_name, max_results=max_results)
     if run_ids is not None:
         want = set(run_ids)
@@ -152,7 +184,7 @@ def _from_client(tracker: "ExperimentTracker", experiment_name: str | None, max_
     return frame_from_runs(runs)
 
 
-def _finish(df: "pd.DataFrame") -> "pd.DataFrame":
+def _finish(df: pd.DataFrame) -> pd.DataFrame:
     """Base columns first (added when missing), a ``cell`` label, then params and metrics."""
     import pandas as pd
 

@@ -11,27 +11,33 @@ import logging
 import os
 import threading
 import weakref
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from mlops_jupyter.config.settings import Settings
 from mlops_jupyter.config.times import iso_from_ms, now_ms
-from mlops_jupyter.storage import store as store_mod
-from mlops_jupyter.storage.store import TrackingStore
-from mlops_jupyter.tracking import param_types
-from mlops_jupyter.tracking.validation import validate_metrics, validate_params, validate_tags
 from mlops_jupyter.errors import (
     InvalidNameError,
     InvalidParamError,
     RunStateError,
     ValidationError,
 )
+from mlops_jupyter.storage import store as store_mod
+from mlops_jupyter.storage.store import TrackingStore
+from mlops_jupyter.tracking import param_types
+from mlops_jupyter.tracking.validation import validate_metrics, validate_params, validate_tags
 
 log = logging.getLogger(__name__)
 
 # Our status words (the seed's "completed") and MLflow's.
 STATUS_TO_MLFLOW = {"completed": "FINISHED", "failed": "FAILED", "killed": "KILLED"}
-MLFLOW_TO_STATUS = {"FINISHED": "completed", "FAILED": "failed", "KILLED": "killed", "RUNNING": "running",
-                    "SCHEDULED": "scheduled"}
+MLFLOW_TO_STATUS = {
+    "FINISHED": "completed",
+    "FAILED": "failed",
+    "KILLED": "killed",
+    "RUNNING": "running",
+    "SCHEDULED": "scheduled",
+}
 
 REGISTRY_EXPERIMENT = "model-registry"
 """The experiment of the runs that only hold registered model versions (a version made
@@ -46,11 +52,11 @@ finds registry runs among the runs they logged, and the guide's
 lists its runs, as ``mlflow.search_runs(experiment_names=[...])`` would. The runs stay
 reachable by run id (``get_run``) and through ``ModelVersioning.get_lineage``."""
 
-_OPEN_RUNS: "weakref.WeakSet[ActiveRun]" = weakref.WeakSet()
-_AMBIENT: "ActiveRun | None" = None
+_OPEN_RUNS: weakref.WeakSet[ActiveRun] = weakref.WeakSet()
+_AMBIENT: ActiveRun | None = None
 
 
-def set_ambient_run(run: "ActiveRun | None") -> None:
+def set_ambient_run(run: ActiveRun | None) -> None:
     """Set (or clear) the run that trackers with no open run of their own log into.
 
     Cell autolog sets the cell's run here while the cell executes, so explicit
@@ -59,8 +65,6 @@ def set_ambient_run(run: "ActiveRun | None") -> None:
     """
     global _AMBIENT
     _AMBIENT = run
-
-
 
 
 def normalize_status(status: Any) -> str:
@@ -85,8 +89,16 @@ class ActiveRun:
     raised. It also logs directly: ``run.log_metrics({...})``.
     """
 
-    def __init__(self, tracker: "ExperimentTracker", run_id: str, experiment_id: str, experiment_name: str,
-                 run_name: str, artifact_uri: str, start_ms: int) -> None:
+    def __init__(
+        self,
+        tracker: ExperimentTracker,
+        run_id: str,
+        experiment_id: str,
+        experiment_name: str,
+        run_name: str,
+        artifact_uri: str,
+        start_ms: int,
+    ) -> None:
         self.tracker = tracker
         self.run_id = run_id
         self.experiment_id = experiment_id
@@ -116,7 +128,7 @@ class ActiveRun:
     def end(self, status: str = "completed") -> dict[str, Any]:
         return self.tracker.end_experiment(status=status, run=self)
 
-    def __enter__(self) -> "ActiveRun":
+    def __enter__(self) -> ActiveRun:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -212,8 +224,13 @@ class ExperimentTracker:
     def _current(self, run: ActiveRun | None) -> ActiveRun:
         run = run or self._run
         amb = _AMBIENT
-        if (run is None or not run.is_open) and amb is not None and amb.is_open and \
-                amb.tracker.store is self.store and amb.tracker.tenancy.tenant == self.tenancy.tenant:
+        if (
+            (run is None or not run.is_open)
+            and amb is not None
+            and amb.is_open
+            and amb.tracker.store is self.store
+            and amb.tracker.tenancy.tenant == self.tenancy.tenant
+        ):
             return amb
         if run is None or not run.is_open:
             raise RunStateError(
@@ -283,21 +300,25 @@ class ExperimentTracker:
         validate_key(artifact_file, "artifact file")
         self.store.log_text(r.artifact_uri, artifact_file, str(text))
 
-    def log_artifact(self, path: str | os.PathLike[str], artifact_path: str | None = None,
-                     *, run: ActiveRun | None = None) -> str:
+    def log_artifact(
+        self, path: str | os.PathLike[str], artifact_path: str | None = None, *, run: ActiveRun | None = None
+    ) -> str:
         """Copy a file or folder into the run's artifacts; returns its artifact URI."""
         from mlops_jupyter.errors import NotFoundError
 
         r = self._current(run)
         local = os.fspath(path)
         if not os.path.exists(local):
-            raise NotFoundError(f"Artifact path {local!r} does not exist.", value=local, allowed="an existing file or folder")
+            raise NotFoundError(
+                f"Artifact path {local!r} does not exist.", value=local, allowed="an existing file or folder"
+            )
         self.store.log_artifact(r.artifact_uri, local, artifact_path)
         name = os.path.basename(os.path.normpath(local))
         return "/".join(p for p in (r.artifact_uri, artifact_path, name) if p)
 
-    def end_experiment(self, status: str = "completed", *, run: ActiveRun | None = None,
-                       wait: bool = True) -> dict[str, Any]:
+    def end_experiment(
+        self, status: str = "completed", *, run: ActiveRun | None = None, wait: bool = True
+    ) -> dict[str, Any]:
         """End the current run, store everything logged, and return the seed's summary.
 
         Args:
@@ -372,8 +393,11 @@ class ExperimentTracker:
             exp = self.store.client.get_experiment_by_name(self.tenancy.experiment_name(name))
             exps = [exp] if exp is not None and self.tenancy.owns_experiment(exp) else []
         else:
-            exps = [e for e in self.store.tenant_experiments(self.tenancy)
-                    if self.tenancy.plain_experiment_name(e.name) not in BOOKKEEPING_EXPERIMENTS]
+            exps = [
+                e
+                for e in self.store.tenant_experiments(self.tenancy)
+                if self.tenancy.plain_experiment_name(e.name) not in BOOKKEEPING_EXPERIMENTS
+            ]
         if not exps:
             return []
         names = {e.experiment_id: self.tenancy.plain_experiment_name(e.name) for e in exps}
@@ -385,8 +409,11 @@ class ExperimentTracker:
         try:
             while len(out) < max_results:
                 page = self.store.client.search_runs(
-                    ids, filter_string=flt, order_by=order_by or ["attributes.start_time DESC"],
-                    max_results=min(max_results - len(out), 50000), page_token=token,
+                    ids,
+                    filter_string=flt,
+                    order_by=order_by or ["attributes.start_time DESC"],
+                    max_results=min(max_results - len(out), 50000),
+                    page_token=token,
                 )
                 out.extend(run_to_dict(r, names) for r in page if self.tenancy.owns_tags(r.data.tags))
                 token = page.token
@@ -408,8 +435,15 @@ class ExperimentTracker:
         if self.active_run is not None:
             self.end_experiment()
         exp = self.store.client.get_experiment(run.info.experiment_id)
-        ar = ActiveRun(self, run_id, run.info.experiment_id, self.tenancy.plain_experiment_name(exp.name),
-                       run.info.run_name, run.info.artifact_uri, run.info.start_time)
+        ar = ActiveRun(
+            self,
+            run_id,
+            run.info.experiment_id,
+            self.tenancy.plain_experiment_name(exp.name),
+            run.info.run_name,
+            run.info.artifact_uri,
+            run.info.start_time,
+        )
         ar.params = dict(run.data.params)
         ar.param_values = param_types.decode(run.data.params, run.data.tags)
         ar.metrics = dict(run.data.metrics)

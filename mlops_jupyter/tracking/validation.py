@@ -11,7 +11,8 @@ import math
 import numbers
 import posixpath
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from mlops_jupyter.errors import InvalidMetricError, InvalidNameError, InvalidParamError
 

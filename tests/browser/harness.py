@@ -18,20 +18,39 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 CHROMIUM = os.environ.get("MLOPS_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
 #: Console messages that mean a script or module failed to load (the thing to never see).
-SCRIPT_FAILURES = ("failed to load", "failed to fetch", "loading chunk", "importing a module script failed",
-                   "esm.sh", "cdn.jsdelivr", "net::err_", "error displaying widget", "could not create a view",
-                   "failed to create view", "cannot find module", "is not a function")
+SCRIPT_FAILURES = (
+    "failed to load",
+    "failed to fetch",
+    "loading chunk",
+    "importing a module script failed",
+    "esm.sh",
+    "cdn.jsdelivr",
+    "net::err_",
+    "error displaying widget",
+    "could not create a view",
+    "failed to create view",
+    "cannot find module",
+    "is not a function",
+)
 
 
 def free_port() -> int:
@@ -93,20 +112,38 @@ def jupyter_lab(root: Path, work: Path, env: dict[str, str] | None = None, timeo
     news = work / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     news.parent.mkdir(parents=True, exist_ok=True)
     news.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-    full_env = {**os.environ, **(env or {}), "JUPYTER_RUNTIME_DIR": str(work / "runtime"),
-                "JUPYTER_CONFIG_DIR": str(work / "config"), "JUPYTER_PLATFORM_DIRS": "1",
-                "PYTHONUNBUFFERED": "1"}
+    full_env = {
+        **os.environ,
+        **(env or {}),
+        "JUPYTER_RUNTIME_DIR": str(work / "runtime"),
+        "JUPYTER_CONFIG_DIR": str(work / "config"),
+        "JUPYTER_PLATFORM_DIRS": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
     full_env.pop("JPY_SESSION_NAME", None)
-    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
-           f"--IdentityProvider.token={token}", "--ServerApp.open_browser=False", f"--ServerApp.root_dir={root}",
-           "--ServerApp.port_retries=0", "--LabApp.expose_app_in_browser=True",
-           f"--LabServerApp.user_settings_dir={work / 'settings'}",
-           f"--LabServerApp.workspaces_dir={work / 'workspaces'}",
-           "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-           "--LabApp.extension_manager=readonly"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--allow-root",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        f"--IdentityProvider.token={token}",
+        "--ServerApp.open_browser=False",
+        f"--ServerApp.root_dir={root}",
+        "--ServerApp.port_retries=0",
+        "--LabApp.expose_app_in_browser=True",
+        f"--LabServerApp.user_settings_dir={work / 'settings'}",
+        f"--LabServerApp.workspaces_dir={work / 'workspaces'}",
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.extension_manager=readonly",
+    ]
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=root, env=full_env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, cwd=root, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     lab = Lab(f"http://127.0.0.1:{port}", token, root, proc, log)
     try:
         deadline = time.monotonic() + timeout
@@ -118,7 +155,9 @@ def jupyter_lab(root: Path, work: Path, env: dict[str, str] | None = None, timeo
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"jupyter lab did not answer in {timeout} s:\n{log.read_text()[-3000:]}")
+                    raise RuntimeError(
+                        f"jupyter lab did not answer in {timeout} s:\n{log.read_text()[-3000:]}"
+                    ) from None
                 time.sleep(0.2)
         yield lab
     finally:

@@ -70,9 +70,12 @@ def served_version(home: Path, X) -> str:
     body = json.dumps({"dataframe_split": {"columns": list(X.columns), "data": X.head(1).values.tolist()}})
     conn = http.client.HTTPConnection("127.0.0.1", info["port"], timeout=30)
     try:
-        conn.request("POST", "/tenants/acme/production/models/iris/invocations", body=body,
-                     headers={"Content-Type": "application/json",
-                              "Authorization": f"Bearer {auth.tenant_token(home, 'acme')}"})
+        conn.request(
+            "POST",
+            "/tenants/acme/production/models/iris/invocations",
+            body=body,
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {auth.tenant_token(home, 'acme')}"},
+        )
         resp = conn.getresponse()
         resp.read()
         assert resp.status == 200
@@ -99,8 +102,9 @@ def test_panels_render_and_rollback_works_in_jupyterlab(browser, artifacts, tmp_
             context = browser.new_context(viewport={"width": 1400, "height": 2200})
             page = context.new_page()
             messages: list[str] = []
-            page.on("console", lambda m: messages.append(f"{m.type}: {m.text}")
-                    if m.type in ("error", "warning") else None)
+            page.on(
+                "console", lambda m: messages.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None
+            )
             page.on("pageerror", lambda e: messages.append(f"pageerror: {e}"))
             page.on("requestfailed", lambda r: messages.append(f"requestfailed: {r.url} {r.failure}"))
             try:
@@ -140,7 +144,8 @@ def test_panels_render_and_rollback_works_in_jupyterlab(browser, artifacts, tmp_
                 assert "now 1.0.0 100%" in status.inner_text()
                 # the view reloads from the store: the lineage chart now shows 1.0.0 serving everywhere
                 deploy.locator(".mlops-chart svg text").get_by_text("production 100%, staging 100%").wait_for(
-                    timeout=20_000)
+                    timeout=20_000
+                )
                 assert "1.0.0 100%" in deploy.locator(".widget-html-content table").first.inner_text()
                 assert {served_version(home, data["X"]) for _ in range(5)} == {"1.0.0"}
                 deploy.screenshot(path=str(artifacts / "deploy-panel-after-rollback.png"))

@@ -18,22 +18,33 @@ from harness import artifacts, browser, write_notebook  # noqa: F401
 pytestmark = pytest.mark.browser
 
 
-def test_report_html_renders_offline_with_charts_and_panel_views(home, tmp_path, browser, artifacts):  # noqa: F811
-    nb = write_notebook(tmp_path / "offline.ipynb", [
-        "%load_ext mlops_jupyter\n%mlops init --tenant acme --experiment sweep",
-        ("from mlops_jupyter import create_experiment_tracker\n"
-        "t = create_experiment_tracker(tenant_id='acme')\n"
-        "for i in range(4):\n"
-        "    with t.start_experiment('sweep', run_name=f'run-{i}'):\n"
-        "        t.log_params({'depth': i}); t.log_metrics({'accuracy': 0.7 + i / 20})"),
-        "%mlops runs",
-        ("import altair as alt, pandas as pd\n"
-        "alt.Chart(pd.DataFrame({'step': range(10), 'loss': [1 / (s + 1) for s in range(10)]}))"
-        ".mark_line().encode(x='step', y='loss')"),
-    ])
+def test_report_html_renders_offline_with_charts_and_panel_views(home, tmp_path, browser, artifacts):
+    nb = write_notebook(
+        tmp_path / "offline.ipynb",
+        [
+            "%load_ext mlops_jupyter\n%mlops init --tenant acme --experiment sweep",
+            (
+                "from mlops_jupyter import create_experiment_tracker\n"
+                "t = create_experiment_tracker(tenant_id='acme')\n"
+                "for i in range(4):\n"
+                "    with t.start_experiment('sweep', run_name=f'run-{i}'):\n"
+                "        t.log_params({'depth': i}); t.log_metrics({'accuracy': 0.7 + i / 20})"
+            ),
+            "%mlops runs",
+            (
+                "import altair as alt, pandas as pd\n"
+                "alt.Chart(pd.DataFrame({'step': range(10), 'loss': [1 / (s + 1) for s in range(10)]}))"
+                ".mark_line().encode(x='step', y='loss')"
+            ),
+        ],
+    )
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "mlops_jupyter.cli", "report", str(nb), "--out", str(out)],
-                          capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlops_jupyter.cli", "report", str(nb), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stderr
     html = out / "offline.html"
 

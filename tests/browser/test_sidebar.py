@@ -50,8 +50,12 @@ def served_versions(seeded: dict, n: int = 6) -> set[str]:
     try:
         out = set()
         for i in range(n):
-            status, headers, _ = c.call("POST", path("iris", "production"), split_body([[5.1, 3.5, 1.4, 0.2]]),
-                                        headers={"X-Request-Key": f"k{i}"})
+            status, headers, _ = c.call(
+                "POST",
+                path("iris", "production"),
+                split_body([[5.1, 3.5, 1.4, 0.2]]),
+                headers={"X-Request-Key": f"k{i}"},
+            )
             assert status == 200
             out.add(headers["x-model-version"])
         return out
@@ -70,7 +74,8 @@ def test_sidebar_shows_the_store_and_rolls_a_deployment_back(browser, artifacts,
     with gateway_home(tmp_path_factory, template_db, "sidebar") as home:
         seeded = seed_mlops_store(home)
         create_model_monitoring(tenant_id="acme", storage_path=home).set_alert(
-            "iris", "drift_score > 0.1", action="log", severity="critical")
+            "iris", "drift_score > 0.1", action="log", severity="critical"
+        )
         # 20 copies of one row: far from iris's reference data, so the drift check fires the alert
         assert served_versions(seeded, 20) == {"1.0.0", "1.1.0"}
         t_seed = time.monotonic() - t0
@@ -78,8 +83,9 @@ def test_sidebar_shows_the_store_and_rolls_a_deployment_back(browser, artifacts,
             context = browser.new_context(viewport={"width": 1280, "height": 1500})
             page = context.new_page()
             messages: list[str] = []
-            page.on("console", lambda m: messages.append(f"{m.type}: {m.text}")
-                    if m.type in ("error", "warning") else None)
+            page.on(
+                "console", lambda m: messages.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None
+            )
             page.on("pageerror", lambda e: messages.append(f"pageerror: {e}"))
             try:
                 page.goto(lab.page_url("work.ipynb"))
@@ -110,8 +116,9 @@ def test_sidebar_shows_the_store_and_rolls_a_deployment_back(browser, artifacts,
                 model.get_by_text("1.0.0 → 1.1.0 → 1.2.0").wait_for(timeout=5_000)
 
                 # drift of the deployed model; its check fires the alert, listed on the next refresh
-                sidebar.locator('[data-section="drift"] [data-model="iris"] .jp-MLOps-drift',
-                                has_text="drift").wait_for(timeout=20_000)
+                sidebar.locator(
+                    '[data-section="drift"] [data-model="iris"] .jp-MLOps-drift', has_text="drift"
+                ).wait_for(timeout=20_000)
                 sidebar.locator(".jp-MLOps-refresh").click()
                 sidebar.locator(".jp-MLOps-alerts", has_text="iris: drift_score > 0.1").wait_for(timeout=20_000)
                 assert "firing" in sidebar.locator(".jp-MLOps-alerts").inner_text()

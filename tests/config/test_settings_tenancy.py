@@ -9,8 +9,8 @@ import pytest
 
 from mlops_jupyter import create_experiment_tracker, create_mlops_pipeline, create_model_versioning
 from mlops_jupyter.config import env
-from mlops_jupyter.config.settings import resolve_settings
 from mlops_jupyter.config.names import TENANT_TAG, Tenancy, validate_tenant
+from mlops_jupyter.config.settings import resolve_settings
 from mlops_jupyter.errors import (
     InvalidNameError,
     InvalidSettingError,
@@ -102,8 +102,12 @@ def test_arguments_override_environment(clean_env, monkeypatch):
     monkeypatch.setenv(env.MLOPS_TENANT, "env_tenant")
     monkeypatch.setenv(env.MLOPS_HOME, str(clean_env / "envhome"))
     monkeypatch.setenv(env.MLFLOW_TRACKING_URI, "http://127.0.0.1:5000")
-    s = resolve_settings(tenant_id="arg_tenant", mlflow_uri="sqlite:////tmp/x/arg.db",
-                         experiment_name="exp", storage_path=clean_env / "arghome")
+    s = resolve_settings(
+        tenant_id="arg_tenant",
+        mlflow_uri="sqlite:////tmp/x/arg.db",
+        experiment_name="exp",
+        storage_path=clean_env / "arghome",
+    )
     assert s.tenant == "arg_tenant"
     assert s.tracking_uri == "sqlite:////tmp/x/arg.db"
     assert s.home == clean_env / "arghome"
@@ -123,8 +127,15 @@ def test_env_tenant_is_validated_too(clean_env, monkeypatch):
 
 @pytest.mark.parametrize(
     "uri",
-    ["ftp://host/x", "file:///tmp/mlruns", "mlruns", "s3://bucket/path", "sqlite://relative.db",
-     "databricks", "gopher://x"],
+    [
+        "ftp://host/x",
+        "file:///tmp/mlruns",
+        "mlruns",
+        "s3://bucket/path",
+        "sqlite://relative.db",
+        "databricks",
+        "gopher://x",
+    ],
 )
 def test_bad_tracking_uris_are_refused(clean_env, uri):
     with pytest.raises(InvalidSettingError) as ei:
@@ -141,8 +152,14 @@ def test_bad_tracking_uri_in_environment_is_refused(clean_env, monkeypatch):
 
 
 def test_good_tracking_uris(clean_env):
-    for uri in ("http://h:5000", "https://h", "postgresql://u@h/db", "postgresql+psycopg2://u@h/db",
-                "mysql+pymysql://u@h/db", "sqlite:////abs/x.db"):
+    for uri in (
+        "http://h:5000",
+        "https://h",
+        "postgresql://u@h/db",
+        "postgresql+psycopg2://u@h/db",
+        "mysql+pymysql://u@h/db",
+        "sqlite:////abs/x.db",
+    ):
         assert resolve_settings(mlflow_uri=uri).tracking_uri == uri
 
 
@@ -153,8 +170,23 @@ def test_bad_experiment_name_in_settings(clean_env):
 
 
 # -- tenant slugs --------------------------------------------------------------------------
-BAD_TENANTS = ["../x", "a/b", "", "t" * 300, "a.b", " a", "a ", "a\\b", "-lead", "_lead", "é", "a\nb",
-               "a%b", "a*", "x" * 65]
+BAD_TENANTS = [
+    "../x",
+    "a/b",
+    "",
+    "t" * 300,
+    "a.b",
+    " a",
+    "a ",
+    "a\\b",
+    "-lead",
+    "_lead",
+    "é",
+    "a\nb",
+    "a%b",
+    "a*",
+    "x" * 65,
+]
 
 
 @pytest.mark.parametrize("tenant", BAD_TENANTS, ids=lambda t: repr(t)[:20])
@@ -176,8 +208,9 @@ def test_bad_tenant_ids_are_refused(clean_env, tenant):
         assert "Allowed:" in msg
 
 
-@pytest.mark.parametrize("tenant", [None, 0, 123, 1.5, True, b"abc", ["a"], {"t": 1}, object()],
-                         ids=lambda t: type(t).__name__)
+@pytest.mark.parametrize(
+    "tenant", [None, 0, 123, 1.5, True, b"abc", ["a"], {"t": 1}, object()], ids=lambda t: type(t).__name__
+)
 def test_non_string_tenants_are_refused(clean_env, tenant):
     with pytest.raises(InvalidTenantError) as ei:
         validate_tenant(tenant)
@@ -313,8 +346,9 @@ def test_a_cannot_version_from_bs_run(world, fitted):
     assert world.client.search_registered_models(filter_string="name = 'alpha.stolen'") == []
 
 
-@pytest.mark.parametrize("op", ["list_versions", "get_version", "load_model", "get_lineage", "model_dir",
-                                "load_reference_data"])
+@pytest.mark.parametrize(
+    "op", ["list_versions", "get_version", "load_model", "get_lineage", "model_dir", "load_reference_data"]
+)
 def test_a_cannot_touch_bs_models(world, op):
     with pytest.raises(ModelNotFoundError) as ei:
         getattr(world.A.versioning, op)("secret_model")

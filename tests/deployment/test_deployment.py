@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import gateway_home
+
+from mlops_jupyter.deployment import traffic
 from mlops_jupyter.errors import (
     DeploymentError,
     InvalidNameError,
@@ -23,23 +24,25 @@ from mlops_jupyter.errors import (
     ValidationError,
     VersionNotFoundError,
 )
-from mlops_jupyter.deployment import traffic
 
 SEED_KEYS = {"deployment_id", "status", "environment", "endpoint"}
 
 
 # -- traffic rules (pure) ------------------------------------------------------------------
-@pytest.mark.parametrize("current,version,pct,expected", [
-    ({}, "1.0.0", 100, {"1.0.0": 100}),
-    ({}, "1.0.0", 50, {"1.0.0": 100}),
-    ({"1.0.0": 100}, "1.1.0", 50, {"1.0.0": 50, "1.1.0": 50}),
-    ({"1.0.0": 100}, "1.1.0", 10, {"1.0.0": 90, "1.1.0": 10}),
-    ({"1.0.0": 50, "1.1.0": 50}, "1.2.0", 20, {"1.0.0": 40, "1.1.0": 40, "1.2.0": 20}),
-    ({"1.0.0": 50, "1.1.0": 50}, "1.2.0", 25, {"1.0.0": 38, "1.1.0": 37, "1.2.0": 25}),
-    ({"1.0.0": 50, "1.1.0": 50}, "1.1.0", 80, {"1.0.0": 20, "1.1.0": 80}),
-    ({"1.0.0": 70, "1.1.0": 30}, "1.2.0", 100, {"1.2.0": 100}),
-    ({"1.0.0": 99, "1.1.0": 1}, "1.2.0", 60, {"1.0.0": 40, "1.2.0": 60}),
-])
+@pytest.mark.parametrize(
+    "current,version,pct,expected",
+    [
+        ({}, "1.0.0", 100, {"1.0.0": 100}),
+        ({}, "1.0.0", 50, {"1.0.0": 100}),
+        ({"1.0.0": 100}, "1.1.0", 50, {"1.0.0": 50, "1.1.0": 50}),
+        ({"1.0.0": 100}, "1.1.0", 10, {"1.0.0": 90, "1.1.0": 10}),
+        ({"1.0.0": 50, "1.1.0": 50}, "1.2.0", 20, {"1.0.0": 40, "1.1.0": 40, "1.2.0": 20}),
+        ({"1.0.0": 50, "1.1.0": 50}, "1.2.0", 25, {"1.0.0": 38, "1.1.0": 37, "1.2.0": 25}),
+        ({"1.0.0": 50, "1.1.0": 50}, "1.1.0", 80, {"1.0.0": 20, "1.1.0": 80}),
+        ({"1.0.0": 70, "1.1.0": 30}, "1.2.0", 100, {"1.2.0": 100}),
+        ({"1.0.0": 99, "1.1.0": 1}, "1.2.0", 60, {"1.0.0": 40, "1.2.0": 60}),
+    ],
+)
 def test_deploy_rebalances_the_others_proportionally_to_a_total_of_100(current, version, pct, expected):
     out = traffic.add_version(current, version, pct)
     assert out == expected and sum(out.values()) == 100
@@ -84,9 +87,17 @@ def test_config_is_validated_and_unknown_keys_list_the_known_ones():
     with pytest.raises(ValidationError) as ei:
         validate_config({"replicas": 2, "gpu": 1})
     assert "'gpu'" in str(ei.value) and "'replicas'" in str(ei.value) and "'resources'" in str(ei.value)
-    for bad in ({"replicas": 0}, {"replicas": 65}, {"replicas": True}, {"replicas": "3"},
-                {"resources": {"cpu": "lots"}}, {"resources": {"memory": "4 GB"}}, {"resources": {"disk": "1Gi"}},
-                {"resources": ["cpu"]}, "replicas=3"):
+    for bad in (
+        {"replicas": 0},
+        {"replicas": 65},
+        {"replicas": True},
+        {"replicas": "3"},
+        {"resources": {"cpu": "lots"}},
+        {"resources": {"memory": "4 GB"}},
+        {"resources": {"disk": "1Gi"}},
+        {"resources": ["cpu"]},
+        "replicas=3",
+    ):
         with pytest.raises(ValidationError):
             validate_config(bad)
     assert validate_environment("staging-2") == "staging-2"
@@ -100,9 +111,17 @@ def test_embedded_store_roundtrip_between_two_connections(tmp_path):
     from mlops_jupyter.storage.state import open_embedded_store
 
     a, b = open_embedded_store(tmp_path), open_embedded_store(tmp_path)
-    rec = {"tenant": "t", "environment": "production", "model_id": "m", "deployment_id": "dep_1",
-           "status": "deployed", "traffic": {"1.0.0": 100}, "versions": {"1.0.0": {"path": "/x"}},
-           "config": {"replicas": 2}, "history": [{"0.9.0": 100}]}
+    rec = {
+        "tenant": "t",
+        "environment": "production",
+        "model_id": "m",
+        "deployment_id": "dep_1",
+        "status": "deployed",
+        "traffic": {"1.0.0": 100},
+        "versions": {"1.0.0": {"path": "/x"}},
+        "config": {"replicas": 2},
+        "history": [{"0.9.0": 100}],
+    }
     a.put_deployment(rec)
     got = b.get_deployment("t", "production", "m")
     assert got["traffic"] == {"1.0.0": 100} and got["history"] == [{"0.9.0": 100}] and got["config"]["replicas"] == 2
@@ -123,14 +142,30 @@ def test_prediction_log_appends_without_io_and_reads_back_columnar(tmp_path):
 
     log = PredictionLog(tmp_path, background=False)
     t0 = time.time()
-    log.append("t", "m", version="1.0.0", environment="production", latency_s=0.001, success=True,
-               features=np.array([[1.0, 2.0], [3.0, 4.0]]), columns=["a", "b"], output=np.array([0, 1]),
-               timestamp=t0 - 3600)
+    log.append(
+        "t",
+        "m",
+        version="1.0.0",
+        environment="production",
+        latency_s=0.001,
+        success=True,
+        features=np.array([[1.0, 2.0], [3.0, 4.0]]),
+        columns=["a", "b"],
+        output=np.array([0, 1]),
+        timestamp=t0 - 3600,
+    )
     assert not (tmp_path / "predictions").exists()  # nothing written on the caller's path
     log.append("t", "m", version="1.1.0", latency_s=0.002, success=True, features={"a": 5.0, "c": "x"}, output="yes")
     log.append("t", "m", version="1.1.0", latency_s=0.003, success=False, error="bad input")
-    log.append("t", "m", version="1.1.0", latency_s=0.001, success=True,
-               features=pd.DataFrame({"a": [6.0], "b": [7.0]}), output=pd.Series([1]))
+    log.append(
+        "t",
+        "m",
+        version="1.1.0",
+        latency_s=0.001,
+        success=True,
+        features=pd.DataFrame({"a": [6.0], "b": [7.0]}),
+        output=pd.Series([1]),
+    )
     assert log.flush() == 5
     parts = list((tmp_path / "predictions" / "t" / "m").glob("part-*.parquet"))
     assert len(parts) == 1
@@ -182,18 +217,25 @@ def dep(tmp_path_factory: pytest.TempPathFactory, template_db: Path):
         v = create_model_versioning(tenant_id="acme", **where)
         for model_id in ("iris", "bad"):
             v.create_version(model_id, model=LogisticRegression(max_iter=500).fit(X, y), reference_data=X)
-            v.create_version(model_id, model=DecisionTreeClassifier(max_depth=2, random_state=0).fit(X, y),
-                             reference_data=X)
+            v.create_version(
+                model_id, model=DecisionTreeClassifier(max_depth=2, random_state=0).fit(X, y), reference_data=X
+            )
         v.create_version("iris", model=DecisionTreeClassifier(max_depth=3, random_state=0).fit(X, y))  # no reference
-        yield {"home": home, "X": X, "v": v, "d": create_model_deployment(tenant_id="acme", **where),
-               "pipeline": create_mlops_pipeline("p", tenant_id="acme", **where)}
+        yield {
+            "home": home,
+            "X": X,
+            "v": v,
+            "d": create_model_deployment(tenant_id="acme", **where),
+            "pipeline": create_mlops_pipeline("p", tenant_id="acme", **where),
+        }
 
 
 def test_deploy_returns_the_guides_dict_and_starts_one_gateway(dep):
     d, home = dep["d"], dep["home"]
-    r = d.deploy_model("iris", "1.0.0", environment="production",
-                       config={"replicas": 3, "resources": {"cpu": "2", "memory": "4Gi"}})
-    assert SEED_KEYS <= set(r)
+    r = d.deploy_model(
+        "iris", "1.0.0", environment="production", config={"replicas": 3, "resources": {"cpu": "2", "memory": "4Gi"}}
+    )
+    assert set(r) >= SEED_KEYS
     assert r["status"] == "deployed" and r["environment"] == "production" and r["reason"] is None
     assert r["deployment_id"].startswith("dep_") and r["version"] == "1.0.0" and r["traffic"] == {"1.0.0": 100}
     info = json.loads((home / "gateway.json").read_text())
@@ -222,7 +264,7 @@ def test_bad_arguments_raise_typed_errors_naming_the_value(dep):
             d.deploy_model("iris", "1.0.0", environment="ab", traffic_percentage=pct)
     with pytest.raises(ValidationError, match="'replicas'"):
         d.deploy_model("iris", "1.0.0", environment="ab", config={"replica": 2})
-    with pytest.raises(VersionNotFoundError, match="9.9.9"):
+    with pytest.raises(VersionNotFoundError, match=r"9\.9\.9"):
         d.deploy_model("iris", "9.9.9", environment="ab")
     with pytest.raises(ModelNotFoundError):
         d.deploy_model("nope", "1.0.0", environment="ab")
@@ -266,7 +308,7 @@ def test_undeploy_one_version_scales_the_others_up(dep):
     d.deploy_model("iris", "1.1.0", environment="undeploy", traffic_percentage=25)
     r = d.undeploy("iris", "undeploy", version="1.1.0")
     assert r["traffic"] == {"1.0.0": 100}
-    with pytest.raises(NotFoundError, match="1.1.0"):
+    with pytest.raises(NotFoundError, match=r"1\.1\.0"):
         d.undeploy("iris", "undeploy", version="1.1.0")
     d.deploy_model("iris", "1.0.0", environment="single")
     with pytest.raises(DeploymentError, match="to_version"):
@@ -308,8 +350,8 @@ def test_tenants_only_see_and_change_their_own_deployments(dep):
     with pytest.raises(ModelNotFoundError):
         beta.deploy_model("iris", "1.0.0", environment="tenancy")
     assert beta.get_token() != d_acme.get_token()
-    from mlops_jupyter.errors import TenantAccessError
     from mlops_jupyter.deployment.client import DeploymentClient
+    from mlops_jupyter.errors import TenantAccessError
 
     with pytest.raises(TenantAccessError, match="403"):
         DeploymentClient(d_acme.endpoint("iris", "tenancy"), beta.get_token()).predict(dep["X"].head(1))
@@ -335,8 +377,9 @@ def test_a_killed_gateway_restarts_with_every_deployment_restored(dep):
     d.deploy_model("iris", "1.0.0", environment="restart")
     d.deploy_model("iris", "1.1.0", environment="restart", traffic_percentage=30)
     for strategy in ("most_frequent", "prior"):
-        dep["v"].create_version("fragile", model=DummyClassifier(strategy=strategy).fit(X, dep["X"].index % 3),
-                                reference_data=X)
+        dep["v"].create_version(
+            "fragile", model=DummyClassifier(strategy=strategy).fit(X, dep["X"].index % 3), reference_data=X
+        )
     d.deploy_model("fragile", "1.0.0", environment="restart")
     assert d.deploy_model("fragile", "1.1.0", environment="restart", traffic_percentage=30)["status"] == "deployed"
     before = {(x["environment"], x["model_id"]): x["traffic"] for x in d.list_deployments()}

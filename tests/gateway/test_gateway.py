@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from conftest import IRIS_FEATURES as FEATURES
 from conftest import Http, gateway_home, path, split_body
+
 from mlops_jupyter.deployment import tokens as auth
+
 ROW = [5.1, 3.5, 1.4, 0.2]
 
 
@@ -51,11 +52,17 @@ def _ticket_pipeline():
 
     global TICKETS
     rng = np.random.default_rng(0)
-    TICKETS = pd.DataFrame({"priority": rng.integers(1, 4, 300), "category": rng.choice(["tech", "billing"], 300),
-                            "length": rng.normal(100, 20, 300)})
+    TICKETS = pd.DataFrame(
+        {
+            "priority": rng.integers(1, 4, 300),
+            "category": rng.choice(["tech", "billing"], 300),
+            "length": rng.normal(100, 20, 300),
+        }
+    )
     y = (TICKETS["category"] == "tech").astype(int)
-    ct = make_column_transformer((OneHotEncoder(handle_unknown="ignore"), ["category"]),
-                                 (StandardScaler(), ["priority", "length"]))
+    ct = make_column_transformer(
+        (OneHotEncoder(handle_unknown="ignore"), ["category"]), (StandardScaler(), ["priority", "length"])
+    )
     return make_pipeline(ct, LogisticRegression()).fit(TICKETS, y)
 
 
@@ -96,14 +103,29 @@ def _gw(home: Path):
 
     d = create_model_deployment(tenant_id="acme", **where)
     d_other = create_model_deployment(tenant_id="other", **where)
-    for model_id, env in (("iris", "production"), ("iris", "split"), ("iris", "sticky"), ("iris", "load"),
-                          ("flaky", "production"), ("tickets", "production")):
+    for model_id, env in (
+        ("iris", "production"),
+        ("iris", "split"),
+        ("iris", "sticky"),
+        ("iris", "load"),
+        ("flaky", "production"),
+        ("tickets", "production"),
+    ):
         r = d.deploy_model(model_id, "1.0.0", environment=env)
         assert r["status"] == "deployed", r
     assert d_other.deploy_model("iris", "1.0.0")["status"] == "deployed"
     info = json.loads((home / "gateway.json").read_text())
-    yield {"home": home, "port": info["port"], "d": d, "d_other": d_other, "X": X, "y": y,
-           "token": d.get_token(), "other_token": d_other.get_token(), "admin": auth.admin_token(home)}
+    yield {
+        "home": home,
+        "port": info["port"],
+        "d": d,
+        "d_other": d_other,
+        "X": X,
+        "y": y,
+        "token": d.get_token(),
+        "other_token": d_other.get_token(),
+        "admin": auth.admin_token(home),
+    }
 
 
 # -- liveness ------------------------------------------------------------------------------
@@ -155,14 +177,24 @@ def test_deployment_client_and_endpoint_info(gw):
 
 def test_a_mixed_type_pipeline_is_served_through_dataframes_with_type_checks(gw):
     c = Http(gw["port"], gw["token"])
-    status, _, out = c.call("POST", path("tickets"), {"dataframe_records": [
-        {"priority": 1, "category": "tech", "length": 90.0}, {"length": 80.0, "category": "billing", "priority": 3}]})
+    status, _, out = c.call(
+        "POST",
+        path("tickets"),
+        {
+            "dataframe_records": [
+                {"priority": 1, "category": "tech", "length": 90.0},
+                {"length": 80.0, "category": "billing", "priority": 3},
+            ]
+        },
+    )
     assert status == 200 and out == {"predictions": [1, 0]}
     status, _, info = c.call("GET", path("tickets", suffix=""))
     assert info["versions"][0]["fast_path"] is False
-    for record, needle in (({"priority": "high", "category": "tech", "length": 1.0}, "'priority' expects numbers"),
-                           ({"priority": 1, "category": 5, "length": 1.0}, "'category' expects strings"),
-                           ({"priority": 1, "category": "tech"}, "'length'")):
+    for record, needle in (
+        ({"priority": "high", "category": "tech", "length": 1.0}, "'priority' expects numbers"),
+        ({"priority": 1, "category": 5, "length": 1.0}, "'category' expects strings"),
+        ({"priority": 1, "category": "tech"}, "'length'"),
+    ):
         status, _, out = c.call("POST", path("tickets"), {"dataframe_records": [record]})
         assert status == 400 and needle in out["message"], out
     c.close()
@@ -204,21 +236,61 @@ BAD = [
     ("malformed json", "POST", path(), None, b'{"dataframe_split": [1, 2', 400, "MALFORMED_JSON", "not valid JSON"),
     ("unknown format", "POST", path(), {"frame": []}, None, 400, "BAD_REQUEST", "dataframe_split"),
     ("two formats", "POST", path(), {"instances": [ROW], "inputs": [ROW]}, None, 400, "BAD_REQUEST", "exactly one"),
-    ("missing column", "POST", path(), split_body([ROW[:3]], FEATURES[:3]), None, 400, "BAD_REQUEST",
-     "petal width (cm)"),
-    ("wrong column names", "POST", path(), split_body([ROW], ["a", "b", "c", "d"]), None, 400, "BAD_REQUEST",
-     "Missing input column"),
-    ("wrong type", "POST", path(), split_body([[5.1, "wide", 1.4, 0.2]]), None, 400, "BAD_REQUEST",
-     "'sepal width (cm)' expects numbers"),
+    (
+        "missing column",
+        "POST",
+        path(),
+        split_body([ROW[:3]], FEATURES[:3]),
+        None,
+        400,
+        "BAD_REQUEST",
+        "petal width (cm)",
+    ),
+    (
+        "wrong column names",
+        "POST",
+        path(),
+        split_body([ROW], ["a", "b", "c", "d"]),
+        None,
+        400,
+        "BAD_REQUEST",
+        "Missing input column",
+    ),
+    (
+        "wrong type",
+        "POST",
+        path(),
+        split_body([[5.1, "wide", 1.4, 0.2]]),
+        None,
+        400,
+        "BAD_REQUEST",
+        "'sepal width (cm)' expects numbers",
+    ),
     ("nested value", "POST", path(), split_body([[5.1, [3.5], 1.4, 0.2]]), None, 400, "BAD_REQUEST", "value"),
     ("ragged rows", "POST", path(), split_body([ROW, ROW[:2]]), None, 400, "BAD_REQUEST", "lengths"),
     ("no rows", "POST", path(), split_body([]), None, 400, "BAD_REQUEST", "no rows"),
-    ("records missing column", "POST", path(), {"dataframe_records": [{"sepal length (cm)": 1}]}, None, 400,
-     "BAD_REQUEST", "petal length (cm)"),
+    (
+        "records missing column",
+        "POST",
+        path(),
+        {"dataframe_records": [{"sepal length (cm)": 1}]},
+        None,
+        400,
+        "BAD_REQUEST",
+        "petal length (cm)",
+    ),
     ("instances wrong width", "POST", path(), {"instances": [[1, 2]]}, None, 400, "BAD_REQUEST", "4 values"),
     ("not an object", "POST", path(), [1, 2, 3], None, 400, "BAD_REQUEST", "JSON object"),
-    ("deeply nested", "POST", path(), None, b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400,
-     "MALFORMED_JSON", "not valid JSON"),
+    (
+        "deeply nested",
+        "POST",
+        path(),
+        None,
+        b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        400,
+        "MALFORMED_JSON",
+        "not valid JSON",
+    ),
     ("not utf-8", "POST", path(), None, b'{"inputs": "\xff\xfe"}', 400, "MALFORMED_JSON", "not valid JSON"),
     ("unknown model", "POST", path(model="nope"), split_body([ROW]), None, 404, "NOT_FOUND", "'nope'"),
     ("unknown environment", "POST", path(env="nowhere"), split_body([ROW]), None, 404, "NOT_FOUND", "'nowhere'"),
@@ -255,13 +327,15 @@ def test_a_10_mb_body_is_refused_with_413_and_the_gateway_stays_up(gw):
     body = b'{"inputs": [' + b"1.0," * (10 * 1024 * 1024 // 4) + b"1.0]}"
     assert len(body) > 10 * 1024 * 1024
     c = Http(gw["port"], gw["token"])
-    status, headers, out = c.call("POST", path(), raw=body)
+    status, _headers, out = c.call("POST", path(), raw=body)
     assert status == 413 and out["error_code"] == "PAYLOAD_TOO_LARGE"
     assert str(len(body)) in out["message"]
     # a client that sends only the headers of a huge body gets the answer at once too
     with socket.create_connection(("127.0.0.1", gw["port"]), timeout=10) as s:
-        s.sendall(b"POST " + path().encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999\r\n"
-                  b"Authorization: Bearer " + gw["token"].encode() + b"\r\n\r\n")
+        s.sendall(
+            b"POST " + path().encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999\r\n"
+            b"Authorization: Bearer " + gw["token"].encode() + b"\r\n\r\n"
+        )
         assert s.recv(200).startswith(b"HTTP/1.1 413")
     assert Http(gw["port"]).call("GET", "/health")[0] == 200
 
@@ -299,8 +373,11 @@ def test_a_model_that_raises_gets_a_counted_500_and_only_that_request_fails(gw):
         t.join()
     assert results.count(500) == 20 and results.count(200) == 60
     status, _, text = Http(gw["port"], gw["token"]).call("GET", "/metrics")
-    line = [x for x in text.splitlines() if x.startswith("mlops_errors_total") and 'model="flaky"' in x
-            and 'kind="model"' in x]
+    line = [
+        x
+        for x in text.splitlines()
+        if x.startswith("mlops_errors_total") and 'model="flaky"' in x and 'kind="model"' in x
+    ]
     assert line and int(line[0].split()[-1]) == 21
     assert Http(gw["port"]).call("GET", "/health")[0] == 200
 
@@ -365,20 +442,28 @@ def test_split_of_10000_requests_is_within_2_points_of_the_configured_one(gw):
 def test_a_request_key_sticks_to_one_version_while_the_split_is_unchanged(gw):
     d = gw["d"]
     assert d.deploy_model("iris", "1.1.0", environment="sticky", traffic_percentage=50)["traffic"] == {
-        "1.0.0": 50, "1.1.0": 50}
+        "1.0.0": 50,
+        "1.1.0": 50,
+    }
     c = Http(gw["port"], gw["token"])
     seen: dict[str, str] = {}
     for k in range(100):
-        versions = {c.call("POST", path(env="sticky"), split_body([ROW]), headers={"X-Request-Key": f"k{k}"})[1][
-            "x-model-version"] for _ in range(3)}
+        versions = {
+            c.call("POST", path(env="sticky"), split_body([ROW]), headers={"X-Request-Key": f"k{k}"})[1][
+                "x-model-version"
+            ]
+            for _ in range(3)
+        }
         assert len(versions) == 1, (k, versions)
         seen[f"k{k}"] = versions.pop()
     assert set(seen.values()) == {"1.0.0", "1.1.0"}
     # an unrelated change elsewhere keeps every key where it was
     d.deploy_model("iris", "1.2.0", environment="split", traffic_percentage=10)
     for k in list(seen)[:30]:
-        assert c.call("POST", path(env="sticky"), split_body([ROW]), headers={"X-Request-Key": k})[1][
-            "x-model-version"] == seen[k]
+        assert (
+            c.call("POST", path(env="sticky"), split_body([ROW]), headers={"X-Request-Key": k})[1]["x-model-version"]
+            == seen[k]
+        )
     c.close()
 
 

@@ -13,8 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-
 from conftest import Http, gateway_home, path, split_body
+
 from mlops_jupyter.config import env
 
 
@@ -35,8 +35,9 @@ def served(tmp_path_factory: pytest.TempPathFactory, template_db: Path):
             X, y = load_iris(return_X_y=True, as_frame=True)
             p = create_mlops_pipeline("monitoring", tenant_id="acme", storage_path=home)
             p.versioning.create_version("iris", model=LogisticRegression(max_iter=500).fit(X, y), reference_data=X)
-            p.versioning.create_version("iris", model=DecisionTreeClassifier(max_depth=2, random_state=0).fit(X, y),
-                                        reference_data=X)
+            p.versioning.create_version(
+                "iris", model=DecisionTreeClassifier(max_depth=2, random_state=0).fit(X, y), reference_data=X
+            )
             assert p.deployment.deploy_model("iris", "1.0.0", "production")["status"] == "deployed"
             info = json.loads((home / "gateway.json").read_text())
             yield {"home": home, "p": p, "X": X, "port": info["port"], "token": p.deployment.get_token()}
@@ -53,8 +54,9 @@ def send(served, env_name: str, frame, rows_per_request: int = 1) -> list[str]:
     versions = []
     try:
         for i in range(0, len(frame), rows_per_request):
-            status, headers, out = c.call("POST", path("iris", env_name),
-                                          split_body(frame.iloc[i:i + rows_per_request].values.tolist()))
+            status, headers, out = c.call(
+                "POST", path("iris", env_name), split_body(frame.iloc[i : i + rows_per_request].values.tolist())
+            )
             assert status == 200, out
             versions.append(headers["x-model-version"])
     finally:
@@ -72,7 +74,8 @@ def test_served_predictions_are_monitored_at_once_and_an_ab_split_per_version(se
     perf = result["performance_metrics"]
     assert perf["prediction_count"] == 400 and perf["success_rate"] == 1.0
     assert {v: d["prediction_count"] for v, d in perf["per_version"].items()} == {
-        v: answered.count(v) for v in ("1.0.0", "1.1.0")}
+        v: answered.count(v) for v in ("1.0.0", "1.1.0")
+    }
     assert 120 < answered.count("1.1.0") < 280
     assert result["status"] == "ok" and result["reference_source"] == "version"
     assert result["n_reference"] == len(X) and result["drift_detected"] is False
@@ -86,7 +89,7 @@ def test_the_gateway_fires_on_drift_posts_a_webhook_and_rolls_back_to_v1(served)
     received: list[dict] = []
 
     class Hook(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
             self.send_response(204)
             self.end_headers()
@@ -99,8 +102,11 @@ def test_the_gateway_fires_on_drift_posts_a_webhook_and_rolls_back_to_v1(served)
     try:
         assert p.deployment.deploy_model("iris", "1.1.0", "production")["traffic"] == {"1.1.0": 100}
         rollback = p.monitoring.set_alert("iris", "drift_score > 0.5", "rollback", severity="critical")
-        webhook = p.monitoring.set_alert("iris", "drift_score > 0.5 and prediction_count >= 1000",
-                                         f"webhook:http://127.0.0.1:{server.server_address[1]}/alerts")
+        webhook = p.monitoring.set_alert(
+            "iris",
+            "drift_score > 0.5 and prediction_count >= 1000",
+            f"webhook:http://127.0.0.1:{server.server_address[1]}/alerts",
+        )
         drifted = X.sample(1200, replace=True, random_state=2) + 4.0  # every feature moves far
         assert set(send(served, "production", drifted, rows_per_request=60)) == {"1.1.0"}
 
@@ -139,7 +145,7 @@ def test_the_gateway_fires_on_drift_posts_a_webhook_and_rolls_back_to_v1(served)
         send(served, "production", X.sample(1000, replace=True, random_state=3), rows_per_request=100)
         wait_state("inactive")  # resolved
         send(served, "production", drifted.iloc[:1000], rows_per_request=100)
-        wait_state("pending")   # holds again, but within the cooldown
+        wait_state("pending")  # holds again, but within the cooldown
         changes = p.monitoring.evaluate_alerts("iris", now=time.time() + 3600)  # past the 5-minute cooldown
         [again] = [c for c in changes if c["alert_id"] == rollback["alert_id"]]
         assert again["transitions"] == ["fire"] and "not rolling forward" in again["action_result"]["skipped"]

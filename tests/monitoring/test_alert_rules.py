@@ -11,6 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from mlops_jupyter.errors import (
+    AlertRuleError,
+    InvalidDurationError,
+    MLOpsError,
+    ValidationError,
+)
 from mlops_jupyter.monitoring.alerts import durations, tree
 from mlops_jupyter.monitoring.alerts import grammar as alert_rules
 from mlops_jupyter.monitoring.alerts.durations import parse_duration
@@ -25,41 +31,44 @@ from mlops_jupyter.monitoring.alerts.grammar import (
     Or,
     parse_condition,
 )
-from mlops_jupyter.errors import (
-    AlertRuleError,
-    InvalidDurationError,
-    MLOpsError,
-    ValidationError,
-)
 
-VALUES = {"drift_score": 0.15, "success_rate": 0.97, "error_rate": 0.03, "avg_latency": 0.12,
-          "p95_latency": 0.4, "prediction_count": 1200}
+VALUES = {
+    "drift_score": 0.15,
+    "success_rate": 0.97,
+    "error_rate": 0.03,
+    "avg_latency": 0.12,
+    "p95_latency": 0.4,
+    "prediction_count": 1200,
+}
 SCORES = {"age": 0.3, "channel": 0.02, "it's": 0.5}
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("drift_score > 0.1", True),
-    ("drift_score >= 0.15", True),
-    ("drift_score < 0.15", False),
-    ("drift_score <= .15", True),
-    ("prediction_count == 1200", True),
-    ("prediction_count != 1200", False),
-    ("0.1 < drift_score", True),
-    ("success_rate < 0.95 and avg_latency > 0.2", False),
-    ("success_rate < 0.98 and avg_latency > 0.1", True),
-    ("success_rate < 0.95 or p95_latency > 0.3", True),
-    ("not drift_score > 0.1", False),
-    ("not (error_rate > 0.05)", True),
-    ("feature_score('age') > 0.2", True),
-    ('feature_score("channel") > 0.2', False),
-    ("feature_score(\"it's\") >= 0.5", True),
-    ("(drift_score) > 1e-1", True),
-    ("drift_score > -1 and error_rate > -0.5e-3", True),
-    ("((drift_score > 0.1) and ((success_rate > 0.9)))", True),
-    ("drift_score>0.1 and(success_rate<1)", True),
-    ("  drift_score\n>\t0.1  ", True),
-    ("avg_latency > p95_latency", False),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("drift_score > 0.1", True),
+        ("drift_score >= 0.15", True),
+        ("drift_score < 0.15", False),
+        ("drift_score <= .15", True),
+        ("prediction_count == 1200", True),
+        ("prediction_count != 1200", False),
+        ("0.1 < drift_score", True),
+        ("success_rate < 0.95 and avg_latency > 0.2", False),
+        ("success_rate < 0.98 and avg_latency > 0.1", True),
+        ("success_rate < 0.95 or p95_latency > 0.3", True),
+        ("not drift_score > 0.1", False),
+        ("not (error_rate > 0.05)", True),
+        ("feature_score('age') > 0.2", True),
+        ('feature_score("channel") > 0.2', False),
+        ('feature_score("it\'s") >= 0.5', True),
+        ("(drift_score) > 1e-1", True),
+        ("drift_score > -1 and error_rate > -0.5e-3", True),
+        ("((drift_score > 0.1) and ((success_rate > 0.9)))", True),
+        ("drift_score>0.1 and(success_rate<1)", True),
+        ("  drift_score\n>\t0.1  ", True),
+        ("avg_latency > p95_latency", False),
+    ],
+)
 def test_valid_conditions_evaluate(text: str, expected: bool) -> None:
     assert parse_condition(text).evaluate(VALUES, SCORES) is expected
 
@@ -72,11 +81,13 @@ def test_precedence_not_and_or() -> None:
     c = Compare(">", Metric("error_rate"), Number(0.5))
     assert cond.root == Or((And((Not(a), b)), c))
     for va, vb, vc in itertools.product([False, True], repeat=3):
-        values = {"drift_score": 0.2 if va else 0.0, "success_rate": 0.8 if vb else 1.0,
-                  "error_rate": 0.9 if vc else 0.0}
+        values = {
+            "drift_score": 0.2 if va else 0.0,
+            "success_rate": 0.8 if vb else 1.0,
+            "error_rate": 0.9 if vc else 0.0,
+        }
         assert cond.evaluate(values) is (((not va) and vb) or vc)
-    assert parse_condition("drift_score > 0.1 or success_rate < 0.9 and error_rate > 0.5").root \
-        == Or((a, And((b, c))))
+    assert parse_condition("drift_score > 0.1 or success_rate < 0.9 and error_rate > 0.5").root == Or((a, And((b, c))))
     assert parse_condition("not not drift_score > 0.1").root == Not(Not(a))
 
 
@@ -86,7 +97,7 @@ def test_chains_are_flattened_and_str_round_trips() -> None:
         "success_rate < 0.95 and avg_latency > 0.2",
         "(drift_score > 0.1 or error_rate > 0.1) and not (success_rate < 0.9 or p95_latency > 1)",
         "not (drift_score > 0.1 and feature_score('age') >= 0.25)",
-        "feature_score(\"it's\") != -3 or prediction_count == 0",
+        'feature_score("it\'s") != -3 or prediction_count == 0',
         "drift_score > 1e-07 or drift_score < 1e+20 or avg_latency <= 0.30000000000000004",
         "((drift_score > 1) and (error_rate > 2)) and p95_latency > 3",
     ]
@@ -94,17 +105,22 @@ def test_chains_are_flattened_and_str_round_trips() -> None:
         cond = parse_condition(text)
         again = parse_condition(str(cond))
         assert again == cond and str(again) == str(cond)
-    assert str(parse_condition("((drift_score > 1) and (error_rate > 2)) and p95_latency > 3")) \
+    assert (
+        str(parse_condition("((drift_score > 1) and (error_rate > 2)) and p95_latency > 3"))
         == "drift_score > 1 and error_rate > 2 and p95_latency > 3"
-    assert str(parse_condition("(drift_score>.1 or error_rate>.1)and not(success_rate<0.9)")) \
+    )
+    assert (
+        str(parse_condition("(drift_score>.1 or error_rate>.1)and not(success_rate<0.9)"))
         == "(drift_score > 0.1 or error_rate > 0.1) and not success_rate < 0.9"
+    )
     assert str(parse_condition("not (avg_latency > 1)")) == "not avg_latency > 1"
 
 
 def test_names_and_features() -> None:
     cond = parse_condition(
         "drift_score > 0.1 and (feature_score('age') > 0.2 or success_rate < 0.9) "
-        "and feature_score('age') < 1 and feature_score('zip') > 0")
+        "and feature_score('age') < 1 and feature_score('zip') > 0"
+    )
     assert cond.names == {"drift_score", "success_rate"}
     assert cond.features == {"age", "zip"}
     assert cond.text.startswith("drift_score > 0.1 and (")
@@ -116,12 +132,15 @@ def test_missing_or_nan_values_are_unknown_and_never_fire() -> None:
     assert gt.evaluate({"drift_score": math.nan}) is False
     assert gt.evaluate({"drift_score": None}) is False  # type: ignore[dict-item]
     assert parse_condition("not drift_score > 0.1").evaluate({}) is False
-    assert parse_condition("drift_score > 0.1 or error_rate > 0.1").evaluate(
-        {"error_rate": 0.5}) is True  # True or unknown
-    assert parse_condition("drift_score > 0.1 and error_rate > 0.1").evaluate(
-        {"error_rate": 0.5}) is False  # unknown and True
-    assert parse_condition("not (drift_score > 0.1 and error_rate > 0.1)").evaluate(
-        {"error_rate": 0.0}) is True  # not (unknown and False) = not False
+    assert (
+        parse_condition("drift_score > 0.1 or error_rate > 0.1").evaluate({"error_rate": 0.5}) is True
+    )  # True or unknown
+    assert (
+        parse_condition("drift_score > 0.1 and error_rate > 0.1").evaluate({"error_rate": 0.5}) is False
+    )  # unknown and True
+    assert (
+        parse_condition("not (drift_score > 0.1 and error_rate > 0.1)").evaluate({"error_rate": 0.0}) is True
+    )  # not (unknown and False) = not False
     assert parse_condition("feature_score('age') > 0.2").evaluate(VALUES) is False
     assert parse_condition("feature_score('age') > 0.2").evaluate(VALUES, {"AGE": 1}) is False
 
@@ -159,51 +178,53 @@ def _check_error(err: AlertRuleError, text: str, position: int) -> None:
     assert err.text == text
 
 
-@pytest.mark.parametrize("text,position,fragment", [
-    ("__import__('os').system('x')", 0, "unknown name '__import__'"),
-    ("drift_score.__class__", 11, "attribute access"),
-    ("open('f')", 0, "unknown name 'open'"),
-    ("feature_score(1)", 14, "feature name in quotes"),
-    ("feature_score('a','b')", 17, "exactly one feature name"),
-    ("feature_score(drift_score)", 14, "feature name in quotes"),
-    ("feature_score > 1", 14, "feature name in quotes"),
-    ("lambda: 1", 0, "unknown name 'lambda'"),
-    ("drift_score > 0.1; import os", 17, "unexpected character ';'"),
-    ("[1]", 0, "unexpected character '['"),
-    ("drift_score > 0.1 and x > 1", 22, "unknown name 'x'"),
-    ("drift_scor > 0.1", 0, "did you mean 'drift_score'"),
-    ("drift_score > 0.1 AND error_rate > 0", 18, "did you mean 'and'"),
-    ("True", 0, "unknown name 'True'"),
-    ("drift_score", 11, "expected a comparison"),
-    ("not drift_score", 15, "expected a comparison"),
-    ("(drift_score) and error_rate > 1", 14, "expected a comparison"),
-    ("drift_score > 'a'", 14, "string is only allowed"),
-    ("'drift_score' > 1", 0, "string is only allowed"),
-    ("drift_score > 0.1 and", 21, "expected a number"),
-    ("(drift_score > 0.1", 18, "expected ')'"),
-    ("drift_score > 0.1)", 17, "unbalanced ')'"),
-    ("0.1 < drift_score < 0.5", 18, "do not chain"),
-    ("drift_score = 0.1", 12, "use '=='"),
-    ("drift_score > 0.1 && error_rate > 0", 18, "use 'and'"),
-    ("(drift_score > 1) > 2", 18, "cannot be compared"),
-    ("drift_score > (error_rate > 1)", 14, "not a condition"),
-    ("drift_score() > 1", 11, "not a function"),
-    ("drift_score + 1 > 2", 12, "arithmetic"),
-    ("-drift_score > 1", 1, "only allowed before a number"),
-    ("drift_score > 1.2.3", 17, "malformed number"),
-    ("drift_score > 0x10", 15, "malformed number"),
-    ("drift_score > 1e999", 14, "too large"),
-    ("drift_score > 0.1 \x00", 18, "unexpected character"),
-    ("feature_score('a\nb') > 1", 16, "control character"),
-    ("feature_score('age) > 1", 14, "unterminated string"),
-    ("feature_score('  ') > 1", 14, "1 to 200 characters"),
-    ("drift_score > 0.1 or or", 21, "keyword 'or'"),
-    ("é > 1", 0, "unexpected character"),
-    ("", 0, "empty"),
-    ("   ", 0, "empty"),
-])
-def test_hostile_and_malformed_conditions_are_refused(text: str, position: int,
-                                                      fragment: str) -> None:
+@pytest.mark.parametrize(
+    "text,position,fragment",
+    [
+        ("__import__('os').system('x')", 0, "unknown name '__import__'"),
+        ("drift_score.__class__", 11, "attribute access"),
+        ("open('f')", 0, "unknown name 'open'"),
+        ("feature_score(1)", 14, "feature name in quotes"),
+        ("feature_score('a','b')", 17, "exactly one feature name"),
+        ("feature_score(drift_score)", 14, "feature name in quotes"),
+        ("feature_score > 1", 14, "feature name in quotes"),
+        ("lambda: 1", 0, "unknown name 'lambda'"),
+        ("drift_score > 0.1; import os", 17, "unexpected character ';'"),
+        ("[1]", 0, "unexpected character '['"),
+        ("drift_score > 0.1 and x > 1", 22, "unknown name 'x'"),
+        ("drift_scor > 0.1", 0, "did you mean 'drift_score'"),
+        ("drift_score > 0.1 AND error_rate > 0", 18, "did you mean 'and'"),
+        ("True", 0, "unknown name 'True'"),
+        ("drift_score", 11, "expected a comparison"),
+        ("not drift_score", 15, "expected a comparison"),
+        ("(drift_score) and error_rate > 1", 14, "expected a comparison"),
+        ("drift_score > 'a'", 14, "string is only allowed"),
+        ("'drift_score' > 1", 0, "string is only allowed"),
+        ("drift_score > 0.1 and", 21, "expected a number"),
+        ("(drift_score > 0.1", 18, "expected ')'"),
+        ("drift_score > 0.1)", 17, "unbalanced ')'"),
+        ("0.1 < drift_score < 0.5", 18, "do not chain"),
+        ("drift_score = 0.1", 12, "use '=='"),
+        ("drift_score > 0.1 && error_rate > 0", 18, "use 'and'"),
+        ("(drift_score > 1) > 2", 18, "cannot be compared"),
+        ("drift_score > (error_rate > 1)", 14, "not a condition"),
+        ("drift_score() > 1", 11, "not a function"),
+        ("drift_score + 1 > 2", 12, "arithmetic"),
+        ("-drift_score > 1", 1, "only allowed before a number"),
+        ("drift_score > 1.2.3", 17, "malformed number"),
+        ("drift_score > 0x10", 15, "malformed number"),
+        ("drift_score > 1e999", 14, "too large"),
+        ("drift_score > 0.1 \x00", 18, "unexpected character"),
+        ("feature_score('a\nb') > 1", 16, "control character"),
+        ("feature_score('age) > 1", 14, "unterminated string"),
+        ("feature_score('  ') > 1", 14, "1 to 200 characters"),
+        ("drift_score > 0.1 or or", 21, "keyword 'or'"),
+        ("é > 1", 0, "unexpected character"),
+        ("", 0, "empty"),
+        ("   ", 0, "empty"),
+    ],
+)
+def test_hostile_and_malformed_conditions_are_refused(text: str, position: int, fragment: str) -> None:
     with pytest.raises(AlertRuleError) as info:
         parse_condition(text)
     assert fragment in str(info.value)
@@ -270,18 +291,48 @@ def test_no_eval_exec_or_compile(monkeypatch: pytest.MonkeyPatch) -> None:
         assert not re.search(r"(?<![\w.])(eval|exec|compile)\(|import ast|from ast", source), module.__name__
 
 
-@pytest.mark.parametrize("value,seconds", [
-    ("0s", 0.0), ("30s", 30.0), ("5m", 300.0), ("1h", 3600.0), ("2d", 172800.0),
-    ("1.5h", 5400.0), (" 10 m ", 600.0), (0, 0.0), (90, 90.0), (2.5, 2.5), ("366d", 366 * 86400.0),
-])
+@pytest.mark.parametrize(
+    "value,seconds",
+    [
+        ("0s", 0.0),
+        ("30s", 30.0),
+        ("5m", 300.0),
+        ("1h", 3600.0),
+        ("2d", 172800.0),
+        ("1.5h", 5400.0),
+        (" 10 m ", 600.0),
+        (0, 0.0),
+        (90, 90.0),
+        (2.5, 2.5),
+        ("366d", 366 * 86400.0),
+    ],
+)
 def test_parse_duration(value: object, seconds: float) -> None:
     assert parse_duration(value) == seconds  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("value", [
-    "", "5", "5M", "-5m", "5 minutes", "1h30m", "m", "1e3s", "inf s", "367d", -1, math.nan,
-    math.inf, True, None, [5], "5m; rm -rf /",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "5",
+        "5M",
+        "-5m",
+        "5 minutes",
+        "1h30m",
+        "m",
+        "1e3s",
+        "inf s",
+        "367d",
+        -1,
+        math.nan,
+        math.inf,
+        True,
+        None,
+        [5],
+        "5m; rm -rf /",
+    ],
+)
 def test_parse_duration_refuses(value: object) -> None:
     with pytest.raises(InvalidDurationError) as info:
         parse_duration(value)  # type: ignore[arg-type]
@@ -293,4 +344,4 @@ def test_tree_nodes_are_plain_values() -> None:
     cond = parse_condition("feature_score('age') > 0.25")
     assert cond.root == Compare(">", FeatureScore("age"), Number(0.25))
     assert cond == parse_condition("  ( feature_score( 'age' ) > 2.5e-1 )")
-    assert hash(cond) == hash(parse_condition("feature_score(\"age\")>0.25"))
+    assert hash(cond) == hash(parse_condition('feature_score("age")>0.25'))

@@ -14,7 +14,6 @@ import pandas as pd
 import pytest
 
 from mlops_jupyter import create_model_monitoring
-from mlops_jupyter.monitoring import ModelMonitoring
 from mlops_jupyter.errors import (
     AlertNotFoundError,
     AlertRuleError,
@@ -22,6 +21,7 @@ from mlops_jupyter.errors import (
     InvalidDurationError,
     ValidationError,
 )
+from mlops_jupyter.monitoring import ModelMonitoring
 
 T0 = 1_800_000_000.0
 
@@ -51,9 +51,13 @@ def mon(home, clock):
 
 def traffic(mon: ModelMonitoring, model_id: str, n: int = 1000, errors: float = 0.0, x: float = 0.0) -> None:
     """``n`` predictions at the clock's now, a fraction ``errors`` of them failed."""
-    k = int(round(n * errors))
-    mon.track_predictions(model_id, pd.DataFrame({
-        "prediction_time": np.full(n, 0.01), "success": [False] * k + [True] * (n - k), "x": np.full(n, x)}))
+    k = round(n * errors)
+    mon.track_predictions(
+        model_id,
+        pd.DataFrame(
+            {"prediction_time": np.full(n, 0.01), "success": [False] * k + [True] * (n - k), "x": np.full(n, x)}
+        ),
+    )
 
 
 @pytest.fixture
@@ -62,7 +66,7 @@ def hook():
     received: list[dict] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - http.server's naming
+        def do_POST(self):
             body = self.rfile.read(int(self.headers["Content-Length"]))
             received.append({"path": self.path, "json": json.loads(body), "ctype": self.headers["Content-Type"]})
             self.send_response(500 if self.path == "/fail" else 200)
@@ -81,18 +85,21 @@ def hook():
 
 
 # -- the grammar, as set_alert sees it ---------------------------------------------------------
-@pytest.mark.parametrize("condition, position", [
-    ("__import__('os').system('ls')", 0),
-    ("drift_score.__class__ > 0", 11),
-    ("open('/etc/passwd') > 0", 0),
-    ("drift_score > 0.1; import os", 17),
-    ("drift_score > 0.1 or exec('x') > 0", 21),
-    ("lambda: 1", 0),
-    ("accuracy < 0.9", 0),
-    ("drift_score", 11),
-    ("drift_score > 0.1 AND success_rate < 0.9", 18),
-    ("[drift_score] > 1", 0),
-])
+@pytest.mark.parametrize(
+    "condition, position",
+    [
+        ("__import__('os').system('ls')", 0),
+        ("drift_score.__class__ > 0", 11),
+        ("open('/etc/passwd') > 0", 0),
+        ("drift_score > 0.1; import os", 17),
+        ("drift_score > 0.1 or exec('x') > 0", 21),
+        ("lambda: 1", 0),
+        ("accuracy < 0.9", 0),
+        ("drift_score", 11),
+        ("drift_score > 0.1 AND success_rate < 0.9", 18),
+        ("[drift_score] > 1", 0),
+    ],
+)
 def test_hostile_and_malformed_conditions_are_refused_with_the_position(mon, condition, position):
     with pytest.raises(AlertRuleError) as ei:
         mon.set_alert("m", condition, action="log")
@@ -107,8 +114,13 @@ def test_valid_conditions_are_stored_in_canonical_form_and_set_alert_is_idempote
     r = mon.set_alert("m", "drift_score>.1", action="notify_team")
     assert r["condition"] == "drift_score > 0.1"
     assert {k: r[k] for k in ("model_id", "action", "cooldown_s", "for_s", "severity", "state")} == {
-        "model_id": "m", "action": "notify_team", "cooldown_s": 300.0, "for_s": 0.0, "severity": "warning",
-        "state": "inactive"}
+        "model_id": "m",
+        "action": "notify_team",
+        "cooldown_s": 300.0,
+        "for_s": 0.0,
+        "severity": "warning",
+        "state": "inactive",
+    }
     assert r["alert_id"].startswith("alert_") and r["action_registered"] is False
     again = mon.set_alert("m", "drift_score > 0.1", "notify_team", cooldown="1h", severity="critical")
     assert again["alert_id"] == r["alert_id"] and again["cooldown_s"] == 3600.0 and again["severity"] == "critical"
@@ -121,16 +133,19 @@ def test_valid_conditions_are_stored_in_canonical_form_and_set_alert_is_idempote
     assert r["alert_id"] in str(ei.value)
 
 
-@pytest.mark.parametrize("kwargs, error, needle", [
-    ({"action": "webhook:ftp://host/x"}, InvalidAlertActionError, "webhook"),
-    ({"action": "webhook:not a url"}, InvalidAlertActionError, "webhook"),
-    ({"action": "rollback:prod/../x"}, InvalidAlertActionError, "rollback:"),
-    ({"action": "notify team!"}, InvalidAlertActionError, "register_action"),
-    ({"action": 7}, InvalidAlertActionError, "string"),
-    ({"action": "log", "cooldown": "5 minutes"}, InvalidDurationError, "5m"),
-    ({"action": "log", "for_": -1}, InvalidDurationError, "seconds"),
-    ({"action": "log", "severity": "page-me"}, ValidationError, "critical"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, needle",
+    [
+        ({"action": "webhook:ftp://host/x"}, InvalidAlertActionError, "webhook"),
+        ({"action": "webhook:not a url"}, InvalidAlertActionError, "webhook"),
+        ({"action": "rollback:prod/../x"}, InvalidAlertActionError, "rollback:"),
+        ({"action": "notify team!"}, InvalidAlertActionError, "register_action"),
+        ({"action": 7}, InvalidAlertActionError, "string"),
+        ({"action": "log", "cooldown": "5 minutes"}, InvalidDurationError, "5m"),
+        ({"action": "log", "for_": -1}, InvalidDurationError, "seconds"),
+        ({"action": "log", "severity": "page-me"}, ValidationError, "critical"),
+    ],
+)
 def test_bad_actions_durations_and_severities_name_what_is_allowed(mon, kwargs, error, needle):
     with pytest.raises(error) as ei:
         mon.set_alert("m", "error_rate > 0.1", **kwargs)
@@ -173,7 +188,7 @@ def test_for_keeps_an_alert_pending_then_it_fires_once_resolves_and_cooldown_hol
     assert mon.alerts("m")[0]["state"] == "resolved" and mon.alerts("m")[0]["resolved_at"] == "2027-01-15T08:04:00.000Z"
 
     traffic(mon, "m", errors=1.0)
-    clock.advance(60)   # 08:05, 3 minutes after the last firing
+    clock.advance(60)  # 08:05, 3 minutes after the last firing
     assert step() == [["pending"]]
     clock.advance(180)  # 08:08: held for 3 minutes, but the 10-minute cooldown runs to 08:12
     assert step() == []
@@ -304,16 +319,19 @@ def test_two_evaluators_racing_fire_an_alert_once(home, clock):
 
 
 # -- the state machine, the rollback action and the gateway's scheduler, one by one -------------
-@pytest.mark.parametrize("state, holds, now, extra, expected", [
-    ("inactive", True, 100.0, {}, ("pending", ["pending"])),  # for_=60s: not yet
-    ("pending", True, 159.0, {"pending_since": 100.0}, ("pending", [])),
-    ("pending", True, 160.0, {"pending_since": 100.0}, ("firing", ["fire"])),
-    ("pending", True, 160.0, {"pending_since": 100.0, "last_fired_at": 0.0}, ("pending", [])),  # cooling down
-    ("pending", False, 120.0, {"pending_since": 100.0}, ("inactive", ["cancel"])),
-    ("firing", True, 500.0, {"pending_since": 100.0, "last_fired_at": 160.0}, ("firing", [])),
-    ("firing", False, 500.0, {"pending_since": 100.0, "last_fired_at": 160.0}, ("inactive", ["resolve"])),
-    ("inactive", False, 500.0, {}, ("inactive", [])),
-])
+@pytest.mark.parametrize(
+    "state, holds, now, extra, expected",
+    [
+        ("inactive", True, 100.0, {}, ("pending", ["pending"])),  # for_=60s: not yet
+        ("pending", True, 159.0, {"pending_since": 100.0}, ("pending", [])),
+        ("pending", True, 160.0, {"pending_since": 100.0}, ("firing", ["fire"])),
+        ("pending", True, 160.0, {"pending_since": 100.0, "last_fired_at": 0.0}, ("pending", [])),  # cooling down
+        ("pending", False, 120.0, {"pending_since": 100.0}, ("inactive", ["cancel"])),
+        ("firing", True, 500.0, {"pending_since": 100.0, "last_fired_at": 160.0}, ("firing", [])),
+        ("firing", False, 500.0, {"pending_since": 100.0, "last_fired_at": 160.0}, ("inactive", ["resolve"])),
+        ("inactive", False, 500.0, {}, ("inactive", [])),
+    ],
+)
 def test_lifecycle_step(state, holds, now, extra, expected):
     from mlops_jupyter.monitoring.alerts.lifecycle import Step, step
 
@@ -375,7 +393,8 @@ def test_the_scheduler_evaluates_through_monitor_for(home, clock):
     first = sched.run_once()
     assert first["evaluated"] == [("acme", "s")]
     assert [(c["alert_id"], c["state"], c["delivery"]) for c in first["changes"]] == [
-        (rule["alert_id"], "firing", "delivered")]
+        (rule["alert_id"], "firing", "delivered")
+    ]
     traffic(mon, "s", errors=0.0)
     assert [c["transitions"] for c in sched.run_once()["changes"]] == [["resolve"]]
     assert sched.run_once() == {"evaluated": [], "changes": []} and sched.passes == 3  # no traffic, nothing pending
@@ -400,5 +419,7 @@ def test_the_alerts_package_never_imports_the_facade():
                 names = {a.name for a in node.names}
             else:
                 continue
-            assert not any(n.startswith("mlops_jupyter.monitoring.facade") or n == "mlops_jupyter.monitoring."
-                           "ModelMonitoring" for n in names), (path.name, names)
+            assert not any(
+                n.startswith("mlops_jupyter.monitoring.facade") or n == "mlops_jupyter.monitoring.ModelMonitoring"
+                for n in names
+            ), (path.name, names)

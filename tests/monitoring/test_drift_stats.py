@@ -10,8 +10,8 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from mlops_jupyter.monitoring import drift
 from mlops_jupyter.errors import EmptyWindowError, MLOpsError, ValidationError
+from mlops_jupyter.monitoring import drift
 
 REL = 1e-12
 
@@ -32,8 +32,7 @@ def _sample(kind: str, n: int, rng: np.random.Generator, shift: float = 0.0) -> 
     raise AssertionError(kind)
 
 
-def _frame(n: int, rng: np.random.Generator, shift_feature: str | None = None,
-           shift: float = 1.0) -> pd.DataFrame:
+def _frame(n: int, rng: np.random.Generator, shift_feature: str | None = None, shift: float = 1.0) -> pd.DataFrame:
     """10 features: 8 numeric (x0..x7, assorted shapes) and 2 categorical."""
     cols: dict[str, object] = {}
     for i in range(8):
@@ -44,8 +43,7 @@ def _frame(n: int, rng: np.random.Generator, shift_feature: str | None = None,
             cols[f"x{i}"] = rng.gamma(4.0, 1.0, n) + 2.0 * s  # sd of gamma(4, 1) is 2
         else:
             cols[f"x{i}"] = rng.uniform(0, 1, n) + s / np.sqrt(12.0) * 1.0
-    cols["category"] = rng.choice(["technical", "billing", "account", "other"], n,
-                                  p=[0.4, 0.25, 0.2, 0.15])
+    cols["category"] = rng.choice(["technical", "billing", "account", "other"], n, p=[0.4, 0.25, 0.2, 0.15])
     cols["channel"] = pd.Categorical(rng.choice(["email", "chat", "phone"], n, p=[0.5, 0.3, 0.2]))
     return pd.DataFrame(cols)
 
@@ -54,8 +52,9 @@ def _frame(n: int, rng: np.random.Generator, shift_feature: str | None = None,
 
 
 @pytest.mark.parametrize("kind", ["normal", "lognormal", "ties", "uniform"])
-@pytest.mark.parametrize("n1,n2", [(300, 500), (10_000, 10_000), (20_000, 60_000),
-                                    (100_000, 75_000), (50, 120_000), (12_000, 30)])
+@pytest.mark.parametrize(
+    "n1,n2", [(300, 500), (10_000, 10_000), (20_000, 60_000), (100_000, 75_000), (50, 120_000), (12_000, 30)]
+)
 @pytest.mark.parametrize("shift", [0.0, 0.05, 1.0])
 def test_ks_equals_scipy(kind: str, n1: int, n2: int, shift: float) -> None:
     rng = np.random.default_rng(n1 + n2 + int(shift * 100))
@@ -92,8 +91,18 @@ def test_counts_at_matches_searchsorted(kind: str) -> None:
     u = np.unique(_sample(kind, 50_000, rng))
     x = _sample(kind, 200_000, rng, 0.3)
     x[:1000] = rng.choice(u, 1000)  # exact ties with reference values
-    x[1000:1010] = [u[0], u[-1], u[0] - 1e300, u[-1] + 1e300, 1e308, -1e308, 0.0, -0.0,
-                    np.nextafter(u[0], -np.inf), np.nextafter(u[-1], np.inf)]
+    x[1000:1010] = [
+        u[0],
+        u[-1],
+        u[0] - 1e300,
+        u[-1] + 1e300,
+        1e308,
+        -1e308,
+        0.0,
+        -0.0,
+        np.nextafter(u[0], -np.inf),
+        np.nextafter(u[-1], np.inf),
+    ]
     le, lt = drift._counts_at(u, x)
     xs = np.sort(x)
     np.testing.assert_array_equal(le, np.searchsorted(xs, u, side="right"))
@@ -128,8 +137,9 @@ def test_chi_square_drops_categories_empty_on_both_sides() -> None:
     assert drift.chi_square([5, 0], [7, 0]) == (0.0, 1.0)  # one category left: no evidence
 
 
-@pytest.mark.parametrize("bad", [([1, 2], [1, 2, 3]), ([1, -1], [1, 1]), ([1, np.nan], [1, 1]),
-                                 ([], []), ("ab", [1, 2])])
+@pytest.mark.parametrize(
+    "bad", [([1, 2], [1, 2, 3]), ([1, -1], [1, 1]), ([1, np.nan], [1, 1]), ([], []), ("ab", [1, 2])]
+)
 def test_chi_square_and_js_refuse_bad_counts(bad: tuple) -> None:
     for fn in (drift.chi_square, drift.jensen_shannon):
         with pytest.raises(ValidationError):
@@ -182,20 +192,23 @@ def test_psi_bins_and_ties() -> None:
 # --------------------------------------------------------------------------- feature kinds
 
 
-@pytest.mark.parametrize("series,kind", [
-    (pd.Series([0.5, 1.25, 3.0, 4.0]), "numeric"),
-    (pd.Series(np.arange(11)), "numeric"),  # 11 distinct integers: numeric
-    (pd.Series(np.arange(10)), "categorical"),  # 10 distinct integers: codes
-    (pd.Series([1.0, 2.0, np.nan, 4.0]), "categorical"),  # int codes stored as float
-    (pd.Series([1, 2, None], dtype="Int64"), "categorical"),
-    (pd.Series([True, False]), "categorical"),
-    (pd.Series(["a", "b"]), "categorical"),
-    (pd.Series(["a", "b"], dtype="category"), "categorical"),
-    (pd.Series([1, "a"], dtype=object), "categorical"),
-    (pd.Series([np.nan, np.nan]), "numeric"),
-    (pd.Series(pd.to_datetime(["2024-01-01", "2024-02-01"])), "unsupported"),
-    (pd.Series([1 + 2j]), "unsupported"),
-])
+@pytest.mark.parametrize(
+    "series,kind",
+    [
+        (pd.Series([0.5, 1.25, 3.0, 4.0]), "numeric"),
+        (pd.Series(np.arange(11)), "numeric"),  # 11 distinct integers: numeric
+        (pd.Series(np.arange(10)), "categorical"),  # 10 distinct integers: codes
+        (pd.Series([1.0, 2.0, np.nan, 4.0]), "categorical"),  # int codes stored as float
+        (pd.Series([1, 2, None], dtype="Int64"), "categorical"),
+        (pd.Series([True, False]), "categorical"),
+        (pd.Series(["a", "b"]), "categorical"),
+        (pd.Series(["a", "b"], dtype="category"), "categorical"),
+        (pd.Series([1, "a"], dtype=object), "categorical"),
+        (pd.Series([np.nan, np.nan]), "numeric"),
+        (pd.Series(pd.to_datetime(["2024-01-01", "2024-02-01"])), "unsupported"),
+        (pd.Series([1 + 2j]), "unsupported"),
+    ],
+)
 def test_feature_kind(series: pd.Series, kind: str) -> None:
     assert drift.feature_kind(series) == kind
 
@@ -233,8 +246,18 @@ def test_result_shape_order_and_json() -> None:
     rng = np.random.default_rng(7)
     ref, cur = _frame(5000, rng), _frame(8000, rng, shift_feature="x1", shift=0.3)
     result = drift.compare(ref, cur)
-    assert set(result) >= {"drift_detected", "drift_score", "method", "features", "n_reference",
-                           "n_current", "threshold", "warnings", "skipped", "drifted_features"}
+    assert set(result) >= {
+        "drift_detected",
+        "drift_score",
+        "method",
+        "features",
+        "n_reference",
+        "n_current",
+        "threshold",
+        "warnings",
+        "skipped",
+        "drifted_features",
+    }
     assert (result["n_reference"], result["n_current"], result["threshold"]) == (5000, 8000, 0.1)
     scores = [e["score"] for e in result["features"].values()]
     assert scores == sorted(scores, reverse=True)
@@ -244,8 +267,7 @@ def test_result_shape_order_and_json() -> None:
         assert (e["n_reference"], e["n_current"]) == (5000, 8000)
         assert e["missing_reference"] == e["missing_current"] == 0.0
         if name in ("category", "channel"):
-            assert (e["kind"], e["test"], e["score_name"]) == ("categorical", "chi2",
-                                                               "jensen_shannon")
+            assert (e["kind"], e["test"], e["score_name"]) == ("categorical", "chi2", "jensen_shannon")
             assert e["unseen_fraction"] == 0.0 and e["unseen_examples"] == []
         else:
             assert (e["kind"], e["test"], e["score_name"]) == ("numeric", "ks", "psi")
@@ -264,17 +286,17 @@ def test_compare_statistics_match_scipy_on_large_windows() -> None:
         assert e["statistic"] == float(ks.statistic) and _close(e["p_value"], float(ks.pvalue))
     e = result["features"]["category"]
     cats = ["technical", "billing", "account", "other"]
-    table = [[int((ref["category"] == c).sum()) for c in cats],
-             [int((cur["category"] == c).sum()) for c in cats]]
+    table = [[int((ref["category"] == c).sum()) for c in cats], [int((cur["category"] == c).sum()) for c in cats]]
     chi2, p, _dof, _exp = stats.chi2_contingency(table)
     assert _close(e["statistic"], float(chi2)) and _close(e["p_value"], float(p))
 
 
 def test_categorical_shift_and_unseen_categories() -> None:
     rng = np.random.default_rng(9)
-    ref = pd.DataFrame({"channel": rng.choice(["email", "chat", "phone"], 5000, p=[.5, .3, .2])})
-    cur = pd.DataFrame({"channel": rng.choice(["email", "chat", "phone", "sms", "fax"], 5000,
-                                              p=[.2, .2, .2, .3, .1])})
+    ref = pd.DataFrame({"channel": rng.choice(["email", "chat", "phone"], 5000, p=[0.5, 0.3, 0.2])})
+    cur = pd.DataFrame(
+        {"channel": rng.choice(["email", "chat", "phone", "sms", "fax"], 5000, p=[0.2, 0.2, 0.2, 0.3, 0.1])}
+    )
     e = drift.compare(ref, cur)["features"]["channel"]
     assert e["drifted"] and e["score"] > 0.25
     assert e["n_categories"] == 3
@@ -284,16 +306,17 @@ def test_categorical_shift_and_unseen_categories() -> None:
     counts_r = [int((ref["channel"] == c).sum()) for c in ("email", "chat", "phone")] + [0]
     unseen = int(cur["channel"].isin(["sms", "fax"]).sum())
     counts_c = [int((cur["channel"] == c).sum()) for c in ("email", "chat", "phone")] + [unseen]
-    chi2, p, _dof, _exp = stats.chi2_contingency(np.vstack([counts_r, counts_c]))
+    chi2, _p, _dof, _exp = stats.chi2_contingency(np.vstack([counts_r, counts_c]))
     assert _close(e["statistic"], float(chi2))
     assert _close(e["score"], float(jensenshannon(counts_r, counts_c, base=2)))
 
 
 def test_integer_codes_compare_as_categories() -> None:
     rng = np.random.default_rng(10)
-    ref = pd.DataFrame({"priority": rng.choice([1, 2, 3, 4], 4000, p=[.35, .3, .22, .13])})
-    cur = pd.DataFrame({"priority": rng.choice([1.0, 2.0, 3.0, 4.0, 5.0, np.nan], 4000,
-                                               p=[.15, .25, .3, .2, .05, .05])})
+    ref = pd.DataFrame({"priority": rng.choice([1, 2, 3, 4], 4000, p=[0.35, 0.3, 0.22, 0.13])})
+    cur = pd.DataFrame(
+        {"priority": rng.choice([1.0, 2.0, 3.0, 4.0, 5.0, np.nan], 4000, p=[0.15, 0.25, 0.3, 0.2, 0.05, 0.05])}
+    )
     e = drift.compare(ref, cur)["features"]["priority"]
     assert e["kind"] == "categorical" and e["drifted"]
     assert e["unseen_examples"] == ["5.0"]
@@ -379,30 +402,34 @@ def test_missing_values_are_dropped_and_counted() -> None:
 def test_dtype_mismatches_and_odd_columns_never_crash() -> None:
     rng = np.random.default_rng(15)
     n = 500
-    ref = pd.DataFrame({
-        "num": rng.normal(size=n),
-        "num_as_text": rng.normal(size=n),
-        "num_as_objects": rng.normal(size=n),
-        "nullable": pd.array(rng.integers(0, 50, n), dtype="Int64"),
-        "flag": rng.random(n) < 0.3,
-        "when": pd.date_range("2024-01-01", periods=n, freq="h"),
-        "codes": rng.integers(0, 4, n),
-        "codes_as_words": rng.integers(0, 4, n),
-        "lists": [[i % 3] for i in range(n)],
-        "cat_unused": pd.Categorical(rng.choice(["a", "b"], n), categories=["a", "b", "z"]),
-    })
-    cur = pd.DataFrame({
-        "num": rng.normal(size=n).astype(np.float32),
-        "num_as_text": ["n/a"] * n,
-        "num_as_objects": pd.Series(list(rng.normal(size=n - 1)) + [None], dtype=object),
-        "nullable": pd.array([None] * 10 + list(rng.integers(0, 50, n - 10)), dtype="Int64"),
-        "flag": rng.random(n) < 0.3,
-        "when": pd.date_range("2024-02-01", periods=n, freq="h"),
-        "codes": ["1", "2"] * (n // 2),  # numbers as text, e.g. from JSON: still matched
-        "codes_as_words": ["low", "high"] * (n // 2),
-        "lists": [[i % 2] for i in range(n)],
-        "cat_unused": rng.choice(["a", "b"], n),
-    })
+    ref = pd.DataFrame(
+        {
+            "num": rng.normal(size=n),
+            "num_as_text": rng.normal(size=n),
+            "num_as_objects": rng.normal(size=n),
+            "nullable": pd.array(rng.integers(0, 50, n), dtype="Int64"),
+            "flag": rng.random(n) < 0.3,
+            "when": pd.date_range("2024-01-01", periods=n, freq="h"),
+            "codes": rng.integers(0, 4, n),
+            "codes_as_words": rng.integers(0, 4, n),
+            "lists": [[i % 3] for i in range(n)],
+            "cat_unused": pd.Categorical(rng.choice(["a", "b"], n), categories=["a", "b", "z"]),
+        }
+    )
+    cur = pd.DataFrame(
+        {
+            "num": rng.normal(size=n).astype(np.float32),
+            "num_as_text": ["n/a"] * n,
+            "num_as_objects": pd.Series(list(rng.normal(size=n - 1)) + [None], dtype=object),
+            "nullable": pd.array([None] * 10 + list(rng.integers(0, 50, n - 10)), dtype="Int64"),
+            "flag": rng.random(n) < 0.3,
+            "when": pd.date_range("2024-02-01", periods=n, freq="h"),
+            "codes": ["1", "2"] * (n // 2),  # numbers as text, e.g. from JSON: still matched
+            "codes_as_words": ["low", "high"] * (n // 2),
+            "lists": [[i % 2] for i in range(n)],
+            "cat_unused": rng.choice(["a", "b"], n),
+        }
+    )
     result = drift.compare(ref, cur)
     assert set(result["skipped"]) == {"num_as_text", "when", "lists"}
     assert "not numeric" in result["skipped"]["num_as_text"]
@@ -462,8 +489,19 @@ def test_the_package_keeps_the_old_module_surface() -> None:
     assert compare is drift.comparison.compare and callable(compare)  # the function, not the module
     assert METHOD.startswith("drift_score = max per-feature score") and _check_threshold(0) == 0.0
     assert set(drift.__all__) == {
-        "CATEGORICAL", "MAX_DISCRETE_LEVELS", "METHOD", "NUMERIC", "PSI_EPSILON", "StatResult",
-        "UNSUPPORTED", "chi_square", "compare", "feature_kind", "jensen_shannon", "ks_test", "psi",
+        "CATEGORICAL",
+        "MAX_DISCRETE_LEVELS",
+        "METHOD",
+        "NUMERIC",
+        "PSI_EPSILON",
+        "StatResult",
+        "UNSUPPORTED",
+        "chi_square",
+        "compare",
+        "feature_kind",
+        "jensen_shannon",
+        "ks_test",
+        "psi",
     }
     for name in [*drift.__all__, "PSI_BINS", "MIN_RELIABLE_N", "_counts_at"]:
         assert getattr(drift, name) is not None, name

@@ -34,8 +34,13 @@ def parts(home: Path, tenant: str = "t", model: str = "m") -> list[Path]:
 
 
 def run_python(code: str, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finish(proc: subprocess.Popen) -> None:
@@ -46,17 +51,35 @@ def finish(proc: subprocess.Popen) -> None:
 # -- the three ways in, read back ----------------------------------------------------------------
 def test_append_append_row_and_append_table_read_back_with_their_types(tmp_path):
     log = PredictionLog(tmp_path, background=False)
-    log.append("t", "m", version="1.0.0", environment="production", latency_s=0.001, success=True,
-               features=np.array([[1.0, 2.0], [3.0, 4.0]]), columns=["a", "b"], output=np.array([0, 1]),
-               timestamp=T0)
+    log.append(
+        "t",
+        "m",
+        version="1.0.0",
+        environment="production",
+        latency_s=0.001,
+        success=True,
+        features=np.array([[1.0, 2.0], [3.0, 4.0]]),
+        columns=["a", "b"],
+        output=np.array([0, 1]),
+        timestamp=T0,
+    )
     log.append("t", "m", version="1.1.0", latency_s=0.002, success=False, error="bad input", timestamp=T0 + 1)
-    log.append_row("t", "m", T0 + 2, "1.1.0", "staging", 0.003, True,
-                   {"a": 5.0, "b": 6.0, "n": 7, "s": "x", "flag": True}, 1)
+    log.append_row(
+        "t", "m", T0 + 2, "1.1.0", "staging", 0.003, True, {"a": 5.0, "b": 6.0, "n": 7, "s": "x", "flag": True}, 1
+    )
     log.append_row("t", "m", T0 + 3, "1.1.0", "staging", 0.004, True, None, None)
-    batch = pa.table({"timestamp": pa.array([us(T0 + 4), us(T0 + 5)], type=pa.timestamp("us", tz="UTC")),
-                      "version": ["2.0.0", "2.0.0"], "environment": ["", ""], "latency_s": [0.005, 0.006],
-                      "success": [True, True], "error": pa.nulls(2, pa.string()),
-                      "feature.a": [8.0, 9.0], "prediction": [1, 0]})
+    batch = pa.table(
+        {
+            "timestamp": pa.array([us(T0 + 4), us(T0 + 5)], type=pa.timestamp("us", tz="UTC")),
+            "version": ["2.0.0", "2.0.0"],
+            "environment": ["", ""],
+            "latency_s": [0.005, 0.006],
+            "success": [True, True],
+            "error": pa.nulls(2, pa.string()),
+            "feature.a": [8.0, 9.0],
+            "prediction": [1, 0],
+        }
+    )
     log.append_table("t", "m", batch)
     assert not (tmp_path / "predictions").exists()  # nothing written on the caller's path
 
@@ -87,14 +110,40 @@ def test_append_append_row_and_append_table_read_back_with_their_types(tmp_path)
 
 def test_append_takes_any_feature_shape_and_keeps_outputs(tmp_path):
     log = PredictionLog(tmp_path, background=False)
-    log.append("t", "m", version="1", latency_s=0.1, success=True, features={"a": 5.0, "c": "x"}, output="yes",
-               timestamp=T0)
-    log.append("t", "m", version="1", latency_s=0.1, success=True, features=[{"a": 1.0}, {"c": "y"}],
-               output=[1, [2, 3]], timestamp=T0 + 1)
-    log.append("t", "m", version="1", latency_s=0.1, success=True,
-               features=pd.DataFrame({"a": [6.0], "b": [7.0]}), output=pd.Series([1]), timestamp=T0 + 2)
-    log.append("t", "m", version="1", latency_s=0.1, success=True, features=[[1.0, 2.0]], columns=["a", "b"],
-               output=pd.DataFrame({"p": [0.25]}), timestamp=T0 + 3)
+    log.append(
+        "t", "m", version="1", latency_s=0.1, success=True, features={"a": 5.0, "c": "x"}, output="yes", timestamp=T0
+    )
+    log.append(
+        "t",
+        "m",
+        version="1",
+        latency_s=0.1,
+        success=True,
+        features=[{"a": 1.0}, {"c": "y"}],
+        output=[1, [2, 3]],
+        timestamp=T0 + 1,
+    )
+    log.append(
+        "t",
+        "m",
+        version="1",
+        latency_s=0.1,
+        success=True,
+        features=pd.DataFrame({"a": [6.0], "b": [7.0]}),
+        output=pd.Series([1]),
+        timestamp=T0 + 2,
+    )
+    log.append(
+        "t",
+        "m",
+        version="1",
+        latency_s=0.1,
+        success=True,
+        features=[[1.0, 2.0]],
+        columns=["a", "b"],
+        output=pd.DataFrame({"p": [0.25]}),
+        timestamp=T0 + 3,
+    )
     assert log.flush() == 5
     df = log.read("t", "m")
     assert df["feature.c"].fillna("-").tolist() == ["x", "-", "y", "-", "-"]
@@ -141,8 +190,10 @@ def test_windowed_reads_are_exact_when_parts_interleave_in_time(two_parts):
     since, until = T0 + 60, T0 + 70.5
     want = full[(full["timestamp"] >= us(since)) & (full["timestamp"] <= us(until))]["feature.x"].tolist()
     assert log.read_table("t", "m", since=since, until=until)["feature.x"].to_pylist() == want
-    assert log.read_table("t", "m", since=us(since).isoformat(), until=us(until).to_pydatetime())[
-        "feature.x"].to_pylist() == want
+    assert (
+        log.read_table("t", "m", since=us(since).isoformat(), until=us(until).to_pydatetime())["feature.x"].to_pylist()
+        == want
+    )
     assert log.read_table("t", "m", since=since, last_n=3)["feature.x"].to_pylist() == x.iloc[-3:].tolist()
     assert log.read_table("t", "m", last_n=5, version="a")["feature.x"].to_pylist() == [95, 96, 97, 98, 99]
     assert log.read_table("t", "m", first_n=2, version="b")["feature.x"].to_pylist() == [50.5, 51.5]
@@ -156,9 +207,19 @@ def test_windowed_reads_skip_row_groups_and_stay_exact_across_them(tmp_path):
     n = 2 * ROW_GROUP_ROWS + 1000
     log = PredictionLog(tmp_path, background=False)
     ts = (T0 + np.arange(n) / 1000.0) * 1_000_000
-    log.append_table("t", "m", pa.table({"timestamp": pa.array(ts.astype(np.int64), type=pa.timestamp("us", tz="UTC")),
-                                         "version": ["1"] * n, "latency_s": np.zeros(n), "success": np.ones(n, bool),
-                                         "feature.i": np.arange(n)}))
+    log.append_table(
+        "t",
+        "m",
+        pa.table(
+            {
+                "timestamp": pa.array(ts.astype(np.int64), type=pa.timestamp("us", tz="UTC")),
+                "version": ["1"] * n,
+                "latency_s": np.zeros(n),
+                "success": np.ones(n, bool),
+                "feature.i": np.arange(n),
+            }
+        ),
+    )
     assert log.flush() == n
     assert pq.read_metadata(parts(tmp_path)[0]).num_row_groups == 3
     assert log.read_table("t", "m", last_n=10)["feature.i"].to_pylist() == list(range(n - 10, n))
@@ -172,16 +233,31 @@ def test_windowed_reads_skip_row_groups_and_stay_exact_across_them(tmp_path):
 def test_row_count_counts_buffered_and_stored_rows_and_checks_its_arguments(two_parts, tmp_path):
     log = two_parts
     assert log.row_count("t", "m") == 200
-    log.append("t", "m", version="c", latency_s=0.0, success=True, features=np.ones((3, 1)), columns=["x"],
-               output=np.zeros(3), timestamp=T0)
+    log.append(
+        "t",
+        "m",
+        version="c",
+        latency_s=0.0,
+        success=True,
+        features=np.ones((3, 1)),
+        columns=["x"],
+        output=np.zeros(3),
+        timestamp=T0,
+    )
     assert log.row_count("t", "m") == 203  # what this object buffered is flushed first
     assert PredictionLog(tmp_path, background=False).row_count("t", "m") == 203
     assert log.row_count("t", "nothing") == 0 and log.read_table("t", "nothing").num_rows == 0
     assert log.read("t", "nothing").empty and "version" in log.read("t", "nothing").columns
     with pytest.raises(InvalidTenantError):
         log.row_count("../t", "m")
-    for bad in ({"last_n": -1}, {"first_n": 1.5}, {"last_n": True}, {"last_n": 1, "first_n": 1},
-                {"since": "not a time"}, {"until": float("nan")}):
+    for bad in (
+        {"last_n": -1},
+        {"first_n": 1.5},
+        {"last_n": True},
+        {"last_n": 1, "first_n": 1},
+        {"since": "not a time"},
+        {"until": float("nan")},
+    ):
         with pytest.raises(ValidationError):
             log.read_table("t", "m", **bad)
 
@@ -320,13 +396,29 @@ def test_close_writes_what_is_left_and_is_idempotent(tmp_path):
 
 # -- the flush contract ------------------------------------------------------------------------------
 WAYS_IN = {
-    "append": lambda log, n: log.append("t", "m", version="1", latency_s=0.001, success=True,
-                                        features=np.ones((n, 2)), columns=["a", "b"], output=np.zeros(n),
-                                        timestamp=T0),
+    "append": lambda log, n: log.append(
+        "t",
+        "m",
+        version="1",
+        latency_s=0.001,
+        success=True,
+        features=np.ones((n, 2)),
+        columns=["a", "b"],
+        output=np.zeros(n),
+        timestamp=T0,
+    ),
     "append_row": lambda log, n: log.append_row("t", "m", T0, "1", "", 0.001, True, {"a": 1}, 0),
-    "append_table": lambda log, n: log.append_table("t", "m", pa.table({
-        "timestamp": pa.array([0] * n, pa.timestamp("us", tz="UTC")), "latency_s": [0.1] * n,
-        "success": [True] * n})),
+    "append_table": lambda log, n: log.append_table(
+        "t",
+        "m",
+        pa.table(
+            {
+                "timestamp": pa.array([0] * n, pa.timestamp("us", tz="UTC")),
+                "latency_s": [0.1] * n,
+                "success": [True] * n,
+            }
+        ),
+    ),
 }
 
 

@@ -41,8 +41,10 @@ def stored_runs(ip, client, experiment: str = EXPERIMENT) -> list:
 
 def cells_of(runs: list) -> list:
     """The cell runs among ``runs``, in execution order."""
-    return sorted((r for r in runs if r.data.tags.get("mlops.kind") == "cell"),
-                  key=lambda r: int(r.data.tags["mlops.execution_count"]))
+    return sorted(
+        (r for r in runs if r.data.tags.get("mlops.kind") == "cell"),
+        key=lambda r: int(r.data.tags["mlops.execution_count"]),
+    )
 
 
 def session_and_cells(ip, client) -> tuple:
@@ -118,21 +120,27 @@ def test_params_come_from_top_level_literal_assignments_only(autolog_ip, client)
         "use_gpu = False\n"
         "offset = -3\n"
         "layers = [64, 32]\n"
-        "size = len('abcd')\n"          # a call: not a param
-        "double = max_depth * 2\n"      # an expression: not a param
-        "table = {'a': 1}\n"            # a dict: not a param
-        "_private = 5\n"                # private names are skipped
-        "a, b = 1, 2\n"                 # tuple unpacking: not a single name
+        "size = len('abcd')\n"  # a call: not a param
+        "double = max_depth * 2\n"  # an expression: not a param
+        "table = {'a': 1}\n"  # a dict: not a param
+        "_private = 5\n"  # private names are skipped
+        "a, b = 1, 2\n"  # tuple unpacking: not a single name
         "for i in range(2):\n"
-        "    loop_value = 1\n"          # not top level
+        "    loop_value = 1\n"  # not top level
         "def f():\n"
         "    inner = 7\n"
         "    return inner\n"
     )
     autolog_ip.run_cell(cell, cell_id="params")
     _, (run,) = session_and_cells(autolog_ip, client)
-    assert run.data.params == {"max_depth": "10", "lr": "0.1", "name": "baseline", "use_gpu": "False",
-                               "offset": "-3", "layers": "[64, 32]"}
+    assert run.data.params == {
+        "max_depth": "10",
+        "lr": "0.1",
+        "name": "baseline",
+        "use_gpu": "False",
+        "offset": "-3",
+        "layers": "[64, 32]",
+    }
 
 
 # -- scikit-learn --------------------------------------------------------------------------
@@ -155,7 +163,9 @@ def test_sklearn_fits_log_params_training_metrics_and_the_model(autolog_ip, clie
         assert 0.8 < clf_run.data.metrics[key] <= 1.0
     assert reg_run.data.params["fit_intercept"] == "True"
     assert reg_run.data.tags["mlops.cell.estimators"] == "reg=LinearRegression"
-    assert {"training_r2_score", "training_mean_squared_error", "training_mean_absolute_error"} <= set(reg_run.data.metrics)
+    assert {"training_r2_score", "training_mean_squared_error", "training_mean_absolute_error"} <= set(
+        reg_run.data.metrics
+    )
     assert "training_accuracy_score" not in by_id["imports"].data.metrics
 
     # the fitted model lands under the cell run's artifacts and loads back
@@ -172,13 +182,17 @@ def test_sklearn_fits_log_params_training_metrics_and_the_model(autolog_ip, clie
 def test_explicit_tracker_calls_go_to_the_cell_run(autolog_ip, client):
     from mlops_jupyter.errors import RunStateError
 
-    autolog_ip.run_cell("from mlops_jupyter import create_experiment_tracker\n"
-                        "tracker = create_experiment_tracker()", cell_id="setup")
-    autolog_ip.run_cell("lr = 0.1\n"
-                        "tracker.log_params({'optimizer': 'adam'})\n"
-                        "tracker.log_metrics({'val_accuracy': 0.91})\n"
-                        "tracker.log_metrics({'val_accuracy': 0.93}, step=1)\n"
-                        "%mlops metrics val_loss=0.2", cell_id="train")
+    autolog_ip.run_cell(
+        "from mlops_jupyter import create_experiment_tracker\ntracker = create_experiment_tracker()", cell_id="setup"
+    )
+    autolog_ip.run_cell(
+        "lr = 0.1\n"
+        "tracker.log_params({'optimizer': 'adam'})\n"
+        "tracker.log_metrics({'val_accuracy': 0.91})\n"
+        "tracker.log_metrics({'val_accuracy': 0.93}, step=1)\n"
+        "%mlops metrics val_loss=0.2",
+        cell_id="train",
+    )
     autolog_ip.run_cell("z = 0", cell_id="after")
 
     _, cells = session_and_cells(autolog_ip, client)
@@ -233,8 +247,7 @@ def test_an_explicit_open_run_suppresses_cell_runs(autolog_ip, client):
 
 
 # -- the hooks never break the kernel --------------------------------------------------------
-def test_a_failing_store_never_breaks_a_cell_and_autolog_turns_itself_off(autolog_ip, client, home, tmp_path,
-                                                                            capfd):
+def test_a_failing_store_never_breaks_a_cell_and_autolog_turns_itself_off(autolog_ip, client, home, tmp_path, capfd):
     autolog_ip.run_cell("ok = 1", cell_id="good")
     # Point the notebook at a store that cannot work: its DB file is not a database.
     broken = tmp_path / "broken-store"

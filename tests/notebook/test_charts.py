@@ -36,14 +36,16 @@ def marks(spec: dict) -> list[str]:
 def runs() -> pd.DataFrame:
     rng = np.random.default_rng(1)
     n = 80
-    return pd.DataFrame({
-        "run_id": [f"{i:032x}" for i in range(n)],
-        "run_name": [f"run-{i}" for i in range(n)],
-        "params.max_depth": [str(d) for d in rng.integers(2, 20, n)],
-        "params.model": rng.choice(["rf", "gb", "lr"], n),
-        "metrics.accuracy": rng.uniform(0.6, 0.95, n),
-        "metrics.loss": rng.uniform(0.1, 1.0, n),
-    })
+    return pd.DataFrame(
+        {
+            "run_id": [f"{i:032x}" for i in range(n)],
+            "run_name": [f"run-{i}" for i in range(n)],
+            "params.max_depth": [str(d) for d in rng.integers(2, 20, n)],
+            "params.model": rng.choice(["rf", "gb", "lr"], n),
+            "metrics.accuracy": rng.uniform(0.6, 0.95, n),
+            "metrics.loss": rng.uniform(0.1, 1.0, n),
+        }
+    )
 
 
 def test_direction_of_a_metric_is_guessed_from_its_name():
@@ -86,7 +88,7 @@ def test_scatter_axis_type_follows_the_param_values(runs):
     assert marks(spec) == ["circle", "text"]
     assert spec["layer"][0]["encoding"]["x"]["type"] == "quantitative"
     assert spec["layer"][0]["encoding"]["x"]["title"] == "max_depth"
-    pts = list(spec["datasets"].values())[0]
+    pts = next(iter(spec["datasets"].values()))
     assert len(pts) == 80 and {type(p["param"]) for p in pts} <= {int, float}  # "12" became 12
     assert sum(p["best"] for p in pts) == 1
     nominal = charts.metric_scatter(runs, "accuracy", "model").to_dict()
@@ -115,11 +117,19 @@ def test_parallel_coordinates_scale_each_axis_and_highlight_the_best(runs):
 
 
 def test_drift_scores_are_sorted_with_drifted_features_red_and_the_threshold_drawn():
-    feats = {"length": {"kind": "numeric", "method": "ks+psi", "score": 0.42, "statistic": 0.3, "p_value": 1e-9,
-                        "drifted": True},
-             "priority": {"kind": "categorical", "method": "chi2+js", "score": 0.04, "drifted": False},
-             "channel": {"kind": "categorical", "score": 0.15, "drifted": True},
-             "broken": {"score": None}}
+    feats = {
+        "length": {
+            "kind": "numeric",
+            "method": "ks+psi",
+            "score": 0.42,
+            "statistic": 0.3,
+            "p_value": 1e-9,
+            "drifted": True,
+        },
+        "priority": {"kind": "categorical", "method": "chi2+js", "score": 0.04, "drifted": False},
+        "channel": {"kind": "categorical", "score": 0.15, "drifted": True},
+        "broken": {"score": None},
+    }
     chart = charts.drift_scores(feats, threshold=0.1)
     spec = chart.to_dict()
     assert marks(spec) == ["bar", "rule", "text"]
@@ -160,14 +170,24 @@ def test_categorical_distribution_groups_bars_and_folds_rare_categories():
     assert cats[("current", "z")] == pytest.approx(0.8) and ("reference", "z") not in cats
     assert cats[("reference", "(other)")] == pytest.approx(0.5)  # b and c folded: only a and z are top 2
     assert spec["encoding"]["x"]["sort"] == ["z", "a", "(other)"]
-    assert charts.distribution(pd.Series([1, 2]), pd.Series(["x", "y"]), feature="mixed").to_dict()[
-        "encoding"]["x"]["type"] == "nominal"
+    assert (
+        charts.distribution(pd.Series([1, 2]), pd.Series(["x", "y"]), feature="mixed").to_dict()["encoding"]["x"][
+            "type"
+        ]
+        == "nominal"
+    )
 
 
 def test_performance_timeline_has_latency_in_ms_and_success_rate_per_version():
     t = pd.date_range("2026-01-01", periods=5, freq="1min", tz="UTC")
-    ts = pd.concat([pd.DataFrame({"time": t, "version": v, "count": 10, "avg_latency": 0.002, "p95_latency": 0.005,
-                                  "success_rate": rate}) for v, rate in (("1.0.0", 1.0), ("1.1.0", 0.9))])
+    ts = pd.concat(
+        [
+            pd.DataFrame(
+                {"time": t, "version": v, "count": 10, "avg_latency": 0.002, "p95_latency": 0.005, "success_rate": rate}
+            )
+            for v, rate in (("1.0.0", 1.0), ("1.1.0", 0.9))
+        ]
+    )
     chart = charts.performance_timeline(ts)
     spec = chart.to_dict()
     assert [c["title"] for c in spec["vconcat"]] == ["latency over time", "success rate over time"]
@@ -184,23 +204,34 @@ def test_performance_timeline_has_latency_in_ms_and_success_rate_per_version():
 
 
 def test_traffic_split_stacks_versions_per_environment():
-    deps = [{"environment": "production", "status": "deployed", "traffic": {"1.0.0": 90, "1.1.0": 10}},
-            {"environment": "staging", "status": "deployed", "traffic": {"1.1.0": 100}}]
+    deps = [
+        {"environment": "production", "status": "deployed", "traffic": {"1.0.0": 90, "1.1.0": 10}},
+        {"environment": "staging", "status": "deployed", "traffic": {"1.1.0": 100}},
+    ]
     chart = charts.traffic_split(deps)
     spec = chart.to_dict()
     rows = rows_with(chart, "environment", "version", "percent")
     assert {(r["environment"], r["version"], r["percent"]) for r in rows} == {
-        ("production (deployed)", "1.0.0", 90), ("production (deployed)", "1.1.0", 10),
-        ("staging (deployed)", "1.1.0", 100)}
+        ("production (deployed)", "1.0.0", 90),
+        ("production (deployed)", "1.1.0", 10),
+        ("staging (deployed)", "1.1.0", 100),
+    }
     assert spec["layer"][0]["encoding"]["x"]["stack"] == "zero"
     assert spec["layer"][0]["encoding"]["x"]["scale"]["domain"] == [0, 100]
     assert "not deployed" in str(charts.traffic_split([]).to_dict()["datasets"])
 
 
 def test_version_lineage_draws_parent_edges_lanes_and_what_is_live():
-    lineage = {"model_id": "m", "live": {"production": "1.1.0"}, "versions": [
-        {"version": "1.0.0", "parent": None}, {"version": "1.1.0", "parent": "1.0.0"},
-        {"version": "1.2.0", "parent": "1.1.0"}, {"version": "2.0.0", "parent": "1.1.0"}]}
+    lineage = {
+        "model_id": "m",
+        "live": {"production": "1.1.0"},
+        "versions": [
+            {"version": "1.0.0", "parent": None},
+            {"version": "1.1.0", "parent": "1.0.0"},
+            {"version": "1.2.0", "parent": "1.1.0"},
+            {"version": "2.0.0", "parent": "1.1.0"},
+        ],
+    }
     chart = charts.version_lineage(lineage, live={"production": {"1.1.0": 90, "1.2.0": 10}})
     nodes = {r["version"]: r for r in rows_with(chart, "version", "x", "y", "state")}
     assert [nodes[v]["x"] for v in ("1.0.0", "1.1.0", "1.2.0", "2.0.0")] == [0, 1, 2, 3]
@@ -243,5 +274,6 @@ def test_drift_panel_helpers_read_the_window_and_pick_time_buckets():
     assert auto_freq({"start": "2026-01-01T00:00:00Z", "end": "2026-01-01T01:00:00Z"}) == "1min"
     assert auto_freq({"start": None, "end": None}) == "1min" and auto_freq(None) == "1min"
     assert window_text({"type": "last", "size": 1000, **span}) == (
-        "last 1,000 predictions (2026-01-01 00:00:00 to 2026-01-01 00:20:00 UTC)")
+        "last 1,000 predictions (2026-01-01 00:00:00 to 2026-01-01 00:20:00 UTC)"
+    )
     assert window_text({"type": "span", "span": "1h", "start": None, "end": None}) == "last 1h"

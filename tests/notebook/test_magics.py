@@ -134,8 +134,10 @@ def test_autolog_on_and_off(mlops_ip):
     assert mlops_ip.run_cell("%mlops status").result["autolog"] == "on"
     off = mlops_ip.run_cell("%mlops autolog off").result
     assert off["autolog"] == "off"
-    assert not any(type(getattr(cb, "__self__", None)).__name__ == "CellAutolog"
-                   for cb in mlops_ip.events.callbacks["pre_run_cell"])
+    assert not any(
+        type(getattr(cb, "__self__", None)).__name__ == "CellAutolog"
+        for cb in mlops_ip.events.callbacks["pre_run_cell"]
+    )
     assert mlops_ip.run_cell("%mlops status").result["autolog"] == "off"
 
 
@@ -252,8 +254,18 @@ def test_runs_returns_a_list_of_run_dicts(three_runs):
     assert isinstance(runs, list) and all(isinstance(r, dict) for r in runs)
     assert [r["run_name"] for r in runs] == ["c", "b", "a"]  # newest first
     for r in runs:
-        assert {"run_id", "run_name", "experiment_name", "status", "start_time", "end_time", "duration",
-                "params", "metrics", "tags"} <= set(r)
+        assert {
+            "run_id",
+            "run_name",
+            "experiment_name",
+            "status",
+            "start_time",
+            "end_time",
+            "duration",
+            "params",
+            "metrics",
+            "tags",
+        } <= set(r)
         assert r["experiment_name"] == "notebook" and r["status"] == "completed"
     assert runs[1]["metrics"] == {"accuracy": 0.9} and runs[1]["params"] == {"tag": "b"}
     html = runs._repr_html_()
@@ -337,8 +349,9 @@ def test_drift_and_alert_magics_run_on_the_monitoring_api(mlops_ip):
     mon = magics(mlops_ip).pipeline.monitoring
     rng = np.random.default_rng(0)
     mon.set_reference("iris", pd.DataFrame({"x": rng.normal(size=1000)}))
-    mon.track_predictions("iris", pd.DataFrame({"prediction_time": 0.01, "success": True,
-                                                "x": rng.normal(1.5, 1.0, 300)}))
+    mon.track_predictions(
+        "iris", pd.DataFrame({"prediction_time": 0.01, "success": True, "x": rng.normal(1.5, 1.0, 300)})
+    )
     rule = mlops_ip.run_cell('%mlops alert iris "drift_score > 0.1" --action notify_team').result
     assert rule["condition"] == "drift_score > 0.1" and rule["state"] == "inactive"
     result = mlops_ip.run_cell("%mlops drift iris --threshold 0.2 --window 100").result

@@ -46,30 +46,49 @@ def client_for(home: Path):
 
 
 def git(root: Path, *args: str) -> str:
-    return subprocess.run(["git", "-c", "user.email=t@example.com", "-c", "user.name=t", "-C", str(root), *args],
-                          capture_output=True, text=True, check=True).stdout
+    return subprocess.run(
+        ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", "-C", str(root), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
 
 
 # -- units -----------------------------------------------------------------------------
 def test_parameters_go_after_the_parameters_cell_and_replace_an_earlier_injection():
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("import x"), nbformat.v4.new_code_cell("a = 1"), nbformat.v4.new_code_cell("a")]
+    nb.cells = [
+        nbformat.v4.new_code_cell("import x"),
+        nbformat.v4.new_code_cell("a = 1"),
+        nbformat.v4.new_code_cell("a"),
+    ]
     nb.cells[1].metadata["tags"] = ["parameters"]
     assert inject_parameters(nb, {"a": 2, "name": "x y"}) == 2
-    assert nb.cells[2].source == "# Parameters\na = 2\nname = 'x y'\n" and nb.cells[2].metadata["tags"] == [INJECTED_TAG]
+    assert nb.cells[2].source == "# Parameters\na = 2\nname = 'x y'\n" and nb.cells[2].metadata["tags"] == [
+        INJECTED_TAG
+    ]
     assert inject_parameters(nb, {"a": 3}) == 2 and len(nb.cells) == 4 and "a = 3" in nb.cells[2].source
     untagged = nbformat.v4.new_notebook()
     untagged.cells = [nbformat.v4.new_code_cell("b = 1")]
     assert inject_parameters(untagged, {"b": 5}) == 0  # no parameters cell: at the top, as papermill
-    assert [parse_value(v) for v in ("10", "0.5", "True", "None", "[1, 2]", "hello", "'7'")] == \
-        [10, 0.5, True, None, [1, 2], "hello", "7"]
+    assert [parse_value(v) for v in ("10", "0.5", "True", "None", "[1, 2]", "hello", "'7'")] == [
+        10,
+        0.5,
+        True,
+        None,
+        [1, 2],
+        "hello",
+        "7",
+    ]
 
 
 def test_remote_scripts_and_stylesheets_are_removed():
-    page = ('<script src="https://cdn.example/require.js"></script><script>var a = 1;</script>'
-            '<link rel="stylesheet" href="https://fonts.example/x.css"><script type="module">'
-            'import mermaid from "https://cdn.jsdelivr.net/npm/mermaid@10/dist/mermaid.esm.min.mjs";</script>'
-            '<script>requirejs.config({paths: {vega: "https://cdn.jsdelivr.net/npm/vega@6?noext"}})</script>')
+    page = (
+        '<script src="https://cdn.example/require.js"></script><script>var a = 1;</script>'
+        '<link rel="stylesheet" href="https://fonts.example/x.css"><script type="module">'
+        'import mermaid from "https://cdn.jsdelivr.net/npm/mermaid@10/dist/mermaid.esm.min.mjs";</script>'
+        '<script>requirejs.config({paths: {vega: "https://cdn.jsdelivr.net/npm/vega@6?noext"}})</script>'
+    )
     assert strip_remote(page) == "<script>var a = 1;</script>"
 
 
@@ -78,15 +97,27 @@ def test_report_runs_with_parameters_logs_artifacts_provenance_and_links_version
     repo = tmp_path / "repo"
     repo.mkdir()
     (repo / "helper.py").write_text("def scale(x):\n    return x\n")
-    nb_path = write_nb(repo / "train.ipynb", [
-        ("C = 1.0\nlabel = 'default'", ["parameters"]),
-        ("import helper\nfrom sklearn.datasets import load_iris\nfrom sklearn.linear_model import LogisticRegression\n"
-        "X, y = load_iris(return_X_y=True, as_frame=True)\nclf = LogisticRegression(C=helper.scale(C), max_iter=300).fit(X, y)\n"
-        "print('C is', clf.C, 'label is', label)"),
-        ("from mlops_jupyter import create_model_versioning\n"
-        f"v = create_model_versioning(tenant_id='{TENANT}').create_version('clf', model=clf)\nv['version']"),
-        "import altair as alt\nalt.Chart(X.head(30)).mark_point().encode(x='sepal length (cm)', y='sepal width (cm)')",
-    ])
+    nb_path = write_nb(
+        repo / "train.ipynb",
+        [
+            ("C = 1.0\nlabel = 'default'", ["parameters"]),
+            (
+                "import helper\nfrom sklearn.datasets import load_iris\n"
+                "from sklearn.linear_model import LogisticRegression\n"
+                "X, y = load_iris(return_X_y=True, as_frame=True)\n"
+                "clf = LogisticRegression(C=helper.scale(C), max_iter=300).fit(X, y)\n"
+                "print('C is', clf.C, 'label is', label)"
+            ),
+            (
+                "from mlops_jupyter import create_model_versioning\n"
+                f"v = create_model_versioning(tenant_id='{TENANT}').create_version('clf', model=clf)\nv['version']"
+            ),
+            (
+                "import altair as alt\n"
+                "alt.Chart(X.head(30)).mark_point().encode(x='sepal length (cm)', y='sepal width (cm)')"
+            ),
+        ],
+    )
     git(repo, "init", "-q")
     git(repo, "add", ".")
     git(repo, "commit", "-q", "-m", "init")
@@ -94,8 +125,21 @@ def test_report_runs_with_parameters_logs_artifacts_provenance_and_links_version
     (repo / "helper.py").write_text("def scale(x):\n    return x * 2  # uncommitted\n")
     out = tmp_path / "out"
 
-    proc = run_cli(str(nb_path), "-p", "C", "0.25", "-p", "label", "tuned", "--out", str(out), "--tenant", TENANT,
-                   "--json", cwd=tmp_path)
+    proc = run_cli(
+        str(nb_path),
+        "-p",
+        "C",
+        "0.25",
+        "-p",
+        "label",
+        "tuned",
+        "--out",
+        str(out),
+        "--tenant",
+        TENANT,
+        "--json",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "[1/5] cell 1: ok" in proc.stderr and "[5/5] cell 5: ok" in proc.stderr and "elapsed" in proc.stderr
     result = json.loads(proc.stdout)
@@ -121,8 +165,9 @@ def test_report_runs_with_parameters_logs_artifacts_provenance_and_links_version
     assert names == {"report/train.html", "report/train.ipynb"}
     got = Path(client.download_artifacts(run.info.run_id, "report/train.html", str(tmp_path / "dl")))
     assert got.read_text() == html
-    prov = json.loads(Path(client.download_artifacts(run.info.run_id, "provenance/provenance.json",
-                                                     str(tmp_path / "dl"))).read_text())
+    prov = json.loads(
+        Path(client.download_artifacts(run.info.run_id, "provenance/provenance.json", str(tmp_path / "dl"))).read_text()
+    )
     assert [c["index"] for c in prov["cells"]] == [1, 2, 3, 4, 5] and all(c["status"] == "ok" for c in prov["cells"])
     assert prov["parameters"] == {"C": 0.25, "label": "tuned"}
     assert prov["git"]["commit"] == head and prov["git"]["local_modules"] == ["helper.py"]
@@ -154,15 +199,17 @@ def test_a_failing_cell_still_yields_a_report_marked_failed_and_exit_1(home, tmp
     assert executed.cells[-1].get("outputs") == [] and executed.cells[-1].execution_count is None
 
     client = client_for(home)
-    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()],
-                                "tags.`mlops.kind` = 'report'")
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()], "tags.`mlops.kind` = 'report'")
     assert run.info.status == "FAILED"
     assert run.data.tags["mlops.report.status"] == "failed" and run.data.tags["mlops.report.failed_cell"] == "3"
     assert run.data.tags["mlops.report.error"].startswith("ZeroDivisionError")
-    assert {a.path for a in client.list_artifacts(run.info.run_id, "report")} == {"report/broken.html",
-                                                                                  "report/broken.ipynb"}
-    prov = json.loads(Path(client.download_artifacts(run.info.run_id, "provenance/provenance.json",
-                                                     str(tmp_path / "dl"))).read_text())
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "report")} == {
+        "report/broken.html",
+        "report/broken.ipynb",
+    }
+    prov = json.loads(
+        Path(client.download_artifacts(run.info.run_id, "provenance/provenance.json", str(tmp_path / "dl"))).read_text()
+    )
     assert [c["status"] for c in prov["cells"]] == ["ok", "ok", "failed"] and prov["git"] is None
 
 
@@ -183,7 +230,9 @@ def test_magic_runs_the_saved_notebook_in_the_sessions_tenant_and_store(mlops_ip
     monkeypatch.setenv("JPY_SESSION_NAME", str(nb_path))
     mlops_ip.run_cell("%mlops init --tenant acme")
     res = mlops_ip.run_cell("%mlops report --out " + str(tmp_path / "out")).result
-    assert res["status"] == "ok" and res["notebook"] == str(nb_path) and res["html"] == str(tmp_path / "out" / "here.html")
+    assert (
+        res["status"] == "ok" and res["notebook"] == str(nb_path) and res["html"] == str(tmp_path / "out" / "here.html")
+    )
     executed = nbformat.read(tmp_path / "out" / "here.ipynb", as_version=4)
     assert executed.cells[2].outputs == [] and executed.cells[3].outputs[0]["text"] == "42\n"  # no recursion
     run = client_for(home).get_run(res["run_id"])

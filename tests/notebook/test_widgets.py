@@ -109,8 +109,11 @@ def test_comparison_views_follow_metric_param_and_selection(store):
     assert "the 3 selected runs" in panel.chart_note.value and "<b>3</b> selected" in panel.summary.value
     assert not panel.clear_button.disabled
     panel.clear_button.click()
-    assert panel.selected == [] and panel.table.selected == [] and len(
-        {r["run_id"] for r in spec_rows(panel.chart.chart, "run_id", "axis")}) == 60
+    assert (
+        panel.selected == []
+        and panel.table.selected == []
+        and len({r["run_id"] for r in spec_rows(panel.chart.chart, "run_id", "axis")}) == 60
+    )
 
 
 def test_thousands_of_runs_are_paged_and_the_chart_sample_is_said_on_screen(home):
@@ -166,11 +169,12 @@ def test_report_runs_open_their_html_from_the_comparison_panel(home, tmp_path):
     from mlops_jupyter.notebook.widgets import ComparisonPanel
 
     page = tmp_path / "train.html"
-    page.write_text("<html><body><h1>Quarterly \"churn\" report</h1><svg></svg></body></html>")
+    page.write_text('<html><body><h1>Quarterly "churn" report</h1><svg></svg></body></html>')
     tracker = create_experiment_tracker(tenant_id=TENANT, storage_path=home)
     log_runs(tracker, 2)
-    with tracker.start_experiment(EXPERIMENT, run_name="report-train",
-                                  tags={"mlops.kind": "report", "mlops.report.path": str(page)}) as rep:
+    with tracker.start_experiment(
+        EXPERIMENT, run_name="report-train", tags={"mlops.kind": "report", "mlops.report.path": str(page)}
+    ) as rep:
         tracker.log_metrics({"accuracy": 0.5})
     panel = ComparisonPanel(EXPERIMENT, storage_path=home, tenant_id=TENANT)
     opened = []
@@ -184,7 +188,9 @@ def test_report_runs_open_their_html_from_the_comparison_panel(home, tmp_path):
     assert not panel.report_button.disabled
     panel.report_button.click()
     assert opened == [(rep.run_id, str(page))]
-    assert "<iframe srcdoc=" in panel.report_view.value and "Quarterly &quot;churn&quot; report" in panel.report_view.value
+    assert (
+        "<iframe srcdoc=" in panel.report_view.value and "Quarterly &quot;churn&quot; report" in panel.report_view.value
+    )
     page.unlink()  # a report whose file is gone: the error shows, nothing breaks
     panel.open_report(rep.run_id)
     assert "open report failed" in panel.message and "FileNotFoundError" in panel.message
@@ -200,8 +206,15 @@ def test_runs_frame_matches_list_experiments_and_keeps_tenants_apart(store, home
     fast = runs_frame(t).set_index("run_id")
     slow = frame_from_runs(t.list_experiments()).set_index("run_id")
     assert set(fast.index) == set(slow.index) and len(fast) == 60
-    cols = ["run_name", "experiment_name", "status", "params.max_depth", "params.model", "metrics.accuracy",
-            "metrics.loss"]
+    cols = [
+        "run_name",
+        "experiment_name",
+        "status",
+        "params.max_depth",
+        "params.model",
+        "metrics.accuracy",
+        "metrics.loss",
+    ]
     assert fast.loc[slow.index, cols].equals(slow[cols])
     assert all(math.isclose(a, b) for a, b in zip(fast.loc[slow.index, "duration"], slow["duration"]))
     assert (fast.loc[slow.index, "start_time"] == slow["start_time"]).all()
@@ -225,8 +238,10 @@ def test_drift_panel_shows_scores_distributions_performance_and_alerts(store):
     assert spec_rows(panel.scores_chart.chart, "threshold")[0]["threshold"] == 0.1
     # the shifted feature: current sits right of the reference
     hist = spec_rows(panel.distribution_chart.chart, "source", "start", "share")
-    mean = {s: sum((h["start"] + h["end"]) / 2 * h["share"] for h in hist if h["source"] == s)
-            for s in ("reference", "current")}
+    mean = {
+        s: sum((h["start"] + h["end"]) / 2 * h["share"] for h in hist if h["source"] == s)
+        for s in ("reference", "current")
+    }
     assert mean["current"] - mean["reference"] == pytest.approx(1.5, abs=0.3)
     panel.feature_dropdown.value = "petal width (cm)"
     assert panel.feature == "petal width (cm)"
@@ -311,8 +326,11 @@ def test_deploy_in_production_asks_first_then_the_endpoint_serves_the_split(stor
     assert "mlops-ok" in panel.status.value and deployed[0]["traffic"] == {"1.0.0": 60, "1.1.0": 40}
     assert panel.last_result["status"] == "deployed"
     assert served(store, n=60) == {"1.0.0", "1.1.0"}
-    assert {r["version"]: r["percent"] for r in spec_rows(panel.chart.chart, "environment", "version", "percent")
-            if r["environment"].startswith("production")} == {"1.0.0": 60, "1.1.0": 40}
+    assert {
+        r["version"]: r["percent"]
+        for r in spec_rows(panel.chart.chart, "environment", "version", "percent")
+        if r["environment"].startswith("production")
+    } == {"1.0.0": 60, "1.1.0": 40}
 
 
 def test_rollback_restores_the_previous_version_at_the_endpoint(store):
@@ -482,11 +500,23 @@ def test_in_a_kernel_panels_display_as_widgets_with_a_static_view(home, tmp_path
     p.monitoring.track_predictions(MODEL, X.assign(prediction_time=0.01, success=True))
     monkeypatch.setenv("MLOPS_TENANT", TENANT)
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in (
-        "%load_ext mlops_jupyter\n%mlops init --experiment sweep", "%mlops runs", "%mlops drift iris",
-        "%mlops panel deploy iris", "runs = %mlops runs\nlen(runs)")]
-    NotebookClient(nb, kernel_name="python3", timeout=120, store_widget_state=False,
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    nb.cells = [
+        nbformat.v4.new_code_cell(c)
+        for c in (
+            "%load_ext mlops_jupyter\n%mlops init --experiment sweep",
+            "%mlops runs",
+            "%mlops drift iris",
+            "%mlops panel deploy iris",
+            "runs = %mlops runs\nlen(runs)",
+        )
+    ]
+    NotebookClient(
+        nb,
+        kernel_name="python3",
+        timeout=120,
+        store_widget_state=False,
+        resources={"metadata": {"path": str(tmp_path)}},
+    ).execute()
     for i, text in ((1, "runs of sweep (6)"), (2, "'drift_detected'"), (3, "DeployPanel")):
         (out,) = [o for o in nb.cells[i].outputs if o["output_type"] == "execute_result"]
         data = out["data"]

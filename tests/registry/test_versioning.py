@@ -97,8 +97,9 @@ def test_explicit_version_on_a_new_model_and_bad_version_leaves_nothing(versioni
 
 def test_returned_dict_and_registry(versioning, fitted, client, iris):
     before = datetime.now(timezone.utc)
-    v = versioning.create_version("clf", model=fitted, metadata={"training_data": "tickets_2024.csv",
-                                                                 "metrics": {"accuracy": 0.95}})
+    v = versioning.create_version(
+        "clf", model=fitted, metadata={"training_data": "tickets_2024.csv", "metrics": {"accuracy": 0.95}}
+    )
     assert {"version", "model_id", "created_at", "metadata", "run_id", "registry_version", "sha256"} <= set(v)
     assert v["version"] == "1.0.0" and v["model_id"] == "clf"
     assert v["metadata"] == {"training_data": "tickets_2024.csv", "metrics": {"accuracy": 0.95}}
@@ -168,8 +169,9 @@ def test_model_path(versioning, fitted, iris, tmp_path, client, fmt):
             pickle.dump(fitted, f)
     else:
         joblib.dump(fitted, path)
-    v = versioning.create_version("ticket_classifier", model_path=str(path),
-                                  metadata={"training_data": "tickets_2024.csv"})
+    v = versioning.create_version(
+        "ticket_classifier", model_path=str(path), metadata={"training_data": "tickets_2024.csv"}
+    )
     assert v["version"] == "1.0.0"
     mv = client.get_model_version(f"{TENANT}.ticket_classifier", "1")
     assert mv.tags["mlops.source_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
@@ -205,7 +207,7 @@ def test_bad_model_arguments(versioning, fitted, tmp_path, client):
         versioning.create_version("clf", model_path=tmp_path)  # a folder is not a model file
     junk = tmp_path / "junk.pkl"
     junk.write_text("not a pickle")
-    with pytest.raises(ValidationError, match="junk.pkl"):
+    with pytest.raises(ValidationError, match=r"junk\.pkl"):
         versioning.create_version("clf", model_path=junk)
     with pytest.raises(ValidationError, match="predict"):
         versioning.create_version("clf", model=object())

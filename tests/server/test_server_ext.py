@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Http, gateway_home, path, seed_mlops_store, split_body
 from jupyter_server.auth import Authorizer
 
 # jp_fetch and the fixtures it needs, for this module only (see the docstring)
 from pytest_jupyter.jupyter_server import *
-
-from conftest import Http, gateway_home, path, seed_mlops_store, split_body
 
 ROOT = Path(__file__).resolve().parents[2]
 ROW = [5.1, 3.5, 1.4, 0.2]
@@ -60,10 +59,22 @@ class Api:
     def __init__(self, fetch, loop) -> None:
         self.fetch, self.loop = fetch, loop
 
-    def __call__(self, method: str, route: str, body: Any = None, raw: bytes | None = None,
-                 params: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
-        kwargs: dict[str, Any] = {"method": method, "raise_error": False, "headers": headers or {},
-                                  "params": params or {}, "request_timeout": 60}
+    def __call__(
+        self,
+        method: str,
+        route: str,
+        body: Any = None,
+        raw: bytes | None = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        kwargs: dict[str, Any] = {
+            "method": method,
+            "raise_error": False,
+            "headers": headers or {},
+            "params": params or {},
+            "request_timeout": 60,
+        }
         if method == "POST":
             kwargs["body"] = raw if raw is not None else json.dumps(body).encode()
         parts = [p for p in route.split("/") if p]
@@ -114,8 +125,10 @@ def test_the_shipped_config_enables_the_extension_and_the_wheel_installs_both():
     validate_extension("mlops_jupyter")
     assert mlops_jupyter._jupyter_server_extension_points() == [{"module": "mlops_jupyter.server", "app": MLOpsServer}]
     pyproject = (ROOT / "pyproject.toml").read_text()  # the wheel's shared-data (no tomllib on 3.10)
-    assert '"jupyter-config/server-config/mlops_jupyter.json" = ' \
+    assert (
+        '"jupyter-config/server-config/mlops_jupyter.json" = '
         '"etc/jupyter/jupyter_server_config.d/mlops_jupyter.json"' in pyproject
+    )
     (lab,) = mlops_jupyter._jupyter_labextension_paths()
     assert f'"mlops_jupyter/{lab["src"]}" = "share/jupyter/labextensions/{lab["dest"]}"' in pyproject
     pkg = json.loads((ROOT / "labextension/package.json").read_text())
@@ -165,8 +178,11 @@ def test_runs_of_an_experiment_newest_first_with_params_and_metrics(api, store):
 
 def test_another_tenants_run_is_not_found_and_not_described(api, store):
     status, err = api("GET", f"runs/{store['runs']['other']}")
-    assert status == 404 and err["error"] == "NotFoundError" and "other" not in err["message"].replace(
-        store["runs"]["other"], "")
+    assert (
+        status == 404
+        and err["error"] == "NotFoundError"
+        and "other" not in err["message"].replace(store["runs"]["other"], "")
+    )
     status, err = api("GET", "runs/not-a-run-id")
     assert status == 404 and err["error"] == "RunNotFoundError"
 
@@ -205,8 +221,9 @@ def test_deployments_with_endpoint_health_traffic_and_rollback_target(api, store
     assert deps[("iris", "staging")]["rollback_to"] is None
     one = api.get("deployments/iris/production")
     assert one["traffic"] == prod["traffic"] and one["health"]["state"] == "serving"
-    assert [d["environment"] for d in api.get("deployments", params={"environment": "staging"})["deployments"]] \
-        == ["staging"]
+    assert [d["environment"] for d in api.get("deployments", params={"environment": "staging"})["deployments"]] == [
+        "staging"
+    ]
 
     status, err = api("GET", "deployments/iris/nowhere")
     assert status == 404 and err["error"] == "NotFoundError" and "production/iris" in err["allowed"]
@@ -231,8 +248,10 @@ def test_traffic_rollback_and_promote_change_what_the_endpoint_serves(api, store
 
 
 def test_deploy_into_a_new_environment(api, store):
-    out = api.post("deployments/iris/canary", {"action": "deploy", "version": "latest", "traffic_percentage": 100,
-                                               "config": {"replicas": 2}})
+    out = api.post(
+        "deployments/iris/canary",
+        {"action": "deploy", "version": "latest", "traffic_percentage": 100, "config": {"replicas": 2}},
+    )
     dep = out["deployment"]
     assert out["result"]["status"] == "deployed" and dep["traffic"] == {"1.2.0": 100}
     assert dep["config"] == {"replicas": 2} and dep["health"]["state"] == "serving"
@@ -246,30 +265,96 @@ BAD_POSTS = [
     ("not an object", "deployments/iris/staging", b"[1, 2]", 400, "ValidationError", "JSON object"),
     ("unknown action", "deployments/iris/staging", b'{"action": "explode"}', 400, "ValidationError", "'rollback'"),
     ("missing version", "deployments/iris/staging", b'{"action": "deploy"}', 400, "ValidationError", "'version'"),
-    ("unknown key", "deployments/iris/staging", b'{"action": "rollback", "force": true}', 400, "ValidationError",
-     "force"),
-    ("bad traffic sum", "deployments/iris/staging", b'{"action": "traffic", "traffic": {"1.0.0": 60, "1.1.0": 30}}',
-     400, "ValidationError", "add up to 90"),
-    ("bad traffic type", "deployments/iris/staging", b'{"action": "traffic", "traffic": {"1.0.0": "all"}}',
-     400, "ValidationError", "all"),
-    ("bad percentage", "deployments/iris/staging",
-     b'{"action": "deploy", "version": "1.1.0", "traffic_percentage": 150}', 400, "ValidationError", "150"),
-    ("bad config", "deployments/iris/staging",
-     b'{"action": "deploy", "version": "1.1.0", "config": {"gpus": 1}}', 400, "ValidationError", "gpus"),
-    ("unknown version", "deployments/iris/staging", b'{"action": "promote", "version": "9.9.9"}', 404,
-     "VersionNotFoundError", "9.9.9"),
-    ("version not a string", "deployments/iris/staging", b'{"action": "promote", "version": 1}', 400,
-     "ValidationError", "version"),
-    ("unknown model", "deployments/ghost/production", b'{"action": "deploy", "version": "1.0.0"}', 404,
-     "ModelNotFoundError", "ghost"),
+    (
+        "unknown key",
+        "deployments/iris/staging",
+        b'{"action": "rollback", "force": true}',
+        400,
+        "ValidationError",
+        "force",
+    ),
+    (
+        "bad traffic sum",
+        "deployments/iris/staging",
+        b'{"action": "traffic", "traffic": {"1.0.0": 60, "1.1.0": 30}}',
+        400,
+        "ValidationError",
+        "add up to 90",
+    ),
+    (
+        "bad traffic type",
+        "deployments/iris/staging",
+        b'{"action": "traffic", "traffic": {"1.0.0": "all"}}',
+        400,
+        "ValidationError",
+        "all",
+    ),
+    (
+        "bad percentage",
+        "deployments/iris/staging",
+        b'{"action": "deploy", "version": "1.1.0", "traffic_percentage": 150}',
+        400,
+        "ValidationError",
+        "150",
+    ),
+    (
+        "bad config",
+        "deployments/iris/staging",
+        b'{"action": "deploy", "version": "1.1.0", "config": {"gpus": 1}}',
+        400,
+        "ValidationError",
+        "gpus",
+    ),
+    (
+        "unknown version",
+        "deployments/iris/staging",
+        b'{"action": "promote", "version": "9.9.9"}',
+        404,
+        "VersionNotFoundError",
+        "9.9.9",
+    ),
+    (
+        "version not a string",
+        "deployments/iris/staging",
+        b'{"action": "promote", "version": 1}',
+        400,
+        "ValidationError",
+        "version",
+    ),
+    (
+        "unknown model",
+        "deployments/ghost/production",
+        b'{"action": "deploy", "version": "1.0.0"}',
+        404,
+        "ModelNotFoundError",
+        "ghost",
+    ),
     ("not deployed", "deployments/iris/nowhere", b'{"action": "rollback"}', 404, "NotFoundError", "nowhere"),
-    ("other tenant's model", "deployments/secret/production", b'{"action": "rollback"}', 404, "NotFoundError",
-     "secret"),
+    (
+        "other tenant's model",
+        "deployments/secret/production",
+        b'{"action": "rollback"}',
+        404,
+        "NotFoundError",
+        "secret",
+    ),
     ("bad environment", "deployments/iris/prod!", b'{"action": "rollback"}', 400, "InvalidNameError", "prod!"),
-    ("tenant in body", "deployments/iris/staging", b'{"action": "rollback", "tenant": "other"}', 400,
-     "ValidationError", "configuration"),
-    ("no earlier version", "deployments/iris/solo", b'{"action": "rollback"}', 409, "DeploymentError",
-     "no earlier version"),
+    (
+        "tenant in body",
+        "deployments/iris/staging",
+        b'{"action": "rollback", "tenant": "other"}',
+        400,
+        "ValidationError",
+        "configuration",
+    ),
+    (
+        "no earlier version",
+        "deployments/iris/solo",
+        b'{"action": "rollback"}',
+        409,
+        "DeploymentError",
+        "no earlier version",
+    ),
 ]
 
 
@@ -296,9 +381,20 @@ def test_bad_input_gets_a_4xx_json_error_naming_the_problem_and_changes_nothing(
 
 
 def test_no_access_without_jupyters_token(api, store):
-    routes = ["info", "experiments", "runs", f"runs/{store['runs']['depth-3']}", "models", "models/iris/versions",
-              "models/iris/lineage", "models/iris/drift", "deployments", "deployments/iris/production", "alerts",
-              "nothing"]
+    routes = [
+        "info",
+        "experiments",
+        "runs",
+        f"runs/{store['runs']['depth-3']}",
+        "models",
+        "models/iris/versions",
+        "models/iris/lineage",
+        "models/iris/drift",
+        "deployments",
+        "deployments/iris/production",
+        "alerts",
+        "nothing",
+    ]
     for headers in ({"Authorization": "token wrong"}, {"Authorization": ""}):
         for route in routes:
             status, err = api("GET", route, headers=headers)
@@ -315,9 +411,11 @@ class ReadOnly(Authorizer):
         return action == "read"
 
 
-@pytest.mark.parametrize("mlops_config", [{"config": {"tenant": "acme", "storage_path": "{home}",
-                                                      "ServerApp": {"authorizer_class": ReadOnly}}}],
-                         indirect=True)
+@pytest.mark.parametrize(
+    "mlops_config",
+    [{"config": {"tenant": "acme", "storage_path": "{home}", "ServerApp": {"authorizer_class": ReadOnly}}}],
+    indirect=True,
+)
 def test_jupyters_authorizer_decides_who_may_change_deployments(api, mlops_config):
     before = api.get("deployments/iris/production")["traffic"]
     status, err = api("POST", "deployments/iris/production", {"action": "rollback"})
@@ -349,9 +447,11 @@ def test_drift_and_alerts_of_predictions_served_by_the_gateway(api, store):
     c = Http(store["port"], store["token"])
     try:
         for i in range(0, 200, 10):
-            status, _, _ = c.call("POST", path("iris", "staging"),
-                                  {"dataframe_split": {"columns": list(X.columns),
-                                                       "data": shifted.iloc[i:i + 10].values.tolist()}})
+            status, _, _ = c.call(
+                "POST",
+                path("iris", "staging"),
+                {"dataframe_split": {"columns": list(X.columns), "data": shifted.iloc[i : i + 10].values.tolist()}},
+            )
             assert status == 200
     finally:
         c.close()
@@ -382,10 +482,15 @@ def test_drift_and_alerts_of_predictions_served_by_the_gateway(api, store):
 
 
 # -- configuration --------------------------------------------------------------------------
-@pytest.mark.parametrize("mlops_config", [
-    {"env": {"MLOPS_TENANT": "other", "MLOPS_HOME": "{home}"}},
-    {"env": {"MLOPS_TENANT": "acme"}, "config": {"tenant": "other", "storage_path": "{home}"}},
-], indirect=True, ids=["from-environment", "config-over-environment"])
+@pytest.mark.parametrize(
+    "mlops_config",
+    [
+        {"env": {"MLOPS_TENANT": "other", "MLOPS_HOME": "{home}"}},
+        {"env": {"MLOPS_TENANT": "acme"}, "config": {"tenant": "other", "storage_path": "{home}"}},
+    ],
+    indirect=True,
+    ids=["from-environment", "config-over-environment"],
+)
 def test_the_tenant_comes_from_the_servers_config_or_environment(api, mlops_config):
     assert api.get("info")["tenant"] == "other"
     assert [m["model_id"] for m in api.get("models")["models"]] == ["secret"]
@@ -394,8 +499,9 @@ def test_the_tenant_comes_from_the_servers_config_or_environment(api, mlops_conf
     assert "churn" not in {e["name"] for e in api.get("experiments")["experiments"]}
 
 
-@pytest.mark.parametrize("mlops_config", [{"unset": ["MLOPS_HOME", "MLOPS_TENANT", "MLFLOW_TRACKING_URI"]}],
-                         indirect=True)
+@pytest.mark.parametrize(
+    "mlops_config", [{"unset": ["MLOPS_HOME", "MLOPS_TENANT", "MLFLOW_TRACKING_URI"]}], indirect=True
+)
 def test_by_default_the_store_is_dot_mlops_in_the_servers_root_dir(api, mlops_config, jp_root_dir):
     info = api.get("info")
     assert info["tenant"] == "default" and info["home"] == str(jp_root_dir / ".mlops")

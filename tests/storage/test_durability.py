@@ -54,7 +54,11 @@ def client_for(home: Path):
 def spawn(script: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-c", script],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        bufsize=1,
     )
 
 
@@ -81,9 +85,7 @@ def metric_rows(home: Path, run_id: str) -> dict[str, dict[int, float]]:
     con = sqlite3.connect(home / "mlflow.db")
     try:
         out: dict[str, dict[int, float]] = {}
-        for key, step, value in con.execute(
-            "SELECT key, step, value FROM metrics WHERE run_uuid=?", (run_id,)
-        ):
+        for key, step, value in con.execute("SELECT key, step, value FROM metrics WHERE run_uuid=?", (run_id,)):
             out.setdefault(key, {})[step] = value
         return out
     finally:
@@ -234,9 +236,11 @@ def test_two_processes_logging_into_one_store_lose_nothing(home):
     assert journal_files(home) == []  # (d)
     con = sqlite3.connect(home / "mlflow.db")
     try:
-        counts = dict(con.execute(
-            "SELECT run_uuid, count(*) FROM metrics WHERE run_uuid IN (?,?) GROUP BY run_uuid", run_ids
-        ).fetchall())
+        counts = dict(
+            con.execute(
+                "SELECT run_uuid, count(*) FROM metrics WHERE run_uuid IN (?,?) GROUP BY run_uuid", run_ids
+            ).fetchall()
+        )
         per_key = con.execute(
             "SELECT count(DISTINCT step), min(step), max(step), sum(value) FROM metrics WHERE run_uuid=? AND key='m3'",
             (run_ids[0],),

@@ -36,9 +36,24 @@ def server(tmp_path_factory, template_db):
     mlflow_bin = Path(sys.executable).with_name("mlflow")
     log = open(d / "server.log", "wb")
     proc = subprocess.Popen(
-        [str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{d / 'server.db'}", "--artifacts-destination", str(d / "art")],
-        stdout=log, stderr=subprocess.STDOUT, cwd=d, start_new_session=True,
+        [
+            str(mlflow_bin),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{d / 'server.db'}",
+            "--artifacts-destination",
+            str(d / "art"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=d,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
@@ -110,10 +125,9 @@ def test_seed_flow_on_the_server(server, store_home, client):
 
 def test_context_manager_and_failure_on_the_server(server, store_home, client):
     tracker = create_experiment_tracker(tenant_id="tenant_123", mlflow_uri=server)
-    with pytest.raises(RuntimeError):
-        with tracker.start_experiment("ctx") as run:
-            tracker.log_metrics({"a": 1.0})
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), tracker.start_experiment("ctx") as run:
+        tracker.log_metrics({"a": 1.0})
+        raise RuntimeError("boom")
     got = client.get_run(run.run_id)
     assert got.info.status == "FAILED"
     assert got.data.tags["mlops.error"] == "RuntimeError: boom"

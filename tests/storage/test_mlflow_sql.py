@@ -56,10 +56,25 @@ def test_bulk_writes_are_what_mlflow_reads_and_replay_safely(db):
     acme = Tenancy("acme")
     exp = _experiment(db, acme, "e")
     ops = [
-        {"k": "run", "id": "r1" * 16, "exp": exp, "name": "first", "user": "me", "start": 1000,
-         "art": "file:///tmp/a", "tags": {"mlops.tenant": "acme"}},
-        {"k": "log", "id": "r1" * 16, "ts": 1001, "step": 0, "m": {"loss": 0.5}, "p": {"depth": "3"},
-         "t": {"note": "x"}},
+        {
+            "k": "run",
+            "id": "r1" * 16,
+            "exp": exp,
+            "name": "first",
+            "user": "me",
+            "start": 1000,
+            "art": "file:///tmp/a",
+            "tags": {"mlops.tenant": "acme"},
+        },
+        {
+            "k": "log",
+            "id": "r1" * 16,
+            "ts": 1001,
+            "step": 0,
+            "m": {"loss": 0.5},
+            "p": {"depth": "3"},
+            "t": {"note": "x"},
+        },
         {"k": "log", "id": "r1" * 16, "ts": 1002, "step": 2, "m": {"loss": 0.2}},
         {"k": "log", "id": "r1" * 16, "ts": 1003, "step": 1, "m": {"loss": 0.9}},  # lower step: not the latest
         {"k": "end", "id": "r1" * 16, "status": "FINISHED", "end": 2000},
@@ -81,8 +96,18 @@ def test_read_runs_applies_tenancy_exclusions_and_limits(db):
     ops = []
     for i, (exp, tenant) in enumerate(((e1, "acme"), (e1, "acme"), (e2, "acme"), (e3, "other"), (e1, "other"))):
         rid = f"{i:032d}"
-        ops.append({"k": "run", "id": rid, "exp": exp, "name": f"r{i}", "user": "me", "start": 1000 + i,
-                    "art": "file:///tmp/a", "tags": {"mlops.tenant": tenant, "kind": str(i)}})
+        ops.append(
+            {
+                "k": "run",
+                "id": rid,
+                "exp": exp,
+                "name": f"r{i}",
+                "user": "me",
+                "start": 1000 + i,
+                "art": "file:///tmp/a",
+                "tags": {"mlops.tenant": tenant, "kind": str(i)},
+            }
+        )
         ops.append({"k": "log", "id": rid, "ts": 1, "step": 0, "m": {"m": float(i)}, "p": {"p": str(i)}})
     mlflow_sql.SqliteSink(db).write(ops)
 
@@ -93,20 +118,26 @@ def test_read_runs_applies_tenancy_exclusions_and_limits(db):
     assert sorted(p[2] for p in rows.params) == ["0", "1", "2"] and sorted(t[2] for t in rows.tags) == ["0", "1", "2"]
     rows = mlflow_sql.read_runs(db, acme, exclude_experiments=["bookkeeping"], max_results=1)
     assert [r[1] for r in rows.runs] == ["r1"] and [m[2] for m in rows.metrics] == [1.0]
-    rows = mlflow_sql.read_runs(db, acme, experiment="bookkeeping", exclude_experiments=["bookkeeping"],
-                                max_results=10)
+    rows = mlflow_sql.read_runs(db, acme, experiment="bookkeeping", exclude_experiments=["bookkeeping"], max_results=10)
     assert [r[1] for r in rows.runs] == ["r2"]  # named: excluded no more
     assert mlflow_sql.read_runs(db, acme, max_results=10, run_ids=[f"{0:032d}", f"{3:032d}"]).runs[0][1] == "r0"
     assert mlflow_sql.read_runs(db, Tenancy("nobody"), max_results=10) == mlflow_sql.RunRows({}, [], [], [], [])
 
 
 # MLflow's table and column names, in SQL, anywhere in the package but the one module
-_SCHEMA_SQL = re.compile(r"\b(run_uuid|latest_metrics|experiment_tags)\b"
-                         r"|\b(FROM|INTO|UPDATE|JOIN)\s+(runs|params|metrics|tags|experiments)\b")
+_SCHEMA_SQL = re.compile(
+    r"\b(run_uuid|latest_metrics|experiment_tags)\b"
+    r"|\b(FROM|INTO|UPDATE|JOIN)\s+(runs|params|metrics|tags|experiments)\b"
+)
 
 
 def test_mlflows_schema_is_known_in_one_module_only():
     root = Path(mlops_jupyter.__file__).parent
-    offenders = [f"{p.relative_to(root)}:{n}" for p in sorted(root.rglob("*.py")) if p.name != "mlflow_sql.py"
-                 for n, line in enumerate(p.read_text().splitlines(), 1) if _SCHEMA_SQL.search(line)]
+    offenders = [
+        f"{p.relative_to(root)}:{n}"
+        for p in sorted(root.rglob("*.py"))
+        if p.name != "mlflow_sql.py"
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if _SCHEMA_SQL.search(line)
+    ]
     assert offenders == []

@@ -6,15 +6,26 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 
 from mlops_jupyter.tracking import param_types as pt
 from mlops_jupyter.tracking.validation import MAX_TAG_VAL_LENGTH
 
 VALUES = {
-    "n": 100, "lr": 0.1, "neg": -3, "big": 10**30, "flag": True, "off": False, "none": None,
-    "name": "baseline", "digits": "10", "layers": [64, 32], "shape": (3, 4), "grid": {"a": [1, 2]},
-    "np_int": np.int64(7), "np_float": np.float64(0.25), "np_bool": np.bool_(True),
+    "n": 100,
+    "lr": 0.1,
+    "neg": -3,
+    "big": 10**30,
+    "flag": True,
+    "off": False,
+    "none": None,
+    "name": "baseline",
+    "digits": "10",
+    "layers": [64, 32],
+    "shape": (3, 4),
+    "grid": {"a": [1, 2]},
+    "np_int": np.int64(7),
+    "np_float": np.float64(0.25),
+    "np_bool": np.bool_(True),
 }
 
 

@@ -112,10 +112,9 @@ def test_context_manager_finishes(tracker, client):
 
 
 def test_context_manager_fails_on_exception(tracker, client):
-    with pytest.raises(ZeroDivisionError):
-        with tracker.start_experiment("ctx") as run:
-            tracker.log_metrics({"before": 1.0})
-            1 / 0
+    with pytest.raises(ZeroDivisionError), tracker.start_experiment("ctx") as run:
+        tracker.log_metrics({"before": 1.0})
+        1 / 0
     got = client.get_run(run.run_id)
     assert got.info.status == "FAILED"
     assert got.data.tags["mlops.error"].startswith("ZeroDivisionError: division by zero")
@@ -221,11 +220,18 @@ def test_bad_metric_values_are_refused_and_nothing_is_logged(tracker, client, va
 
 def test_good_metric_values(tracker, client):
     run = tracker.start_experiment("e")
-    tracker.log_metrics({"i": 3, "f": 0.25, "np64": np.float64(1.5), "np32": np.float32(0.5),
-                         "npint": np.int64(7), "neg": -1e300})
+    tracker.log_metrics(
+        {"i": 3, "f": 0.25, "np64": np.float64(1.5), "np32": np.float32(0.5), "npint": np.int64(7), "neg": -1e300}
+    )
     tracker.end_experiment()
     assert client.get_run(run.run_id).data.metrics == {
-        "i": 3.0, "f": 0.25, "np64": 1.5, "np32": 0.5, "npint": 7.0, "neg": -1e300}
+        "i": 3.0,
+        "f": 0.25,
+        "np64": 1.5,
+        "np32": 0.5,
+        "npint": 7.0,
+        "neg": -1e300,
+    }
 
 
 BAD_KEYS = ["", "/abs", "../up", "a/../b", "a//b", ".", "bad key!", "a\nb", "x" * 251, "a\tb", 5, None, ("a",)]
@@ -246,8 +252,11 @@ def test_bad_keys_are_refused(tracker, client, key):
     assert got.data.metrics == {} and got.data.params == {}
 
 
-@pytest.mark.parametrize("key", BAD_KEYS[:10] + ["acc", "a/b", "val loss", "k:1", "x" * 250, "précision", "a/./b",
-                                               "a/", "a..b", "..", "a b/c", "1"])
+@pytest.mark.parametrize(
+    "key",
+    BAD_KEYS[:10]
+    + ["acc", "a/b", "val loss", "k:1", "x" * 250, "précision", "a/./b", "a/", "a..b", "..", "a b/c", "1"],
+)
 def test_key_rules_match_mlflow(key):
     """We refuse a metric or param key exactly when MLflow itself would."""
     from mlflow.exceptions import MlflowException
@@ -414,7 +423,14 @@ def test_metric_history_and_latest_is_highest_step(tracker, client):
     out = tracker.end_experiment()
     hist = client.get_metric_history(run.run_id, "loss")
     assert sorted((m.step, m.value) for m in hist) == [
-        (0, 1.0), (1, 0.9), (2, 0.8), (3, 0.7), (3, 5.0), (4, 0.6), (10, 0.1)]
+        (0, 1.0),
+        (1, 0.9),
+        (2, 0.8),
+        (3, 0.7),
+        (3, 5.0),
+        (4, 0.6),
+        (10, 0.1),
+    ]
     assert client.get_run(run.run_id).data.metrics["loss"] == 0.1
     assert out["metrics"]["loss"] == 0.1
     assert tracker.list_experiments()[0]["metrics"]["loss"] == 0.1
@@ -444,8 +460,16 @@ def test_ten_thousand_calls_all_stored(tracker, client, home):
 
 # -- params come back typed as logged ---------------------------------------------------------
 def test_list_experiments_returns_params_typed_as_end_experiment(tracker, client):
-    values = {"n_estimators": 100, "learning_rate": 0.1, "bootstrap": False, "class_weight": None,
-              "solver": "lbfgs", "seed_text": "10", "layers": [64, 32], "np_depth": np.int64(7)}
+    values = {
+        "n_estimators": 100,
+        "learning_rate": 0.1,
+        "bootstrap": False,
+        "class_weight": None,
+        "solver": "lbfgs",
+        "seed_text": "10",
+        "layers": [64, 32],
+        "np_depth": np.int64(7),
+    }
     run = tracker.start_experiment("typed")
     tracker.log_params({k: values[k] for k in list(values)[:4]})
     tracker.log_params({k: values[k] for k in list(values)[4:]})  # a second call extends the record

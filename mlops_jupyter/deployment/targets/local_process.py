@@ -27,8 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_jupyter.config.settings import GATEWAY_EXIT_ALREADY_RUNNING as EXIT_ALREADY_RUNNING
-from mlops_jupyter.config.settings import gateway_info_path, gateway_lock_path, gateway_log_path
-from mlops_jupyter.config.settings import connect_host
+from mlops_jupyter.config.settings import connect_host, gateway_info_path, gateway_lock_path, gateway_log_path
 from mlops_jupyter.errors import GatewayError
 
 DEFAULT_HOST = "127.0.0.1"
@@ -118,9 +117,16 @@ def gateway_status(home: str | os.PathLike[str]) -> dict[str, Any]:
     if info and _pid_alive(int(info.get("pid", 0))):
         h = _health(info)
         if h is not None:
-            out.update(running=True, pid=info["pid"], url=info["url"], port=info["port"], host=info["host"],
-                       deployments=h.get("deployments"), uptime_s=h.get("uptime_s"),
-                       log=str(gateway_log_path(home)))
+            out.update(
+                running=True,
+                pid=info["pid"],
+                url=info["url"],
+                port=info["port"],
+                host=info["host"],
+                deployments=h.get("deployments"),
+                uptime_s=h.get("uptime_s"),
+                log=str(gateway_log_path(home)),
+            )
             return out
     if lock_held(home):
         out["state"] = "starting or not answering"
@@ -140,8 +146,9 @@ def _log_tail(home: Path, n: int = 20) -> str:
         return "(no log)"
 
 
-def ensure_gateway(home: str | os.PathLike[str], host: str = DEFAULT_HOST, port: int | None = None,
-                   timeout: float = START_TIMEOUT) -> dict[str, Any]:
+def ensure_gateway(
+    home: str | os.PathLike[str], host: str = DEFAULT_HOST, port: int | None = None, timeout: float = START_TIMEOUT
+) -> dict[str, Any]:
     """Return the running gateway of ``home``, starting one (detached) if there is none.
 
     Args:
@@ -170,22 +177,33 @@ def ensure_gateway(home: str | os.PathLike[str], host: str = DEFAULT_HOST, port:
             return info
         if proc is not None and proc.poll() is not None:
             if proc.returncode != EXIT_ALREADY_RUNNING:
-                raise GatewayError(f"The gateway for {home} exited with code {proc.returncode} while starting. "
-                                   f"Last lines of {gateway_log_path(home)}:\n{_log_tail(home)}")
+                raise GatewayError(
+                    f"The gateway for {home} exited with code {proc.returncode} while starting. "
+                    f"Last lines of {gateway_log_path(home)}:\n{_log_tail(home)}"
+                )
             proc = None  # another one got the lock first: wait for it (or start again if it died)
         if proc is None and not lock_held(home):
-            cmd = [sys.executable, "-m", "mlops_jupyter.gateway", "--foreground", "--home", str(home),
-                   "--host", host]
+            cmd = [sys.executable, "-m", "mlops_jupyter.gateway", "--foreground", "--home", str(home), "--host", host]
             if port:
                 cmd += ["--port", str(int(port))]
             env = dict(os.environ, PYTHONUNBUFFERED="1")
             with open(gateway_log_path(home), "ab") as logf:
-                proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                                        cwd=str(home), env=env, start_new_session=True, close_fds=True)
+                proc = subprocess.Popen(
+                    cmd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=logf,
+                    stderr=subprocess.STDOUT,
+                    cwd=str(home),
+                    env=env,
+                    start_new_session=True,
+                    close_fds=True,
+                )
             _reap(proc)
         if time.monotonic() > deadline:
-            raise GatewayError(f"The gateway for {home} did not answer within {timeout:.0f} s. "
-                               f"Last lines of {gateway_log_path(home)}:\n{_log_tail(home)}")
+            raise GatewayError(
+                f"The gateway for {home} did not answer within {timeout:.0f} s. "
+                f"Last lines of {gateway_log_path(home)}:\n{_log_tail(home)}"
+            )
         time.sleep(0.05)
 
 
@@ -211,8 +229,10 @@ def stop_gateway(home: str | os.PathLike[str], timeout: float = 20.0) -> dict[st
         if not lock_held(home):
             gateway_info_path(home).unlink(missing_ok=True)
             return {"stopped": False, "pid": None, "home": str(home), "reason": "no gateway was running"}
-        raise GatewayError(f"A gateway holds {gateway_lock_path(home)} but {gateway_info_path(home)} does not name it; "
-                           "it may still be starting. Try again in a moment.")
+        raise GatewayError(
+            f"A gateway holds {gateway_lock_path(home)} but {gateway_info_path(home)} does not name it; "
+            "it may still be starting. Try again in a moment."
+        )
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -48,13 +48,14 @@ log = logging.getLogger("mlops_jupyter.alerts")
 SEVERITIES = ("info", "warning", "critical")
 ACTION_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
 WEBHOOK_TIMEOUT = 5.0
-ACTION_ALLOWED = ("'log', 'rollback', 'rollback:<environment>', 'webhook:http(s)://host/path', or the name "
-                  "of an action registered with register_action (letters, digits, '_', '.', '-'; starting "
-                  "with a letter or '_'; at most 64 characters), e.g. 'notify_team'")
+ACTION_ALLOWED = (
+    "'log', 'rollback', 'rollback:<environment>', 'webhook:http(s)://host/path', or the name "
+    "of an action registered with register_action (letters, digits, '_', '.', '-'; starting "
+    "with a letter or '_'; at most 64 characters), e.g. 'notify_team'"
+)
 
 Rollback = Callable[[str, str | None], dict[str, Any]]
 """``(model_id, environment or None) -> what the rollback did``: the ``rollback`` action."""
-
 
 
 class Delivery(NamedTuple):
@@ -83,22 +84,29 @@ def validate_action(action: Any) -> str:
         ('webhook:http://127.0.0.1:9000/hook', 'notify_team')
     """
     if not isinstance(action, str):
-        raise InvalidAlertActionError(f"Invalid alert action {action!r}: it must be a string.", value=action,
-                                      allowed=ACTION_ALLOWED)
+        raise InvalidAlertActionError(
+            f"Invalid alert action {action!r}: it must be a string.", value=action, allowed=ACTION_ALLOWED
+        )
     if action.startswith("webhook:"):
         from urllib.parse import urlsplit
 
-        url = action[len("webhook:"):]
+        url = action[len("webhook:") :]
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
-            raise InvalidAlertActionError(f"Invalid webhook URL {url!r} in alert action {action!r}.", value=action,
-                                          allowed="webhook:http://HOST[:PORT]/PATH or webhook:https://...")
+            raise InvalidAlertActionError(
+                f"Invalid webhook URL {url!r} in alert action {action!r}.",
+                value=action,
+                allowed="webhook:http://HOST[:PORT]/PATH or webhook:https://...",
+            )
         return action
     if action.startswith("rollback:"):
-        env = action[len("rollback:"):]
+        env = action[len("rollback:") :]
         if not ENVIRONMENT_RE.fullmatch(env):
-            raise InvalidAlertActionError(f"Invalid environment {env!r} in alert action {action!r}.", value=action,
-                                          allowed="rollback, or rollback:<environment> such as rollback:production")
+            raise InvalidAlertActionError(
+                f"Invalid environment {env!r} in alert action {action!r}.",
+                value=action,
+                allowed="rollback, or rollback:<environment> such as rollback:production",
+            )
         return action
     if not ACTION_NAME_RE.fullmatch(action):
         raise InvalidAlertActionError(f"Invalid alert action {action!r}.", value=action, allowed=ACTION_ALLOWED)
@@ -139,12 +147,17 @@ def register_action(tenant: str, name: str, fn: Callable[[dict[str, Any]], Any])
     """
     validate_action(name)
     if is_builtin(name):
-        raise InvalidAlertActionError(f"{name!r} is a built-in action; register under another name.",
-                                      value=name,
-                                      allowed="a name that is not log, rollback, rollback:... or webhook:...")
+        raise InvalidAlertActionError(
+            f"{name!r} is a built-in action; register under another name.",
+            value=name,
+            allowed="a name that is not log, rollback, rollback:... or webhook:...",
+        )
     if not callable(fn):
-        raise InvalidAlertActionError(f"The action {name!r} must be callable; got {type(fn).__name__}.",
-                                      value=fn, allowed="a function taking the alert dict, e.g. lambda alert: ...")
+        raise InvalidAlertActionError(
+            f"The action {name!r} must be callable; got {type(fn).__name__}.",
+            value=fn,
+            allowed="a function taking the alert dict, e.g. lambda alert: ...",
+        )
     with _ACTIONS_LOCK:
         _ACTIONS[(tenant, name)] = fn
 
@@ -158,8 +171,11 @@ def registered_action(tenant: str, name: str) -> Callable[[dict[str, Any]], Any]
 def alert_payload(event: Mapping[str, Any], tenant: str) -> dict[str, Any]:
     """The alert as actions receive it (and as a webhook POSTs it), from its history entry."""
     values = event.get("values") or {}
-    shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                      for k, v in values.items() if k != "feature_scores" and v is not None)
+    shown = ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in values.items()
+        if k != "feature_scores" and v is not None
+    )
     return {
         "alert_id": event["alert_id"],
         "event_id": event.get("event_id"),
@@ -182,10 +198,14 @@ def _post_json(url: str, payload: Mapping[str, Any], timeout: float = WEBHOOK_TI
     import urllib.request
 
     body = json.dumps(payload, default=str).encode()
-    req = urllib.request.Request(url, data=body, method="POST",
-                                 headers={"Content-Type": "application/json", "User-Agent": "mlops-jupyter-alerts"})
+    req = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": "mlops-jupyter-alerts"},
+    )
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - the user's own webhook URL
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             status = resp.status
     except urllib.error.HTTPError as exc:
         return {"ok": False, "status": exc.code, "error": f"HTTP {exc.code} {exc.reason}"}
@@ -203,29 +223,40 @@ def _jsonable(value: Any) -> Any:
         return repr(value)[:500]
 
 
-def deliver(action: str, payload: dict[str, Any], tenant: str,
-            rollback: Rollback | None = None) -> Delivery:
+def deliver(action: str, payload: dict[str, Any], tenant: str, rollback: Rollback | None = None) -> Delivery:
     """Run one action (``rollback`` runs the function given); never raises."""
     try:
         if action == "log":
             log.warning("mlops_jupyter alert: %s", payload["message"])
             return Delivery("delivered", {"ok": True, "logged": payload["message"]})
         if action.startswith("webhook:"):
-            result = _post_json(action[len("webhook:"):], payload)
+            result = _post_json(action[len("webhook:") :], payload)
             return Delivery("delivered" if result["ok"] else "failed", result)
         if action == "rollback" or action.startswith("rollback:"):
             if rollback is None:
                 return Delivery("failed", {"ok": False, "error": "no deployment API available to roll back"})
-            env = action[len("rollback:"):] if ":" in action else None
+            env = action[len("rollback:") :] if ":" in action else None
             return Delivery("delivered", {"ok": True, **rollback(payload["model_id"], env)})
         fn = registered_action(tenant, action)
         if fn is None:
-            log.warning("mlops_jupyter alert %s fired for %s/%s (%s) but no action is registered under %r; "
-                        "recorded as undelivered until register_action(%r, fn) in a process that evaluates it.",
-                        payload["alert_id"], tenant, payload["model_id"], payload["condition"], action, action)
-            return Delivery("undelivered", {
-                "ok": False, "delivered": False,
-                "reason": f"no action registered under {action!r}; register_action({action!r}, fn) delivers it"})
+            log.warning(
+                "mlops_jupyter alert %s fired for %s/%s (%s) but no action is registered under %r; "
+                "recorded as undelivered until register_action(%r, fn) in a process that evaluates it.",
+                payload["alert_id"],
+                tenant,
+                payload["model_id"],
+                payload["condition"],
+                action,
+                action,
+            )
+            return Delivery(
+                "undelivered",
+                {
+                    "ok": False,
+                    "delivered": False,
+                    "reason": f"no action registered under {action!r}; register_action({action!r}, fn) delivers it",
+                },
+            )
         return Delivery("delivered", {"ok": True, "returned": _jsonable(fn(dict(payload)))})
     except Exception as exc:  # an action must never break evaluation
         log.warning("mlops_jupyter alert %s: action %r failed: %s", payload.get("alert_id"), action, exc)

@@ -23,8 +23,10 @@ __all__ = ["MAX_DURATION", "parse_duration"]
 _DURATION_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_DURATION = 366 * 86400
-_DURATION_ALLOWED = ("a number of seconds >= 0, or a number and a unit: s, m, h or d (e.g. '30s', "
-                     "'5m', '1.5h', '2d'; '0s' for none), at most 366 days")
+_DURATION_ALLOWED = (
+    "a number of seconds >= 0, or a number and a unit: s, m, h or d (e.g. '30s', "
+    "'5m', '1.5h', '2d'; '0s' for none), at most 366 days"
+)
 
 
 def parse_duration(value: str | int | float) -> float:
@@ -48,18 +50,18 @@ def parse_duration(value: str | int | float) -> float:
     if isinstance(value, str):
         m = _DURATION_RE.fullmatch(value)
         if m is None:
-            raise InvalidDurationError(f"Invalid duration {value!r}.", value=value,
-                                       allowed=_DURATION_ALLOWED)
+            raise InvalidDurationError(f"Invalid duration {value!r}.", value=value, allowed=_DURATION_ALLOWED)
         seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         seconds = float(value)
         if not math.isfinite(seconds) or seconds < 0:
-            raise InvalidDurationError(f"Invalid duration {value!r}.", value=value,
-                                       allowed=_DURATION_ALLOWED)
+            raise InvalidDurationError(f"Invalid duration {value!r}.", value=value, allowed=_DURATION_ALLOWED)
     else:
-        raise InvalidDurationError(f"Invalid duration {value!r} of type {type(value).__name__}.",
-                                   value=value, allowed=_DURATION_ALLOWED)
+        raise InvalidDurationError(
+            f"Invalid duration {value!r} of type {type(value).__name__}.", value=value, allowed=_DURATION_ALLOWED
+        )
     if seconds > MAX_DURATION:
-        raise InvalidDurationError(f"Duration {value!r} is longer than 366 days.", value=value,
-                                   allowed=_DURATION_ALLOWED)
+        raise InvalidDurationError(
+            f"Duration {value!r} is longer than 366 days.", value=value, allowed=_DURATION_ALLOWED
+        )
     return seconds

@@ -59,9 +59,14 @@ def condition(text: str) -> Condition:
 def metrics(result: Mapping[str, Any]) -> Metrics:
     """The values a condition reads, from a drift check's result."""
     perf = result["performance_metrics"]
-    values = {"drift_score": result["drift_score"], "success_rate": perf["success_rate"],
-              "error_rate": perf["error_rate"], "avg_latency": perf["avg_latency"],
-              "p95_latency": perf["p95_latency"], "prediction_count": perf["prediction_count"]}
+    values = {
+        "drift_score": result["drift_score"],
+        "success_rate": perf["success_rate"],
+        "error_rate": perf["error_rate"],
+        "avg_latency": perf["avg_latency"],
+        "p95_latency": perf["p95_latency"],
+        "prediction_count": perf["prediction_count"],
+    }
     scores = {str(k): e["score"] for k, e in (result.get("features") or {}).items()}
     return Metrics(values, scores)
 
@@ -94,8 +99,9 @@ def public_rule(rule: Mapping[str, Any], tenant: str) -> dict[str, Any]:
         "state": rule["state"],
         "pending_since": iso_from_seconds(extra.get("pending_since")) if rule["state"] == "pending" else None,
         "last_fired_at": iso_from_seconds(extra.get("last_fired_at")),
-        "action_registered": (True if actions.is_builtin(action)
-                              else actions.registered_action(tenant, action) is not None),
+        "action_registered": (
+            True if actions.is_builtin(action) else actions.registered_action(tenant, action) is not None
+        ),
         "created_at": iso_from_seconds(rule.get("created_at")),
         "updated_at": iso_from_seconds(rule.get("updated_at")),
     }
@@ -121,8 +127,9 @@ def public_event(e: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def set_rule(store: Any, tenant: str, model_id: str, condition_text: Any, action: Any, cooldown: Any,
-             for_: Any, severity: Any) -> dict[str, Any]:
+def set_rule(
+    store: Any, tenant: str, model_id: str, condition_text: Any, action: Any, cooldown: Any, for_: Any, severity: Any
+) -> dict[str, Any]:
     """Add a rule, or update the one with the same canonical condition and action."""
     canonical = str(parse_condition(condition_text))
     action = actions.validate_action(action)
@@ -132,13 +139,25 @@ def set_rule(store: Any, tenant: str, model_id: str, condition_text: Any, action
     now = time.time()
     for rule in store.list_alert_rules(tenant, model_id):
         if rule["condition"] == canonical and rule["action"] == action:
-            store.update_alert_rule(rule["alert_id"], {"cooldown_s": cooldown_s, "for_s": for_s,
-                                                       "severity": severity, "updated_at": now})
+            store.update_alert_rule(
+                rule["alert_id"], {"cooldown_s": cooldown_s, "for_s": for_s, "severity": severity, "updated_at": now}
+            )
             return public_rule(store.list_alert_rules(alert_id=rule["alert_id"])[0], tenant)
-    rule = {"alert_id": new_alert_id(), "tenant": tenant, "model_id": model_id,
-            "condition": canonical, "action": action, "cooldown_s": cooldown_s, "for_s": for_s,
-            "severity": severity, "state": "inactive", "revision": 0, "created_at": now, "updated_at": now,
-            "extra": {}}
+    rule = {
+        "alert_id": new_alert_id(),
+        "tenant": tenant,
+        "model_id": model_id,
+        "condition": canonical,
+        "action": action,
+        "cooldown_s": cooldown_s,
+        "for_s": for_s,
+        "severity": severity,
+        "state": "inactive",
+        "revision": 0,
+        "created_at": now,
+        "updated_at": now,
+        "extra": {},
+    }
     store.put_alert_rule(rule)
     return public_rule(rule, tenant)
 
@@ -157,16 +176,22 @@ def owned_rule(store: Any, tenant: str, alert_id: Any) -> dict[str, Any]:
         TenantAccessError: the rule belongs to another tenant.
     """
     if not isinstance(alert_id, str):
-        raise ValidationError(f"Invalid alert_id {alert_id!r}.", value=alert_id,
-                              allowed="an id such as 'alert_5f0c1a2b3c4d'")
+        raise ValidationError(
+            f"Invalid alert_id {alert_id!r}.", value=alert_id, allowed="an id such as 'alert_5f0c1a2b3c4d'"
+        )
     rules = store.list_alert_rules(alert_id=alert_id)
     if not rules:
         mine = [r["alert_id"] for r in store.list_alert_rules(tenant)]
-        raise AlertNotFoundError(f"No alert rule {alert_id!r} for tenant {tenant!r}.", value=alert_id,
-                                 allowed=mine or "(no alert rules yet: use set_alert)")
+        raise AlertNotFoundError(
+            f"No alert rule {alert_id!r} for tenant {tenant!r}.",
+            value=alert_id,
+            allowed=mine or "(no alert rules yet: use set_alert)",
+        )
     if rules[0]["tenant"] != tenant:
-        raise TenantAccessError(f"Alert rule {alert_id!r} belongs to another tenant; tenant {tenant!r} "
-                                "cannot read or change it.", value=alert_id)
+        raise TenantAccessError(
+            f"Alert rule {alert_id!r} belongs to another tenant; tenant {tenant!r} cannot read or change it.",
+            value=alert_id,
+        )
     return rules[0]
 
 
@@ -192,8 +217,9 @@ def register(store: Any, tenant: str, name: str, fn: Callable[[dict[str, Any]], 
 # --------------------------------------------------------------------------- evaluation
 
 
-def evaluate(store: Any, tenant: str, model_id: str | None, now: float, *, check: Check,
-             deployment: Deployment) -> list[dict[str, Any]]:
+def evaluate(
+    store: Any, tenant: str, model_id: str | None, now: float, *, check: Check, deployment: Deployment
+) -> list[dict[str, Any]]:
     """Evaluate the tenant's rules (of one model, or of every model with rules) at ``now``.
 
     Each model's metrics come from one ``check(model_id, need_drift)``; then the alerts held
@@ -213,8 +239,16 @@ def evaluate(store: Any, tenant: str, model_id: str | None, now: float, *, check
     return changes
 
 
-def apply_rules(store: Any, tenant: str, model_id: str, rules: list[dict[str, Any]], result: Mapping[str, Any],
-                now: float, *, deployment: Deployment) -> list[dict[str, Any]]:
+def apply_rules(
+    store: Any,
+    tenant: str,
+    model_id: str,
+    rules: list[dict[str, Any]],
+    result: Mapping[str, Any],
+    now: float,
+    *,
+    deployment: Deployment,
+) -> list[dict[str, Any]]:
     """Step each rule of one model on the check's ``result``; record and act on what changed.
 
     Returns:
@@ -235,22 +269,37 @@ def apply_rules(store: Any, tenant: str, model_id: str, rules: list[dict[str, An
         old_event = (rule.get("extra") or {}).get("event_id")
         new_event = None
         if "pending" in transitions:
-            new_event = store.add_alert_event({
-                "alert_id": rule["alert_id"], "tenant": tenant, "model_id": model_id,
-                "condition": rule["condition"], "severity": rule["severity"], "action": rule["action"],
-                "state": "pending", "started_at": now, "values": shown})
+            new_event = store.add_alert_event(
+                {
+                    "alert_id": rule["alert_id"],
+                    "tenant": tenant,
+                    "model_id": model_id,
+                    "condition": rule["condition"],
+                    "severity": rule["severity"],
+                    "action": rule["action"],
+                    "state": "pending",
+                    "started_at": now,
+                    "values": shown,
+                }
+            )
             extra["event_id"] = new_event
         if "cancel" in transitions or "resolve" in transitions:
             extra.pop("event_id", None)
-        if not store.update_alert_rule(rule["alert_id"], {"state": state, "extra": extra, "updated_at": now},
-                                       revision=rule["revision"]):
+        if not store.update_alert_rule(
+            rule["alert_id"], {"state": state, "extra": extra, "updated_at": now}, revision=rule["revision"]
+        ):
             if new_event is not None:  # another process stepped this rule first
                 store.delete_alert_event(new_event)
             continue
         event_id = new_event if new_event is not None else old_event
-        change: dict[str, Any] = {"alert_id": rule["alert_id"], "model_id": model_id,
-                                  "condition": rule["condition"], "transitions": transitions, "state": state,
-                                  "event_id": event_id}
+        change: dict[str, Any] = {
+            "alert_id": rule["alert_id"],
+            "model_id": model_id,
+            "condition": rule["condition"],
+            "transitions": transitions,
+            "state": state,
+            "event_id": event_id,
+        }
         if "cancel" in transitions and old_event is not None:
             store.delete_alert_event(old_event)
         if "resolve" in transitions and old_event is not None:
@@ -259,8 +308,11 @@ def apply_rules(store: Any, tenant: str, model_id: str, rules: list[dict[str, An
             store.update_alert_event(event_id, {"state": "firing", "fired_at": now, "values": shown})
             event = store.list_alert_events(tenant, alert_id=rule["alert_id"], limit=1)[0]
             done = actions.deliver(
-                rule["action"], actions.alert_payload(event, tenant), tenant,
-                rollback=lambda m, env: rollback(deployment(), tenant, m, env, result.get("environment")))
+                rule["action"],
+                actions.alert_payload(event, tenant),
+                tenant,
+                rollback=lambda m, env: rollback(deployment(), tenant, m, env, result.get("environment")),
+            )
             store.update_alert_event(event_id, {"delivery": done.status, "action_result": done.result})
             change.update(delivery=done.status, action_result=done.result)
         changes.append(change)
@@ -275,8 +327,7 @@ def deliver_held(store: Any, tenant: str, name: str | None = None) -> int:
             continue
         if actions.registered_action(tenant, e["action"]) is None:
             continue
-        if not store.update_alert_event(e["event_id"], {"delivery": "delivering"},
-                                        expect={"delivery": "undelivered"}):
+        if not store.update_alert_event(e["event_id"], {"delivery": "delivering"}, expect={"delivery": "undelivered"}):
             continue  # another process is delivering it
         done = actions.deliver(e["action"], actions.alert_payload(e, tenant), tenant)
         result = {**done.result, "held_since": iso_from_seconds(e.get("fired_at"))}
@@ -306,9 +357,12 @@ def rollback(dep: Any, tenant: str, model_id: str, environment: str | None, seen
         elif "production" in deployed:
             environment = "production"
         else:
-            raise ValidationError(f"Model {model_id!r} is deployed in {deployed or 'no environment'}; cannot tell "
-                                  "which one to roll back.", value=deployed,
-                                  allowed="an action 'rollback:<environment>'")
+            raise ValidationError(
+                f"Model {model_id!r} is deployed in {deployed or 'no environment'}; cannot tell "
+                "which one to roll back.",
+                value=deployed,
+                allowed="an action 'rollback:<environment>'",
+            )
     from mlops_jupyter.deployment.traffic import rollback_target, top_version
     from mlops_jupyter.registry.semver import compare, is_semver
 
@@ -319,7 +373,12 @@ def rollback(dep: Any, tenant: str, model_id: str, environment: str | None, seen
     live, target = top_version(before), rollback_target(before, rec.get("history") or [])
     if live and target and is_semver(live) and is_semver(target) and compare(target, live) > 0:
         # an alert firing again after an earlier rollback must not roll forward
-        return {"environment": environment, "from": before, "to": before, "version": live,
-                "skipped": f"the previous version {target} is newer than the live {live}; not rolling forward"}
+        return {
+            "environment": environment,
+            "from": before,
+            "to": before,
+            "version": live,
+            "skipped": f"the previous version {target} is newer than the live {live}; not rolling forward",
+        }
     after = dep.rollback(model_id, environment, to_version=target)
     return {"environment": environment, "from": before, "to": after["traffic"], "version": after["version"]}

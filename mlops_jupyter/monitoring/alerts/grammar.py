@@ -136,7 +136,7 @@ def _tokens(text: str) -> Iterator[_Token]:
             assert m is not None
             end = m.end()
             if end < n and (text[end].isalnum() or text[end] in "_."):
-                yield _Token("ERROR", f"malformed number {text[i:end + 1]!r}", end)
+                yield _Token("ERROR", f"malformed number {text[i : end + 1]!r}", end)
                 return
             value = float(m.group())
             if not math.isfinite(value):
@@ -155,7 +155,7 @@ def _tokens(text: str) -> Iterator[_Token]:
             if end < 0:
                 yield _Token("ERROR", "unterminated string", i)
                 return
-            body = text[i + 1:end]
+            body = text[i + 1 : end]
             bad = next((k for k, c in enumerate(body) if not c.isprintable()), None)
             if bad is not None:
                 yield _Token("ERROR", "control character in a string", i + 1 + bad)
@@ -163,7 +163,7 @@ def _tokens(text: str) -> Iterator[_Token]:
             yield _Token("STRING", body, i)
             i = end + 1
         elif text.startswith(("<=", ">=", "==", "!="), i):
-            yield _Token("OP", text[i:i + 2], i)
+            yield _Token("OP", text[i : i + 2], i)
             i += 2
         elif ch in "<>":
             yield _Token("OP", ch, i)
@@ -193,8 +193,7 @@ def _snippet(text: str, pos: int, width: int = 40) -> tuple[str, int]:
 
 def _fail(text: str, pos: int | None, reason: str) -> NoReturn:
     snippet, column = (None, 0) if pos is None else _snippet(text, pos)
-    raise AlertRuleError(reason, text=text, position=pos, allowed=ALLOWED, snippet=snippet,
-                         caret_column=column)
+    raise AlertRuleError(reason, text=text, position=pos, allowed=ALLOWED, snippet=snippet, caret_column=column)
 
 
 def _describe(tok: _Token) -> str:
@@ -235,9 +234,8 @@ class _Parser:
     def need_condition(self, node: Node | Value, start: _Token) -> Node:
         """``node`` if it is a condition; a bare value is refused where it ends."""
         if isinstance(node, (Number, Metric, FeatureScore)):
-            before = self.text[start.pos:self.tok.pos].strip()
-            self.fail(f"expected a comparison ({' '.join(COMPARISONS)}) after {before!r}, got "
-                      f"{_describe(self.tok)}")
+            before = self.text[start.pos : self.tok.pos].strip()
+            self.fail(f"expected a comparison ({' '.join(COMPARISONS)}) after {before!r}, got {_describe(self.tok)}")
         return node
 
     # condition := or_expr END
@@ -250,8 +248,7 @@ class _Parser:
             hint = ""
             if self.tok.kind == "NAME" and self.tok.text.lower() in ("and", "or"):
                 hint = f" (did you mean {self.tok.text.lower()!r}? keywords are lowercase)"
-            self.fail(f"expected 'and', 'or' or the end of the condition, got "
-                      f"{_describe(self.tok)}{hint}")
+            self.fail(f"expected 'and', 'or' or the end of the condition, got {_describe(self.tok)}{hint}")
         return node
 
     # or_expr := and_expr ("or" and_expr)*; a lone value passes through for "(value)".
@@ -293,8 +290,7 @@ class _Parser:
         start = self.tok
         left = self.operand()
         if self.tok.kind != "OP":
-            if isinstance(left, (Number, Metric, FeatureScore)) and not (
-                    self.tok.kind == "RPAREN" and self.depth > 0):
+            if isinstance(left, (Number, Metric, FeatureScore)) and not (self.tok.kind == "RPAREN" and self.depth > 0):
                 self.need_condition(left, start)  # a value alone: refused here
             return left  # a condition, or "(value)" that the enclosing operand closes
         if not isinstance(left, (Number, Metric, FeatureScore)):
@@ -303,11 +299,9 @@ class _Parser:
         right_tok = self.tok
         right = self.operand()
         if not isinstance(right, (Number, Metric, FeatureScore)):
-            self.fail("expected a number or a metric after the comparison, not a condition",
-                      right_tok)
+            self.fail("expected a number or a metric after the comparison, not a condition", right_tok)
         if self.tok.kind == "OP":
-            self.fail(f"comparisons do not chain; combine them with 'and' instead of "
-                      f"{self.tok.text!r}")
+            self.fail(f"comparisons do not chain; combine them with 'and' instead of {self.tok.text!r}")
         return Compare(op, left, right)
 
     def operand(self) -> Node | Value:
@@ -324,8 +318,7 @@ class _Parser:
             self.enter(self.advance())
             inner = self.or_expr()
             if self.tok.kind != "RPAREN":
-                self.fail(f"expected ')' to close the '(' at position {tok.pos}, got "
-                          f"{_describe(self.tok)}")
+                self.fail(f"expected ')' to close the '(' at position {tok.pos}, got {_describe(self.tok)}")
             self.advance()
             self.depth -= 1
             return inner
@@ -351,14 +344,17 @@ class _Parser:
         self.advance()
         arg = self.tok
         if arg.kind != "STRING":
-            self.fail(f"feature_score takes one feature name in quotes, e.g. "
-                      f"feature_score('age'), got {_describe(arg)}")
+            self.fail(
+                f"feature_score takes one feature name in quotes, e.g. feature_score('age'), got {_describe(arg)}"
+            )
         if not arg.text.strip() or len(arg.text) > MAX_FEATURE_NAME:
             self.fail(f"a feature name must be 1 to {MAX_FEATURE_NAME} characters, not blank")
         self.advance()
         if self.tok.kind != "RPAREN":
-            self.fail(f"feature_score takes exactly one feature name; expected ')' to close "
-                      f"the call at position {name_tok.pos}, got {_describe(self.tok)}")
+            self.fail(
+                f"feature_score takes exactly one feature name; expected ')' to close "
+                f"the call at position {name_tok.pos}, got {_describe(self.tok)}"
+            )
         self.advance()
         return FeatureScore(arg.text)
 
@@ -406,8 +402,7 @@ def parse_condition(text: str) -> Condition:
     if not isinstance(text, str):
         _fail(repr(text)[:80], None, f"a condition must be a string, got {type(text).__name__}")
     if len(text) > MAX_LENGTH:
-        _fail(text, MAX_LENGTH, f"the condition is {len(text)} characters long; the limit is "
-                                f"{MAX_LENGTH}")
+        _fail(text, MAX_LENGTH, f"the condition is {len(text)} characters long; the limit is {MAX_LENGTH}")
     if not text.strip():
         _fail(text, 0, "the condition is empty")
     parser = _Parser(text)

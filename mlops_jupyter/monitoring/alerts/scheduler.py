@@ -48,8 +48,12 @@ def alert_interval() -> float:
     except ValueError:
         value = -1.0
     if not math.isfinite(value) or value <= 0:
-        log.warning("mlops_jupyter: ignoring %s=%r (not a positive number of seconds); using %s s",
-                    env.MLOPS_ALERT_INTERVAL, raw, DEFAULT_INTERVAL)
+        log.warning(
+            "mlops_jupyter: ignoring %s=%r (not a positive number of seconds); using %s s",
+            env.MLOPS_ALERT_INTERVAL,
+            raw,
+            DEFAULT_INTERVAL,
+        )
         return DEFAULT_INTERVAL
     return value
 
@@ -76,11 +80,21 @@ class AlertScheduler:
         sched.run_once()["evaluated"]  # [('tenant_123', 'ticket_classifier')]
     """
 
-    def __init__(self, home: str | os.PathLike[str], predlog: Any, store: Any, *,
-                 monitor_for: Callable[[str], Any], interval: float | None = None) -> None:
+    def __init__(
+        self,
+        home: str | os.PathLike[str],
+        predlog: Any,
+        store: Any,
+        *,
+        monitor_for: Callable[[str], Any],
+        interval: float | None = None,
+    ) -> None:
         if not callable(monitor_for):
-            raise ValidationError(f"monitor_for must be callable; got {type(monitor_for).__name__}.",
-                                  value=monitor_for, allowed="a function tenant -> an object with evaluate_alerts")
+            raise ValidationError(
+                f"monitor_for must be callable; got {type(monitor_for).__name__}.",
+                value=monitor_for,
+                allowed="a function tenant -> an object with evaluate_alerts",
+            )
         self.home = Path(home)
         self.predlog = predlog
         self.store = store
@@ -128,8 +142,13 @@ class AlertScheduler:
                 except Exception as exc:
                     log.warning("gateway: compacting the prediction log of %s/%s failed: %s", tenant, model_id, exc)
             rules = self.store.list_alert_rules()
-            targets = sorted({(r["tenant"], r["model_id"]) for r in rules
-                              if (r["tenant"], r["model_id"]) in touched or r["state"] == "pending"})
+            targets = sorted(
+                {
+                    (r["tenant"], r["model_id"])
+                    for r in rules
+                    if (r["tenant"], r["model_id"]) in touched or r["state"] == "pending"
+                }
+            )
             changes: list[dict[str, Any]] = []
             for tenant, model_id in targets:
                 try:

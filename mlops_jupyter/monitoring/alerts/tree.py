@@ -28,7 +28,6 @@ import math
 import numbers
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Union
 
 from mlops_jupyter.errors import ValidationError
 
@@ -49,7 +48,11 @@ __all__ = [
 ]
 
 METRICS: tuple[str, ...] = (
-    "drift_score", "success_rate", "error_rate", "avg_latency", "p95_latency",
+    "drift_score",
+    "success_rate",
+    "error_rate",
+    "avg_latency",
+    "p95_latency",
     "prediction_count",
 )
 """The metric names a condition may read."""
@@ -112,8 +115,8 @@ class Or:
     operands: tuple[Node, ...]
 
 
-Value = Union[Number, Metric, FeatureScore]
-Node = Union[Compare, Not, And, Or]
+Value = Number | Metric | FeatureScore
+Node = Compare | Not | And | Or
 
 _PRECEDENCE = {Or: 1, And: 2, Not: 3, Compare: 4}
 
@@ -147,7 +150,7 @@ def _render(node: Node | Value, min_prec: int = 0) -> str:
     return f"({text})" if _PRECEDENCE[type(node)] < min_prec else text
 
 
-_Truth = Union[bool, None]  # None = unknown
+_Truth = bool | None  # None = unknown
 
 
 def _lookup(mapping: Mapping[str, float] | None, key: str, what: str) -> float | None:
@@ -159,14 +162,14 @@ def _lookup(mapping: Mapping[str, float] | None, key: str, what: str) -> float |
     if isinstance(v, bool) or not isinstance(v, numbers.Real):
         raise ValidationError(
             f"The value of {what} {key!r} must be a number; got {type(v).__name__}.",
-            value=v, allowed="an int or float (missing or NaN means unknown)",
+            value=v,
+            allowed="an int or float (missing or NaN means unknown)",
         )
     f = float(v)
     return None if math.isnan(f) else f
 
 
-def _value(node: Value, values: Mapping[str, float] | None,
-           feature_scores: Mapping[str, float] | None) -> float | None:
+def _value(node: Value, values: Mapping[str, float] | None, feature_scores: Mapping[str, float] | None) -> float | None:
     if isinstance(node, Number):
         return node.value
     if isinstance(node, Metric):
@@ -175,13 +178,16 @@ def _value(node: Value, values: Mapping[str, float] | None,
 
 
 _OPS = {
-    "<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
 }
 
 
-def _truth(node: Node, values: Mapping[str, float] | None,
-           feature_scores: Mapping[str, float] | None) -> _Truth:
+def _truth(node: Node, values: Mapping[str, float] | None, feature_scores: Mapping[str, float] | None) -> _Truth:
     if isinstance(node, Compare):
         a = _value(node.left, values, feature_scores)
         b = _value(node.right, values, feature_scores)
@@ -233,8 +239,9 @@ class Condition:
         """The feature names used in ``feature_score('...')``."""
         return frozenset(n.feature for n in _walk(self.root) if isinstance(n, FeatureScore))
 
-    def evaluate(self, values: Mapping[str, float] | None = None,
-                 feature_scores: Mapping[str, float] | None = None) -> bool:
+    def evaluate(
+        self, values: Mapping[str, float] | None = None, feature_scores: Mapping[str, float] | None = None
+    ) -> bool:
         """Whether the condition holds for these metric values.
 
         Args:
@@ -258,10 +265,10 @@ class Condition:
             if mapping is not None and not isinstance(mapping, Mapping):
                 raise ValidationError(
                     f"{what} must be a mapping of name to number; got {type(mapping).__name__}.",
-                    value=type(mapping).__name__, allowed="a dict such as {'drift_score': 0.12}",
+                    value=type(mapping).__name__,
+                    allowed="a dict such as {'drift_score': 0.12}",
                 )
         return _truth(self.root, values, feature_scores) is True
 
     def __str__(self) -> str:
         return _render(self.root)
-

@@ -77,9 +77,13 @@ from mlops_jupyter.monitoring.drift._common import StatResult
 from mlops_jupyter.monitoring.drift.categorical import chi_square, jensen_shannon
 from mlops_jupyter.monitoring.drift.comparison import (
     METHOD,
-    MIN_RELIABLE_N,
-    _check_threshold,  # imported by monitoring.drift_check
     compare,
+)
+from mlops_jupyter.monitoring.drift.comparison import (
+    MIN_RELIABLE_N as MIN_RELIABLE_N,
+)
+from mlops_jupyter.monitoring.drift.comparison import (
+    _check_threshold as _check_threshold,  # imported by monitoring.drift_check
 )
 from mlops_jupyter.monitoring.drift.kinds import (
     CATEGORICAL,
@@ -89,11 +93,15 @@ from mlops_jupyter.monitoring.drift.kinds import (
     feature_kind,
 )
 from mlops_jupyter.monitoring.drift.numeric import (
-    PSI_BINS,
+    PSI_BINS as PSI_BINS,
+)
+from mlops_jupyter.monitoring.drift.numeric import (
     PSI_EPSILON,
-    _counts_at,  # tested directly by tests/monitoring/test_drift_stats.py
     ks_test,
     psi,
+)
+from mlops_jupyter.monitoring.drift.numeric import (
+    _counts_at as _counts_at,  # tested directly by tests/monitoring/test_drift_stats.py
 )
 
 __all__ = [
@@ -102,8 +110,8 @@ __all__ = [
     "METHOD",
     "NUMERIC",
     "PSI_EPSILON",
-    "StatResult",
     "UNSUPPORTED",
+    "StatResult",
     "chi_square",
     "compare",
     "feature_kind",

@@ -38,19 +38,22 @@ def _as_float_array(values: Any, what: str) -> np.ndarray:
             return values.to_numpy(dtype=np.float64, na_value=np.nan)
         except (TypeError, ValueError) as exc:
             raise ValidationError(
-                f"{what} must hold numbers; got dtype {values.dtype}.", value=str(values.dtype),
+                f"{what} must hold numbers; got dtype {values.dtype}.",
+                value=str(values.dtype),
                 allowed="int, float or bool values (NaN/None for missing)",
             ) from exc
     try:
         arr = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ValidationError(
-            f"{what} must be a 1-d sequence of numbers.", value=type(values).__name__,
+            f"{what} must be a 1-d sequence of numbers.",
+            value=type(values).__name__,
             allowed="a 1-d numpy array, list or pandas Series of numbers",
         ) from exc
     if arr.ndim != 1:
         raise ValidationError(
-            f"{what} must be 1-d; got shape {arr.shape}.", value=arr.shape,
+            f"{what} must be 1-d; got shape {arr.shape}.",
+            value=arr.shape,
             allowed="a 1-d numpy array, list or pandas Series of numbers",
         )
     return arr

@@ -55,8 +55,8 @@ def _as_counts(values: Any, what: str) -> np.ndarray:
 def _check_pair(ref: np.ndarray, cur: np.ndarray) -> None:
     if ref.shape != cur.shape:
         raise ValidationError(
-            f"Reference and current counts must have the same length; got {ref.size} and "
-            f"{cur.size}.", value=(ref.size, cur.size),
+            f"Reference and current counts must have the same length; got {ref.size} and {cur.size}.",
+            value=(ref.size, cur.size),
             allowed="one count per category, in the same order on both sides",
         )
     for arr, side in ((ref, "reference"), (cur, "current")):

@@ -91,7 +91,8 @@ def _as_frame(data: Any, what: str) -> pd.DataFrame:
             frame = pd.DataFrame(data)
         except (TypeError, ValueError) as exc:
             raise ValidationError(
-                f"The {what} could not be turned into a table: {exc}", value=type(data).__name__,
+                f"The {what} could not be turned into a table: {exc}",
+                value=type(data).__name__,
                 allowed="a pandas DataFrame, or a mapping of column name to equal-length values",
             ) from exc
     else:
@@ -103,7 +104,8 @@ def _as_frame(data: Any, what: str) -> pd.DataFrame:
     dupes = frame.columns[frame.columns.duplicated()].unique().tolist()
     if dupes:
         raise ValidationError(
-            f"The {what} has duplicate column names {dupes}.", value=dupes,
+            f"The {what} has duplicate column names {dupes}.",
+            value=dupes,
             allowed="one column per feature name",
         )
     return frame
@@ -111,23 +113,26 @@ def _as_frame(data: Any, what: str) -> pd.DataFrame:
 
 def _check_threshold(threshold: Any) -> float:
     real = (int, float, np.integer, np.floating)
-    if (isinstance(threshold, bool) or not isinstance(threshold, real)
-            or not math.isfinite(threshold) or threshold < 0):
+    if isinstance(threshold, bool) or not isinstance(threshold, real) or not math.isfinite(threshold) or threshold < 0:
         raise ValidationError(
-            f"Invalid threshold {threshold!r}.", value=threshold,
+            f"Invalid threshold {threshold!r}.",
+            value=threshold,
             allowed="a finite number >= 0, e.g. 0.1 (PSI / JS-distance scale)",
         )
     return float(threshold)
 
 
-def _compare_numeric(ref: np.ndarray, cur: np.ndarray, p: _NumericProfile,
-                     bins: int) -> dict[str, Any]:
+def _compare_numeric(ref: np.ndarray, cur: np.ndarray, p: _NumericProfile, bins: int) -> dict[str, Any]:
     le, lt = _counts_at(p.u, cur)
     stat = _ks(ref, cur, p, (le, lt))
     return {
-        "kind": NUMERIC, "method": "ks+psi", "test": "ks",
-        "statistic": stat.statistic, "p_value": stat.p_value,
-        "score_name": "psi", "score": _psi_from_counts(p, le, cur.size, bins),
+        "kind": NUMERIC,
+        "method": "ks+psi",
+        "test": "ks",
+        "statistic": stat.statistic,
+        "p_value": stat.p_value,
+        "score_name": "psi",
+        "score": _psi_from_counts(p, le, cur.size, bins),
     }
 
 
@@ -152,9 +157,13 @@ def _compare_categorical(ref: pd.Series, cur: pd.Series) -> dict[str, Any]:
         cur_counts = np.append(cur_counts, float(n_unseen))
     stat = chi_square(ref_counts, cur_counts)
     return {
-        "kind": CATEGORICAL, "method": "chi2+jensen_shannon", "test": "chi2",
-        "statistic": stat.statistic, "p_value": stat.p_value,
-        "score_name": "jensen_shannon", "score": jensen_shannon(ref_counts, cur_counts),
+        "kind": CATEGORICAL,
+        "method": "chi2+jensen_shannon",
+        "test": "chi2",
+        "statistic": stat.statistic,
+        "p_value": stat.p_value,
+        "score_name": "jensen_shannon",
+        "score": jensen_shannon(ref_counts, cur_counts),
         "n_categories": int(ref_vc.size),
         "unseen_fraction": n_unseen / float(cur_vc.sum()),
         "unseen_examples": [str(v) for v in unseen.index[:_UNSEEN_EXAMPLES]],
@@ -164,8 +173,7 @@ def _compare_categorical(ref: pd.Series, cur: pd.Series) -> dict[str, Any]:
 def _current_numeric(cur: pd.Series) -> np.ndarray | None:
     """The current column as floats, or None when it does not hold numbers."""
     api = pd.api.types
-    if api.is_bool_dtype(cur.dtype) or (api.is_numeric_dtype(cur.dtype)
-                                         and not api.is_complex_dtype(cur.dtype)):
+    if api.is_bool_dtype(cur.dtype) or (api.is_numeric_dtype(cur.dtype) and not api.is_complex_dtype(cur.dtype)):
         return cur.to_numpy(dtype=np.float64, na_value=np.nan)
     if api.is_object_dtype(cur.dtype) or api.is_string_dtype(cur.dtype):
         try:  # e.g. numbers that arrived as JSON in an object column
@@ -187,21 +195,18 @@ def _compare_feature(rs: pd.Series, cs: pd.Series, bins: int) -> dict[str, Any] 
     ref_vals: np.ndarray | None = None
     profile: _NumericProfile | None = None
     ref_bad = 0
-    if api.is_numeric_dtype(rs.dtype) and not api.is_bool_dtype(rs.dtype) \
-            and not api.is_complex_dtype(rs.dtype):
+    if api.is_numeric_dtype(rs.dtype) and not api.is_bool_dtype(rs.dtype) and not api.is_complex_dtype(rs.dtype):
         ref_vals, ref_bad = _finite(rs.to_numpy(dtype=np.float64, na_value=np.nan))
         profile = _profile(ref_vals)
     kind = _kind(rs, None if profile is None else profile.u, MAX_DISCRETE_LEVELS)
     if kind == UNSUPPORTED:
-        return _Skip(f"unsupported dtype {rs.dtype} (only numbers and categories are compared)",
-                     "reference")
+        return _Skip(f"unsupported dtype {rs.dtype} (only numbers and categories are compared)", "reference")
 
     if kind == NUMERIC:
         assert ref_vals is not None and profile is not None
         cur_raw = _current_numeric(cs)
         if cur_raw is None:
-            return _Skip(f"current values are not numeric (dtype {cs.dtype}) but the "
-                         "reference's are", "current")
+            return _Skip(f"current values are not numeric (dtype {cs.dtype}) but the reference's are", "current")
         cur_vals, cur_bad = _finite(cur_raw)
         if ref_vals.size == 0:
             return _Skip("no finite reference values (all missing)", "reference")
@@ -237,8 +242,9 @@ def _compare_feature(rs: pd.Series, cs: pd.Series, bins: int) -> dict[str, Any] 
     return entry
 
 
-def _compare_features(ref_df: pd.DataFrame, cur_df: pd.DataFrame, names: Sequence[Any],
-                      bins: int) -> dict[Any, dict[str, Any] | _Skip]:
+def _compare_features(
+    ref_df: pd.DataFrame, cur_df: pd.DataFrame, names: Sequence[Any], bins: int
+) -> dict[Any, dict[str, Any] | _Skip]:
     """Every shared feature's entry; on large frames the features run in parallel threads
     (numpy's sorts and searches release the GIL, so the cores share the work)."""
     workers = min(len(names), os.cpu_count() or 1, _MAX_WORKERS)
@@ -251,8 +257,9 @@ def _compare_features(ref_df: pd.DataFrame, cur_df: pd.DataFrame, names: Sequenc
         return {n: f.result() for n, f in futures.items()}
 
 
-def compare(reference: Any, current: Any, threshold: float = 0.1, *,
-            features: Sequence[str] | None = None, bins: int = PSI_BINS) -> dict[str, Any]:
+def compare(
+    reference: Any, current: Any, threshold: float = 0.1, *, features: Sequence[str] | None = None, bins: int = PSI_BINS
+) -> dict[str, Any]:
     """Compare a current window with the reference, feature by feature.
 
     See the package docstring (:mod:`mlops_jupyter.monitoring.drift`) for the methods,
@@ -296,16 +303,19 @@ def compare(reference: Any, current: Any, threshold: float = 0.1, *,
     n_ref, n_cur = len(ref_df), len(cur_df)
     if n_ref == 0 or n_cur == 0:
         side = "both" if n_ref == n_cur == 0 else ("reference" if n_ref == 0 else "current")
-        what = {"both": "The reference and the current window have", "reference":
-                "The reference has", "current": "The current window has"}[side]
-        raise EmptyWindowError(f"{what} no rows; there is nothing to compare.", window=side,
-                               value=(n_ref, n_cur))
+        what = {
+            "both": "The reference and the current window have",
+            "reference": "The reference has",
+            "current": "The current window has",
+        }[side]
+        raise EmptyWindowError(f"{what} no rows; there is nothing to compare.", window=side, value=(n_ref, n_cur))
     if features is None:
         names = list(ref_df.columns) + [c for c in cur_df.columns if c not in ref_df.columns]
     else:
         if isinstance(features, str) or not isinstance(features, Sequence) or not features:
             raise ValidationError(
-                f"Invalid features {features!r}.", value=features,
+                f"Invalid features {features!r}.",
+                value=features,
                 allowed="a non-empty list of column names, or None for every column",
             )
         names = list(dict.fromkeys(features))
@@ -313,12 +323,10 @@ def compare(reference: Any, current: Any, threshold: float = 0.1, *,
     results: dict[Any, dict[str, Any]] = {}
     skipped: dict[Any, str] = {}
     skip_side: dict[Any, str] = {}
-    entries = _compare_features(ref_df, cur_df, [n for n in names if n in ref_df.columns and n in cur_df.columns],
-                                bins)
+    entries = _compare_features(ref_df, cur_df, [n for n in names if n in ref_df.columns and n in cur_df.columns], bins)
     for name in names:
         if name not in ref_df.columns:
-            skipped[name] = ("not in the reference data" if name in cur_df.columns
-                             else "in neither window")
+            skipped[name] = "not in the reference data" if name in cur_df.columns else "in neither window"
             skip_side[name] = "reference"
         elif name not in cur_df.columns:
             skipped[name], skip_side[name] = "missing from the current window", "current"
@@ -331,19 +339,20 @@ def compare(reference: Any, current: Any, threshold: float = 0.1, *,
             results[name] = entry
 
     warnings = [f"feature {name!r} skipped: {reason}." for name, reason in skipped.items()]
-    few = [str(n) for n, e in results.items()
-           if min(e["n_reference"], e["n_current"]) < MIN_RELIABLE_N]
+    few = [str(n) for n, e in results.items() if min(e["n_reference"], e["n_current"]) < MIN_RELIABLE_N]
     if few:
         warnings.append(
             f"fewer than {MIN_RELIABLE_N} values on one side for {', '.join(map(repr, few))}; "
-            "their scores are unreliable.")
+            "their scores are unreliable."
+        )
     if not results:
         sides = set(skip_side.values())
         side = sides.pop() if len(sides) == 1 else "both"
         raise EmptyWindowError(
-            "No feature could be compared: " + "; ".join(
-                f"{n!r} {r}" for n, r in skipped.items()) + ".", window=side,
-            value=list(skipped))
+            "No feature could be compared: " + "; ".join(f"{n!r} {r}" for n, r in skipped.items()) + ".",
+            window=side,
+            value=list(skipped),
+        )
 
     ordered = dict(sorted(results.items(), key=lambda kv: -kv[1]["score"]))
     drift_score = max(e["score"] for e in ordered.values())

@@ -69,8 +69,12 @@ def feature_kind(series: pd.Series, max_levels: int = MAX_DISCRETE_LEVELS) -> st
 def _kind(series: pd.Series, unique: np.ndarray | None, max_levels: int) -> str:
     dtype = series.dtype
     api = pd.api.types
-    if (api.is_bool_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype)
-            or api.is_object_dtype(dtype) or api.is_string_dtype(dtype)):
+    if (
+        api.is_bool_dtype(dtype)
+        or isinstance(dtype, pd.CategoricalDtype)
+        or api.is_object_dtype(dtype)
+        or api.is_string_dtype(dtype)
+    ):
         return CATEGORICAL
     if api.is_numeric_dtype(dtype) and not api.is_complex_dtype(dtype):
         if unique is None:

@@ -156,8 +156,9 @@ def _ks_pvalue(d: float, n1: int, n2: int) -> float:
     return float(np.clip(kstwo.sf(d, np.round(en)), 0.0, 1.0))
 
 
-def _ks(ref: np.ndarray, cur: np.ndarray, p: _NumericProfile,
-        counts: tuple[np.ndarray, np.ndarray] | None = None) -> StatResult:
+def _ks(
+    ref: np.ndarray, cur: np.ndarray, p: _NumericProfile, counts: tuple[np.ndarray, np.ndarray] | None = None
+) -> StatResult:
     """KS as scipy's ``method='auto'``: exact p-value (from scipy) for small samples, else
     the statistic from ``counts`` (computed here if not given) and the asymptotic p-value."""
     if max(ref.size, cur.size) <= _KS_EXACT_MAX_N:
@@ -194,8 +195,7 @@ def _psi_terms(ref_counts: np.ndarray, cur_counts: np.ndarray) -> float:
 
 def _check_bins(bins: Any) -> int:
     if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or not 2 <= bins <= 1000:
-        raise ValidationError(f"Invalid bins {bins!r}.", value=bins,
-                              allowed="an int from 2 to 1000")
+        raise ValidationError(f"Invalid bins {bins!r}.", value=bins, allowed="an int from 2 to 1000")
     return int(bins)
 
 

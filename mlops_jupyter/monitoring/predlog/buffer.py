@@ -43,11 +43,10 @@ import threading
 import time
 import weakref
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-from mlops_jupyter.config.settings import predictions_dir
 from mlops_jupyter.config.names import validate_model_id, validate_tenant
+from mlops_jupyter.config.settings import predictions_dir
 from mlops_jupyter.monitoring.predlog.encoding import encode_part, model_key
 from mlops_jupyter.monitoring.predlog.parts import part_name, write_parquet
 
@@ -98,8 +97,13 @@ class PredictionBuffer:
         background: start the background writer thread (False: only explicit flushes).
     """
 
-    def __init__(self, home: str | os.PathLike[str], flush_interval: float = DEFAULT_FLUSH_INTERVAL,
-                 max_buffered: int = DEFAULT_MAX_BUFFERED, background: bool = True) -> None:
+    def __init__(
+        self,
+        home: str | os.PathLike[str],
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        max_buffered: int = DEFAULT_MAX_BUFFERED,
+        background: bool = True,
+    ) -> None:
         self.root = predictions_dir(home)
         self.flush_interval = float(flush_interval)
         self.max_buffered = int(max_buffered)
@@ -161,18 +165,38 @@ class PredictionBuffer:
             ...            success=True, features={"age": 41}, output=1)
         """
         # a plain tuple in Request's field order (the NamedTuple would cost ~100 ns more)
-        rec = (timestamp if timestamp is not None else time.time(), tenant, model_id, version,
-               environment, latency_s, success, features, columns, output, error)
+        rec = (
+            timestamp if timestamp is not None else time.time(),
+            tenant,
+            model_id,
+            version,
+            environment,
+            latency_s,
+            success,
+            features,
+            columns,
+            output,
+            error,
+        )
         with self._buf_lock:
             self._buf.append(rec)
             if len(self._buf) > self.max_buffered:
                 del self._buf[: len(self._buf) - self.max_buffered]
                 self.dropped += 1
 
-    def append_row(self, tenant: str, model_id: str, timestamp: float, version: str | None,
-                   environment: str, latency_s: float, success: bool,
-                   features: Mapping[str, Any] | None, prediction: Any = None,
-                   error: str | None = None) -> None:
+    def append_row(
+        self,
+        tenant: str,
+        model_id: str,
+        timestamp: float,
+        version: str | None,
+        environment: str,
+        latency_s: float,
+        success: bool,
+        features: Mapping[str, Any] | None,
+        prediction: Any = None,
+        error: str | None = None,
+    ) -> None:
         """Buffer one prediction of one input row (the fast path of ``track_prediction``).
 
         The caller has validated the arguments; ``features`` maps names to scalars and
@@ -183,8 +207,7 @@ class PredictionBuffer:
             ...                {"priority": 1, "category": "technical"}, 1)
         """
         # a plain tuple in Row's field order (the NamedTuple would cost ~100 ns more)
-        rec = (timestamp, tenant, model_id, version, environment, latency_s, success, features,
-               prediction, error)
+        rec = (timestamp, tenant, model_id, version, environment, latency_s, success, features, prediction, error)
         with self._buf_lock:
             self._rows.append(rec)
             if len(self._rows) > self.max_buffered:
@@ -235,8 +258,13 @@ class PredictionBuffer:
                     lost = len(reqs) + len(row_recs) + len(tabs)
                     with self._buf_lock:  # the appenders count drops under it too
                         self.dropped += lost
-                    log.warning("mlops_jupyter: could not write %d prediction record(s) of %s/%s: %s",
-                                lost, tenant, model_id, exc)
+                    log.warning(
+                        "mlops_jupyter: could not write %d prediction record(s) of %s/%s: %s",
+                        lost,
+                        tenant,
+                        model_id,
+                        exc,
+                    )
                 else:
                     self._touched.add((tenant, model_id))
         return written
@@ -267,8 +295,14 @@ class PredictionBuffer:
             except Exception as exc:  # pragma: no cover - flush already guards each group
                 log.warning("mlops_jupyter: prediction log flush failed: %s", exc)
 
-    def _write_part(self, tenant: str, model_id: str, requests: list[tuple[Any, ...]],
-                    rows: list[tuple[Any, ...]], tables: list[Any]) -> int:
+    def _write_part(
+        self,
+        tenant: str,
+        model_id: str,
+        requests: list[tuple[Any, ...]],
+        rows: list[tuple[Any, ...]],
+        tables: list[Any],
+    ) -> int:
         validate_tenant(tenant)  # they name folders: never let one climb out of the log
         validate_model_id(model_id)
         table = encode_part(requests, rows, tables, self._req_ids)
@@ -280,8 +314,9 @@ class PredictionBuffer:
         return table.num_rows
 
 
-def _by_model(requests: list[tuple[Any, ...]], rows: list[tuple[Any, ...]],
-              tables: list[tuple[str, str, Any]]) -> dict[tuple[str, str], tuple[list[Any], list[Any], list[Any]]]:
+def _by_model(
+    requests: list[tuple[Any, ...]], rows: list[tuple[Any, ...]], tables: list[tuple[str, str, Any]]
+) -> dict[tuple[str, str], tuple[list[Any], list[Any], list[Any]]]:
     """What one flush took, grouped by (tenant, model_id): (requests, rows, batch tables)."""
     groups: dict[tuple[str, str], tuple[list[Any], list[Any], list[Any]]] = {}
     for i, records in enumerate((requests, rows)):

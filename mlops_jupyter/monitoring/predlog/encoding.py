@@ -93,8 +93,7 @@ model_key = itemgetter(Row._fields.index("tenant"), Row._fields.index("model_id"
 _shape = itemgetter(*(Request._fields.index(f) for f in ("features", "columns", "output", "error")))
 
 
-def encode_part(requests: list[tuple[Any, ...]], rows: list[tuple[Any, ...]], tables: list[Any],
-                req_ids: Any) -> Any:
+def encode_part(requests: list[tuple[Any, ...]], rows: list[tuple[Any, ...]], tables: list[Any], req_ids: Any) -> Any:
     """One time-sorted table of everything buffered for one (tenant, model), or None when
     it holds no row. ``req_ids`` hands out request ids (``take(n)``, ``next()``)."""
     parts = []
@@ -185,21 +184,28 @@ def empty_table() -> Any:
     """The table of a model with no logged rows: the metadata columns, no feature."""
     import pyarrow as pa
 
-    return pa.table({
-        "timestamp": pa.array([], type=pa.timestamp("us", tz="UTC")),
-        "request_id": pa.array([], type=pa.int64()),
-        "version": pa.array([], type=pa.string()),
-        "environment": pa.array([], type=pa.string()),
-        "latency_s": pa.array([], type=pa.float64()),
-        "success": pa.array([], type=pa.bool_()),
-        "error": pa.array([], type=pa.string()),
-        PREDICTION_COLUMN: pa.array([], type=pa.string()),
-    })
+    return pa.table(
+        {
+            "timestamp": pa.array([], type=pa.timestamp("us", tz="UTC")),
+            "request_id": pa.array([], type=pa.int64()),
+            "version": pa.array([], type=pa.string()),
+            "environment": pa.array([], type=pa.string()),
+            "latency_s": pa.array([], type=pa.float64()),
+            "success": pa.array([], type=pa.bool_()),
+            "error": pa.array([], type=pa.string()),
+            PREDICTION_COLUMN: pa.array([], type=pa.string()),
+        }
+    )
 
 
 EMPTY_DTYPES = {
-    "timestamp": "datetime64[us, UTC]", "request_id": "int64", "version": "object",
-    "environment": "object", "latency_s": "float64", "success": "bool", "error": "object",
+    "timestamp": "datetime64[us, UTC]",
+    "request_id": "int64",
+    "version": "object",
+    "environment": "object",
+    "latency_s": "float64",
+    "success": "bool",
+    "error": "object",
     PREDICTION_COLUMN: "object",
 }
 """The pandas dtypes of :func:`empty_table`'s columns (what ``read`` returns for no rows)."""
@@ -300,9 +306,16 @@ def _arrow_array(values: Any) -> Any:
 def _is_fast(features: Any, output: Any, error: str | None) -> bool:
     import numpy as np
 
-    return (isinstance(features, np.ndarray) and features.ndim == 2 and features.dtype.kind in "biuf"
-            and isinstance(output, np.ndarray) and output.ndim == 1 and output.dtype.kind in "biufUSb"
-            and len(output) == features.shape[0] and error is None)
+    return (
+        isinstance(features, np.ndarray)
+        and features.ndim == 2
+        and features.dtype.kind in "biuf"
+        and isinstance(output, np.ndarray)
+        and output.ndim == 1
+        and output.dtype.kind in "biufUSb"
+        and len(output) == features.shape[0]
+        and error is None
+    )
 
 
 def _build_table(requests: list[tuple[Any, ...]], req_ids: Any) -> Any:
@@ -327,8 +340,12 @@ def _build_table(requests: list[tuple[Any, ...]], req_ids: Any) -> Any:
     try:
         table = pa.concat_tables(tables, promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError):  # e.g. int predictions in one part, text in another
-        tables = [t.set_column(t.schema.get_field_index(PREDICTION_COLUMN), PREDICTION_COLUMN,
-                               t[PREDICTION_COLUMN].cast(pa.string())) for t in tables]
+        tables = [
+            t.set_column(
+                t.schema.get_field_index(PREDICTION_COLUMN), PREDICTION_COLUMN, t[PREDICTION_COLUMN].cast(pa.string())
+            )
+            for t in tables
+        ]
         table = pa.concat_tables(tables, promote_options="permissive")
     return table.sort_by("timestamp")
 
@@ -352,8 +369,9 @@ def _fast_table(requests: list[tuple[Any, ...]], names: Sequence[str] | None, re
         return np.repeat(np.asarray(values, dtype=dtype), ns)
 
     cols: dict[str, Any] = {
-        "timestamp": pa.array(rep([int(t * 1_000_000) for t in map(f.timestamp, requests)], np.int64),
-                              type=pa.timestamp("us", tz="UTC")),
+        "timestamp": pa.array(
+            rep([int(t * 1_000_000) for t in map(f.timestamp, requests)], np.int64), type=pa.timestamp("us", tz="UTC")
+        ),
         "request_id": pa.array(np.repeat(np.arange(first, first + n_requests, dtype=np.int64), ns)),
         "version": pa.array(rep(list(map(f.version, requests)), object), type=pa.string()),
         "environment": pa.array(rep(list(map(f.environment, requests)), object), type=pa.string()),
@@ -376,8 +394,19 @@ def _slow_table(requests: list[tuple[Any, ...]], req_ids: Any) -> Any:
     feat_chunks: dict[str, list[Any]] = {}
     out_chunks: list[Any] = []
     total = 0
-    for (timestamp, _tenant, _model, version, environment, latency_s, success, features, columns, output,
-         error) in requests:  # Request's fields, by name
+    for (
+        timestamp,
+        _tenant,
+        _model,
+        version,
+        environment,
+        latency_s,
+        success,
+        features,
+        columns,
+        output,
+        error,
+    ) in requests:  # Request's fields, by name
         n, feats = _normalize_features(features, columns)
         if n == 0:
             continue
@@ -398,8 +427,9 @@ def _slow_table(requests: list[tuple[Any, ...]], req_ids: Any) -> Any:
         out_chunks.append(_normalize_output(output, n))
         total += n
     if not ts:
-        return pa.table({"timestamp": pa.array([], type=pa.timestamp("us", tz="UTC")),
-                         "request_id": pa.array([], type=pa.int64())})
+        return pa.table(
+            {"timestamp": pa.array([], type=pa.timestamp("us", tz="UTC")), "request_id": pa.array([], type=pa.int64())}
+        )
     cols: dict[str, Any] = {
         "timestamp": pa.array(np.concatenate(ts), type=pa.timestamp("us", tz="UTC")),
         "request_id": pa.array(np.concatenate(rid)),

@@ -78,10 +78,19 @@ class PredictionLog(PredictionBuffer):
             return pd.DataFrame({c: pd.Series(dtype=t) for c, t in EMPTY_DTYPES.items()})
         return table.to_pandas()
 
-    def read_table(self, tenant: str, model_id: str, *, since: Any = None, until: Any = None,
-                   last_n: int | None = None, first_n: int | None = None,
-                   columns: Sequence[str] | None = None, version: str | None = None,
-                   dictionary: bool = True) -> Any:
+    def read_table(
+        self,
+        tenant: str,
+        model_id: str,
+        *,
+        since: Any = None,
+        until: Any = None,
+        last_n: int | None = None,
+        first_n: int | None = None,
+        columns: Sequence[str] | None = None,
+        version: str | None = None,
+        dictionary: bool = True,
+    ) -> Any:
         """Logged predictions of one model as a ``pyarrow.Table``, oldest first.
 
         Only the row groups that can hold rows of the window are read, and only the
@@ -119,8 +128,7 @@ class PredictionLog(PredictionBuffer):
             if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
                 raise ValidationError(f"Invalid {name} {n!r}.", value=n, allowed="an int >= 0 or None")
         if last_n is not None and first_n is not None:
-            raise ValidationError("Give last_n or first_n, not both.", value=(last_n, first_n),
-                                  allowed="one of them")
+            raise ValidationError("Give last_n or first_n, not both.", value=(last_n, first_n), allowed="one of them")
         lo = _to_us(since, "since")
         hi = _to_us(until, "until")
         self.flush()
@@ -131,10 +139,17 @@ class PredictionLog(PredictionBuffer):
             try:
                 self.compact(tenant, model_id)
             except Exception as exc:  # reading must not fail because merging did
-                log.warning("mlops_jupyter: could not compact the prediction log of %s/%s: %s",
-                            tenant, model_id, exc)
-        return read_window(folder, lo=lo, hi=hi, last_n=last_n, first_n=first_n, columns=columns,
-                           version=version, dictionary=dictionary)
+                log.warning("mlops_jupyter: could not compact the prediction log of %s/%s: %s", tenant, model_id, exc)
+        return read_window(
+            folder,
+            lo=lo,
+            hi=hi,
+            last_n=last_n,
+            first_n=first_n,
+            columns=columns,
+            version=version,
+            dictionary=dictionary,
+        )
 
     def row_count(self, tenant: str, model_id: str) -> int:
         """How many rows are stored for a model (from file metadata; no data read).
@@ -151,8 +166,15 @@ class PredictionLog(PredictionBuffer):
             return 0
         return count_rows(folder)
 
-    def compact(self, tenant: str, model_id: str, *, min_files: int = COMPACT_MIN_FILES,
-                small_rows: int = COMPACT_SMALL_ROWS, target_rows: int = COMPACT_TARGET_ROWS) -> dict[str, int]:
+    def compact(
+        self,
+        tenant: str,
+        model_id: str,
+        *,
+        min_files: int = COMPACT_MIN_FILES,
+        small_rows: int = COMPACT_SMALL_ROWS,
+        target_rows: int = COMPACT_TARGET_ROWS,
+    ) -> dict[str, int]:
         """Merge a model's small parts into larger time-sorted files.
 
         Parts with fewer than ``small_rows`` rows are merged, in the order they were
@@ -174,5 +196,4 @@ class PredictionLog(PredictionBuffer):
         folder = self.root / tenant / model_id
         if not folder.is_dir():
             return {"merged_files": 0, "written_files": 0, "rows": 0}
-        return compact_folder(folder, self._seq, min_files=min_files, small_rows=small_rows,
-                              target_rows=target_rows)
+        return compact_folder(folder, self._seq, min_files=min_files, small_rows=small_rows, target_rows=target_rows)

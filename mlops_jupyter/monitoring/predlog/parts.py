@@ -90,8 +90,9 @@ def write_parquet(table: Any, folder: Path, name: str, publish: bool = True) -> 
     import pyarrow.parquet as pq
 
     tmp = folder / f".{name}.tmp"
-    pq.write_table(table, tmp, compression="zstd" if pa.Codec.is_available("zstd") else "snappy",
-                   row_group_size=ROW_GROUP_ROWS)
+    pq.write_table(
+        table, tmp, compression="zstd" if pa.Codec.is_available("zstd") else "snappy", row_group_size=ROW_GROUP_ROWS
+    )
     if not publish:
         return tmp
     os.replace(tmp, folder / name)
@@ -202,8 +203,17 @@ def count_rows(folder: Path) -> int:
 
 
 # -- reading a window --------------------------------------------------------------------------
-def read_window(folder: Path, *, lo: int | None, hi: int | None, last_n: int | None, first_n: int | None,
-                columns: Sequence[str] | None, version: str | None, dictionary: bool) -> Any:
+def read_window(
+    folder: Path,
+    *,
+    lo: int | None,
+    hi: int | None,
+    last_n: int | None,
+    first_n: int | None,
+    columns: Sequence[str] | None,
+    version: str | None,
+    dictionary: bool,
+) -> Any:
     """The rows of a model folder in ``[lo, hi]`` (microseconds, None: open), of ``version``,
     the last ``last_n`` or first ``first_n`` of them, sorted by time (under the read lock).
 
@@ -242,8 +252,9 @@ def read_window(folder: Path, *, lo: int | None, hi: int | None, last_n: int | N
 class _UnitReader:
     """Reads the wanted columns of row groups, filtered by version and time range."""
 
-    def __init__(self, columns: Sequence[str] | None, dictionary: bool, version: str | None,
-                 lo: int | None, hi: int | None) -> None:
+    def __init__(
+        self, columns: Sequence[str] | None, dictionary: bool, version: str | None, lo: int | None, hi: int | None
+    ) -> None:
         self.columns = list(columns) if columns is not None else None
         self.dictionary = dictionary
         self.version = version
@@ -269,8 +280,10 @@ class _UnitReader:
         by_file: dict[Path, list[Unit]] = {}
         for u in units:
             by_file.setdefault(u.path, []).append(u)
-        return [self._read(path, [u.group for u in us], min(u.min_us for u in us), max(u.max_us for u in us))
-                for path, us in by_file.items()]
+        return [
+            self._read(path, [u.group for u in us], min(u.min_us for u in us), max(u.max_us for u in us))
+            for path, us in by_file.items()
+        ]
 
     def _read(self, path: Path, groups: list[int], min_us: int, max_us: int) -> Any:
         import pyarrow as pa
@@ -283,8 +296,11 @@ class _UnitReader:
         cols = self._wanted(found.schema)
         text = None
         if self.dictionary:
-            text = [f.name for f in found.schema if (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))
-                    and (cols is None or f.name in cols)]
+            text = [
+                f.name
+                for f in found.schema
+                if (pa.types.is_string(f.type) or pa.types.is_large_string(f.type)) and (cols is None or f.name in cols)
+            ]
         pf = pq.ParquetFile(path, read_dictionary=text or None)
         t = pf.read_row_groups(groups, columns=cols) if len(groups) > 1 else pf.read_row_group(groups[0], columns=cols)
         return self._filter(t, min_us, max_us)
@@ -375,8 +391,11 @@ def _to_timestamp(since: Any) -> Any:
             return pd.Timestamp(since, unit="s", tz="UTC")
         ts = pd.Timestamp(since)
     except (TypeError, ValueError) as exc:
-        raise ValidationError(f"Invalid since {since!r}: {exc}.", value=since,
-                              allowed="a datetime, a pandas Timestamp, an ISO string or unix seconds") from exc
+        raise ValidationError(
+            f"Invalid since {since!r}: {exc}.",
+            value=since,
+            allowed="a datetime, a pandas Timestamp, an ISO string or unix seconds",
+        ) from exc
     if ts is pd.NaT:
         raise ValidationError(f"Invalid since {since!r}.", value=since, allowed="a point in time")
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
@@ -393,6 +412,7 @@ def _to_us(value: Any, what: str) -> int | None:
     try:
         ts = _to_timestamp(value)
     except ValidationError as exc:
-        raise ValidationError(str(exc).replace("Invalid since", f"Invalid {what}").split(" Allowed:")[0],
-                              value=value, allowed=exc.allowed) from exc
+        raise ValidationError(
+            str(exc).replace("Invalid since", f"Invalid {what}").split(" Allowed:")[0], value=value, allowed=exc.allowed
+        ) from exc
     return int(ts.value // 1000)

@@ -56,7 +56,7 @@ def session_path_from_server() -> str | None:
         for srv in list_running_servers():
             url = f"{srv['url'].rstrip('/')}/api/sessions"
             req = urllib.request.Request(url, headers={"Authorization": f"token {srv.get('token', '')}"})
-            with urllib.request.urlopen(req, timeout=1) as resp:  # noqa: S310 - local server
+            with urllib.request.urlopen(req, timeout=1) as resp:
                 for sess in json.load(resp):
                     if sess.get("kernel", {}).get("id") == kernel_id:
                         return sess.get("path") or sess.get("notebook", {}).get("path")
@@ -81,7 +81,7 @@ def should_skip(raw: str) -> bool:
 class CellAutolog:
     """Registers IPython hooks that log each executed cell as a run."""
 
-    def __init__(self, shell: Any, pipeline: "MLOpsPipeline") -> None:
+    def __init__(self, shell: Any, pipeline: MLOpsPipeline) -> None:
         self.shell = shell
         self.pipeline = pipeline
         self.enabled = False
@@ -156,8 +156,11 @@ class CellAutolog:
         what = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}"  # one line
         if not self._warned:
             self._warned = True
-            print(f"mlops autolog: a cell could not be logged ({what}). The cell itself "
-                  f"ran normally; autolog turns itself off after {MAX_FAILURES} failures.", file=sys.stderr)
+            print(
+                f"mlops autolog: a cell could not be logged ({what}). The cell itself "
+                f"ran normally; autolog turns itself off after {MAX_FAILURES} failures.",
+                file=sys.stderr,
+            )
         if self.failures >= MAX_FAILURES:
             self.disable(reason=f"turned off after {self.failures} failures; last: {what}")
             print(f"mlops autolog: off ({self.disabled_reason}). `%mlops autolog on` to retry.", file=sys.stderr)
@@ -168,7 +171,8 @@ class CellAutolog:
             tracker = self._session_tracker = ExperimentTracker(self.pipeline.settings)
             name = notebook_name(self.shell) or f"session-{datetime.now(timezone.utc):%Y-%m-%d-%H%M%S}"
             self.parent = tracker.start_experiment(
-                self.pipeline.settings.experiment_name, run_name=name,
+                self.pipeline.settings.experiment_name,
+                run_name=name,
                 tags={"mlops.kind": "session", "mlops.notebook": name},
             )
         return self.parent
@@ -186,8 +190,9 @@ class CellAutolog:
         count = shell_count - _COUNT_AHEAD if getattr(info, "store_history", False) else shell_count
         cell_id = getattr(info, "cell_id", None) or ""
         tags = {"mlops.kind": "cell", "mlops.cell_id": cell_id, "mlops.execution_count": count}
-        run = tracker.start_experiment(self.pipeline.settings.experiment_name, tags=tags,
-                                       run_name=f"cell-{count}", parent=parent)
+        run = tracker.start_experiment(
+            self.pipeline.settings.experiment_name, tags=tags, run_name=f"cell-{count}", parent=parent
+        )
         set_ambient_run(run)
         self._cell = (run, time.perf_counter(), raw, shell_count, count)
 
@@ -216,7 +221,9 @@ class CellAutolog:
                 tracker.log_params(params, run=run)
             except Exception:
                 # a value changed between re-executions of the same run is not an error here
-                tracker.log_params({k: v for k, v in params.items() if k not in run.params and len(str(v)) <= 6000}, run=run)
+                tracker.log_params(
+                    {k: v for k, v in params.items() if k not in run.params and len(str(v)) <= 6000}, run=run
+                )
         metrics = {"cell_duration_s": duration}
         for fit in fits:
             metrics.update(fit["metrics"])

@@ -7,8 +7,9 @@ versioning, deployment, monitoring) and never touches MLflow directly.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 
@@ -24,7 +25,7 @@ class Command:
     name: str
     summary: str
     build: Callable[[MagicArgumentParser], None]
-    run: Callable[[argparse.Namespace, "MLOpsMagics"], Any]
+    run: Callable[[argparse.Namespace, MLOpsMagics], Any]
 
     def parser(self) -> MagicArgumentParser:
         p = MagicArgumentParser(self.name, self.summary)
@@ -36,14 +37,14 @@ COMMANDS: dict[str, Command] = {}
 
 
 def command(name: str, summary: str, build: Callable[[MagicArgumentParser], None] = lambda p: None):
-    def deco(fn: Callable[[argparse.Namespace, "MLOpsMagics"], Any]) -> Callable:
+    def deco(fn: Callable[[argparse.Namespace, MLOpsMagics], Any]) -> Callable:
         COMMANDS[name] = Command(name, summary, build, fn)
         return fn
 
     return deco
 
 
-def _var(m: "MLOpsMagics", name: str, what: str) -> Any:
+def _var(m: MLOpsMagics, name: str, what: str) -> Any:
     if name not in m.shell.user_ns:
         raise UsageError(f"{what}: no notebook variable named {name!r}")
     return m.shell.user_ns[name]
@@ -58,13 +59,13 @@ def _init_args(p: MagicArgumentParser) -> None:
 
 
 @command("init", "Choose tenant, store and experiment for this notebook.", _init_args)
-def cmd_init(a: argparse.Namespace, m: "MLOpsMagics") -> Result:
+def cmd_init(a: argparse.Namespace, m: MLOpsMagics) -> Result:
     m.configure(tenant=a.tenant, uri=a.uri, experiment=a.experiment, home=a.home)
     return cmd_status(a, m)
 
 
 @command("status", "Show tenant, store, experiment, active run, autolog and gateway.")
-def cmd_status(a: argparse.Namespace, m: "MLOpsMagics") -> Result:
+def cmd_status(a: argparse.Namespace, m: MLOpsMagics) -> Result:
     p = m.pipeline
     run = p.tracker.active_run
     info = {**p.settings.describe(), "active_run": run.run_name if run else ""}
@@ -81,7 +82,7 @@ def _autolog_args(p: MagicArgumentParser) -> None:
 
 
 @command("autolog", "Log every executed cell as a run (on|off).", _autolog_args)
-def cmd_autolog(a: argparse.Namespace, m: "MLOpsMagics") -> Result:
+def cmd_autolog(a: argparse.Namespace, m: MLOpsMagics) -> Result:
     if a.state == "on":
         m.autolog.enable()
     elif m.autolog_obj is not None:
@@ -96,7 +97,7 @@ def _start_args(p: MagicArgumentParser) -> None:
 
 
 @command("start", "Start a run: %mlops start NAME [--tag k=v ...]", _start_args)
-def cmd_start(a: argparse.Namespace, m: "MLOpsMagics") -> Result:
+def cmd_start(a: argparse.Namespace, m: MLOpsMagics) -> Result:
     tags = {k: str(v) for k, v in parse_pairs(a.tag, m.shell.user_ns, "--tag").items()}
     run = m.pipeline.tracker.start_experiment(m.pipeline.settings.experiment_name, tags=tags, run_name=a.name)
     return Result({"run_id": run.run_id, "run_name": run.run_name, "experiment": run.experiment_name}, "run started")
@@ -107,7 +108,7 @@ def _end_args(p: MagicArgumentParser) -> None:
 
 
 @command("end", "End the current run: %mlops end [--status failed]", _end_args)
-def cmd_end(a: argparse.Namespace, m: "MLOpsMagics") -> Result:
+def cmd_end(a: argparse.Namespace, m: MLOpsMagics) -> Result:
     return Result(m.pipeline.tracker.end_experiment(status=a.status), "run ended")
 
 
@@ -116,7 +117,7 @@ def _pairs_args(p: MagicArgumentParser) -> None:
 
 
 @command("params", "Log params: %mlops params k=v ... (literals or notebook variables)", _pairs_args)
-def cmd_params(a: argparse.Namespace, m: "MLOpsMagics") -> Result:
+def cmd_params(a: argparse.Namespace, m: MLOpsMagics) -> Result:
     values = parse_pairs(a.pairs, m.shell.user_ns, "%mlops params")
     m.pipeline.tracker.log_params(values)
     return Result({k: str(v) for k, v in values.items()}, "params logged")
@@ -128,7 +129,7 @@ def _metrics_args(p: MagicArgumentParser) -> None:
 
 
 @command("metrics", "Log metrics: %mlops metrics k=v ... [--step N]", _metrics_args)
-def cmd_metrics(a: argparse.Namespace, m: "MLOpsMagics") -> Result:
+def cmd_metrics(a: argparse.Namespace, m: MLOpsMagics) -> Result:
     values = parse_pairs(a.pairs, m.shell.user_ns, "%mlops metrics", numeric=True)
     m.pipeline.tracker.log_metrics(values, step=a.step)
     return Result(values, "metrics logged")
@@ -144,7 +145,7 @@ def _runs_args(p: MagicArgumentParser) -> None:
 
 
 @command("runs", "List and compare runs.", _runs_args)
-def cmd_runs(a: argparse.Namespace, m: "MLOpsMagics") -> Table:
+def cmd_runs(a: argparse.Namespace, m: MLOpsMagics) -> Table:
     if a.top is not None and a.top < 1:
         raise UsageError(f"%mlops runs: --top must be >= 1, got {a.top}")
     order = None
@@ -156,19 +157,23 @@ def cmd_runs(a: argparse.Namespace, m: "MLOpsMagics") -> Table:
     if a.all:
         runs = _all_runs(tracker, a.where, order, a.top)
     else:
-        runs = tracker.list_experiments(experiment_name=name, filter_string=a.where, order_by=order,
-                                        max_results=a.top or 10000)
+        runs = tracker.list_experiments(
+            experiment_name=name, filter_string=a.where, order_by=order, max_results=a.top or 10000
+        )
     metric_keys = sorted({k for r in runs for k in r["metrics"]})[:8]
     param_keys = sorted({k for r in runs for k in r["params"]})[:8]
-    cols = ["run_name", "status", "start_time", "duration"] + [f"metrics.{k}" for k in metric_keys] + \
-        [f"params.{k}" for k in param_keys]
+    cols = (
+        ["run_name", "status", "start_time", "duration"]
+        + [f"metrics.{k}" for k in metric_keys]
+        + [f"params.{k}" for k in param_keys]
+    )
     title = f"runs of {name or ('all experiments' if a.all else m.pipeline.settings.experiment_name)}"
     return RunsTable(runs, cols, title, pipeline=m.pipeline, experiment=name)  # a ComparisonPanel in Jupyter
 
 
 def _all_runs(tracker: Any, where: str | None, order: list[str] | None, top: int | None) -> list[dict[str, Any]]:
-    from mlops_jupyter.tracking.tracker import ExperimentTracker
     from mlops_jupyter.config.settings import Settings
+    from mlops_jupyter.tracking.tracker import ExperimentTracker
 
     s = tracker.settings
     t = ExperimentTracker(Settings(s.tenant, s.tracking_uri, s.home))
@@ -185,14 +190,16 @@ def _register_args(p: MagicArgumentParser) -> None:
     p.add_argument("--bump", choices=["major", "minor", "patch"], default="minor")
 
 
-@command("register", "Version a model: %mlops register VAR --model MODEL_ID [--meta k=v] [--reference DATA]",
-         _register_args)
-def cmd_register(a: argparse.Namespace, m: "MLOpsMagics") -> Result:
+@command(
+    "register", "Version a model: %mlops register VAR --model MODEL_ID [--meta k=v] [--reference DATA]", _register_args
+)
+def cmd_register(a: argparse.Namespace, m: MLOpsMagics) -> Result:
     model = _var(m, a.var, "%mlops register")
     ref = _var(m, a.reference, "%mlops register --reference") if a.reference else None
     meta = parse_pairs(a.meta, m.shell.user_ns, "--meta")
-    v = m.pipeline.versioning.create_version(a.model, model=model, metadata=meta, reference_data=ref,
-                                             version=a.version, bump=a.bump)
+    v = m.pipeline.versioning.create_version(
+        a.model, model=model, metadata=meta, reference_data=ref, version=a.version, bump=a.bump
+    )
     return Result(v, f"{a.model} {v['version']} registered")
 
 
@@ -204,12 +211,12 @@ _VERSION_COLS = ["version", "created_at", "parent", "aliases", "sha256", "run_id
 
 
 @command("versions", "List a model's versions.", _model_args)
-def cmd_versions(a: argparse.Namespace, m: "MLOpsMagics") -> Table:
+def cmd_versions(a: argparse.Namespace, m: MLOpsMagics) -> Table:
     return Table(m.pipeline.versioning.list_versions(a.model_id), _VERSION_COLS, f"versions of {a.model_id}")
 
 
 @command("lineage", "Show a model's version graph.", _model_args)
-def cmd_lineage(a: argparse.Namespace, m: "MLOpsMagics") -> Table:
+def cmd_lineage(a: argparse.Namespace, m: MLOpsMagics) -> Table:
     lin = m.pipeline.versioning.get_lineage(a.model_id)
     t = Table(lin["versions"], _VERSION_COLS + ["metadata"], f"lineage of {a.model_id} (live: {lin['live']})")
     t.lineage = lin  # type: ignore[attr-defined]
@@ -225,7 +232,7 @@ def _deploy_args(p: MagicArgumentParser) -> None:
 
 
 @command("deploy", "Deploy a version: %mlops deploy MODEL VERSION [--env production] [--traffic 50]", _deploy_args)
-def cmd_deploy(a: argparse.Namespace, m: "MLOpsMagics") -> Result:
+def cmd_deploy(a: argparse.Namespace, m: MLOpsMagics) -> Result:
     r = m.pipeline.deployment.deploy_model(a.model_id, a.version, environment=a.env, traffic_percentage=a.traffic)
     return Result(r, f"deploy {a.model_id} {a.version}")
 
@@ -237,7 +244,7 @@ def _rollback_args(p: MagicArgumentParser) -> None:
 
 
 @command("rollback", "Roll back: %mlops rollback MODEL [--to VERSION] [--env production]", _rollback_args)
-def cmd_rollback(a: argparse.Namespace, m: "MLOpsMagics") -> Result:
+def cmd_rollback(a: argparse.Namespace, m: MLOpsMagics) -> Result:
     from mlops_jupyter.errors import FeatureNotAvailableError, NotFoundError
 
     try:
@@ -248,8 +255,10 @@ def cmd_rollback(a: argparse.Namespace, m: "MLOpsMagics") -> Result:
         if a.to is None:
             if isinstance(exc, NotFoundError):
                 raise
-            raise UsageError("%mlops rollback: give --to VERSION (rolling back a live deployment to its previous "
-                             "version needs the deployment feature)") from None
+            raise UsageError(
+                "%mlops rollback: give --to VERSION (rolling back a live deployment to its previous "
+                "version needs the deployment feature)"
+            ) from None
         r = m.pipeline.versioning.rollback_model(a.model_id, a.to)
     return Result(r, f"rollback {a.model_id}")
 
@@ -259,7 +268,7 @@ def _deployments_args(p: MagicArgumentParser) -> None:
 
 
 @command("deployments", "List deployments: %mlops deployments [--env ENV]", _deployments_args)
-def cmd_deployments(a: argparse.Namespace, m: "MLOpsMagics") -> Table:
+def cmd_deployments(a: argparse.Namespace, m: MLOpsMagics) -> Table:
     deps = m.pipeline.deployment.list_deployments(a.env)
     return Table(deps, ["model_id", "environment", "version", "traffic", "status", "endpoint"], "deployments")
 
@@ -271,7 +280,7 @@ def _predict_args(p: MagicArgumentParser) -> None:
 
 
 @command("predict", "Call a deployed model: %mlops predict MODEL DATA_VAR [--env production]", _predict_args)
-def cmd_predict(a: argparse.Namespace, m: "MLOpsMagics") -> Any:
+def cmd_predict(a: argparse.Namespace, m: MLOpsMagics) -> Any:
     data = _var(m, a.data, "%mlops predict")
     return m.pipeline.deployment.client(a.model_id, a.env).predict(data)
 
@@ -282,13 +291,19 @@ def _drift_args(p: MagicArgumentParser) -> None:
     p.add_argument("--window", default=None, help="last N predictions or a span like 1h")
 
 
-@command("drift", "Check drift: %mlops drift MODEL [--threshold 0.1] [--window N] (a DriftPanel in Jupyter)",
-         _drift_args)
-def cmd_drift(a: argparse.Namespace, m: "MLOpsMagics") -> Result:
+@command(
+    "drift", "Check drift: %mlops drift MODEL [--threshold 0.1] [--window N] (a DriftPanel in Jupyter)", _drift_args
+)
+def cmd_drift(a: argparse.Namespace, m: MLOpsMagics) -> Result:
     window: Any = int(a.window) if a.window and a.window.isdigit() else a.window
-    return DriftResult(m.pipeline.monitoring.check_drift(a.model_id, threshold=a.threshold, window=window),
-                       f"drift of {a.model_id}", pipeline=m.pipeline, model_id=a.model_id, threshold=a.threshold,
-                       window=window)
+    return DriftResult(
+        m.pipeline.monitoring.check_drift(a.model_id, threshold=a.threshold, window=window),
+        f"drift of {a.model_id}",
+        pipeline=m.pipeline,
+        model_id=a.model_id,
+        threshold=a.threshold,
+        window=window,
+    )
 
 
 PANELS = ("runs", "drift", "deploy")
@@ -303,7 +318,7 @@ def _panel_args(p: MagicArgumentParser) -> None:
 
 
 @command("panel", "Show a panel: %mlops panel runs|drift MODEL|deploy MODEL", _panel_args)
-def cmd_panel(a: argparse.Namespace, m: "MLOpsMagics") -> Any:
+def cmd_panel(a: argparse.Namespace, m: MLOpsMagics) -> Any:
     from mlops_jupyter.notebook import widgets
 
     if a.kind != "runs" and not a.model_id:
@@ -319,21 +334,31 @@ def cmd_panel(a: argparse.Namespace, m: "MLOpsMagics") -> Any:
 def _alert_args(p: MagicArgumentParser) -> None:
     p.add_argument("model_id", metavar="MODEL_ID")
     p.add_argument("condition", metavar="CONDITION")
-    p.add_argument("--action", required=True, metavar="NAME",
-                   help="log, webhook:URL, rollback[:ENV] or a name given to register_action")
+    p.add_argument(
+        "--action",
+        required=True,
+        metavar="NAME",
+        help="log, webhook:URL, rollback[:ENV] or a name given to register_action",
+    )
     p.add_argument("--cooldown", default="5m", help="least time between two firings (default 5m)")
-    p.add_argument("--for", dest="for_", default="0s", metavar="DURATION",
-                   help="how long the condition must hold before it fires (default 0s)")
+    p.add_argument(
+        "--for",
+        dest="for_",
+        default="0s",
+        metavar="DURATION",
+        help="how long the condition must hold before it fires (default 0s)",
+    )
     p.add_argument("--severity", default="warning", choices=["info", "warning", "critical"])
 
 
 @command("alert", 'Set an alert: %mlops alert MODEL "drift_score > 0.1" --action notify_team', _alert_args)
-def cmd_alert(a: argparse.Namespace, m: "MLOpsMagics") -> Result:
+def cmd_alert(a: argparse.Namespace, m: MLOpsMagics) -> Result:
     from mlops_jupyter.errors import AlertRuleError
 
     try:
-        rule = m.pipeline.monitoring.set_alert(a.model_id, a.condition, a.action, cooldown=a.cooldown,
-                                               for_=a.for_, severity=a.severity)
+        rule = m.pipeline.monitoring.set_alert(
+            a.model_id, a.condition, a.action, cooldown=a.cooldown, for_=a.for_, severity=a.severity
+        )
     except AlertRuleError as exc:  # its message shows a caret on a second line: keep one line here
         where = f" at position {exc.position}" if exc.position is not None else ""
         err = UsageError(f"AlertRuleError: {exc.problem}{where} of {a.condition!r}. Allowed: {exc.allowed}.")
@@ -348,9 +373,12 @@ def _report_args(p: MagicArgumentParser) -> None:
     p.add_argument("--notebook", help="the .ipynb to run (default: this notebook's saved copy)")
 
 
-@command("report", "Run this notebook's saved copy headless as a report: %mlops report [-p NAME VALUE] [--out DIR]",
-         _report_args)
-def cmd_report(a: argparse.Namespace, m: "MLOpsMagics") -> Result:
+@command(
+    "report",
+    "Run this notebook's saved copy headless as a report: %mlops report [-p NAME VALUE] [--out DIR]",
+    _report_args,
+)
+def cmd_report(a: argparse.Namespace, m: MLOpsMagics) -> Result:
     from mlops_jupyter.notebook.magics.report import report_from_magic
 
     return Result(report_from_magic(a, m), "mlops report")
@@ -361,7 +389,7 @@ def _help_args(p: MagicArgumentParser) -> None:
 
 
 @command("help", "Show subcommands, or one subcommand's usage.", _help_args)
-def cmd_help(a: argparse.Namespace, m: "MLOpsMagics") -> "HelpText":
+def cmd_help(a: argparse.Namespace, m: MLOpsMagics) -> HelpText:
     if a.subcommand:
         if a.subcommand not in COMMANDS:
             raise UsageError(f"%mlops help: unknown subcommand {a.subcommand!r}; one of: {', '.join(COMMANDS)}")

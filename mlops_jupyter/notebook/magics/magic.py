@@ -16,6 +16,7 @@ from traitlets import Bool, TraitError, Unicode, observe, validate
 
 from mlops_jupyter.errors import MLOpsError
 
+
 def as_usage_error(exc: MLOpsError) -> UsageError:
     """A core error as a ``UsageError`` (IPython shows it as one line, no traceback).
 
@@ -31,8 +32,12 @@ class MLOpsMagics(Magics):
     """``%mlops`` magics. Traits are set with ``%config MLOpsMagics.<name> = ...``."""
 
     tenant = Unicode("", help="Tenant id (default: $MLOPS_TENANT or 'default').").tag(config=True)
-    uri = Unicode("", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or the embedded store).").tag(config=True)
-    experiment = Unicode("", help="Experiment for this notebook's runs (default: the notebook's name).").tag(config=True)
+    uri = Unicode("", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or the embedded store).").tag(
+        config=True
+    )
+    experiment = Unicode("", help="Experiment for this notebook's runs (default: the notebook's name).").tag(
+        config=True
+    )
     home = Unicode("", help="Storage folder of the embedded store (default: $MLOPS_HOME or ./.mlops).").tag(config=True)
     autolog_on_start = Bool(False, help="Turn cell autolog on when the extension loads.").tag(config=True)
 
@@ -50,8 +55,9 @@ class MLOpsMagics(Magics):
         values = {k: getattr(self, k) for k in ("tenant", "uri", "experiment", "home")}
         values[proposal["trait"].name] = proposal["value"]
         try:
-            resolve_settings(values["tenant"] or None, values["uri"] or None, values["experiment"] or None,
-                             values["home"] or None)
+            resolve_settings(
+                values["tenant"] or None, values["uri"] or None, values["experiment"] or None, values["home"] or None
+            )
         except MLOpsError as exc:
             raise TraitError(f"MLOpsMagics.{proposal['trait'].name}: {exc}") from None
         return proposal["value"]
@@ -90,7 +96,10 @@ class MLOpsMagics(Magics):
 
             name = self.experiment or notebook_name(self.shell) or "notebook"
             self._pipeline = create_mlops_pipeline(
-                name, tenant_id=self.tenant or None, mlflow_uri=self.uri or None, storage_path=self.home or None,
+                name,
+                tenant_id=self.tenant or None,
+                mlflow_uri=self.uri or None,
+                storage_path=self.home or None,
             )
         return self._pipeline
 
@@ -126,8 +135,9 @@ class MLOpsMagics(Magics):
         name, rest = argv[0], argv[1:]
         cmd = COMMANDS.get(name)
         if cmd is None:
-            raise UsageError(f"%mlops: unknown subcommand {name!r}; one of: {', '.join(COMMANDS)} "
-                             "(%mlops help SUBCOMMAND)")
+            raise UsageError(
+                f"%mlops: unknown subcommand {name!r}; one of: {', '.join(COMMANDS)} (%mlops help SUBCOMMAND)"
+            )
         args = cmd.parser().parse(rest)
         try:
             return cmd.run(args, self)
@@ -146,8 +156,11 @@ class MLOpsMagics(Magics):
         tags = {k: str(v) for k, v in parse_pairs(args.tag, self.shell.user_ns, "--tag").items()}
         tracker = self.pipeline.tracker
         try:
-            run = tracker.start_experiment(self.pipeline.settings.experiment_name, tags={**tags, "mlops.kind": "cell-run"},
-                                           run_name=args.name or f"cell-{self.shell.execution_count}")
+            run = tracker.start_experiment(
+                self.pipeline.settings.experiment_name,
+                tags={**tags, "mlops.kind": "cell-run"},
+                run_name=args.name or f"cell-{self.shell.execution_count}",
+            )
         except MLOpsError as exc:
             raise as_usage_error(exc) from None
         from mlops_jupyter.tracking import notebook_capture as capture
@@ -156,8 +169,9 @@ class MLOpsMagics(Magics):
         try:
             value = _exec_cell(self.shell, source)
         except BaseException as exc:
-            tracker.set_tags({"mlops.error": f"{type(exc).__name__}: {exc}"[:8000],
-                              "mlops.error_type": type(exc).__name__}, run=run)
+            tracker.set_tags(
+                {"mlops.error": f"{type(exc).__name__}: {exc}"[:8000], "mlops.error_type": type(exc).__name__}, run=run
+            )
             tracker.log_text(cell, "cell.py", run=run)
             tracker.end_experiment(status="failed", run=run)
             raise
@@ -182,7 +196,7 @@ def _exec_cell(shell: Any, source: str) -> Any:
     if tree.body and isinstance(tree.body[-1], ast.Expr):
         last = ast.Expression(tree.body.pop().value)
     ns = shell.user_ns
-    exec(compile(tree, "<%%mlops run>", "exec"), ns)  # noqa: S102 - the user's own cell
+    exec(compile(tree, "<%%mlops run>", "exec"), ns)
     if last is not None:
-        return eval(compile(last, "<%%mlops run>", "eval"), ns)  # noqa: S307 - the user's own cell
+        return eval(compile(last, "<%%mlops run>", "eval"), ns)
     return None

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import ast
-from typing import Any, Mapping, NoReturn
+from collections.abc import Mapping
+from typing import Any, NoReturn
 
 from IPython.core.error import UsageError
 
@@ -13,8 +14,9 @@ class MagicArgumentParser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose errors raise ``UsageError`` instead of exiting."""
 
     def __init__(self, command: str, description: str, **kwargs: Any) -> None:
-        super().__init__(prog=f"%mlops {command}", description=description, add_help=False,
-                         exit_on_error=False, **kwargs)
+        super().__init__(
+            prog=f"%mlops {command}", description=description, add_help=False, exit_on_error=False, **kwargs
+        )
 
     def error(self, message: str) -> NoReturn:
         usage = " ".join(self.format_usage().split()[1:])  # argparse wraps long usages: keep one line
@@ -30,8 +32,9 @@ class MagicArgumentParser(argparse.ArgumentParser):
             self.error(str(exc))
 
 
-def parse_pairs(pairs: list[str] | None, user_ns: Mapping[str, Any], what: str,
-                numeric: bool = False) -> dict[str, Any]:
+def parse_pairs(
+    pairs: list[str] | None, user_ns: Mapping[str, Any], what: str, numeric: bool = False
+) -> dict[str, Any]:
     """``["k=v", ...]`` to a dict. ``v`` is a Python literal, else a notebook variable, else
     (unless ``numeric``) the plain string."""
     out: dict[str, Any] = {}
@@ -45,9 +48,7 @@ def parse_pairs(pairs: list[str] | None, user_ns: Mapping[str, Any], what: str,
             if raw.isidentifier() and raw in user_ns:
                 value = user_ns[raw]
             elif numeric:
-                raise UsageError(
-                    f"{what}: {key}={raw!r} is neither a number nor a notebook variable"
-                ) from None
+                raise UsageError(f"{what}: {key}={raw!r} is neither a number nor a notebook variable") from None
             else:
                 value = raw
         out[key] = value

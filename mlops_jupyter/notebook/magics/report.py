@@ -27,7 +27,7 @@ def notebook_file(shell: Any) -> Path | None:
         if not raw:
             continue
         p = Path(str(raw)).expanduser()
-        for c in ([p] if p.is_absolute() else [Path.cwd() / p, Path.cwd() / p.name]):
+        for c in [p] if p.is_absolute() else [Path.cwd() / p, Path.cwd() / p.name]:
             if c.suffix == ".ipynb" and c.is_file():
                 return c.resolve()
     return None
@@ -38,14 +38,27 @@ def report_from_magic(args: argparse.Namespace, magics: Any) -> dict[str, Any]:
 
     nb = Path(args.notebook).expanduser() if args.notebook else notebook_file(magics.shell)
     if nb is None:
-        raise UsageError("%mlops report: cannot find this notebook's file (no JPY_SESSION_NAME, VS Code variable "
-                         "or Jupyter server session for this kernel). Save the notebook and give it: "
-                         "%mlops report --notebook PATH.ipynb")
+        raise UsageError(
+            "%mlops report: cannot find this notebook's file (no JPY_SESSION_NAME, VS Code variable "
+            "or Jupyter server session for this kernel). Save the notebook and give it: "
+            "%mlops report --notebook PATH.ipynb"
+        )
     if not nb.is_file():
         raise UsageError(f"%mlops report: {str(nb)!r} is not a file")
     settings = magics.pipeline.settings
-    cmd = [sys.executable, "-m", "mlops_jupyter.cli", "report", str(nb), "--json", "--quiet",
-           "--tenant", settings.tenant, "--home", str(settings.home)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlops_jupyter.cli",
+        "report",
+        str(nb),
+        "--json",
+        "--quiet",
+        "--tenant",
+        settings.tenant,
+        "--home",
+        str(settings.home),
+    ]
     for name, value in args.parameter:
         cmd += ["-p", name, value]
     if args.out:
@@ -53,7 +66,7 @@ def report_from_magic(args: argparse.Namespace, magics: Any) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k not in ("MLOPS_REPORT_RUN_ID", "MLOPS_REPORT_PATH")}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     try:
-        result = json.loads(proc.stdout[proc.stdout.index("{"):])
+        result = json.loads(proc.stdout[proc.stdout.index("{") :])
     except ValueError:
         raise UsageError(f"%mlops report failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}") from None
     out = {k: result.get(k) for k in ("status", "html", "ipynb", "run_id", "experiment_name", "seconds")}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import html
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 
 def _cell(v: Any) -> str:
@@ -25,8 +26,11 @@ class Result(dict):
         self.title = title
 
     def _repr_html_(self) -> str:
-        rows = "".join(f"<tr><th style='text-align:left'>{html.escape(str(k))}</th><td style='text-align:left'>"
-                       f"{_cell(v)}</td></tr>" for k, v in self.items())
+        rows = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(str(k))}</th><td style='text-align:left'>"
+            f"{_cell(v)}</td></tr>"
+            for k, v in self.items()
+        )
         cap = f"<caption style='text-align:left'><b>{html.escape(self.title)}</b></caption>" if self.title else ""
         return f"<table>{cap}{rows}</table>"
 
@@ -107,8 +111,14 @@ class PanelView:
 class RunsTable(PanelView, Table):
     """``%mlops runs``: the runs as a list of dicts; displayed as a ComparisonPanel."""
 
-    def __init__(self, rows: Iterable[dict[str, Any]], columns: list[str], title: str = "",
-                 pipeline: Any = None, experiment: str | None = None) -> None:
+    def __init__(
+        self,
+        rows: Iterable[dict[str, Any]],
+        columns: list[str],
+        title: str = "",
+        pipeline: Any = None,
+        experiment: str | None = None,
+    ) -> None:
         super().__init__(rows, columns, title)
         self.pipeline = pipeline
         self.experiment = experiment
@@ -122,8 +132,15 @@ class RunsTable(PanelView, Table):
 class DriftResult(PanelView, Result):
     """``%mlops drift MODEL``: the ``check_drift`` dict; displayed as a DriftPanel."""
 
-    def __init__(self, data: dict[str, Any], title: str = "", pipeline: Any = None, model_id: str = "",
-                 threshold: float = 0.1, window: Any = None) -> None:
+    def __init__(
+        self,
+        data: dict[str, Any],
+        title: str = "",
+        pipeline: Any = None,
+        model_id: str = "",
+        threshold: float = 0.1,
+        window: Any = None,
+    ) -> None:
         super().__init__(data, title)
         self.pipeline = pipeline
         self.model_id = model_id
@@ -133,5 +150,6 @@ class DriftResult(PanelView, Result):
     def panel(self) -> Any:
         from mlops_jupyter.notebook.widgets import DriftPanel
 
-        return DriftPanel(self.model_id, pipeline=self.pipeline, threshold=self.threshold, window=self.window,
-                          drift=dict(self))
+        return DriftPanel(
+            self.model_id, pipeline=self.pipeline, threshold=self.threshold, window=self.window, drift=dict(self)
+        )

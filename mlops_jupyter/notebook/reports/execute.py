@@ -12,16 +12,17 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 FAILED_TAG = "mlops-report-failed"
 ERROR_CELL_TAG = "mlops-report-error"
 #: cells that would run a report of this notebook from inside it (``%mlops report``)
 _SELF_REPORT = re.compile(r"^\s*(?:[A-Za-z_]\w*\s*=\s*)?%mlops\s+report\b", re.M)
 
-SETUP = r'''
+SETUP = r"""
 def __mlops_report_setup():
     import importlib.util
     if importlib.util.find_spec("altair") and importlib.util.find_spec("vl_convert"):
@@ -29,9 +30,9 @@ def __mlops_report_setup():
         altair.renderers.enable("svg")
 __mlops_report_setup()
 del __mlops_report_setup
-'''
+"""
 
-PROBE = r'''
+PROBE = r"""
 def __mlops_report_probe():
     import json, sys, importlib.metadata as md
     files = sorted({getattr(m, "__file__", None) or "" for m in list(sys.modules.values())} - {""})
@@ -51,7 +52,7 @@ def __mlops_report_probe():
                       "executable": sys.executable}))
 __mlops_report_probe()
 del __mlops_report_probe
-'''
+"""
 
 
 @dataclass
@@ -89,8 +90,14 @@ def _run_quiet(client: Any, source: str, timeout: int = 120) -> str:
     return "".join(out)
 
 
-def execute_notebook(nb: Any, cwd: Path, env: dict[str, str] | None = None, kernel_name: str | None = None,
-                     timeout: int = 600, progress: Callable[[str], None] | None = None) -> Execution:
+def execute_notebook(
+    nb: Any,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    kernel_name: str | None = None,
+    timeout: int = 600,
+    progress: Callable[[str], None] | None = None,
+) -> Execution:
     """Execute ``nb`` in place; never raises for a failing cell (see ``Execution.failure``)."""
     from nbclient import NotebookClient
     from nbclient.exceptions import (
@@ -100,9 +107,15 @@ def execute_notebook(nb: Any, cwd: Path, env: dict[str, str] | None = None, kern
     )
 
     kernel = kernel_name or nb.metadata.get("kernelspec", {}).get("name") or "python3"
-    client = NotebookClient(nb, kernel_name=kernel, timeout=timeout, store_widget_state=False,
-                            record_timing=True, allow_errors=False,
-                            resources={"metadata": {"path": str(cwd)}})
+    client = NotebookClient(
+        nb,
+        kernel_name=kernel,
+        timeout=timeout,
+        store_widget_state=False,
+        record_timing=True,
+        allow_errors=False,
+        resources={"metadata": {"path": str(cwd)}},
+    )
     result = Execution()
     code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
     total = len(code)
@@ -128,11 +141,22 @@ def execute_notebook(nb: Any, cwd: Path, env: dict[str, str] | None = None, kern
                 err = _error_of(cell)
                 if isinstance(exc, (CellTimeoutError, DeadKernelError)):
                     err = {"ename": type(exc).__name__, "evalue": str(exc)[:500]}
-                result.failure = {"cell_index": index, "code_cell": n, "execution_count": cell.get("execution_count"),
-                                  **err}
+                result.failure = {
+                    "cell_index": index,
+                    "code_cell": n,
+                    "execution_count": cell.get("execution_count"),
+                    **err,
+                }
             took = time.perf_counter() - t0
-            result.cells.append({"index": index, "execution_count": cell.get("execution_count"), "status": status,
-                                 "seconds": round(took, 3), "source": cell.source})
+            result.cells.append(
+                {
+                    "index": index,
+                    "execution_count": cell.get("execution_count"),
+                    "status": status,
+                    "seconds": round(took, 3),
+                    "source": cell.source,
+                }
+            )
             say(f"[{n}/{total}] cell {index}: {status} in {took:.1f}s, elapsed {time.perf_counter() - started:.1f}s")
             if status == "failed":
                 break
@@ -159,7 +183,8 @@ def mark_failure(nb: Any, failure: dict[str, Any]) -> None:
     note = nbformat.v4.new_markdown_cell(
         '<span id="mlops-failed-cell"></span>\n\n'
         f'<div style="color:#8e0000;font-weight:bold">The report stopped here: this cell failed with '
-        f'{failure.get("ename")}: {str(failure.get("evalue", ""))[:300]}. Later cells were not run.</div>')
+        f"{failure.get('ename')}: {str(failure.get('evalue', ''))[:300]}. Later cells were not run.</div>"
+    )
     note.metadata["tags"] = [ERROR_CELL_TAG]
     nb.cells.insert(index, note)
     nb.metadata.setdefault("mlops_report", {})["failed_cell"] = index

@@ -18,12 +18,15 @@ _REMOTE_LINK = re.compile(r"<link\b[^>]*\bhref=[\"']?(?:https?:)?//[^>]*>", re.I
 _REMOTE_SRC = re.compile(r"\bsrc=[\"']?(?:https?:)?//", re.I)
 _REMOTE_BODY = re.compile(
     r"""(?:import\s[^;]*?from\s*["']https?://|import\(\s*["']https?://|["']https?://[^"']+\.m?js["']"""
-    r"""|["']https?://(?:cdn\.|cdnjs\.|unpkg\.com|esm\.sh|[^"']*jsdelivr)|\brequire(?:js)?\.config\s*\()""", re.I)
+    r"""|["']https?://(?:cdn\.|cdnjs\.|unpkg\.com|esm\.sh|[^"']*jsdelivr)|\brequire(?:js)?\.config\s*\()""",
+    re.I,
+)
 BANNER_ID = "mlops-report-failed"
 
 
 def strip_remote(html: str) -> str:
     """Remove every script or stylesheet that loads something from the network."""
+
     def keep(m: re.Match[str]) -> str:
         attrs, body = m.group(1), m.group(2)
         if _REMOTE_SRC.search(attrs) or _REMOTE_BODY.search(body):
@@ -40,8 +43,9 @@ def failure_banner(failure: dict[str, Any]) -> str:
     return (
         f'<div id="{BANNER_ID}" class="mlops-report-banner" role="alert" style="background:#fde2e1;'
         'border:2px solid #c62828;color:#8e0000;padding:12px 16px;margin:8px;font:14px sans-serif">'
-        f'<strong>Report failed</strong> at cell {cell}'
-        + (f' (In [{failure["execution_count"]}])' if failure.get("execution_count") else '') + ' '
+        f"<strong>Report failed</strong> at cell {cell}"
+        + (f" (In [{failure['execution_count']}])" if failure.get("execution_count") else "")
+        + " "
         f'(<a href="#mlops-failed-cell">jump to it</a>): {ename}: {evalue}</div>'
     )
 

@@ -8,7 +8,8 @@ tagged ``parameters``). A previous ``injected-parameters`` cell is replaced.
 from __future__ import annotations
 
 import ast
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"

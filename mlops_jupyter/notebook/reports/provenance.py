@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 
 def _git(root: Path, *args: str, check: bool = True) -> str:
@@ -65,8 +66,12 @@ def git_info(notebook: Path, module_files: Iterable[str] = ()) -> dict[str, Any]
     diff = _git(root, "diff", "HEAD", "--", *sorted(tracked), check=False) if tracked and commit else ""
     for rel in paths:
         if rel not in tracked:
-            new = subprocess.run(["git", "-C", str(root), "diff", "--no-index", "--", os.devnull, rel],
-                                 capture_output=True, text=True, timeout=30)
+            new = subprocess.run(
+                ["git", "-C", str(root), "diff", "--no-index", "--", os.devnull, rel],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
             diff += new.stdout
     changed = sorted({line[3:] for line in status.splitlines() if len(line) > 3})
     return {

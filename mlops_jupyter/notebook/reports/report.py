@@ -27,12 +27,12 @@ import platform
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from mlops_jupyter.config.settings import reports_dir
-
 from mlops_jupyter.notebook.reports.execute import execute_notebook
 from mlops_jupyter.notebook.reports.html import export_html
 from mlops_jupyter.notebook.reports.params import inject_parameters
@@ -43,11 +43,18 @@ ENV_RUN_ID = "MLOPS_REPORT_RUN_ID"
 ENV_PATH = "MLOPS_REPORT_PATH"
 
 
-def make_report(notebook: str | os.PathLike[str], params: Mapping[str, Any] | None = None, *,
-                out: str | os.PathLike[str] | None = None, tenant: str | None = None,
-                home: str | os.PathLike[str] | None = None, experiment: str | None = None,
-                kernel_name: str | None = None, timeout: int = 600,
-                progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def make_report(
+    notebook: str | os.PathLike[str],
+    params: Mapping[str, Any] | None = None,
+    *,
+    out: str | os.PathLike[str] | None = None,
+    tenant: str | None = None,
+    home: str | os.PathLike[str] | None = None,
+    experiment: str | None = None,
+    kernel_name: str | None = None,
+    timeout: int = 600,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Execute ``notebook`` headless and log it as a report run; see the module docstring.
 
     Returns:
@@ -56,18 +63,22 @@ def make_report(notebook: str | os.PathLike[str], params: Mapping[str, Any] | No
     """
     import nbformat
 
-    from mlops_jupyter.config import env
     from mlops_jupyter.api import create_experiment_tracker
+    from mlops_jupyter.config import env
     from mlops_jupyter.errors import NotFoundError
 
     src = Path(notebook).expanduser().resolve()
     if not src.is_file():
-        raise NotFoundError(f"Notebook {str(notebook)!r} does not exist.", value=str(notebook), allowed="an .ipynb file")
+        raise NotFoundError(
+            f"Notebook {str(notebook)!r} does not exist.", value=str(notebook), allowed="an .ipynb file"
+        )
     params = dict(params or {})
     tracker = create_experiment_tracker(tenant_id=tenant, storage_path=home)
     settings = tracker.settings
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    out_dir = Path(out).expanduser().resolve() if out else reports_dir(Path(settings.home).resolve()) / f"{src.stem}-{stamp}"
+    out_dir = (
+        Path(out).expanduser().resolve() if out else reports_dir(Path(settings.home).resolve()) / f"{src.stem}-{stamp}"
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     html_path, ipynb_path = out_dir / f"{src.stem}.html", out_dir / f"{src.stem}.ipynb"
 
@@ -77,10 +88,16 @@ def make_report(notebook: str | os.PathLike[str], params: Mapping[str, Any] | No
     nb.metadata.pop("widgets", None)
     injected_at = inject_parameters(nb, params)
     exp = experiment or DEFAULT_EXPERIMENT
-    run = tracker.start_experiment(exp, run_name=f"report-{src.stem}", tags={
-        "mlops.kind": "report", "mlops.report.notebook": str(src), "mlops.report.status": "running",
-        "mlops.report.path": str(html_path),
-    })
+    run = tracker.start_experiment(
+        exp,
+        run_name=f"report-{src.stem}",
+        tags={
+            "mlops.kind": "report",
+            "mlops.report.notebook": str(src),
+            "mlops.report.status": "running",
+            "mlops.report.path": str(html_path),
+        },
+    )
     try:
         if params:
             tracker.log_params(params, run=run)
@@ -92,10 +109,15 @@ def make_report(notebook: str | os.PathLike[str], params: Mapping[str, Any] | No
             kernel_env[env.MLOPS_HOME] = str(Path(home).resolve())
         kernel_env.pop("JPY_SESSION_NAME", None)
         kernel_env["JPY_SESSION_NAME"] = str(src)  # autolog names the session after the notebook
-        result = execute_notebook(nb, src.parent, env=kernel_env, kernel_name=kernel_name, timeout=timeout,
-                                  progress=progress)
-        nb.metadata["mlops_report"] = {**nb.metadata.get("mlops_report", {}), "run_id": run.run_id,
-                                       "status": "ok" if result.ok else "failed", "parameters": params}
+        result = execute_notebook(
+            nb, src.parent, env=kernel_env, kernel_name=kernel_name, timeout=timeout, progress=progress
+        )
+        nb.metadata["mlops_report"] = {
+            **nb.metadata.get("mlops_report", {}),
+            "run_id": run.run_id,
+            "status": "ok" if result.ok else "failed",
+            "parameters": params,
+        }
         nbformat.write(nb, ipynb_path)
         html_path.write_text(export_html(nb, result.failure, title=src.stem), encoding="utf-8")
 
@@ -113,8 +135,11 @@ def make_report(notebook: str | os.PathLike[str], params: Mapping[str, Any] | No
             "kernel": {k: result.probe.get(k) for k in ("python", "executable", "error") if k in result.probe},
             "packages": result.probe.get("packages", {}),
             "host": {"platform": platform.platform(), "cli_python": sys.version.split()[0]},
-            "report": {"html": f"report/{html_path.name}", "ipynb": f"report/{ipynb_path.name}",
-                       "local_html": str(html_path)},
+            "report": {
+                "html": f"report/{html_path.name}",
+                "ipynb": f"report/{ipynb_path.name}",
+                "local_html": str(html_path),
+            },
         }
         with tempfile.TemporaryDirectory(prefix="mlops-report-") as tmp:
             pdir = Path(tmp) / "provenance"
@@ -145,8 +170,9 @@ def make_report(notebook: str | os.PathLike[str], params: Mapping[str, Any] | No
         tracker.set_tags(tags, run=run)
     except BaseException as exc:
         try:
-            tracker.set_tags({"mlops.report.status": "failed",
-                              "mlops.report.error": f"{type(exc).__name__}: {exc}"[:5000]}, run=run)
+            tracker.set_tags(
+                {"mlops.report.status": "failed", "mlops.report.error": f"{type(exc).__name__}: {exc}"[:5000]}, run=run
+            )
         finally:
             tracker.end_experiment(status="failed", run=run)
         raise

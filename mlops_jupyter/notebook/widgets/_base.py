@@ -7,7 +7,8 @@ import html
 import logging
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import ipywidgets as widgets
 from traitlets import Bool, Unicode, observe
@@ -17,8 +18,14 @@ log = logging.getLogger(__name__)
 PathLike = str | os.PathLike[str]
 
 
-def resolve_pipeline(pipeline: Any = None, *, tenant_id: str | None = None, mlflow_uri: str | None = None,
-                     storage_path: PathLike | None = None, experiment_name: str | None = None) -> Any:
+def resolve_pipeline(
+    pipeline: Any = None,
+    *,
+    tenant_id: str | None = None,
+    mlflow_uri: str | None = None,
+    storage_path: PathLike | None = None,
+    experiment_name: str | None = None,
+) -> Any:
     """The pipeline a panel acts through: the one given, or one built from the same
     settings as the factories (argument, then environment, then the embedded default)."""
     if pipeline is not None:
@@ -26,8 +33,11 @@ def resolve_pipeline(pipeline: Any = None, *, tenant_id: str | None = None, mlfl
         if missing:
             from mlops_jupyter.errors import ValidationError
 
-            raise ValidationError(f"pipeline= must be an MLOpsPipeline (it has no {', '.join(missing)}).",
-                                  value=type(pipeline).__name__, allowed="create_mlops_pipeline(...)")
+            raise ValidationError(
+                f"pipeline= must be an MLOpsPipeline (it has no {', '.join(missing)}).",
+                value=type(pipeline).__name__,
+                allowed="create_mlops_pipeline(...)",
+            )
         return pipeline
     from mlops_jupyter.api import MLOpsPipeline
     from mlops_jupyter.config.settings import resolve_settings
@@ -63,8 +73,9 @@ class Panel(widgets.VBox):
         self.title = widgets.HTML()
         self.status = widgets.HTML(layout=widgets.Layout(min_height="22px"))
         self.status.add_class("mlops-status")
-        self.refresh_button = widgets.Button(description="Refresh", icon="refresh", tooltip="reload from the store",
-                                             layout=widgets.Layout(width="auto"))
+        self.refresh_button = widgets.Button(
+            description="Refresh", icon="refresh", tooltip="reload from the store", layout=widgets.Layout(width="auto")
+        )
         self.refresh_button.add_class("mlops-refresh")
         self.refresh_button.on_click(lambda _b: self.refresh())
         self.loaded_at: float | None = None
@@ -97,8 +108,10 @@ class Panel(widgets.VBox):
         icons = {"info": "", "ok": "✔ ", "warn": "⚠ ", "error": "✖ "}
         self.message = message
         self.error = message if kind == "error" else ""
-        self.status.value = (f"<span class='mlops-msg mlops-{kind}' style='color:{colors[kind]}'>"
-                             f"{icons[kind]}{html.escape(message)}</span>")
+        self.status.value = (
+            f"<span class='mlops-msg mlops-{kind}' style='color:{colors[kind]}'>"
+            f"{icons[kind]}{html.escape(message)}</span>"
+        )
 
     def fail(self, action: str, exc: BaseException) -> None:
         """Show an error (one line: its type and message) and tell ``on_error`` callbacks."""

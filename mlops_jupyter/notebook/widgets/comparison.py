@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import ipywidgets as widgets
 from traitlets import Bool, Enum, Int, List, Unicode, observe, validate
@@ -17,8 +18,22 @@ from mlops_jupyter.notebook.widgets._table import RunTable
 from mlops_jupyter.notebook.widgets.static import chart_html, fmt, html_table, panel_html
 
 #: Metrics tried first as the default metric, in this order.
-PREFERRED_METRICS = ("accuracy", "f1", "f1_score", "auc", "roc_auc", "r2", "precision", "recall", "score",
-                     "val_accuracy", "loss", "val_loss", "rmse", "mae")
+PREFERRED_METRICS = (
+    "accuracy",
+    "f1",
+    "f1_score",
+    "auc",
+    "roc_auc",
+    "r2",
+    "precision",
+    "recall",
+    "score",
+    "val_accuracy",
+    "loss",
+    "val_loss",
+    "rmse",
+    "mae",
+)
 #: Metrics that cell autolog records on every cell: never the default.
 HOUSEKEEPING_METRICS = ("cell_duration_s",)
 MAX_TABLE_METRICS = 6
@@ -70,10 +85,22 @@ class ComparisonPanel(Panel):
 
     _events = ("refresh", "error", "select", "report")
 
-    def __init__(self, experiment: str | None = None, runs: Any = None, *, pipeline: Any = None,
-                 tenant_id: str | None = None, mlflow_uri: str | None = None, storage_path: PathLike | None = None,
-                 metric: str | None = None, param: str | None = None, view: str = "bar", page_size: int = 25,
-                 max_points: int = 2000, max_runs: int = 100_000) -> None:
+    def __init__(
+        self,
+        experiment: str | None = None,
+        runs: Any = None,
+        *,
+        pipeline: Any = None,
+        tenant_id: str | None = None,
+        mlflow_uri: str | None = None,
+        storage_path: PathLike | None = None,
+        metric: str | None = None,
+        param: str | None = None,
+        view: str = "bar",
+        page_size: int = 25,
+        max_points: int = 2000,
+        max_runs: int = 100_000,
+    ) -> None:
         if is_pipeline(experiment):  # ComparisonPanel(pipeline) or ComparisonPanel(pipeline, "experiment")
             pipeline = experiment
             experiment, runs = (runs, None) if isinstance(runs, str) else (None, runs)
@@ -99,19 +126,24 @@ class ComparisonPanel(Panel):
             self.max_points = max_points
 
         self.metric_dropdown = widgets.Dropdown(description="metric", layout=widgets.Layout(width="240px"))
-        self.goal_dropdown = widgets.Dropdown(options=[("higher is better", True), ("lower is better", False)],
-                                              layout=widgets.Layout(width="150px"))
+        self.goal_dropdown = widgets.Dropdown(
+            options=[("higher is better", True), ("lower is better", False)], layout=widgets.Layout(width="150px")
+        )
         self.param_dropdown = widgets.Dropdown(description="param", layout=widgets.Layout(width="240px"))
-        self.view_buttons = widgets.ToggleButtons(options=[("Bar", "bar"), ("Scatter", "scatter"),
-                                                           ("Parallel", "parallel")],
-                                                  style={"button_width": "80px"})
+        self.view_buttons = widgets.ToggleButtons(
+            options=[("Bar", "bar"), ("Scatter", "scatter"), ("Parallel", "parallel")], style={"button_width": "80px"}
+        )
         self.table = RunTable()
         self.prev_button = widgets.Button(description="◀ prev", layout=widgets.Layout(width="80px"))
         self.next_button = widgets.Button(description="next ▶", layout=widgets.Layout(width="80px"))
         self.page_label = widgets.HTML()
         self.clear_button = widgets.Button(description="Clear selection", layout=widgets.Layout(width="auto"))
-        self.report_button = widgets.Button(description="Open report", disabled=True, layout=widgets.Layout(width="auto"),
-                                            tooltip="show the selected report run's HTML (mlops-jupyter report)")
+        self.report_button = widgets.Button(
+            description="Open report",
+            disabled=True,
+            layout=widgets.Layout(width="auto"),
+            tooltip="show the selected report run's HTML (mlops-jupyter report)",
+        )
         self.report_view = widgets.HTML()
         self.summary = widgets.HTML()
         self.chart_note = widgets.HTML()
@@ -154,8 +186,11 @@ class ComparisonPanel(Panel):
         if self._given is not None and self._given_ids is None:
             given = frame_from_runs(self._given)
             self._given_ids = [str(r) for r in given["run_id"].dropna()]
-            fresh = runs_frame(tracker, experiment_name=None, max_results=self.max_runs, run_ids=self._given_ids) \
-                if self._given_ids else given.iloc[0:0]
+            fresh = (
+                runs_frame(tracker, experiment_name=None, max_results=self.max_runs, run_ids=self._given_ids)
+                if self._given_ids
+                else given.iloc[0:0]
+            )
             # runs not in this tenant's store (e.g. a frame from elsewhere) are shown as given
             missing = given[~given["run_id"].astype(str).isin(set(fresh["run_id"].astype(str)))]
             df = fresh if missing.empty else frame_from_runs(_concat(fresh, missing))
@@ -164,8 +199,8 @@ class ComparisonPanel(Panel):
         else:
             df = runs_frame(tracker, experiment_name=self.experiment, max_results=self.max_runs)
         self.frame = df.reset_index(drop=True)
-        self.metrics = [c[len("metrics."):] for c in df.columns if c.startswith("metrics.")]
-        self.params = [c[len("params."):] for c in df.columns if c.startswith("params.")]
+        self.metrics = [c[len("metrics.") :] for c in df.columns if c.startswith("metrics.")]
+        self.params = [c[len("params.") :] for c in df.columns if c.startswith("params.")]
         self.set_trait("n_runs", len(df))
         self.page = self.page  # clamped to the new number of pages
         ids = set(self.frame["run_id"].astype(str))
@@ -250,7 +285,7 @@ class ComparisonPanel(Panel):
     def page_rows(self) -> Any:
         """The current page of the sorted runs (a DataFrame)."""
         start = self.page * self.page_size
-        return self._sorted_frame().iloc[start:start + self.page_size]
+        return self._sorted_frame().iloc[start : start + self.page_size]
 
     # -- observers ---------------------------------------------------------------------
     @validate("page")
@@ -344,14 +379,18 @@ class ComparisonPanel(Panel):
 
     def _render_summary(self) -> None:
         tenant = self.pipeline.settings.tenant
-        self.title.value = (f"<b style='font-size:14px'>Run comparison</b> <span style='color:#666'>· "
-                            f"{html.escape(self._where())} · tenant {html.escape(tenant)}</span>")
+        self.title.value = (
+            f"<b style='font-size:14px'>Run comparison</b> <span style='color:#666'>· "
+            f"{html.escape(self._where())} · tenant {html.escape(tenant)}</span>"
+        )
         parts = [f"<b>{self.n_runs:,}</b> runs"]
         best = self.best_run
         if best is not None:
             value = best.get(f"metrics.{self.metric}")
-            parts.append(f"best {html.escape(self.metric)} <b style='color:{charts.BEST_COLOR}'>★ {fmt(value)}</b> "
-                         f"({html.escape(str(best.get('run_name') or best['run_id'][:8]))})")
+            parts.append(
+                f"best {html.escape(self.metric)} <b style='color:{charts.BEST_COLOR}'>★ {fmt(value)}</b> "
+                f"({html.escape(str(best.get('run_name') or best['run_id'][:8]))})"
+            )
         if self.selected:
             parts.append(f"<b>{len(self.selected)}</b> selected")
         self.summary.value = " · ".join(parts)
@@ -366,8 +405,9 @@ class ComparisonPanel(Panel):
             sample = df.sample(self.max_points, random_state=0)
             if self.best_run_id is not None and self.best_run_id not in set(sample["run_id"].astype(str)):
                 sample = _concat(sample.iloc[:-1], df[df["run_id"].astype(str) == self.best_run_id])
-            return sample, (f"chart: a random sample of {self.max_points:,} of {len(df):,} runs "
-                            f"(the best run always included)")
+            return sample, (
+                f"chart: a random sample of {self.max_points:,} of {len(df):,} runs (the best run always included)"
+            )
         return df, ""
 
     def build_chart(self) -> Any:
@@ -381,14 +421,16 @@ class ComparisonPanel(Panel):
         metric = f"metrics.{self.metric}"
         if self.view == "bar":
             note = note or (f"chart: the best {charts.MAX_BARS} of {total:,} runs" if total > charts.MAX_BARS else "")
-            chart = charts.metric_bar(df, metric, best_run_id=self.best_run_id,
-                                      higher_is_better=self.higher_is_better, total=total)
+            chart = charts.metric_bar(
+                df, metric, best_run_id=self.best_run_id, higher_is_better=self.higher_is_better, total=total
+            )
         elif self.view == "scatter":
             if not self.param:
                 chart = charts._empty("no params logged in these runs")
             else:
-                chart = charts.metric_scatter(df, metric, f"params.{self.param}", best_run_id=self.best_run_id,
-                                              total=total)
+                chart = charts.metric_scatter(
+                    df, metric, f"params.{self.param}", best_run_id=self.best_run_id, total=total
+                )
         else:
             cols = [f"params.{p}" for p in self._axis_params()] + [metric]
             if total > charts.MAX_LINES:
@@ -404,8 +446,9 @@ class ComparisonPanel(Panel):
     def _render_chart(self) -> None:
         chart = self.build_chart()
         self.chart.chart = chart
-        self.chart_note.value = (f"<span style='color:#b26a00'>{html.escape(self._chart_note)}</span>"
-                                 if self._chart_note else "")
+        self.chart_note.value = (
+            f"<span style='color:#b26a00'>{html.escape(self._chart_note)}</span>" if self._chart_note else ""
+        )
 
     def _sorted_frame(self) -> Any:
         if self._sorted is None:
@@ -429,8 +472,12 @@ class ComparisonPanel(Panel):
         metrics = [self.metric] + [m for m in self.metrics if m != self.metric and m not in HOUSEKEEPING_METRICS]
         metrics = [m for m in metrics if m][:MAX_TABLE_METRICS]
         params = ([self.param] if self.param else []) + [p for p in self.params if p != self.param]
-        cols = [("run_name", "run", False), ("status", "status", False), ("start_time", "started", False),
-                ("duration", "duration (s)", True)]
+        cols = [
+            ("run_name", "run", False),
+            ("status", "status", False),
+            ("start_time", "started", False),
+            ("duration", "duration (s)", True),
+        ]
         if len(self.frame) and (self.frame["cell"].astype(str) != "").any():  # runs of notebook cells
             cols.append(("cell", "cell", False))
         if len(self.frame) and (self.frame["report"].astype(str) != "").any():  # runs of mlops-jupyter report
@@ -444,15 +491,24 @@ class ComparisonPanel(Panel):
         page = self.page_rows
         rows = []
         for rec in page.to_dict("records"):
-            rows.append({"id": str(rec["run_id"]), "cells": [fmt(rec.get(k)) for k, _, _ in cols],
-                         "best": str(rec["run_id"]) == self.best_run_id, "status": str(rec.get("status") or "")})
+            rows.append(
+                {
+                    "id": str(rec["run_id"]),
+                    "cells": [fmt(rec.get(k)) for k, _, _ in cols],
+                    "best": str(rec["run_id"]) == self.best_run_id,
+                    "status": str(rec.get("status") or ""),
+                }
+            )
         with self.table.hold_sync():
             self.table.columns = [{"key": k, "label": label, "numeric": num} for k, label, num in cols]
             self.table.rows = rows
             first = self.page * self.page_size
-            self.table.caption = (f"runs {first + 1:,}–{first + len(rows):,} of {self.n_runs:,}, sorted by "
-                                  f"{self.sort_by.split('.', 1)[-1]} {'ascending' if self.ascending else 'descending'}"
-                                  if rows else "no runs")
+            self.table.caption = (
+                f"runs {first + 1:,}–{first + len(rows):,} of {self.n_runs:,}, sorted by "
+                f"{self.sort_by.split('.', 1)[-1]} {'ascending' if self.ascending else 'descending'}"
+                if rows
+                else "no runs"
+            )
         self.page_label.value = f"<span style='padding:0 8px'>page {self.page + 1} of {self.n_pages}</span>"
         self.prev_button.disabled = self.page <= 0
         self.next_button.disabled = self.page >= self.n_pages - 1
@@ -493,8 +549,9 @@ class ComparisonPanel(Panel):
             return
         self.report_view.value = (
             f"<div style='margin-top:6px'>report of run {html.escape(rid)}: <code>{html.escape(path)}</code></div>"
-            f"<iframe srcdoc=\"{html.escape(content, quote=True)}\" "
-            "style='width:100%;height:640px;border:1px solid #ccc' sandbox=''></iframe>")
+            f'<iframe srcdoc="{html.escape(content, quote=True)}" '
+            "style='width:100%;height:640px;border:1px solid #ccc' sandbox=''></iframe>"
+        )
         self.show(f"report of run {rid} opened", "ok")
         self._fire("report", rid, path)
 
@@ -503,13 +560,17 @@ class ComparisonPanel(Panel):
         cols = self.table_columns()
         page = self.page_rows
         best = [i for i, r in enumerate(page["run_id"].astype(str)) if r == self.best_run_id]
-        table = html_table(([rec.get(k) for k, _, _ in cols] for rec in page.to_dict("records")),
-                           [label for _, label, _ in cols], highlight=best,
-                           caption=self.table.caption)
+        table = html_table(
+            ([rec.get(k) for k, _, _ in cols] for rec in page.to_dict("records")),
+            [label for _, label, _ in cols],
+            highlight=best,
+            caption=self.table.caption,
+        )
         note = f"<div style='color:#b26a00'>{html.escape(self._chart_note)}</div>" if self._chart_note else ""
         summary = f"<div>{self.summary.value}</div>"
-        return panel_html(f"Run comparison · {self._where()}",
-                          [summary, note, chart_html(self.chart.chart, "runs chart"), table])
+        return panel_html(
+            f"Run comparison · {self._where()}", [summary, note, chart_html(self.chart.chart, "runs chart"), table]
+        )
 
     def __repr__(self) -> str:
         return f"<ComparisonPanel {self._where()} runs={self.n_runs} metric={self.metric!r} view={self.view!r}>"

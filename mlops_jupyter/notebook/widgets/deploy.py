@@ -4,7 +4,8 @@ one-click deploy / promote / rollback through the deployment API."""
 from __future__ import annotations
 
 import html
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import ipywidgets as widgets
 from traitlets import Dict, Int, List, Unicode, observe
@@ -70,10 +71,19 @@ class DeployPanel(Panel):
 
     _events = ("refresh", "error", "deploy", "promote", "rollback")
 
-    def __init__(self, model_id: Any, model: str | None = None, *, pipeline: Any = None, tenant_id: str | None = None,
-                 mlflow_uri: str | None = None, storage_path: PathLike | None = None,
-                 environments: Sequence[str] = DEFAULT_ENVIRONMENTS,
-                 confirm_environments: Sequence[str] = ("production",), **kw: Any) -> None:
+    def __init__(
+        self,
+        model_id: Any,
+        model: str | None = None,
+        *,
+        pipeline: Any = None,
+        tenant_id: str | None = None,
+        mlflow_uri: str | None = None,
+        storage_path: PathLike | None = None,
+        environments: Sequence[str] = DEFAULT_ENVIRONMENTS,
+        confirm_environments: Sequence[str] = ("production",),
+        **kw: Any,
+    ) -> None:
         if is_pipeline(model_id):  # DeployPanel(pipeline, "model")
             pipeline, model_id = model_id, model
         if kw:
@@ -94,22 +104,46 @@ class DeployPanel(Panel):
         self.chart = chart_widget()
         self.chart.add_class("mlops-chart")
         self.version_dropdown = widgets.Dropdown(description="version", layout=widgets.Layout(width="230px"))
-        self.environment_dropdown = widgets.Dropdown(description="environment", options=list(environments),
-                                                     style={"description_width": "initial"},
-                                                     layout=widgets.Layout(width="260px"))
-        self.traffic_slider = widgets.IntSlider(value=100, min=0, max=100, step=5, description="traffic %",
-                                                continuous_update=False, layout=widgets.Layout(width="340px"))
-        self.deploy_button = widgets.Button(description="Deploy", icon="rocket", button_style="primary",
-                                            tooltip="deploy the version with this share of the traffic")
-        self.promote_button = widgets.Button(description="Promote", icon="arrow-up", button_style="success",
-                                             tooltip="send 100 % of the environment's traffic to the version")
-        self.rollback_button = widgets.Button(description="Rollback", icon="undo", button_style="warning",
-                                              tooltip="send 100 % back to the previously live version")
+        self.environment_dropdown = widgets.Dropdown(
+            description="environment",
+            options=list(environments),
+            style={"description_width": "initial"},
+            layout=widgets.Layout(width="260px"),
+        )
+        self.traffic_slider = widgets.IntSlider(
+            value=100,
+            min=0,
+            max=100,
+            step=5,
+            description="traffic %",
+            continuous_update=False,
+            layout=widgets.Layout(width="340px"),
+        )
+        self.deploy_button = widgets.Button(
+            description="Deploy",
+            icon="rocket",
+            button_style="primary",
+            tooltip="deploy the version with this share of the traffic",
+        )
+        self.promote_button = widgets.Button(
+            description="Promote",
+            icon="arrow-up",
+            button_style="success",
+            tooltip="send 100 % of the environment's traffic to the version",
+        )
+        self.rollback_button = widgets.Button(
+            description="Rollback",
+            icon="undo",
+            button_style="warning",
+            tooltip="send 100 % back to the previously live version",
+        )
         self.confirm_label = widgets.HTML()
         self.confirm_button = widgets.Button(description="Confirm", button_style="danger", icon="check")
         self.cancel_button = widgets.Button(description="Cancel", icon="times")
-        self.confirm_box = widgets.HBox([self.confirm_label, self.confirm_button, self.cancel_button],
-                                        layout=widgets.Layout(display="none", align_items="center"))
+        self.confirm_box = widgets.HBox(
+            [self.confirm_label, self.confirm_button, self.cancel_button],
+            layout=widgets.Layout(display="none", align_items="center"),
+        )
         for name in ("deploy", "promote", "rollback", "confirm", "cancel"):
             getattr(self, f"{name}_button").add_class(f"mlops-{name}")
         self.deploy_button.on_click(lambda _b: self.deploy())
@@ -161,8 +195,11 @@ class DeployPanel(Panel):
         version, env = self.version, self.environment
         newest_first = [v["version"] for v in reversed(self.versions)]
         opts = [(f"{v} (latest)" if i == 0 else v, v) for i, v in enumerate(newest_first)]
-        envs = list(dict.fromkeys([d["environment"] for d in self.deployments] + self.extra_environments
-                                  + ([env] if env else [])))
+        envs = list(
+            dict.fromkeys(
+                [d["environment"] for d in self.deployments] + self.extra_environments + ([env] if env else [])
+            )
+        )
         self._syncing = True
         try:
             if list(self.version_dropdown.options) != opts:
@@ -181,6 +218,7 @@ class DeployPanel(Panel):
         def handler(change: Any) -> None:
             if not self._syncing and change["new"] is not None:
                 setattr(self, name, change["new"])
+
         return handler
 
     def _to_environment_dropdown(self, change: Any) -> None:
@@ -282,13 +320,18 @@ class DeployPanel(Panel):
             else:
                 raise ValueError(f"unknown action {action!r}")
             if result.get("status") not in ("deployed", None):
-                raise DeploymentError(f"{result.get('status')}: {result.get('reason')}; what served before "
-                                      f"keeps serving ({traffic_text(result.get('traffic'))})")
+                raise DeploymentError(
+                    f"{result.get('status')}: {result.get('reason')}; what served before "
+                    f"keeps serving ({traffic_text(result.get('traffic'))})"
+                )
             self.last_result = dict(result)
             verb = {"deploy": "Deployed", "promote": "Promoted", "rollback": "Rolled back"}[action]
             what = f"{m} {result.get('version')}" if action != "rollback" else f"{m} to {result.get('version')}"
-            self.show(f"{verb} {what} in {env}: now {traffic_text(result.get('traffic'))} "
-                      f"(revision {result.get('revision')})", "ok")
+            self.show(
+                f"{verb} {what} in {env}: now {traffic_text(result.get('traffic'))} "
+                f"(revision {result.get('revision')})",
+                "ok",
+            )
         except Exception as exc:
             result = None
             self.last_result = None
@@ -321,8 +364,9 @@ class DeployPanel(Panel):
     def _pending_changed(self, change: Any) -> None:
         action = change["new"]
         self.confirm_box.layout.display = "flex" if action else "none"
-        self.confirm_label.value = (f"<b style='color:#c62828; padding-right:8px'>{html.escape(self.describe(action))}?"
-                                    f"</b>" if action else "")
+        self.confirm_label.value = (
+            f"<b style='color:#c62828; padding-right:8px'>{html.escape(self.describe(action))}?</b>" if action else ""
+        )
 
     @observe("busy")
     def _busy_changed(self, change: Any) -> None:
@@ -338,21 +382,34 @@ class DeployPanel(Panel):
         self._render_controls()
 
     def _render_title(self) -> None:
-        self.title.value = (f"<b style='font-size:14px'>Deploy · {html.escape(self.model)}</b> "
-                            f"<span style='color:#666'>· tenant {html.escape(self.pipeline.settings.tenant)}</span>")
+        self.title.value = (
+            f"<b style='font-size:14px'>Deploy · {html.escape(self.model)}</b> "
+            f"<span style='color:#666'>· tenant {html.escape(self.pipeline.settings.tenant)}</span>"
+        )
 
     def build_chart(self) -> Any:
         """Traffic by environment above the version graph (pure data -> chart)."""
         import altair as alt
 
-        return alt.hconcat(charts.traffic_split(self.deployments, width=CHART_WIDTH),
-                           charts.version_lineage(self.lineage, self.live, width=CHART_WIDTH)
-                           ).resolve_scale(color="independent")  # versions vs live/idle: two colour scales
+        return alt.hconcat(
+            charts.traffic_split(self.deployments, width=CHART_WIDTH),
+            charts.version_lineage(self.lineage, self.live, width=CHART_WIDTH),
+        ).resolve_scale(color="independent")  # versions vs live/idle: two colour scales
 
     def _live_table(self) -> str:
         header = list(self._LIVE_HEADER)
-        rows = [[d["environment"], d["status"], traffic_text(d["traffic"]), d.get("revision"), d.get("updated_at"),
-                 d["endpoint"], d.get("reason") or ""] for d in self.deployments]
+        rows = [
+            [
+                d["environment"],
+                d["status"],
+                traffic_text(d["traffic"]),
+                d.get("revision"),
+                d.get("updated_at"),
+                d["endpoint"],
+                d.get("reason") or "",
+            ]
+            for d in self.deployments
+        ]
         if not any(r[-1] for r in rows):  # a reason column only when something is failed or degraded
             header, rows = header[:-1], [r[:-1] for r in rows]
         return html_table(rows, header, caption="live deployments")
@@ -367,9 +424,17 @@ class DeployPanel(Panel):
                 live.setdefault(v, []).append(f"{env} {pct}%")
         rows = []
         for v in reversed(self.versions):
-            rows.append([v["version"], v.get("parent") or "", v.get("created_at") or "",
-                         ", ".join(live.get(v["version"], [])), (v.get("sha256") or "")[:12],
-                         (v.get("run_id") or "")[:8], ", ".join(map(str, v.get("data_sources") or []))])
+            rows.append(
+                [
+                    v["version"],
+                    v.get("parent") or "",
+                    v.get("created_at") or "",
+                    ", ".join(live.get(v["version"], [])),
+                    (v.get("sha256") or "")[:12],
+                    (v.get("run_id") or "")[:8],
+                    ", ".join(map(str, v.get("data_sources") or [])),
+                ]
+            )
         return rows
 
     def _render_live(self) -> None:
@@ -381,8 +446,9 @@ class DeployPanel(Panel):
     def _render_versions(self) -> None:
         rows = self._version_rows()
         hl = [i for i, r in enumerate(rows) if r[3]]
-        self.versions_html.value = html_table(rows, self._VERSION_HEADER, caption="versions (newest first)",
-                                              highlight=hl, mark="#e8f5e9")
+        self.versions_html.value = html_table(
+            rows, self._VERSION_HEADER, caption="versions (newest first)", highlight=hl, mark="#e8f5e9"
+        )
 
     def _render_controls(self) -> None:
         busy = self.busy
@@ -390,21 +456,36 @@ class DeployPanel(Panel):
         for b in (self.deploy_button, self.promote_button):
             b.disabled = busy or not self.version
         self.rollback_button.disabled = busy or not has
-        self.rollback_button.tooltip = ("send 100 % back to the previously live version" if has
-                                        else f"{self.model} is not deployed in {self.environment}")
+        self.rollback_button.tooltip = (
+            "send 100 % back to the previously live version"
+            if has
+            else f"{self.model} is not deployed in {self.environment}"
+        )
         self.confirm_button.disabled = self.cancel_button.disabled = busy
         self.refresh_button.disabled = busy
 
     # -- static view -------------------------------------------------------------------
     def static_html(self) -> str:
-        live = (self._live_table() if self.deployments
-                else f"<p><i>{html.escape(self.model)} is not deployed yet.</i></p>")
+        live = (
+            self._live_table() if self.deployments else f"<p><i>{html.escape(self.model)} is not deployed yet.</i></p>"
+        )
         rows = self._version_rows()
-        versions = html_table(rows, self._VERSION_HEADER, caption="versions (newest first)",
-                              highlight=[i for i, r in enumerate(rows) if r[3]], mark="#e8f5e9")
-        return panel_html(f"Deploy · {self.model} · tenant {self.pipeline.settings.tenant}",
-                          [live, chart_html(self.chart.chart, "traffic and versions"), versions,
-                           f"<div>{self.status.value}</div>" if self.message else ""])
+        versions = html_table(
+            rows,
+            self._VERSION_HEADER,
+            caption="versions (newest first)",
+            highlight=[i for i, r in enumerate(rows) if r[3]],
+            mark="#e8f5e9",
+        )
+        return panel_html(
+            f"Deploy · {self.model} · tenant {self.pipeline.settings.tenant}",
+            [
+                live,
+                chart_html(self.chart.chart, "traffic and versions"),
+                versions,
+                f"<div>{self.status.value}</div>" if self.message else "",
+            ],
+        )
 
     def __repr__(self) -> str:
         return f"<DeployPanel {self.model!r} live={self.live}>"

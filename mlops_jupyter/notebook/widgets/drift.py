@@ -34,9 +34,26 @@ def parse_window(text: Any) -> Any:
     return int(s) if s.isdigit() else s
 
 
-_FREQS = ((1, "1s"), (2, "2s"), (5, "5s"), (10, "10s"), (15, "15s"), (30, "30s"), (60, "1min"), (120, "2min"),
-          (300, "5min"), (600, "10min"), (900, "15min"), (1800, "30min"), (3600, "1h"), (7200, "2h"),
-          (21600, "6h"), (43200, "12h"), (86400, "1D"), (604800, "7D"))
+_FREQS = (
+    (1, "1s"),
+    (2, "2s"),
+    (5, "5s"),
+    (10, "10s"),
+    (15, "15s"),
+    (30, "30s"),
+    (60, "1min"),
+    (120, "2min"),
+    (300, "5min"),
+    (600, "10min"),
+    (900, "15min"),
+    (1800, "30min"),
+    (3600, "1h"),
+    (7200, "2h"),
+    (21600, "6h"),
+    (43200, "12h"),
+    (86400, "1D"),
+    (604800, "7D"),
+)
 MAX_BUCKETS = 60
 
 
@@ -108,10 +125,22 @@ class DriftPanel(Panel):
     features = List(Unicode(), read_only=True)
     alerts = List(Dict(), read_only=True)
 
-    def __init__(self, model_id: Any, model: str | None = None, *, pipeline: Any = None, tenant_id: str | None = None,
-                 mlflow_uri: str | None = None, storage_path: PathLike | None = None, threshold: float = 0.1,
-                 window: Any = None, version: str | None = None, freq: str = "auto", drift: Any = None,
-                 **kw: Any) -> None:
+    def __init__(
+        self,
+        model_id: Any,
+        model: str | None = None,
+        *,
+        pipeline: Any = None,
+        tenant_id: str | None = None,
+        mlflow_uri: str | None = None,
+        storage_path: PathLike | None = None,
+        threshold: float = 0.1,
+        window: Any = None,
+        version: str | None = None,
+        freq: str = "auto",
+        drift: Any = None,
+        **kw: Any,
+    ) -> None:
         if is_pipeline(model_id):  # DriftPanel(pipeline, "model")
             pipeline, model_id = model_id, model
         if kw:
@@ -134,14 +163,26 @@ class DriftPanel(Panel):
         self.summary = widgets.HTML()
         self.performance_html = widgets.HTML()
         self.alerts_html = widgets.HTML()
-        self.threshold_slider = widgets.FloatSlider(value=self.threshold, min=0.0, max=max(1.0, self.threshold),
-                                                    step=0.01, description="threshold", readout_format=".2f",
-                                                    continuous_update=False, layout=widgets.Layout(width="300px"))
-        self.window_text = widgets.Text(value=self.window, description="window",
-                                        placeholder="last 1000 (default), 5000, 30m, 1h",
-                                        continuous_update=False, layout=widgets.Layout(width="260px"))
-        self.feature_dropdown = widgets.Dropdown(description="distribution of", style={"description_width": "initial"},
-                                                 layout=widgets.Layout(width="300px"))
+        self.threshold_slider = widgets.FloatSlider(
+            value=self.threshold,
+            min=0.0,
+            max=max(1.0, self.threshold),
+            step=0.01,
+            description="threshold",
+            readout_format=".2f",
+            continuous_update=False,
+            layout=widgets.Layout(width="300px"),
+        )
+        self.window_text = widgets.Text(
+            value=self.window,
+            description="window",
+            placeholder="last 1000 (default), 5000, 30m, 1h",
+            continuous_update=False,
+            layout=widgets.Layout(width="260px"),
+        )
+        self.feature_dropdown = widgets.Dropdown(
+            description="distribution of", style={"description_width": "initial"}, layout=widgets.Layout(width="300px")
+        )
         self.scores_chart = chart_widget()
         self.distribution_chart = chart_widget()
         self.timeline_chart = chart_widget()
@@ -187,19 +228,28 @@ class DriftPanel(Panel):
         self._errors = {}
         self._check(drift)
         window = parse_window(self.window)
-        data = self._call("distributions", self.monitoring.window_data, self.model, window=window,
-                          version=self.version)
+        data = self._call("distributions", self.monitoring.window_data, self.model, window=window, version=self.version)
         self.reference, self.current = data if data is not None else (None, None)
         freq = auto_freq((self.result or {}).get("window")) if self.freq == "auto" else self.freq
-        self.timeseries = self._call("performance over time", self.monitoring.timeseries, self.model,
-                                     freq=freq, window=window)
+        self.timeseries = self._call(
+            "performance over time", self.monitoring.timeseries, self.model, freq=freq, window=window
+        )
         alerts = self._call("alerts", self.monitoring.alerts, self.model)
         self.set_trait("alerts", [dict(a) for a in (alerts or [])])
 
     def _check(self, drift: Any = None) -> None:
-        result = drift if drift is not None else self._call(
-            "drift", self.monitoring.check_drift, self.model, threshold=self.threshold,
-            window=parse_window(self.window), version=self.version)
+        result = (
+            drift
+            if drift is not None
+            else self._call(
+                "drift",
+                self.monitoring.check_drift,
+                self.model,
+                threshold=self.threshold,
+                window=parse_window(self.window),
+                version=self.version,
+            )
+        )
         self.set_trait("result", dict(result) if result is not None else None)
         feats = list(((result or {}).get("features") or {}).keys())
         self.set_trait("features", feats)
@@ -247,8 +297,10 @@ class DriftPanel(Panel):
 
     # -- rendering ---------------------------------------------------------------------
     def _render(self) -> None:
-        self.title.value = (f"<b style='font-size:14px'>Drift · {html.escape(self.model)}</b> "
-                            f"<span style='color:#666'>· tenant {html.escape(self.pipeline.settings.tenant)}</span>")
+        self.title.value = (
+            f"<b style='font-size:14px'>Drift · {html.escape(self.model)}</b> "
+            f"<span style='color:#666'>· tenant {html.escape(self.pipeline.settings.tenant)}</span>"
+        )
         self._syncing = True
         try:
             self.feature_dropdown.options = list(self.features) or [""]
@@ -271,16 +323,22 @@ class DriftPanel(Panel):
         if not r:
             return "<i>no drift result</i>"
         detected = bool(r.get("drift_detected"))
-        badge = (f"<b style='color:{charts.RED}'>drift detected</b>" if detected
-                 else f"<b style='color:{charts.GREEN}'>no drift</b>")
+        badge = (
+            f"<b style='color:{charts.RED}'>drift detected</b>"
+            if detected
+            else f"<b style='color:{charts.GREEN}'>no drift</b>"
+        )
         score, thr = r.get("drift_score"), r.get("threshold", self.threshold)
         parts = [badge, f"score <b>{fmt(score)}</b> vs threshold {fmt(thr)}"]
         feats = r.get("features") or {}
         n_drifted = sum(1 for f in feats.values() if f.get("drifted"))
         if feats:
             parts.append(f"{n_drifted} of {len(feats)} features drifted")
-        parts.append(f"current {r.get('n_current', 0):,} vs reference {r.get('n_reference', 0):,} rows"
-                     if isinstance(r.get("n_current"), int) and isinstance(r.get("n_reference"), int) else "")
+        parts.append(
+            f"current {r.get('n_current', 0):,} vs reference {r.get('n_reference', 0):,} rows"
+            if isinstance(r.get("n_current"), int) and isinstance(r.get("n_reference"), int)
+            else ""
+        )
         if r.get("reference_source"):
             parts.append(f"reference: {html.escape(str(r['reference_source']))}")
         if r.get("window") is not None:
@@ -289,8 +347,10 @@ class DriftPanel(Panel):
         if r.get("method"):
             out += f"<div style='color:#888; font-size:11px'>{html.escape(str(r['method']))}</div>"
         if r.get("status") not in (None, "ok"):
-            out += (f"<div style='color:#b26a00'>{html.escape(str(r.get('status')))}: "
-                    f"{html.escape(str(r.get('reason') or ''))}</div>")
+            out += (
+                f"<div style='color:#b26a00'>{html.escape(str(r.get('status')))}: "
+                f"{html.escape(str(r.get('reason') or ''))}</div>"
+            )
         return out
 
     def build_scores_chart(self) -> Any:
@@ -301,12 +361,22 @@ class DriftPanel(Panel):
 
     def build_distribution_chart(self) -> Any:
         ref, cur, f = self.reference, self.current, self.feature
-        if not f or ref is None or cur is None or f not in getattr(ref, "columns", []) or \
-                f not in getattr(cur, "columns", []):
+        if (
+            not f
+            or ref is None
+            or cur is None
+            or f not in getattr(ref, "columns", [])
+            or f not in getattr(cur, "columns", [])
+        ):
             return charts._empty("no distribution to show" + (f" for {f!r}" if f else ""))
         kind = ((self.result or {}).get("features") or {}).get(f, {}).get("kind")
-        kind = {"numerical": "numeric", "number": "numeric", "categorical": "categorical",
-                "category": "categorical", "numeric": "numeric"}.get(str(kind), None)
+        kind = {
+            "numerical": "numeric",
+            "number": "numeric",
+            "categorical": "categorical",
+            "category": "categorical",
+            "numeric": "numeric",
+        }.get(str(kind))
         return charts.distribution(ref[f], cur[f], feature=f, kind=kind, width=CHART_WIDTH)
 
     def build_timeline_chart(self) -> Any:
@@ -316,8 +386,15 @@ class DriftPanel(Panel):
         pm = (self.result or {}).get("performance_metrics") or {}
         if not pm:
             return ""
-        keys = ("prediction_count", "success_rate", "error_count", "avg_latency", "p50_latency", "p95_latency",
-                "p99_latency")
+        keys = (
+            "prediction_count",
+            "success_rate",
+            "error_count",
+            "avg_latency",
+            "p50_latency",
+            "p95_latency",
+            "p99_latency",
+        )
         header = ["version"] + [k.replace("_latency", " latency (ms)").replace("_", " ") for k in keys]
 
         def row(name: str, m: dict[str, Any]) -> list[Any]:
@@ -342,22 +419,32 @@ class DriftPanel(Panel):
         shown = self.alerts[:MAX_ALERTS]  # newest first, as monitoring.alerts() returns them
         rows = [[a.get(c) for c in ALERT_COLUMNS] for a in shown]
         firing = [i for i, a in enumerate(shown) if a.get("state") in ("firing", "pending")]
-        return html_table(rows, list(ALERT_COLUMNS), caption=f"alert history ({len(self.alerts)}, newest first)",
-                          highlight=firing, mark="#ffebee")
+        return html_table(
+            rows,
+            list(ALERT_COLUMNS),
+            caption=f"alert history ({len(self.alerts)}, newest first)",
+            highlight=firing,
+            mark="#ffebee",
+        )
 
     # -- static view -------------------------------------------------------------------
     def static_html(self) -> str:
         return panel_html(
             f"Drift · {self.model} · tenant {self.pipeline.settings.tenant}",
-            [f"<div>{self.summary.value}</div>",
-             chart_html(self.scores_chart.chart, "drift scores"),
-             chart_html(self.distribution_chart.chart, f"distribution of {self.feature}"),
-             self.performance_html.value,
-             chart_html(self.timeline_chart.chart, "latency and success rate"),
-             self.alerts_html.value,
-             f"<div>{self.status.value}</div>" if self.error else ""])
+            [
+                f"<div>{self.summary.value}</div>",
+                chart_html(self.scores_chart.chart, "drift scores"),
+                chart_html(self.distribution_chart.chart, f"distribution of {self.feature}"),
+                self.performance_html.value,
+                chart_html(self.timeline_chart.chart, "latency and success rate"),
+                self.alerts_html.value,
+                f"<div>{self.status.value}</div>" if self.error else "",
+            ],
+        )
 
     def __repr__(self) -> str:
         r = self.result or {}
-        return (f"<DriftPanel {self.model!r} drift_detected={r.get('drift_detected')} "
-                f"score={r.get('drift_score')} features={len(self.features)}>")
+        return (
+            f"<DriftPanel {self.model!r} drift_detected={r.get('drift_detected')} "
+            f"score={r.get('drift_score')} features={len(self.features)}>"
+        )

@@ -13,19 +13,22 @@ import base64
 import html
 import io
 import math
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     import altair as alt
 
-_STYLE = ("font-family: var(--jp-ui-font-family, sans-serif); font-size: 13px; "
-          "border: 1px solid #ddd; border-radius: 4px; padding: 8px 10px; max-width: 1100px; overflow-x: auto")
+_STYLE = (
+    "font-family: var(--jp-ui-font-family, sans-serif); font-size: 13px; "
+    "border: 1px solid #ddd; border-radius: 4px; padding: 8px 10px; max-width: 1100px; overflow-x: auto"
+)
 _TABLE = "border-collapse: collapse; font-size: 12px; margin: 6px 0"
 MAX_CELL = 100
 _CELL = "border-bottom: 1px solid #eee; padding: 2px 8px; text-align: left; white-space: nowrap"
 
 
-def chart_svg(chart: "alt.TopLevelMixin") -> str:
+def chart_svg(chart: alt.TopLevelMixin) -> str:
     """The chart as an SVG document, rendered by vl-convert (no browser, no network)."""
     buf = io.StringIO()
     chart.save(buf, format="svg")
@@ -38,7 +41,7 @@ def svg_img(svg: str, alt_text: str = "chart") -> str:
     return f'<img alt="{html.escape(alt_text)}" src="data:image/svg+xml;base64,{data}" style="max-width:100%"/>'
 
 
-def chart_html(chart: "alt.TopLevelMixin | None", alt_text: str = "chart") -> str:
+def chart_html(chart: alt.TopLevelMixin | None, alt_text: str = "chart") -> str:
     """A chart as a static ``<img>``; a short note if it cannot be rendered."""
     if chart is None:
         return ""
@@ -77,16 +80,23 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
-def html_table(rows: Iterable[Sequence[Any]], header: Sequence[str], *, caption: str = "",
-               highlight: Iterable[int] = (), mark: str = "#fff3e0") -> str:
+def html_table(
+    rows: Iterable[Sequence[Any]],
+    header: Sequence[str],
+    *,
+    caption: str = "",
+    highlight: Iterable[int] = (),
+    mark: str = "#fff3e0",
+) -> str:
     """A plain HTML table; rows whose index is in ``highlight`` get a background."""
     hl = set(highlight)
     head = "".join(f"<th style='{_CELL}; border-bottom: 2px solid #ccc'>{html.escape(h)}</th>" for h in header)
     body = []
     for i, row in enumerate(rows):
         bg = f" style='background:{mark}'" if i in hl else ""
-        body.append(f"<tr{bg}>" + "".join(f"<td style='{_CELL}'>{html.escape(_short(fmt(v)))}</td>" for v in row)
-                    + "</tr>")
+        body.append(
+            f"<tr{bg}>" + "".join(f"<td style='{_CELL}'>{html.escape(_short(fmt(v)))}</td>" for v in row) + "</tr>"
+        )
     cap = f"<caption style='text-align:left; font-weight:bold'>{html.escape(caption)}</caption>" if caption else ""
     return f"<table style='{_TABLE}'>{cap}<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
@@ -98,6 +108,8 @@ def _short(text: str, limit: int = MAX_CELL) -> str:
 def panel_html(title: str, parts: Sequence[str], *, css_class: str = "mlops-static") -> str:
     """The static view of a panel: a titled box holding HTML parts."""
     inner = "".join(p for p in parts if p)
-    return (f"<div class='{css_class}' style='{_STYLE}'><div style='font-weight:bold; font-size:14px'>"
-            f"{html.escape(title)}</div>{inner}<div style='color:#888; font-size:11px; margin-top:4px'>"
-            "static view (snapshot when displayed)</div></div>")
+    return (
+        f"<div class='{css_class}' style='{_STYLE}'><div style='font-weight:bold; font-size:14px'>"
+        f"{html.escape(title)}</div>{inner}<div style='color:#888; font-size:11px; margin-top:4px'>"
+        "static view (snapshot when displayed)</div></div>"
+    )
