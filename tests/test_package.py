@@ -48,8 +48,13 @@ def test_the_five_factories_import_from_the_package():
         create_model_versioning,
     )
 
-    for f in (create_mlops_pipeline, create_experiment_tracker, create_model_versioning,
-              create_model_deployment, create_model_monitoring):
+    for f in (
+        create_mlops_pipeline,
+        create_experiment_tracker,
+        create_model_versioning,
+        create_model_deployment,
+        create_model_monitoring,
+    ):
         assert callable(f)
         assert f.__name__ in mlops_jupyter.__all__
     assert {"load_ipython_extension", "unload_ipython_extension", "__version__"} <= set(mlops_jupyter.__all__)
@@ -58,13 +63,27 @@ def test_the_five_factories_import_from_the_package():
 
 PUBLIC_PATHS = {
     # what the README and the notebooks import: it keeps working whatever moves inside
-    "mlops_jupyter": ["create_mlops_pipeline", "create_experiment_tracker", "create_model_versioning",
-                      "create_model_deployment", "create_model_monitoring", "load_ipython_extension",
-                      "unload_ipython_extension", "__version__", "_jupyter_server_extension_points",
-                      "_jupyter_labextension_paths"],
+    "mlops_jupyter": [
+        "create_mlops_pipeline",
+        "create_experiment_tracker",
+        "create_model_versioning",
+        "create_model_deployment",
+        "create_model_monitoring",
+        "load_ipython_extension",
+        "unload_ipython_extension",
+        "__version__",
+        "_jupyter_server_extension_points",
+        "_jupyter_labextension_paths",
+    ],
     "mlops_jupyter.widgets": ["ComparisonPanel", "DriftPanel", "DeployPanel"],
-    "mlops_jupyter.errors": ["MLOpsError", "ValidationError", "TenantAccessError", "NotFoundError",
-                             "DeploymentError", "AlertRuleError"],
+    "mlops_jupyter.errors": [
+        "MLOpsError",
+        "ValidationError",
+        "TenantAccessError",
+        "NotFoundError",
+        "DeploymentError",
+        "AlertRuleError",
+    ],
     "mlops_jupyter.datasets": ["make_support_tickets", "train_ticket_classifier", "FEATURES"],
     "mlops_jupyter.cli": ["main"],
 }
@@ -79,11 +98,13 @@ def test_public_import_paths_keep_working(module):
 
 
 def test_the_cli_and_the_gateway_run_as_modules():
-    out = subprocess.run([sys.executable, "-m", "mlops_jupyter.cli", "--version"], capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "mlops_jupyter.cli", "--version"], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0 and mlops_jupyter.__version__ in out.stdout + out.stderr
-    out = subprocess.run([sys.executable, "-m", "mlops_jupyter.gateway", "--help"], capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "mlops_jupyter.gateway", "--help"], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0 and "--home" in out.stdout
 
 
@@ -112,6 +133,9 @@ def shell():
     ip = InteractiveShell.instance()
     yield ip
     mlops_jupyter.unload_ipython_extension(ip)
+    from conftest import forget_shell
+
+    forget_shell(ip)
     InteractiveShell.clear_instance()
 
 
@@ -157,8 +181,15 @@ def test_monitoring_keeps_the_seeds_signatures_and_output_keys(home):
     from mlops_jupyter import create_model_monitoring
 
     m = create_model_monitoring(tenant_id="tenant_123")
-    assert m.track_prediction(model_id="ticket_classifier", prediction_time=0.15, success=True,
-                              input_features={"priority": 1, "category": "technical"}) is None
+    assert (
+        m.track_prediction(
+            model_id="ticket_classifier",
+            prediction_time=0.15,
+            success=True,
+            input_features={"priority": 1, "category": "technical"},
+        )
+        is None
+    )
     drift = m.check_drift(model_id="ticket_classifier", threshold=0.1)
     assert {"drift_detected", "drift_score", "performance_metrics"} <= set(drift)
     assert {"avg_latency", "success_rate"} <= set(drift["performance_metrics"])
