@@ -173,8 +173,8 @@ class AlertRuleError(ValidationError):
 
     ``.problem`` says what is wrong in words, ``.position`` is the 0-based character offset
     of the offending character (``None`` when the problem is not at one place, e.g. a
-    non-string condition), ``.text`` the condition; the message repeats the condition with a caret under that character and lists what is
-    allowed.
+    non-string condition), ``.text`` the condition; the message repeats the condition with
+    a caret under that character and lists what is allowed.
     """
 
     def __init__(

@@ -20,9 +20,10 @@ from typing import Any
 from mlops_jupyter.errors import InvalidNameError, InvalidTenantError, InvalidVersionError, TenantAccessError
 
 TENANT_TAG = "mlops.tenant"
-TENANT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+SLUG_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+"""A slug: 1 to 64 letters, digits, ``_`` and ``-``, starting with a letter or digit."""
+TENANT_RE = ENVIRONMENT_RE = SLUG_RE
 MODEL_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-ENVIRONMENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 MAX_EXPERIMENT_NAME = 200
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_jupyter.config.settings import reports_dir
+from mlops_jupyter.config.times import iso_from_datetime
 from mlops_jupyter.notebook.reports.execute import execute_notebook
 from mlops_jupyter.notebook.reports.html import export_html
 from mlops_jupyter.notebook.reports.params import inject_parameters
@@ -129,7 +130,7 @@ def make_report(
             "status": "ok" if result.ok else "failed",
             "failure": result.failure,
             "seconds": result.seconds,
-            "executed_at": datetime.now(timezone.utc).isoformat(),
+            "executed_at": iso_from_datetime(datetime.now(timezone.utc)),
             "cells": result.cells,
             "git": {k: v for k, v in git.items() if k != "diff"} if git else None,
             "kernel": {k: result.probe.get(k) for k in ("python", "executable", "error") if k in result.probe},
