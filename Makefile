@@ -32,7 +32,8 @@ test: install test-labextension lint
 DOCTESTS := mlops_jupyter/errors.py mlops_jupyter/config mlops_jupyter/registry/semver.py \
 	mlops_jupyter/deployment/traffic.py mlops_jupyter/deployment/plan.py \
 	mlops_jupyter/monitoring/drift mlops_jupyter/monitoring/alerts \
-	mlops_jupyter/monitoring/windows.py mlops_jupyter/monitoring/performance.py
+	mlops_jupyter/monitoring/windows.py mlops_jupyter/monitoring/performance.py \
+	mlops_jupyter/notebook/widgets/comparison_data.py mlops_jupyter/notebook/widgets/comparison_view.py
 
 test-unit: install labextension chromium
 	$(PY) -m pytest tests $(DOCTESTS) --doctest-modules --durations=15

@@ -1,43 +1,31 @@
 """ComparisonPanel: compare runs: a sortable, paged table, a metric and a param picker,
-bar / scatter / parallel-coordinates views, the best run marked."""
+bar / scatter / parallel-coordinates views, the best run marked.
+
+Widgets, traits and observers live here; what the panel computes from its runs is in
+:mod:`.comparison_data`, what it shows (the chart of a view, HTML) in :mod:`.comparison_view`."""
 
 from __future__ import annotations
 
-import html
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import ipywidgets as widgets
 from traitlets import Bool, Enum, Int, List, Unicode, observe, validate
 
-from mlops_jupyter.notebook.widgets import charts
+from mlops_jupyter.notebook.widgets import comparison_data as data
+from mlops_jupyter.notebook.widgets import comparison_view as views
 from mlops_jupyter.notebook.widgets._base import Panel, PathLike, is_pipeline, resolve_pipeline
 from mlops_jupyter.notebook.widgets._offline import chart_widget
 from mlops_jupyter.notebook.widgets._table import RunTable
-from mlops_jupyter.notebook.widgets.static import chart_html, fmt, html_table, panel_html
-
-#: Metrics tried first as the default metric, in this order.
-PREFERRED_METRICS = (
-    "accuracy",
-    "f1",
-    "f1_score",
-    "auc",
-    "roc_auc",
-    "r2",
-    "precision",
-    "recall",
-    "score",
-    "val_accuracy",
-    "loss",
-    "val_loss",
-    "rmse",
-    "mae",
+from mlops_jupyter.notebook.widgets.comparison_data import (
+    HOUSEKEEPING_METRICS,
+    MAX_TABLE_METRICS,
+    MAX_TABLE_PARAMS,
+    PREFERRED_METRICS,
 )
-#: Metrics that cell autolog records on every cell: never the default.
-HOUSEKEEPING_METRICS = ("cell_duration_s",)
-MAX_TABLE_METRICS = 6
-MAX_TABLE_PARAMS = 6
+
+# the constants now live in comparison_data; still importable from here
+__all__ = ["HOUSEKEEPING_METRICS", "MAX_TABLE_METRICS", "MAX_TABLE_PARAMS", "PREFERRED_METRICS", "ComparisonPanel"]
 
 
 class ComparisonPanel(Panel):
@@ -193,40 +181,30 @@ class ComparisonPanel(Panel):
             )
             # runs not in this tenant's store (e.g. a frame from elsewhere) are shown as given
             missing = given[~given["run_id"].astype(str).isin(set(fresh["run_id"].astype(str)))]
-            df = fresh if missing.empty else frame_from_runs(_concat(fresh, missing))
+            df = fresh if missing.empty else frame_from_runs(data.concat_runs(fresh, missing))
         elif self._given_ids is not None:
             df = runs_frame(tracker, experiment_name=None, max_results=self.max_runs, run_ids=self._given_ids)
         else:
             df = runs_frame(tracker, experiment_name=self.experiment, max_results=self.max_runs)
         self.frame = df.reset_index(drop=True)
-        self.metrics = [c[len("metrics.") :] for c in df.columns if c.startswith("metrics.")]
-        self.params = [c[len("params.") :] for c in df.columns if c.startswith("params.")]
+        self.metrics = data.names(df.columns, "metrics.")
+        self.params = data.names(df.columns, "params.")
         self.set_trait("n_runs", len(df))
         self.page = self.page  # clamped to the new number of pages
         ids = set(self.frame["run_id"].astype(str))
         if any(s not in ids for s in self.selected):
             self.selected = [s for s in self.selected if s in ids]
         if self.metric and self.metric not in self.metrics:
-            self.metric = self._default_metric()
+            self.metric = data.default_metric(self.metrics)
         if self.param and self.param not in self.params:
-            self.param = self.params[0] if self.params else ""
-
-    def _default_metric(self) -> str:
-        for m in PREFERRED_METRICS:
-            if m in self.metrics:
-                return m
-        useful = [m for m in self.metrics if m not in HOUSEKEEPING_METRICS]
-        return (useful or self.metrics or [""])[0]
+            self.param = data.default_param(self.params)
 
     def _pick_defaults(self, metric: str | None, param: str | None) -> None:
         with self.hold_trait_notifications():
-            self.metric = metric.removeprefix("metrics.") if metric else self._default_metric()
-            self.param = param.removeprefix("params.") if param else (self.params[0] if self.params else "")
-            self.higher_is_better = not charts.lower_is_better(self.metric) if self.metric else True
-            if self.metric:
-                self.sort_by, self.ascending = f"metrics.{self.metric}", not self.higher_is_better
-            else:
-                self.sort_by, self.ascending = "start_time", False
+            self.metric = metric.removeprefix("metrics.") if metric else data.default_metric(self.metrics)
+            self.param = param.removeprefix("params.") if param else data.default_param(self.params)
+            self.higher_is_better = data.higher_is_better_for(self.metric)
+            self.sort_by, self.ascending = data.default_sort(self.metric, self.higher_is_better)
 
     def _link(self) -> None:
         self._sync_options()
@@ -271,26 +249,22 @@ class ComparisonPanel(Panel):
 
     @property
     def n_pages(self) -> int:
-        return max(1, math.ceil(self.n_runs / max(1, self.page_size)))
+        return data.n_pages(self.n_runs, self.page_size)
 
     @property
     def best_run(self) -> dict[str, Any] | None:
         """The best run for ``metric`` (as a row dict), or None."""
-        if self.best_run_id is None:
-            return None
-        row = self.frame[self.frame["run_id"].astype(str) == self.best_run_id]
-        return row.iloc[0].to_dict() if len(row) else None
+        return data.run_row(self.frame, self.best_run_id)
 
     @property
     def page_rows(self) -> Any:
         """The current page of the sorted runs (a DataFrame)."""
-        start = self.page * self.page_size
-        return self._sorted_frame().iloc[start : start + self.page_size]
+        return data.page_of(self._sorted_frame(), self.page, self.page_size)
 
     # -- observers ---------------------------------------------------------------------
     @validate("page")
     def _clamp_page(self, proposal: Any) -> int:
-        return max(0, min(int(proposal["value"]), max(0, self.n_pages - 1)))
+        return data.clamp_page(proposal["value"], self.n_pages)
 
     @validate("page_size", "max_points")
     def _positive(self, proposal: Any) -> int:
@@ -306,7 +280,7 @@ class ComparisonPanel(Panel):
         if not self._ready:
             return
         with self.hold_trait_notifications():
-            self.higher_is_better = not charts.lower_is_better(self.metric) if self.metric else True
+            self.higher_is_better = data.higher_is_better_for(self.metric)
             if change["old"] and self.sort_by == f"metrics.{change['old']}" and self.metric:
                 self.sort_by, self.ascending = f"metrics.{self.metric}", not self.higher_is_better
         self._sorted = None
@@ -362,13 +336,7 @@ class ComparisonPanel(Panel):
         self._render_controls()
 
     def _compute_best(self) -> None:
-        best = None
-        col = f"metrics.{self.metric}"
-        if self.metric and col in self.frame.columns and len(self.frame):
-            idx = charts.best_run(self.frame[col], self.higher_is_better)
-            if idx is not None:
-                best = str(self.frame.at[idx, "run_id"])
-        self.set_trait("best_run_id", best)
+        self.set_trait("best_run_id", data.best_run_id(self.frame, self.metric, self.higher_is_better))
 
     def _where(self) -> str:
         if self._given_ids is not None:
@@ -378,136 +346,52 @@ class ComparisonPanel(Panel):
         return f"experiment {exp!r}" if exp else "all experiments"
 
     def _render_summary(self) -> None:
-        tenant = self.pipeline.settings.tenant
-        self.title.value = (
-            f"<b style='font-size:14px'>Run comparison</b> <span style='color:#666'>· "
-            f"{html.escape(self._where())} · tenant {html.escape(tenant)}</span>"
-        )
-        parts = [f"<b>{self.n_runs:,}</b> runs"]
-        best = self.best_run
-        if best is not None:
-            value = best.get(f"metrics.{self.metric}")
-            parts.append(
-                f"best {html.escape(self.metric)} <b style='color:{charts.BEST_COLOR}'>★ {fmt(value)}</b> "
-                f"({html.escape(str(best.get('run_name') or best['run_id'][:8]))})"
-            )
-        if self.selected:
-            parts.append(f"<b>{len(self.selected)}</b> selected")
-        self.summary.value = " · ".join(parts)
+        self.title.value = views.title_html(self._where(), self.pipeline.settings.tenant)
+        self.summary.value = views.summary_html(self.n_runs, self.metric, self.best_run, len(self.selected))
 
     def _chart_frame(self) -> tuple[Any, str]:
         """The runs the chart draws, and what the panel says about them."""
-        df = self.frame
-        if self.selected:
-            sel = set(self.selected)
-            return df[df["run_id"].astype(str).isin(sel)], f"chart: the {len(sel)} selected runs"
-        if len(df) > self.max_points:
-            sample = df.sample(self.max_points, random_state=0)
-            if self.best_run_id is not None and self.best_run_id not in set(sample["run_id"].astype(str)):
-                sample = _concat(sample.iloc[:-1], df[df["run_id"].astype(str) == self.best_run_id])
-            return sample, (
-                f"chart: a random sample of {self.max_points:,} of {len(df):,} runs (the best run always included)"
-            )
-        return df, ""
+        return data.chart_runs(self.frame, self.selected, self.max_points, self.best_run_id)
 
     def build_chart(self) -> Any:
         """The altair chart of the current view (pure data -> chart, see :mod:`charts`)."""
         df, note = self._chart_frame()
-        total = len(df)
-        self._chart_rows = total
-        if not self.metric:
-            self._chart_note = note
-            return charts._empty("no metrics logged in these runs")
-        metric = f"metrics.{self.metric}"
-        if self.view == "bar":
-            note = note or (f"chart: the best {charts.MAX_BARS} of {total:,} runs" if total > charts.MAX_BARS else "")
-            chart = charts.metric_bar(
-                df, metric, best_run_id=self.best_run_id, higher_is_better=self.higher_is_better, total=total
-            )
-        elif self.view == "scatter":
-            if not self.param:
-                chart = charts._empty("no params logged in these runs")
-            else:
-                chart = charts.metric_scatter(
-                    df, metric, f"params.{self.param}", best_run_id=self.best_run_id, total=total
-                )
-        else:
-            cols = [f"params.{p}" for p in self._axis_params()] + [metric]
-            if total > charts.MAX_LINES:
-                note = (note + "; " if note else "chart: ") + f"{charts.MAX_LINES} lines drawn at random"
-            chart = charts.parallel_coordinates(df, cols, best_run_id=self.best_run_id, total=total)
-        self._chart_note = note
+        self._chart_rows = len(df)
+        chart, self._chart_note = views.view_chart(
+            df,
+            note,
+            view=self.view,
+            metric=self.metric,
+            param=self.param,
+            params=self.params,
+            best_run_id=self.best_run_id,
+            higher_is_better=self.higher_is_better,
+        )
         return chart
-
-    def _axis_params(self) -> list[str]:
-        first = [self.param] if self.param else []
-        return (first + [p for p in self.params if p != self.param])[:6]
 
     def _render_chart(self) -> None:
         chart = self.build_chart()
         self.chart.chart = chart
-        self.chart_note.value = (
-            f"<span style='color:#b26a00'>{html.escape(self._chart_note)}</span>" if self._chart_note else ""
-        )
+        self.chart_note.value = views.note_html(self._chart_note)
 
     def _sorted_frame(self) -> Any:
         if self._sorted is None:
-            import pandas as pd
-
-            df = self.frame
-            key = self.sort_by if self.sort_by in df.columns else None
-            if key is None:
-                self._sorted = df
-            else:
-                col = df[key]
-                if key.startswith("params.") and charts.is_numeric(col):
-                    col = pd.to_numeric(col, errors="coerce")
-                order = col.sort_values(ascending=self.ascending, na_position="last", kind="stable").index
-                self._sorted = df.loc[order]
+            self._sorted = data.sort_runs(self.frame, self.sort_by, self.ascending)
         return self._sorted
 
     def table_columns(self) -> list[tuple[str, str, bool]]:
         """(key, label, numeric) of the table's columns: run, status, duration, cell, then
         the chosen metric and param first among up to 6 metrics and 6 params."""
-        metrics = [self.metric] + [m for m in self.metrics if m != self.metric and m not in HOUSEKEEPING_METRICS]
-        metrics = [m for m in metrics if m][:MAX_TABLE_METRICS]
-        params = ([self.param] if self.param else []) + [p for p in self.params if p != self.param]
-        cols = [
-            ("run_name", "run", False),
-            ("status", "status", False),
-            ("start_time", "started", False),
-            ("duration", "duration (s)", True),
-        ]
-        if len(self.frame) and (self.frame["cell"].astype(str) != "").any():  # runs of notebook cells
-            cols.append(("cell", "cell", False))
-        if len(self.frame) and (self.frame["report"].astype(str) != "").any():  # runs of mlops-jupyter report
-            cols.append(("report", "report", False))
-        cols += [(f"metrics.{m}", m, True) for m in metrics]
-        cols += [(f"params.{p}", p, charts.is_numeric(self.frame[f"params.{p}"])) for p in params[:MAX_TABLE_PARAMS]]
-        return cols
+        return data.table_columns(self.frame, self.metric, self.param, self.metrics, self.params)
 
     def _render_table(self) -> None:
         cols = self.table_columns()
-        page = self.page_rows
-        rows = []
-        for rec in page.to_dict("records"):
-            rows.append(
-                {
-                    "id": str(rec["run_id"]),
-                    "cells": [fmt(rec.get(k)) for k, _, _ in cols],
-                    "best": str(rec["run_id"]) == self.best_run_id,
-                    "status": str(rec.get("status") or ""),
-                }
-            )
+        rows = data.table_rows(self.page_rows, cols, self.best_run_id)
         with self.table.hold_sync():
             self.table.columns = [{"key": k, "label": label, "numeric": num} for k, label, num in cols]
             self.table.rows = rows
-            first = self.page * self.page_size
-            self.table.caption = (
-                f"runs {first + 1:,}–{first + len(rows):,} of {self.n_runs:,}, sorted by "
-                f"{self.sort_by.split('.', 1)[-1]} {'ascending' if self.ascending else 'descending'}"
-                if rows
-                else "no runs"
+            self.table.caption = data.table_caption(
+                self.page * self.page_size, len(rows), self.n_runs, self.sort_by, self.ascending
             )
         self.page_label.value = f"<span style='padding:0 8px'>page {self.page + 1} of {self.n_pages}</span>"
         self.prev_button.disabled = self.page <= 0
@@ -521,11 +405,7 @@ class ComparisonPanel(Panel):
     # -- reports -----------------------------------------------------------------------
     def _selected_report(self) -> tuple[str, str] | None:
         """(run id, HTML path) of the one selected run, if it is a report run."""
-        if len(self.selected) != 1 or not len(self.frame):
-            return None
-        rows = self.frame[self.frame["run_id"].astype(str) == self.selected[0]]
-        path = str(rows["report"].iloc[0]) if len(rows) else ""
-        return (self.selected[0], path) if path else None
+        return data.report_of(self.frame, self.selected)
 
     def on_report(self, callback: Any, remove: bool = False) -> None:
         """Call ``callback(panel, run_id, html_path)`` when a report is opened."""
@@ -547,36 +427,22 @@ class ComparisonPanel(Panel):
         except Exception as exc:
             self.fail("open report", exc)
             return
-        self.report_view.value = (
-            f"<div style='margin-top:6px'>report of run {html.escape(rid)}: <code>{html.escape(path)}</code></div>"
-            f'<iframe srcdoc="{html.escape(content, quote=True)}" '
-            "style='width:100%;height:640px;border:1px solid #ccc' sandbox=''></iframe>"
-        )
+        self.report_view.value = views.report_html(rid, path, content)
         self.show(f"report of run {rid} opened", "ok")
         self._fire("report", rid, path)
 
     # -- static view -------------------------------------------------------------------
     def static_html(self) -> str:
-        cols = self.table_columns()
-        page = self.page_rows
-        best = [i for i, r in enumerate(page["run_id"].astype(str)) if r == self.best_run_id]
-        table = html_table(
-            ([rec.get(k) for k, _, _ in cols] for rec in page.to_dict("records")),
-            [label for _, label, _ in cols],
-            highlight=best,
-            caption=self.table.caption,
-        )
-        note = f"<div style='color:#b26a00'>{html.escape(self._chart_note)}</div>" if self._chart_note else ""
-        summary = f"<div>{self.summary.value}</div>"
-        return panel_html(
-            f"Run comparison · {self._where()}", [summary, note, chart_html(self.chart.chart, "runs chart"), table]
+        return views.static_view(
+            self._where(),
+            self.summary.value,
+            self._chart_note,
+            self.chart.chart,
+            self.page_rows,
+            self.table_columns(),
+            self.best_run_id,
+            self.table.caption,
         )
 
     def __repr__(self) -> str:
         return f"<ComparisonPanel {self._where()} runs={self.n_runs} metric={self.metric!r} view={self.view!r}>"
-
-
-def _concat(a: Any, b: Any) -> Any:
-    import pandas as pd
-
-    return pd.concat([a, b], ignore_index=True)
