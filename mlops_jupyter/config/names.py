@@ -93,13 +93,21 @@ def validate_version(version: Any) -> str:
         >>> validate_version("1.2.0")
         '1.2.0'
     """
+    if type(version) is str and version in _VALID_VERSIONS:  # the hot path: track_prediction per call
+        return version
     if not isinstance(version, str) or not VERSION_RE.fullmatch(version) or ".." in version:
         raise InvalidVersionError(
             f"Invalid version {version!r}.",
             value=version,
             allowed="1 to 64 letters, digits, '.', '_', '+', '-' starting with a letter or digit, e.g. '1.0.0'",
         )
+    if len(_VALID_VERSIONS) >= 4096:
+        _VALID_VERSIONS.clear()
+    _VALID_VERSIONS.add(version)
     return version
+
+
+_VALID_VERSIONS: set[str] = set()
 
 
 def validate_experiment_name(name: Any) -> str:

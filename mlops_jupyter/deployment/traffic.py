@@ -35,6 +35,7 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mlops_jupyter.config.names import validate_version
 from mlops_jupyter.errors import ValidationError
 
 HISTORY_LIMIT = 50
@@ -77,10 +78,7 @@ def check_table(traffic: Any) -> dict[str, int]:
         )
     out: dict[str, int] = {}
     for v, p in traffic.items():
-        if not isinstance(v, str):
-            raise ValidationError(
-                f"Invalid version {v!r} in traffic.", value=v, allowed="version strings such as '1.0.0'"
-            )
+        validate_version(v)
         out[v] = check_percentage(p, f"percentage for version {v!r}", low=0)
     total = sum(out.values())
     if total != 100:

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from mlops_jupyter.config.names import validate_version
 from mlops_jupyter.config.times import iso_from_seconds
-from mlops_jupyter.errors import ValidationError
 from mlops_jupyter.monitoring.performance import performance_metrics
 from mlops_jupyter.monitoring.references import FIRST_PREDICTIONS, References, first_predictions
 from mlops_jupyter.monitoring.windows import (
@@ -70,12 +70,8 @@ def check_args(threshold: Any, window: Any, version: Any) -> CheckArgs:
 
     threshold = _check_threshold(threshold)
     win = parse_window(window)
-    if version is not None and (not isinstance(version, str) or not version):
-        raise ValidationError(
-            f"Invalid version {version!r}.",
-            value=version,
-            allowed="a version string such as '1.0.0', or None for every version",
-        )
+    if version is not None:
+        validate_version(version)
     return CheckArgs(threshold, win, version)
 
 

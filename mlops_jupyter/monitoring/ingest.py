@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from mlops_jupyter.config.names import validate_version
 from mlops_jupyter.errors import ValidationError
 from mlops_jupyter.monitoring.predlog import FEATURE_PREFIX, PredictionLog
 from mlops_jupyter.monitoring.windows import to_seconds
@@ -99,10 +100,8 @@ def track_prediction(
         input_features = dict(input_features)  # the caller may reuse its dict
     if version is None:
         version = UNVERSIONED
-    elif type(version) is not str or not version:
-        raise ValidationError(
-            f"Invalid version {version!r}.", value=version, allowed="a version string such as '1.0.0', or None"
-        )
+    else:
+        validate_version(version)
     if prediction is not None and type(prediction) not in (int, float, str, bool):
         prediction = _scalar_or_json(prediction)
     if timestamp is None:
@@ -181,8 +180,8 @@ def track_predictions(
             allowed="latencies in seconds: finite numbers >= 0",
         )
     ok = _bool_column(df["success"])
-    if version is not None and (not isinstance(version, str) or not version):
-        raise ValidationError(f"Invalid version {version!r}.", value=version, allowed="a version string or None")
+    if version is not None:
+        validate_version(version)
     default_version = version or UNVERSIONED
     if "version" in df.columns:
         versions = pa.array(
