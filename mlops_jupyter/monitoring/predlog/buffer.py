@@ -85,17 +85,8 @@ class _Ids:
 
 
 class PredictionBuffer:
-    """The writing half of :class:`~.log.PredictionLog`: buffer, flush, close.
-
-    Args:
-        home: the storage home (``Settings.home``); parts go to ``{home}/predictions``.
-        flush_interval: seconds between background flushes.
-        max_buffered: most requests held in memory; beyond it the oldest are dropped
-            (counted in :attr:`dropped`) rather than growing without bound. Batches given
-            to :meth:`append_table` are never dropped: past this many buffered rows the
-            caller writes them itself.
-        background: start the background writer thread (False: only explicit flushes).
-    """
+    """The writing half of :class:`~.log.PredictionLog`: buffer, flush, close (its arguments
+    are documented there)."""
 
     def __init__(
         self,
