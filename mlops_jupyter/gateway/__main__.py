@@ -15,7 +15,8 @@ def main(argv: "list[str] | None" = None) -> int:
     p.add_argument("--home", required=True, help="storage home to serve")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port to bind (default: last one if free, else any)")
-    p.add_argument("--foreground", action="store_true", help=argparse.SUPPRESS)  # always: kept for old callers
+    # accepted and ignored: this process always runs in the foreground (the local target passes it)
+    p.add_argument("--foreground", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     return run_gateway(args.home, host=args.host, port=args.port)
 
