@@ -292,15 +292,8 @@ class SqliteEmbeddedStore:
     def list_deployments(
         self, tenant: str | None = None, environment: str | None = None, model_id: str | None = None
     ) -> list[dict[str, Any]]:
-        where, args = [], []
-        for col, val in (("tenant", tenant), ("environment", environment), ("model_id", model_id)):
-            if val is not None:
-                where.append(f"{col} = ?")
-                args.append(val)
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM deployments"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY tenant, environment, model_id"
+        where, args = _filters(tenant=tenant, environment=environment, model_id=model_id)
+        sql = f"SELECT {', '.join(_COLUMNS)} FROM deployments{where} ORDER BY tenant, environment, model_id"
         with self._lock:
             rows = self._conn.execute(sql, args).fetchall()
         return [self._row(r) for r in rows]
@@ -334,15 +327,8 @@ class SqliteEmbeddedStore:
     def list_alert_rules(
         self, tenant: str | None = None, model_id: str | None = None, alert_id: str | None = None
     ) -> list[dict[str, Any]]:
-        where, args = [], []
-        for col, val in (("tenant", tenant), ("model_id", model_id), ("alert_id", alert_id)):
-            if val is not None:
-                where.append(f"{col} = ?")
-                args.append(val)
-        sql = f"SELECT {', '.join(_RULE_COLUMNS)} FROM alert_rules"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at, alert_id"
+        where, args = _filters(tenant=tenant, model_id=model_id, alert_id=alert_id)
+        sql = f"SELECT {', '.join(_RULE_COLUMNS)} FROM alert_rules{where} ORDER BY created_at, alert_id"
         with self._lock:
             rows = self._conn.execute(sql, args).fetchall()
         return [self._rule(r) for r in rows]
@@ -412,14 +398,10 @@ class SqliteEmbeddedStore:
         delivery: str | None = None,
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
-        where, args = ["tenant = ?"], [tenant]
-        for col, val in (("model_id", model_id), ("alert_id", alert_id), ("delivery", delivery)):
-            if val is not None:
-                where.append(f"{col} = ?")
-                args.append(val)
+        where, args = _filters(("tenant",), tenant=tenant, model_id=model_id, alert_id=alert_id, delivery=delivery)
         sql = (
-            f"SELECT {', '.join(_EVENT_SQL.get(c, c) for c in _EVENT_COLUMNS)} FROM alert_events "
-            f"WHERE {' AND '.join(where)} ORDER BY event_id DESC"
+            f"SELECT {', '.join(_EVENT_SQL.get(c, c) for c in _EVENT_COLUMNS)} FROM alert_events{where} "
+            "ORDER BY event_id DESC"
         )
         if limit is not None:
             sql += " LIMIT ?"
@@ -440,6 +422,15 @@ class SqliteEmbeddedStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def _filters(always: tuple[str, ...] = (), **equal: Any) -> tuple[str, list[Any]]:
+    """``(" WHERE a = ? AND b = ?", [a, b])`` for the arguments that are not None, and for the
+    columns in ``always`` whatever their value (a tenant filter is never dropped). Column names
+    come from our keyword arguments, never from callers' values."""
+    cols = [c for c, v in equal.items() if v is not None or c in always]
+    where = " WHERE " + " AND ".join(f"{c} = ?" for c in cols) if cols else ""
+    return where, [equal[c] for c in cols]
 
 
 def open_embedded_store(home: str | Path) -> EmbeddedStore:
