@@ -9,6 +9,7 @@ Example:
     $ mlops-jupyter serve status          # or: serve --status
     $ mlops-jupyter serve --stop          # or: serve stop
     $ mlops-jupyter serve --foreground --port 8080
+    $ mlops-jupyter serve --workers 4     # serving processes (default $MLOPS_GATEWAY_WORKERS or one per core)
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         help="address to bind (default 127.0.0.1; anything else exposes the gateway to the network)",
     )
     p.add_argument("--port", type=int, default=None, help="port to bind (default: last one if free, else any)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="serving worker processes sharing the port (default $MLOPS_GATEWAY_WORKERS, else one per core)",
+    )
     p.add_argument("--foreground", action="store_true", help="run in this process instead of detached")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -82,6 +89,10 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"mlops-jupyter serve: give one action, not {' and '.join(sorted(wanted))}.", file=sys.stderr)
         return 2
     action = wanted.pop() if wanted else "start"
+    workers = getattr(args, "workers", None)
+    if workers is not None and workers < 1:
+        print(f"mlops-jupyter serve: --workers must be at least 1, not {workers}.", file=sys.stderr)
+        return 2
     try:
         home = _home(args)
         if action == "status":
@@ -103,10 +114,12 @@ def run_serve(args: argparse.Namespace) -> int:
             cmd = [sys.executable, "-m", "mlops_jupyter.gateway", "--home", str(home), "--host", args.host]
             if args.port:
                 cmd += ["--port", str(int(args.port))]
+            if workers:
+                cmd += ["--workers", str(int(workers))]
             sys.stdout.flush()
             sys.stderr.flush()
             os.execv(sys.executable, cmd)
-        info = process.ensure_gateway(home, host=args.host, port=args.port)
+        info = process.ensure_gateway(home, host=args.host, port=args.port, workers=workers)
         _print(args, info, f"gateway running at {info['url']} (pid {info['pid']}, home {info['home']})")
         return 0
     except MLOpsError as exc:

@@ -21,6 +21,7 @@ never join names onto the home themselves::
       gateway.json|.lock|.log    the serving gateway's info, lock, log    gateway_info_path()...
       reports/                   executed notebooks (mlops-jupyter report) reports_dir()
       models/                    model files the demo writes              models_dir()
+      kserve/{tenant}/{env}/{model}.yaml  rendered InferenceServices      kserve_manifest_path()
 
 Example:
     >>> home = Path("/tmp/store")
@@ -33,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -66,6 +68,7 @@ MONITORING_DIR = "monitoring"
 SECRETS_DIR = "secrets"
 REPORTS_DIR = "reports"
 MODELS_DIR = "models"
+KSERVE_DIR = "kserve"
 SQLITE_URI_PREFIX = "sqlite:///"
 
 _PathLike = str | os.PathLike[str]
@@ -136,6 +139,11 @@ def reports_dir(home: _PathLike) -> Path:
 def models_dir(home: _PathLike) -> Path:
     """Model files written by ``mlops-jupyter demo``."""
     return Path(home) / MODELS_DIR
+
+
+def kserve_manifest_path(home: _PathLike, tenant: str, environment: str, model_id: str) -> Path:
+    """The InferenceService manifest the ``kserve`` target renders for one deployment."""
+    return Path(home) / KSERVE_DIR / validate_tenant(tenant) / environment / f"{model_id}.yaml"
 
 
 def sqlite_db_path(tracking_uri: str) -> Path | None:
@@ -277,3 +285,82 @@ def resolve_settings(
     if experiment_name is not None:
         validate_experiment_name(experiment_name)
     return Settings(tenant=tenant, tracking_uri=uri, home=home, experiment_name=experiment_name)
+
+
+# --- Serving gateway limits (issue 12, HTTP engine) ------------------------------------------
+# Every limit of the gateway's HTTP engine, each from its MLOPS_GATEWAY_* variable (names in
+# config.env) with the default below; read once when a gateway process starts.
+
+
+@dataclass(frozen=True)
+class GatewayLimits:
+    """The gateway's limits against slow, greedy or hostile clients (see ``gateway_limits``).
+
+    Times are seconds, sizes bytes; each serving worker process applies them to itself.
+    ``max_connections`` None means "4096, at most the process' open-file limit minus a
+    reserve" (computed by the gateway).
+    """
+
+    header_timeout: float = 10.0
+    idle_timeout: float = 30.0
+    body_timeout: float = 30.0
+    request_timeout: float = 30.0
+    max_connections: int | None = None
+    max_header_bytes: int = 32 * 1024
+    max_headers: int = 100
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_inflight_body_bytes: int = 256 * 1024 * 1024
+    write_buffer_bytes: int = 256 * 1024
+    inference_threads: int = 8
+    model_concurrency: int = 4
+    accept_error_interval: float = 10.0
+
+
+_GATEWAY_LIMIT_VARS = {
+    "header_timeout": env.MLOPS_GATEWAY_HEADER_TIMEOUT,
+    "idle_timeout": env.MLOPS_GATEWAY_IDLE_TIMEOUT,
+    "body_timeout": env.MLOPS_GATEWAY_BODY_TIMEOUT,
+    "request_timeout": env.MLOPS_GATEWAY_REQUEST_TIMEOUT,
+    "max_connections": env.MLOPS_GATEWAY_MAX_CONNECTIONS,
+    "max_header_bytes": env.MLOPS_GATEWAY_MAX_HEADER_BYTES,
+    "max_headers": env.MLOPS_GATEWAY_MAX_HEADERS,
+    "max_body_bytes": env.MLOPS_GATEWAY_MAX_BODY_BYTES,
+    "max_inflight_body_bytes": env.MLOPS_GATEWAY_MAX_INFLIGHT_BODY_BYTES,
+    "write_buffer_bytes": env.MLOPS_GATEWAY_WRITE_BUFFER_BYTES,
+    "inference_threads": env.MLOPS_GATEWAY_INFERENCE_THREADS,
+    "model_concurrency": env.MLOPS_GATEWAY_MODEL_CONCURRENCY,
+    "accept_error_interval": env.MLOPS_GATEWAY_ACCEPT_ERROR_INTERVAL,
+}
+
+
+def gateway_limits(environ: Mapping[str, str] | None = None) -> GatewayLimits:
+    """The gateway's limits: each ``MLOPS_GATEWAY_*`` variable set, else its default.
+
+    Raises:
+        InvalidSettingError: a variable that is not a positive number (names it and its value).
+
+    Example:
+        >>> gateway_limits({"MLOPS_GATEWAY_HEADER_TIMEOUT": "2.5"}).header_timeout
+        2.5
+        >>> gateway_limits({}).max_body_bytes
+        8388608
+    """
+    environ = os.environ if environ is None else environ
+    values: dict[str, float | int] = {}
+    for field, var in _GATEWAY_LIMIT_VARS.items():
+        raw = environ.get(var)
+        if raw is None or raw == "":
+            continue
+        kind = float if isinstance(getattr(GatewayLimits, field, 0.0), float) else int
+        try:
+            value = kind(raw)
+            if not value > 0 or value != value or value == float("inf"):
+                raise ValueError(raw)
+        except ValueError:
+            raise InvalidSettingError(
+                f"${var} is {raw!r}; it must be a positive {'number' if kind is float else 'integer'}.",
+                value=raw,
+                allowed=f"a positive {'number of seconds' if kind is float else 'integer'}",
+            ) from None
+        values[field] = value
+    return GatewayLimits(**values)

@@ -24,19 +24,22 @@ import asyncio
 import json
 import os
 import secrets
+import sys
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from mlops_jupyter.config.settings import secrets_dir
+from mlops_jupyter.config.settings import GatewayLimits, gateway_limits, secrets_dir
 from mlops_jupyter.deployment import tokens as auth
 from mlops_jupyter.deployment.plan import DeploymentKey
-from mlops_jupyter.gateway import metrics
 from mlops_jupyter.gateway.admin import AdminRoutes
-from mlops_jupyter.gateway.batching import Batching, BatchItem
-from mlops_jupyter.gateway.http import HttpConnection, error_body
+from mlops_jupyter.gateway.batching import INLINE_BODY_BYTES, Batching, BatchItem
+from mlops_jupyter.gateway.cluster import spool_size
+from mlops_jupyter.gateway.health import HealthMetrics
+from mlops_jupyter.gateway.http import HttpConnection, Refusal, cap_text, error_body
+from mlops_jupyter.gateway.http_state import HttpState
 from mlops_jupyter.gateway.metrics import Stats, StatsKey
 from mlops_jupyter.gateway.models import ClientError, LoadedVersion
 from mlops_jupyter.gateway.routes import Route
@@ -45,23 +48,41 @@ from mlops_jupyter.monitoring.alerts.scheduler import AlertScheduler
 from mlops_jupyter.monitoring.predlog import PredictionLog
 from mlops_jupyter.storage.state import open_embedded_store
 
+GIL_SWITCH_S = 0.001
+"""The interpreter's thread switch interval in a gateway process (see ``Gateway.__init__``)."""
+UNAUTHORIZED_TEXT = (
+    "A valid 'Authorization: Bearer <token>' header is required (deployment.get_token() gives the tenant's token)."
+)
+UNAUTHORIZED_EXTRA = b'WWW-Authenticate: Bearer realm="mlops"\r\n'
 
-class Gateway(AdminRoutes, Batching):
+
+class Gateway(AdminRoutes, Batching, HealthMetrics):
     """The gateway's state: routes, loaded versions, tokens, metrics, prediction log.
 
     Args:
         home: the storage home it serves.
         flush_interval: seconds between prediction-log flushes.
+        limits: the HTTP and inference limits (default: from the ``MLOPS_GATEWAY_*`` settings).
 
     ``loop``, ``admin_lock``, ``stopping`` and ``info`` are set by
     :func:`~mlops_jupyter.gateway.server.run_gateway` once its event loop exists and its
     port is bound.
     """
 
-    def __init__(self, home: str | os.PathLike[str], flush_interval: float = 1.0) -> None:
+    def __init__(
+        self, home: str | os.PathLike[str], flush_interval: float = 1.0, limits: GatewayLimits | None = None
+    ) -> None:
         self.home = Path(home)
+        self.limits = limits if limits is not None else gateway_limits()
+        # the event loop shares the GIL with the inference threads: hand it over every
+        # millisecond (not Python's 5 ms), so a big request in a thread costs others little
+        sys.setswitchinterval(GIL_SWITCH_S)
+        self.http = HttpState(self.limits)
+        self.infer_pool = ThreadPoolExecutor(
+            max_workers=self.limits.inference_threads, thread_name_prefix="mlops-gw-infer"
+        )
         self.store = open_embedded_store(self.home)
-        self.predlog = PredictionLog(self.home, flush_interval=flush_interval)
+        self.predlog = PredictionLog(self.home, flush_interval=flush_interval, wal=True, max_buffered=spool_size())
         self.alert_scheduler = AlertScheduler(self.home, self.predlog, self.store, monitor_for=monitor_factory(self))
         self.routes: dict[DeploymentKey, Route] = {}
         self.stats: dict[StatsKey, Stats] = {}
@@ -81,7 +102,6 @@ class Gateway(AdminRoutes, Batching):
         self._flush_scheduled = False
         self._np: Any = None
         self._json_dumps = json.dumps
-        self._json_loads = json.loads
 
     # -- tokens --------------------------------------------------------------------------
     def _secrets_mtime(self) -> int:
@@ -106,6 +126,35 @@ class Gateway(AdminRoutes, Batching):
         return who
 
     # -- request dispatch ----------------------------------------------------------------
+    def admit(self, method: str, target: str, headers: Mapping[str, str]) -> None:
+        """Refuse, from its headers alone, a request that needs a token it lacks (before its body).
+
+        Raises:
+            Refusal: 401 without a valid token, 403 with another tenant's (or a tenant's on
+                ``/admin/``); the connection is then closed without reading the body.
+        """
+        path = target.split("?", 1)[0]
+        if path.startswith("/tenants/"):
+            parts = path.split("/")
+            if len(parts) not in (6, 7) or parts[4] != "models":
+                return
+            tenant = parts[2]
+        elif path.startswith("/admin/"):
+            tenant = auth.ADMIN
+        else:
+            return
+        who = self.authenticate(headers)
+        if who is None:
+            raise Refusal(401, "UNAUTHORIZED", UNAUTHORIZED_TEXT, UNAUTHORIZED_EXTRA)
+        if who != tenant and who != auth.ADMIN:
+            if tenant == auth.ADMIN:
+                raise Refusal(403, "FORBIDDEN", "The control plane needs the admin token.")
+            raise Refusal(
+                403,
+                "FORBIDDEN",
+                f"This token belongs to another tenant; it cannot reach tenant {tenant!r}'s deployments.",
+            )
+
     def dispatch(self, conn: HttpConnection, method: str, target: str, headers: Mapping[str, str], body: bytes) -> None:
         path = target.split("?", 1)[0]
         if path.startswith("/tenants/"):
@@ -126,14 +175,14 @@ class Gateway(AdminRoutes, Batching):
         if path == "/health":
             if method != "GET":
                 return self._method(conn, method, path, b"GET")
-            return conn.respond(200, self._json_dumps(self.health()).encode())
+            return self.health_route(conn, headers)
         if path == "/metrics":
             if method != "GET":
                 return self._method(conn, method, path, b"GET")
             who = self.authenticate(headers)
             if who is None:
                 return self._unauthorized(conn)
-            return conn.respond(200, self.metrics_text(who).encode(), b"text/plain; version=0.0.4; charset=utf-8")
+            return self.metrics_route(conn, who)
         if path.startswith("/admin/"):
             return self.admin_route(conn, method, path, headers, body)
         return conn.respond(404, error_body("NOT_FOUND", f"No such path {path!r}."))
@@ -146,15 +195,7 @@ class Gateway(AdminRoutes, Batching):
         )
 
     def _unauthorized(self, conn: HttpConnection) -> None:
-        conn.respond(
-            401,
-            error_body(
-                "UNAUTHORIZED",
-                "A valid 'Authorization: Bearer <token>' header is required "
-                "(deployment.get_token() gives the tenant's token).",
-            ),
-            extra=b'WWW-Authenticate: Bearer realm="mlops"\r\n',
-        )
+        conn.respond(401, error_body("UNAUTHORIZED", UNAUTHORIZED_TEXT), extra=UNAUTHORIZED_EXTRA)
 
     def model_route(
         self, conn: HttpConnection, method: str, parts: list[str], headers: Mapping[str, str], body: bytes
@@ -221,36 +262,15 @@ class Gateway(AdminRoutes, Batching):
         version = router.pick(key.encode() if key else None)
         lv = route.versions[version]
         stats = route.stats[version]
-        try:
-            payload = self._json_loads(body)
-        except (ValueError, RecursionError) as exc:
-            return self._client_error(
-                conn, route, lv, stats, t0, "MALFORMED_JSON", f"The request body is not valid JSON: {exc}."
-            )
-        try:
-            x, n, params = lv.to_input(payload)
-        except ClientError as exc:
-            return self._client_error(conn, route, lv, stats, t0, exc.code, exc.message, exc.status)
-        except (TypeError, ValueError, KeyError, IndexError, RecursionError) as exc:
-            return self._client_error(
-                conn,
-                route,
-                lv,
-                stats,
-                t0,
-                "BAD_REQUEST",
-                f"The input could not be read as rows of the model's columns ({type(exc).__name__}: {exc}).",
-            )
-        item = BatchItem(conn, x, n, t0, time.time(), route, stats)
-        if lv.numeric and not params:
-            lv.pending.append(item)
-            if len(lv.pending) == 1:
-                self._dirty.append(lv)
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                self.loop.call_soon(self._run_batches)
-            return None
-        self._predict_one(lv, item, params)
+        item = BatchItem(conn, None, 0, t0, time.time(), route, stats)
+        if lv.numeric and len(body) <= INLINE_BODY_BYTES:
+            try:  # small numeric requests are parsed here (microseconds) and micro-batched
+                item.x, item.n, item.params = lv.parse(body)
+            except ClientError as exc:
+                return self._client_error(conn, route, lv, stats, t0, exc.code, exc.message, exc.status)
+        else:
+            item.body = body  # parsed in the inference pool, off the event loop
+        self.enqueue(lv, item)
         return None
 
     def _client_error(
@@ -267,6 +287,7 @@ class Gateway(AdminRoutes, Batching):
         latency = time.perf_counter() - t0
         stats.client_errors += 1
         stats.observe(latency)
+        message = cap_text(message)
         self.predlog.append(
             route.tenant,
             route.model_id,
@@ -278,23 +299,10 @@ class Gateway(AdminRoutes, Batching):
         )
         conn.respond(status, error_body(code, message), extra=b"X-Model-Version: %s\r\n" % lv.version.encode())
 
-    # -- health and metrics --------------------------------------------------------------
-    def health(self) -> dict[str, Any]:
-        loaded = {id(lv) for r in self.routes.values() for lv in r.versions.values()}
-        return {
-            "status": "ok",
-            "instance": self.instance,
-            "pid": os.getpid(),
-            "uptime_s": round(time.time() - self.started, 3),
-            "deployments": len(self.routes),
-            "loaded_versions": len(loaded),
-        }
-
-    def metrics_text(self, who: str) -> str:
-        return metrics.render(self.stats, self.codes, self.predlog.dropped, who)
-
     def close(self) -> None:
         self.alert_scheduler.stop()
+        self.http.stop()
+        self.infer_pool.shutdown(wait=False, cancel_futures=True)
         self.predlog.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.store.close()

@@ -1,26 +1,40 @@
-"""The gateway's HTTP/1.1 protocol: one asyncio ``Protocol`` per connection, nothing else.
+"""The gateway's HTTP/1.1 protocol: llhttp (through httptools) in one asyncio ``Protocol`` per connection.
 
 This module is the only one that knows the wire format; the rest of the gateway sees a
 request as ``dispatch(conn, method, target, headers, body)`` and answers with
-``conn.respond(status, body, ctype, extra)``. (A later change replaces the hand-written
-parser below with a maintained one; the swap stays inside this module.)
+``conn.respond(status, body, ctype, extra)``. Parsing is llhttp's (the parser of Node.js,
+maintained and fuzzed), used through httptools; it was chosen by measurement
+(``benchmarks/http_engines.py``: it was the fastest of httptools in this protocol,
+uvicorn with a raw ASGI app and granian, on the same model) and because the limits below
+need the protocol's hands on the socket.
 
-What is spoken:
+Framing is strict RFC 9112, as llhttp is by default: a duplicate or malformed
+``Content-Length``, an obs-folded header line, a bare LF, ``Transfer-Encoding`` together
+with ``Content-Length``: 400 and the connection is closed. ``Transfer-Encoding`` alone gets
+411 (send ``Content-Length``); a protocol other than HTTP/1.0 or 1.1 gets 505 (a request
+line without one, 400); ``Upgrade``/``CONNECT`` are answered and the connection closed.
 
-- requests are parsed from the connection's buffer one at a time and answered strictly in
-  order (keep-alive; HTTP/1.1 keeps the connection unless ``Connection: close``, HTTP/1.0
-  only with ``Connection: keep-alive``); while one is being answered the next waits in the
-  buffer;
-- header names are lower-cased, values stripped; a request line that is not three words, a
-  protocol other than ``HTTP/1.x`` or a header line without ``:`` gets 400 and the
-  connection is closed;
-- bodies need ``Content-Length`` (``Transfer-Encoding`` gets 411); ``Expect: 100-continue``
-  gets ``100 Continue`` once the head is complete;
-- limits: the head at most :data:`MAX_HEADER` bytes (else 431), the body at most
-  :data:`MAX_BODY` (else 413: the announced body is read and dropped, up to
-  :data:`MAX_DRAIN` bytes, then the connection is closed);
-- every answer has ``Content-Type`` and ``Content-Length``, plus ``Connection: close`` when
-  the connection ends after it; error bodies are ``{"error_code", "message"}`` JSON.
+Requests are answered strictly in order; pipelined ones wait in a queue, and while one
+waits the connection is not read. Limits (:class:`~mlops_jupyter.config.settings.GatewayLimits`,
+each a ``MLOPS_GATEWAY_*`` setting), each answered cleanly:
+
+- header, body and keep-alive idle timeouts (408, 408, a silent close), checked by one
+  sweep of all connections a few times per timeout rather than a timer per request;
+- at most ``max_connections`` connections: one more gets ``503`` with ``Retry-After``;
+- the request line and headers at most ``max_header_bytes``, counted as the parser
+  completes them (so however the bytes arrive) and, for a line that never ends, as bytes
+  received without one: 431; at most ``max_headers`` lines: 431;
+- a body at most ``max_body_bytes`` (413), and all bodies held at once at most
+  ``max_inflight_body_bytes`` (503): both decided from ``Content-Length``, before any body
+  byte is kept;
+- authentication decided from the headers (``Application.admit``) before any body is
+  buffered: 401/403, then close;
+- write back-pressure: above ``write_buffer_bytes`` of unsent answers the connection is
+  no longer read nor its queued requests answered, until the client reads;
+- an answer that closes the connection half-closes it and drops what the client still
+  sends for a short while (so the client reads the answer instead of a reset);
+- accept errors (EMFILE, ENFILE...) are logged once per ``accept_error_interval`` with
+  their count, never one traceback per attempt.
 """
 
 from __future__ import annotations
@@ -28,14 +42,26 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import deque
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+import httptools
+
+from mlops_jupyter.gateway.http_state import HttpState
+
 log = logging.getLogger("mlops_jupyter.gateway")
 
-MAX_BODY = 8 * 1024 * 1024
-MAX_HEADER = 64 * 1024
-MAX_DRAIN = 64 * 1024 * 1024
+ERROR_TEXT_MAX = 1024
+"""Characters of an error message kept in answers and in the prediction log."""
+LINGER_S = 2.0
+"""Seconds a closing connection's further input is read and dropped, at most."""
+LINGER_BYTES = 64 * 1024 * 1024
+"""Bytes a closing connection may still send (and have dropped) before it is cut."""
+FEED_BYTES = 2048
+"""While parsed requests wait, received bytes are parsed this many at a time (the rest later)."""
+PUMP_BATCH = 4
+"""Queued requests of one connection answered per loop turn before others get theirs."""
 
 REASONS = {
     200: b"OK",
@@ -44,6 +70,7 @@ REASONS = {
     403: b"Forbidden",
     404: b"Not Found",
     405: b"Method Not Allowed",
+    408: b"Request Timeout",
     409: b"Conflict",
     411: b"Length Required",
     413: b"Payload Too Large",
@@ -52,18 +79,48 @@ REASONS = {
     431: b"Request Header Fields Too Large",
     500: b"Internal Server Error",
     503: b"Service Unavailable",
+    504: b"Gateway Timeout",
     505: b"HTTP Version Not Supported",
 }
 
+# connection phases (what the sweep checks the deadline of)
+IDLE, HEAD, BODY, BUSY, CLOSING = range(5)
+NEVER = float("inf")
+
+
+def cap_text(text: str, limit: int = ERROR_TEXT_MAX) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was.
+
+    Example:
+        >>> cap_text("x" * 2000, 10)
+        'xxxxxxxxxx... (cut: 2000 characters in all)'
+        >>> cap_text("short")
+        'short'
+    """
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... (cut: {len(text)} characters in all)"
+
 
 def error_body(code: str, message: str) -> bytes:
-    """The JSON body of an error answer.
+    """The JSON body of an error answer (the message capped by :func:`cap_text`).
 
     Example:
         >>> error_body("NOT_FOUND", "No such path.")
         b'{"error_code": "NOT_FOUND", "message": "No such path."}'
     """
-    return json.dumps({"error_code": code, "message": message}).encode()
+    return json.dumps({"error_code": code, "message": cap_text(message)}).encode()
+
+
+class Refusal(Exception):
+    """A request answered with an error before its body is read; the connection closes."""
+
+    def __init__(self, status: int, code: str, message: str, extra: bytes = b"") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
 
 
 class Application(Protocol):
@@ -71,135 +128,411 @@ class Application(Protocol):
 
     connections: set[HttpConnection]
     codes: dict[int, int]
+    http: HttpState
+
+    def admit(self, method: str, target: str, headers: Mapping[str, str]) -> None:
+        """Raise :class:`Refusal` if the request must not be read further (e.g. no valid token)."""
 
     def dispatch(self, conn: HttpConnection, method: str, target: str, headers: Mapping[str, str], body: bytes) -> None:
         """Answer one request (now, or later through ``conn.respond``)."""
 
 
+class Request:
+    """One parsed request waiting for (or getting) its answer."""
+
+    __slots__ = ("body", "headers", "keep_alive", "method", "reserved", "target")
+
+    def __init__(self, method: str, target: str, headers: dict[str, str], keep_alive: bool, reserved: int) -> None:
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.keep_alive = keep_alive
+        self.reserved = reserved
+        self.body: list[bytes] = []
+
+
 class HttpConnection(asyncio.Protocol):
     """One keep-alive HTTP/1.1 connection; requests are answered strictly in order."""
 
-    __slots__ = ("buf", "busy", "drain", "gw", "in_loop", "keep_alive", "transport")
+    __slots__ = (
+        "acc",
+        "backlog",
+        "busy",
+        "closed_write",
+        "counted",
+        "current",
+        "deadline",
+        "err",
+        "gw",
+        "head_bytes",
+        "in_loop",
+        "keep_alive",
+        "lim",
+        "linger_left",
+        "loop",
+        "nheaders",
+        "parser",
+        "phase",
+        "queue",
+        "read_paused",
+        "refusal",
+        "req",
+        "seen",
+        "state",
+        "transport",
+        "unseen",
+        "url",
+        "write_paused",
+    )
 
     def __init__(self, gw: Application) -> None:
         self.gw = gw
+        self.state = gw.http
+        self.lim = gw.http.limits
         self.transport: Any = None
-        self.buf = bytearray()
+        self.loop: Any = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.queue: deque[Request] = deque()
+        self.backlog = b""
+        self.current: Request | None = None
+        self.req: Request | None = None
         self.busy = False
+        self.closed_write = False
         self.keep_alive = True
-        self.drain = 0
         self.in_loop = False
+        self.read_paused = False
+        self.write_paused = False
+        self.counted = False
+        self.phase = IDLE
+        self.deadline = NEVER
+        self.err: Refusal | None = None
+        self.refusal: Refusal | None = None
+        self.url = b""
+        self.head_bytes = 0
+        self.unseen = 0
+        self.seen = False
+        self.acc = 0
+        self.nheaders = 0
+        self.linger_left = 0
 
+    # -- connection lifecycle ------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
+        self.loop = loop = asyncio.get_running_loop()
+        state = self.state
+        state.attach(loop, self.gw.connections)
         self.gw.connections.add(self)
+        transport.set_write_buffer_limits(high=self.lim.write_buffer_bytes, low=self.lim.write_buffer_bytes // 4)
+        if state.active >= state.max_connections:
+            self.keep_alive = False
+            self.busy = True
+            self.respond(
+                503,
+                error_body(
+                    "TOO_MANY_CONNECTIONS",
+                    f"The gateway serves at most {state.max_connections} connections at once; retry shortly.",
+                ),
+                extra=b"Retry-After: 1\r\n",
+            )
+            return
+        state.active += 1
+        self.counted = True
+        self.deadline = loop.time() + self.lim.header_timeout
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         self.gw.connections.discard(self)
+        if self.counted:
+            self.state.active -= 1
+            self.counted = False
+        self._drop_queue()
+        for r in (self.current, self.req):
+            if r is not None:
+                self.state.inflight_body -= r.reserved
+                r.reserved = 0
 
-    def data_received(self, data: bytes) -> None:
-        if self.drain:
-            n = min(self.drain, len(data))
-            self.drain -= n
-            data = data[n:]
-            if self.drain == 0 and self.transport is not None:
-                self.transport.close()
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self.deadline = min(self.deadline, self.loop.time() + self.lim.idle_timeout)
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.phase == IDLE and not self.queue:
+            self.deadline = self.loop.time() + self.lim.idle_timeout
+        self.pump()
+
+    def expire(self) -> None:
+        """The sweep found this connection past its deadline."""
+        t = self.transport
+        if t is None:
             return
-        self.buf += data
-        if not self.busy:
-            self.process()
+        if self.write_paused or self.phase in (IDLE, CLOSING, BUSY):
+            t.abort() if self.write_paused else t.close()
+            return
+        what = "headers" if self.phase == HEAD else "body"
+        secs = self.lim.header_timeout if self.phase == HEAD else self.lim.body_timeout
+        self._refuse(Refusal(408, "REQUEST_TIMEOUT", f"The request's {what} did not arrive within {secs:g} s."))
 
-    def process(self) -> None:
+    def eof_received(self) -> bool | None:
+        if self.phase == CLOSING or (not self.busy and not self.queue):
+            return None  # close
+        return True  # keep the write side open until the pending answers are written
+
+    # -- reading -------------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        if self.phase == CLOSING:
+            self.linger_left -= len(data)
+            if self.linger_left <= 0 and self.transport is not None:
+                self.transport.abort()
+            return
+        if self.backlog:  # arrived before reading paused: parse it after what waits
+            self.backlog += data
+            return
+        if len(data) <= FEED_BYTES:
+            self._parse(data)
+        else:
+            self._feed(data)
+        if self.queue:
+            if not self.read_paused and self.transport is not None:
+                self.read_paused = True
+                self.transport.pause_reading()
+            self.pump()
+
+    def _feed(self, data: bytes) -> None:
+        """Parse ``data`` a slice at a time; once requests are queued keep the rest for later,
+        so one client pipelining thousands of requests costs the loop a slice per turn."""
+        view = memoryview(data)
+        k = 0
+        while k < len(view) and self.phase != CLOSING and self.transport is not None:
+            if self.queue:
+                self.backlog = bytes(view[k:])
+                return
+            self._parse(view[k : k + FEED_BYTES])
+            k += FEED_BYTES
+
+    def _resume_backlog(self) -> None:
+        data, self.backlog = self.backlog, b""
+        if data and self.transport is not None and self.phase != CLOSING:
+            self._feed(data)
+            if self.queue:
+                self.pump()
+            elif not self.backlog and self.read_paused and not self.busy:
+                self.read_paused = False
+                self.transport.resume_reading()
+
+    def _parse(self, data: bytes | memoryview) -> None:
+        self.seen = False
+        self.acc = 0
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # no protocol switch here: answer what was read, then close
+            if self.queue:
+                self.queue[-1].keep_alive = False
+                self.phase = CLOSING
+                self.linger_left = LINGER_BYTES
+            else:
+                self._refuse(Refusal(400, "BAD_REQUEST", "Protocol upgrades and CONNECT are not served here."))
+                return
+        except Exception as exc:
+            if self.transport is None:
+                return
+            err = self.err or Refusal(400, "BAD_REQUEST", f"Malformed HTTP request: {exc}.")
+            self.err = None
+            self._refuse(err)
+            return
+        if self.phase == HEAD:  # bytes of this head no callback has accounted for yet
+            self.unseen = max(len(data) - self.acc, 0) if self.seen else self.unseen + len(data)
+            if self.unseen + self.head_bytes > self.lim.max_header_bytes:
+                self._refuse(self._too_large_head())
+
+    def _too_large_head(self) -> Refusal:
+        return Refusal(
+            431, "HEADERS_TOO_LARGE", f"The request line and headers exceed {self.lim.max_header_bytes} bytes."
+        )
+
+    # httptools callbacks (the parser calls them during feed_data)
+    def on_message_begin(self) -> None:
+        self.seen = True
+        self.url = b""
+        self.head_bytes = 0
+        self.nheaders = 0
+        self.unseen = 0
+        self.phase = HEAD
+        self.req = Request("", "", {}, True, 0)
+        self.deadline = self.loop.time() + self.lim.header_timeout
+
+    def on_url(self, url: bytes) -> None:
+        self.seen = True
+        self.url += url
+        self.head_bytes += len(url)
+        self.acc += len(url)
+        if self.head_bytes > self.lim.max_header_bytes:
+            self.err = self._too_large_head()
+            raise self.err
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.seen = True
+        self.head_bytes += len(name) + len(value) + 4
+        self.acc += len(name) + len(value) + 4
+        self.nheaders += 1
+        if self.head_bytes > self.lim.max_header_bytes:
+            self.err = self._too_large_head()
+            raise self.err
+        if self.nheaders > self.lim.max_headers:
+            self.err = Refusal(431, "HEADERS_TOO_LARGE", f"The request has more than {self.lim.max_headers} headers.")
+            raise self.err
+        key = name.decode("latin-1").lower()
+        headers = self.req.headers
+        if key in headers:
+            if key in ("authorization", "host", "content-type", "x-request-key", "expect"):
+                self.err = Refusal(400, "BAD_REQUEST", f"The header {key!r} is given more than once.")
+                raise self.err
+            headers[key] += ", " + value.decode("latin-1").strip()
+        else:
+            headers[key] = value.decode("latin-1").strip()
+
+    def on_headers_complete(self) -> None:
+        p = self.parser
+        req = self.req
+        version = p.get_http_version()
+        if version == "0.9":  # a request line without a protocol
+            self.err = Refusal(400, "BAD_REQUEST", "The request line has no HTTP version (HTTP/1.1 is served).")
+            raise self.err
+        if version not in ("1.1", "1.0"):
+            self.err = Refusal(505, "HTTP_VERSION_NOT_SUPPORTED", f"HTTP/{version} is not served; use HTTP/1.1.")
+            raise self.err
+        req.method = p.get_method().decode("ascii")
+        self.acc += len(req.method) + 14  # the request line's other bytes and the empty line
+        req.target = self.url.decode("latin-1")
+        req.keep_alive = p.should_keep_alive()
+        headers = req.headers
+        if "transfer-encoding" in headers:
+            self.err = Refusal(411, "LENGTH_REQUIRED", "Chunked request bodies are not supported; send Content-Length.")
+            raise self.err
+        length = int(headers.get("content-length", "0"))  # llhttp checked it: digits only, once
+        lim = self.lim
+        if length > lim.max_body_bytes:
+            self.err = Refusal(
+                413,
+                "PAYLOAD_TOO_LARGE",
+                f"The request body has {length} bytes; at most {lim.max_body_bytes} bytes "
+                f"({lim.max_body_bytes / (1024 * 1024):g} MiB) are accepted.",
+            )
+            raise self.err
+        try:
+            self.gw.admit(req.method, req.target, headers)
+        except Refusal as exc:
+            self.err = exc
+            raise
+        if length:
+            state = self.state
+            if state.inflight_body + length > lim.max_inflight_body_bytes:
+                self.err = Refusal(
+                    503,
+                    "BUSY",
+                    "The gateway holds as many request bodies as it may at once; retry shortly.",
+                    b"Retry-After: 1\r\n",
+                )
+                raise self.err
+            state.inflight_body += length
+            req.reserved = length
+            self.phase = BODY
+            self.deadline = self.loop.time() + lim.body_timeout
+            if headers.get("expect", "").lower() == "100-continue":
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        self.acc += len(body)
+        self.req.body.append(body)
+
+    def on_message_complete(self) -> None:
+        req = self.req
+        self.req = None
+        self.phase = BUSY
+        self.deadline = NEVER
+        self.queue.append(req)
+
+    # -- answering -----------------------------------------------------------------------
+    def pump(self) -> None:
+        """Dispatch queued requests, one at a time, while the client reads the answers."""
         if self.in_loop:
             return
         self.in_loop = True
+        turn = 0
         try:
-            while not self.busy and self.transport is not None and self.buf:
-                if not self._one():
-                    break
+            while not self.busy and self.queue and not self.write_paused and self.transport is not None:
+                turn += 1
+                if turn > PUMP_BATCH:  # let the other connections have the loop, then go on
+                    self.loop.call_soon(self.pump)
+                    return
+                req = self.queue.popleft()
+                self.current = req
+                self.busy = True
+                self.keep_alive = req.keep_alive
+                body = b"".join(req.body) if len(req.body) != 1 else req.body[0]
+                req.body = []
+                try:
+                    self.gw.dispatch(self, req.method, req.target, req.headers, body)
+                except Exception as exc:  # a bug must not kill the connection or the process
+                    log.exception("gateway: unhandled error on %s %s", req.method, req.target.split("?")[0])
+                    if self.busy:
+                        self.respond(500, error_body("INTERNAL_ERROR", f"{type(exc).__name__}: {exc}"))
         finally:
             self.in_loop = False
+        if not self.busy and not self.queue and self.transport is not None:
+            if self.refusal is not None:
+                err, self.refusal = self.refusal, None
+                self.close_with(err.status, err.code, err.message, err.extra)
+                return
+            if self.backlog:
+                self.loop.call_soon(self._resume_backlog)
+                return
+            if self.read_paused:
+                self.read_paused = False
+                self.transport.resume_reading()
+            if self.phase == BUSY:
+                self.phase = IDLE
+                self.deadline = self.loop.time() + self.lim.idle_timeout
 
-    def _one(self) -> bool:
-        """Parse and dispatch one request; False if more bytes are needed."""
-        buf = self.buf
-        end = buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buf) > MAX_HEADER:
-                self.fail(431, "HEADERS_TOO_LARGE", f"Request headers exceed {MAX_HEADER} bytes.")
-            return False
-        try:
-            head = bytes(buf[:end]).decode("latin-1")
-            lines = head.split("\r\n")
-            method, target, proto = lines[0].split(" ")
-            if not proto.startswith("HTTP/1."):
-                raise ValueError(proto)
-            headers: dict[str, str] = {}
-            for line in lines[1:]:
-                k, sep, v = line.partition(":")
-                if not sep:
-                    raise ValueError(line)
-                headers[k.strip().lower()] = v.strip()
-        except ValueError:
-            self.fail(400, "BAD_REQUEST", "Malformed HTTP request line or header.")
-            return False
-        if "transfer-encoding" in headers:
-            self.fail(411, "LENGTH_REQUIRED", "Chunked request bodies are not supported; send Content-Length.")
-            return False
-        try:
-            length = int(headers.get("content-length", "0"))
-            if length < 0:
-                raise ValueError
-        except ValueError:
-            self.fail(400, "BAD_REQUEST", f"Invalid Content-Length {headers.get('content-length')!r}.")
-            return False
-        if length > MAX_BODY:
-            have = len(buf) - end - 4
-            self.drain = min(max(length - have, 0), MAX_DRAIN)
-            self.buf = bytearray()
-            self.keep_alive = False
-            self.busy = True
-            self.respond(
-                413,
-                error_body(
-                    "PAYLOAD_TOO_LARGE",
-                    f"The request body has {length} bytes; at most "
-                    f"{MAX_BODY} bytes ({MAX_BODY // (1024 * 1024)} MiB) are accepted.",
-                ),
-            )
-            if self.drain == 0 and self.transport is not None:
-                self.transport.close()
-            return False
-        total = end + 4 + length
-        if len(buf) < total:
-            if headers.get("expect", "").lower() == "100-continue" and len(buf) == end + 4:
-                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            return False
-        body = bytes(buf[end + 4 : total])
-        del buf[:total]
-        conn_hdr = headers.get("connection", "").lower()
-        self.keep_alive = conn_hdr != "close" if proto == "HTTP/1.1" else conn_hdr == "keep-alive"
-        self.busy = True
-        try:
-            self.gw.dispatch(self, method, target, headers, body)
-        except Exception as exc:  # a bug must not kill the connection or the process
-            log.exception("gateway: unhandled error on %s %s", method, target.split("?")[0])
-            if self.busy:
-                self.respond(500, error_body("INTERNAL_ERROR", f"{type(exc).__name__}: {exc}"))
-        return True
+    def _refuse(self, err: Refusal) -> None:
+        """Answer a request refused before (or while) its body arrives, then close.
 
-    def fail(self, status: int, code: str, message: str) -> None:
+        Requests before it that are still being answered are answered first (in order);
+        meanwhile further input is dropped.
+        """
+        if self.busy or self.queue:
+            self.refusal = err
+            self.phase = CLOSING
+            self.deadline = NEVER
+            self.linger_left = LINGER_BYTES
+            return
+        self.close_with(err.status, err.code, err.message, err.extra)
+
+    def _drop_queue(self) -> None:
+        for r in self.queue:
+            self.state.inflight_body -= r.reserved
+            r.reserved = 0
+        self.queue.clear()
+
+    def close_with(self, status: int, code: str, message: str, extra: bytes = b"") -> None:
+        """Answer now (whatever is queued) and close the connection after a linger."""
         self.keep_alive = False
-        self.buf = bytearray()
         self.busy = True
-        self.respond(status, error_body(code, message))
+        self.respond(status, error_body(code, message), extra=extra)
 
     def respond(self, status: int, body: bytes, ctype: bytes = b"application/json", extra: bytes = b"") -> None:
         t = self.transport
         self.busy = False
-        self.gw.codes[status] = self.gw.codes.get(status, 0) + 1
-        if t is None:
+        cur = self.current
+        if cur is not None:
+            self.current = None
+            if cur.reserved:
+                self.state.inflight_body -= cur.reserved
+                cur.reserved = 0
+        codes = self.gw.codes
+        codes[status] = codes.get(status, 0) + 1
+        if t is None or self.closed_write:
             return
         t.write(
             b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s%s\r\n%s"
@@ -214,8 +547,30 @@ class HttpConnection(asyncio.Protocol):
             )
         )
         if not self.keep_alive:
-            if not self.drain:
-                t.close()
+            self._linger(t)
             return
-        if self.buf and not self.in_loop:
-            self.process()
+        if not self.in_loop:
+            self.pump()
+
+    def _linger(self, t: Any) -> None:
+        """Half-close after the last answer; drop further input for a while, then close."""
+        self.phase = CLOSING
+        self.closed_write = True
+        self.refusal = None
+        self._drop_queue()
+        if self.req is not None:
+            self.state.inflight_body -= self.req.reserved
+            self.req.reserved = 0
+            self.req = None
+        self.linger_left = LINGER_BYTES
+        self.deadline = self.loop.time() + min(LINGER_S, self.lim.idle_timeout)
+        if self.read_paused:
+            self.read_paused = False
+            t.resume_reading()
+        try:
+            if t.can_write_eof():
+                t.write_eof()
+            else:
+                t.close()
+        except OSError:
+            t.close()

@@ -7,10 +7,17 @@ only writer). :func:`render` writes them as::
     mlops_requests_total{tenant,environment,model,version}                 counter
     mlops_errors_total{..., kind="client" | "model"}                       counter
     mlops_request_latency_seconds_bucket / _sum / _count{...}              histogram
-    mlops_gateway_responses_total{code}                                    counter
+    mlops_gateway_responses_total{code}                                    counter (admin token)
+    mlops_gateway_responses_total{tenant, class="2xx" | "4xx" | "5xx"}     counter (a tenant's token)
     mlops_prediction_log_dropped_total                                     counter
+    mlops_prediction_log_write_failures_total                              counter
+    mlops_prediction_log_spooled                                           gauge
+    mlops_prediction_log_degraded                                          gauge (workers that cannot write)
+    mlops_gateway_workers                                                  gauge
 
-A tenant's token sees its own series only; the admin token sees every tenant's.
+A tenant's token sees its own series only (its response counts are those of its model
+routes); the admin token sees every tenant's and the gateway-wide status codes. With
+several workers the numbers are every worker's added up (:mod:`.cluster`).
 """
 
 from __future__ import annotations
@@ -66,8 +73,15 @@ def _esc(v: str) -> str:
     return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def render(stats: Mapping[StatsKey, Stats], codes: Mapping[int, int], dropped: int, who: str) -> str:
-    """The ``/metrics`` text for the caller ``who`` (a tenant, or :data:`tokens.ADMIN`).
+def render(
+    stats: Mapping[StatsKey, Stats],
+    codes: Mapping[int, int],
+    dropped: int,
+    who: str,
+    log: Mapping[str, int] | None = None,
+) -> str:
+    """The ``/metrics`` text for the caller ``who`` (a tenant, or :data:`tokens.ADMIN`);
+    ``log``: ``write_failures``, ``spooled``, ``degraded`` and ``workers`` gauges.
 
     Example:
         >>> s = Stats()
@@ -107,13 +121,38 @@ def render(stats: Mapping[StatsKey, Stats], codes: Mapping[int, int], dropped: i
         out.append(f"mlops_request_latency_seconds_sum{{{labels[k]}}} {s.lat_sum:.9f}")
         out.append(f"mlops_request_latency_seconds_count{{{labels[k]}}} {s.requests}")
     out += [
-        "# HELP mlops_gateway_responses_total HTTP responses by status code.",
+        "# HELP mlops_gateway_responses_total HTTP responses by status code (a tenant: its model routes' by class).",
         "# TYPE mlops_gateway_responses_total counter",
     ]
-    out += [f'mlops_gateway_responses_total{{code="{c}"}} {n}' for c, n in sorted(codes.items())]
+    if who == auth.ADMIN:
+        out += [f'mlops_gateway_responses_total{{code="{c}"}} {n}' for c, n in sorted(codes.items())]
+    else:
+        client = sum(s.client_errors for _, s in rows)
+        model = sum(s.model_errors for _, s in rows)
+        ok = max(sum(s.requests for _, s in rows) - client - model, 0)
+        t = _esc(who)
+        out += [
+            f'mlops_gateway_responses_total{{tenant="{t}",class="{c}"}} {n}'
+            for c, n in (("2xx", ok), ("4xx", client), ("5xx", model))
+        ]
     out += [
-        "# HELP mlops_prediction_log_dropped_total Prediction records dropped (buffer full or write failed).",
+        "# HELP mlops_prediction_log_dropped_total Prediction records dropped (spool full or a bad record).",
         "# TYPE mlops_prediction_log_dropped_total counter",
         f"mlops_prediction_log_dropped_total {dropped}",
     ]
+    for name, kind, text in _LOG_SERIES:
+        if log is not None and name in log:
+            out += [
+                f"# HELP mlops_{name} {text}",
+                f"# TYPE mlops_{name} {kind}",
+                f"mlops_{name} {log[name]}",
+            ]
     return "\n".join(out) + "\n"
+
+
+_LOG_SERIES = (
+    ("prediction_log_write_failures_total", "counter", "Prediction log writes that failed (records kept, retried)."),
+    ("prediction_log_spooled", "gauge", "Prediction records waiting in memory to be written."),
+    ("prediction_log_degraded", "gauge", "Workers whose prediction log cannot be written now."),
+    ("gateway_workers", "gauge", "Serving worker processes alive."),
+)

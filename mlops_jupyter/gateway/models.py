@@ -18,12 +18,15 @@ request) and concurrent requests can be stacked into one ``predict``.
 from __future__ import annotations
 
 import json
+import math
 import warnings
+from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from mlops_jupyter.errors import IntegrityError
+from mlops_jupyter.gateway.decoding import SLICE_ROWS, bad_number, loads_yielding, matrix_in_slices, pos_in_row, show
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 NUMERIC_SPEC_TYPES = {"double", "float", "long", "integer"}
@@ -111,8 +114,16 @@ class LoadedVersion:
         self.n_features = n_features if n_features is not None else (len(columns) if columns else None)
         self.numeric = False
         self._col_index = {c: i for i, c in enumerate(columns)} if columns else {}
-        # micro-batching state, used by the gateway's event loop only
+        # scheduling state (gateway.batching), used by the gateway's event loop only:
+        # requests waiting for the next micro-batch, batches running and when the last
+        # one started, jobs of this version in the inference pool, solo requests waiting
+        # for a slot, whether a look at ``pending`` is scheduled
         self.pending: list[Any] = []
+        self.batches = 0
+        self.batch_t = 0.0
+        self.running = 0
+        self.waiting: deque[Any] = deque()
+        self.recheck = False
 
     # -- request parsing -----------------------------------------------------------------
     def extract(self, payload: Any) -> tuple[list[str] | None, Any, Any]:
@@ -248,7 +259,7 @@ class LoadedVersion:
         import numpy as np
 
         try:
-            a = np.asarray(rows)
+            a = np.asarray(rows) if len(rows) <= SLICE_ROWS else matrix_in_slices(rows)
         except ValueError:
             raise ClientError(
                 "The rows have different lengths or nested values; every row needs one value per column."
@@ -258,24 +269,32 @@ class LoadedVersion:
         idx = self._order(cols, a.shape[1])
         k = a.dtype.kind
         if k not in "biuf":
-            # numbers mixed with nulls (object) or with text in some column (unicode)
+            # numbers mixed with nulls or huge integers (object) or with text (unicode)
             self._raise_type_error(cols, rows, idx)
             used = idx if idx is not None else range(a.shape[1])
-            return np.array([[row[j] for j in used] for row in rows], dtype=np.float64)
-        if idx is not None:
-            a = a[:, idx]
-        return a if a.dtype == np.float64 else a.astype(np.float64)
+            a = np.array([[row[j] for j in used] for row in rows], dtype=np.float64)
+        else:
+            if idx is not None:
+                a = a[:, idx]
+            if a.dtype != np.float64:
+                a = a.astype(np.float64)
+        if k in "fO" and not np.isfinite(a).all():
+            i, j = (int(v) for v in np.argwhere(~np.isfinite(a))[0])
+            name = self.columns[j] if self.columns else (cols[j] if cols else f"#{j}")
+            raise ClientError(
+                f"Column {name!r} expects finite numbers; row {i} has {show(rows[i][pos_in_row(idx, j)])}."
+            )
+        return a
 
     def _raise_type_error(self, cols: list[str] | None, rows: list[Any], idx: list[int] | None) -> None:
-        """Raise a ClientError naming the first non-numeric value of a used column (if any)."""
+        """Raise a ClientError naming the first value of a used column that is not a usable number."""
         used = idx if idx is not None else range(len(rows[0]))
         for j in used:
             for i, row in enumerate(rows):
-                x = row[j]
-                if x is None or isinstance(x, (int, float)):
-                    continue
-                name = cols[j] if cols else (self.columns[j] if self.columns else f"#{j}")
-                raise ClientError(f"Column {name!r} expects numbers; row {i} has {x!r} ({type(x).__name__}).")
+                what = bad_number(row[j])
+                if what is not None:
+                    name = cols[j] if cols else (self.columns[j] if self.columns else f"#{j}")
+                    raise ClientError(f"Column {name!r} expects {what[0]}; row {i} has {what[1]}.")
 
     def _frame(self, cols: list[str] | None, rows: list[Any]) -> Any:
         import pandas as pd
@@ -293,28 +312,48 @@ class LoadedVersion:
             for c, kind in zip(self.columns, self.kinds):
                 s = df[c]
                 if kind == "number" and s.dtype.kind not in "biuf":
-                    bad = next(
-                        (
-                            x
-                            for x in s
-                            if x is not None and not (isinstance(x, (int, float)) and not isinstance(x, bool))
-                        ),
-                        None,
-                    )
-                    if bad is not None:
-                        raise ClientError(f"Column {c!r} expects numbers; got {bad!r} ({type(bad).__name__}).")
+                    for i, x in enumerate(s):
+                        what = bad_number(x, allow_bool=False)
+                        if what is not None:
+                            raise ClientError(f"Column {c!r} expects {what[0]}; row {i} has {what[1]}.")
                     df[c] = pd.to_numeric(s)
+                elif kind == "number" and s.dtype.kind == "f" and not s.map(math.isfinite).all():
+                    i = int((~s.map(math.isfinite)).to_numpy().nonzero()[0][0])
+                    raise ClientError(f"Column {c!r} expects finite numbers; row {i} has {show(s.iloc[i])}.")
                 elif kind == "string":
                     if s.dtype.kind in "OT":
                         bad = next((x for x in s if x is not None and not isinstance(x, str)), None)
                     else:
                         bad = None if s.dtype.kind in "SU" else _plain(s.iloc[0])
                     if bad is not None:
-                        raise ClientError(f"Column {c!r} expects strings; got {bad!r} ({type(bad).__name__}).")
+                        raise ClientError(f"Column {c!r} expects strings; got {show(bad)}.")
                 elif kind == "bool" and s.dtype.kind != "b":
                     bad = _plain(next((x for x in s if not isinstance(x, bool)), None))
-                    raise ClientError(f"Column {c!r} expects true/false; got {bad!r} ({type(bad).__name__}).")
+                    raise ClientError(f"Column {c!r} expects true/false; got {show(bad)}.")
         return df
+
+    def parse(self, body: bytes, yielding: bool = False) -> tuple[Any, int, Any]:
+        """``(model input, number of rows, params)`` from a request body (MLflow's scoring JSON).
+
+        ``yielding`` (for big bodies, in a worker thread) decodes with
+        :func:`~mlops_jupyter.gateway.decoding.loads_yielding`, which lets the event loop run.
+
+        Every problem of the body is a :class:`ClientError` (HTTP 400): not JSON, a value
+        that is not a finite number in the float range where a number is needed (naming
+        the column and row), a wrong structure.
+        """
+        try:
+            payload = loads_yielding(body) if yielding else json.loads(body)
+        except (ValueError, RecursionError) as exc:
+            raise ClientError(f"The request body is not valid JSON: {exc}.", "MALFORMED_JSON") from None
+        try:
+            return self.to_input(payload)
+        except ClientError:
+            raise
+        except (TypeError, ValueError, KeyError, IndexError, RecursionError, OverflowError) as exc:
+            raise ClientError(
+                f"The input could not be read as rows of the model's columns ({type(exc).__name__}: {exc})."
+            ) from None
 
     # -- prediction ----------------------------------------------------------------------
     def predict(self, x: Any, params: Any = None) -> Any:

@@ -105,7 +105,7 @@ class InProcessTarget:
         return {
             "running": True,
             "home": str(gw.home),
-            "pid": os.getpid(),
+            "pid": gw.supervisor_pid or os.getpid(),  # the gateway's (gateway.json's), not this worker's
             "url": info.get("url"),
             "port": info.get("port"),
             "host": info.get("host"),
@@ -117,8 +117,8 @@ class InProcessTarget:
     def stop(self) -> dict[str, Any]:
         gw = self.gw
         if gw.loop is not None and gw.stopping is not None and not gw.loop.is_closed():
-            gw.loop.call_soon_threadsafe(gw.stopping.set)
-        return {"stopped": True, "pid": os.getpid(), "home": str(gw.home)}
+            gw.loop.call_soon_threadsafe(gw.request_stop)  # the supervisor, which stops every worker
+        return {"stopped": True, "pid": gw.supervisor_pid or os.getpid(), "home": str(gw.home)}
 
     def __repr__(self) -> str:
         return f"<InProcessTarget home={str(self.gw.home)!r}>"

@@ -112,7 +112,12 @@ def test_the_gateway_fires_on_drift_posts_a_webhook_and_rolls_back_to_v1(served)
 
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # nobody calls check_drift: the gateway evaluates
-            if p.deployment.get_deployment("iris", "production")["traffic"] == {"1.0.0": 100} and received:
+            # the record changes first; the event is marked delivered once every worker serves it
+            events = p.monitoring.alerts("iris")
+            # actions are delivered off the evaluating thread (issue 16): wait for both records
+            delivered = {e["alert_id"] for e in events if e["delivered"]} >= {rollback["alert_id"], webhook["alert_id"]}
+            rolled_back = p.deployment.get_deployment("iris", "production")["traffic"] == {"1.0.0": 100}
+            if rolled_back and received and delivered:
                 break
             time.sleep(0.2)
         assert p.deployment.get_deployment("iris", "production")["traffic"] == {"1.0.0": 100}
@@ -125,7 +130,9 @@ def test_the_gateway_fires_on_drift_posts_a_webhook_and_rolls_back_to_v1(served)
         assert fired["action_result"]["environment"] == "production"
         assert len(received) == 1 and received[0]["alert_id"] == webhook["alert_id"]
         assert received[0]["state"] == "firing" and received[0]["values"]["prediction_count"] >= 1000
-        assert history[webhook["alert_id"]]["action_result"] == {"ok": True, "status": 204}
+        hook_result = history[webhook["alert_id"]]["action_result"]
+        assert (hook_result["ok"], hook_result["status"], len(hook_result["attempts"])) == (True, 204, 1)
+        assert received[0]["idempotency_key"] == hook_result["idempotency_key"]
 
         time.sleep(1.0)  # more passes: still firing, the rollback is not repeated
         assert p.deployment.get_deployment("iris", "production")["traffic"] == {"1.0.0": 100}
@@ -148,7 +155,10 @@ def test_the_gateway_fires_on_drift_posts_a_webhook_and_rolls_back_to_v1(served)
         wait_state("pending")  # holds again, but within the cooldown
         changes = p.monitoring.evaluate_alerts("iris", now=time.time() + 3600)  # past the 5-minute cooldown
         [again] = [c for c in changes if c["alert_id"] == rollback["alert_id"]]
-        assert again["transitions"] == ["fire"] and "not rolling forward" in again["action_result"]["skipped"]
+        assert again["transitions"] == ["fire"] and again["delivery"] == "queued"  # runs off-thread (issue 16)
+        assert p.monitoring.wait_for_alert_actions() == 0
+        [event] = [e for e in p.monitoring.alerts("iris") if e["event_id"] == again["event_id"]]
+        assert "not rolling forward" in event["action_result"]["skipped"]
         assert p.deployment.get_deployment("iris", "production")["traffic"] == {"1.0.0": 100}
     finally:
         server.shutdown()

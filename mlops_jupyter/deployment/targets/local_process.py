@@ -2,7 +2,9 @@
 
 The gateway runs detached (its own session, so it outlives the kernel or shell that
 started it), logs to ``{home}/gateway.log`` and writes ``{home}/gateway.json`` (pid,
-port, URL, instance id) once it serves. ``{home}/gateway.lock`` is held (flock) by the
+port, URL, instance id) once it serves. Its pid is the supervisor's, which runs the
+serving worker processes (``workers``, default ``$MLOPS_GATEWAY_WORKERS`` or one per
+core) and stops them when it stops. ``{home}/gateway.lock`` is held (flock) by the
 running gateway, which tells "running" from "a stale gateway.json" without trusting pids.
 
 Example:
@@ -81,13 +83,18 @@ def _is_gateway_pid(pid: int) -> bool:
         return _pid_alive(pid)
 
 
-def _health(info: dict[str, Any], timeout: float = 2.0) -> dict[str, Any] | None:
+def _health(info: dict[str, Any], home: Path, timeout: float = 2.0) -> dict[str, Any] | None:
+    """The gateway's ``/health`` with the details (asked with the admin token), or None
+    when it does not answer or is another instance."""
     import http.client
 
+    from mlops_jupyter.deployment import tokens as auth
+
     try:
+        headers = {"Authorization": f"Bearer {auth.admin_token(home)}"}
         conn = http.client.HTTPConnection(connect_host(info.get("host")), int(info["port"]), timeout=timeout)
         try:
-            conn.request("GET", "/health")
+            conn.request("GET", "/health", headers=headers)
             resp = conn.getresponse()
             data = resp.read()
         finally:
@@ -115,7 +122,7 @@ def gateway_status(home: str | os.PathLike[str]) -> dict[str, Any]:
     info = read_info(home)
     out: dict[str, Any] = {"running": False, "home": str(home)}
     if info and _pid_alive(int(info.get("pid", 0))):
-        h = _health(info)
+        h = _health(info, home)
         if h is not None:
             out.update(
                 running=True,
@@ -147,7 +154,11 @@ def _log_tail(home: Path, n: int = 20) -> str:
 
 
 def ensure_gateway(
-    home: str | os.PathLike[str], host: str = DEFAULT_HOST, port: int | None = None, timeout: float = START_TIMEOUT
+    home: str | os.PathLike[str],
+    host: str = DEFAULT_HOST,
+    port: int | None = None,
+    timeout: float = START_TIMEOUT,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Return the running gateway of ``home``, starting one (detached) if there is none.
 
@@ -156,6 +167,8 @@ def ensure_gateway(
         host: address to bind when starting (default 127.0.0.1).
         port: port to bind when starting (default: the last one if free, else any).
         timeout: seconds to wait for it to answer.
+        workers: serving worker processes when starting (default ``$MLOPS_GATEWAY_WORKERS``,
+            else one per core).
 
     Returns:
         The gateway's info (``pid``, ``host``, ``port``, ``url``, ``instance``, ``home``).
@@ -173,7 +186,7 @@ def ensure_gateway(
     proc: subprocess.Popen | None = None
     while True:
         info = read_info(home)
-        if info and _pid_alive(int(info.get("pid", 0))) and _health(info) is not None:
+        if info and _pid_alive(int(info.get("pid", 0))) and _health(info, home) is not None:
             return info
         if proc is not None and proc.poll() is not None:
             if proc.returncode != EXIT_ALREADY_RUNNING:
@@ -186,6 +199,8 @@ def ensure_gateway(
             cmd = [sys.executable, "-m", "mlops_jupyter.gateway", "--foreground", "--home", str(home), "--host", host]
             if port:
                 cmd += ["--port", str(int(port))]
+            if workers:
+                cmd += ["--workers", str(int(workers))]
             env = dict(os.environ, PYTHONUNBUFFERED="1")
             with open(gateway_log_path(home), "ab") as logf:
                 proc = subprocess.Popen(
