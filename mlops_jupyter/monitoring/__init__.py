@@ -18,14 +18,17 @@ write what it has buffered (:mod:`~mlops_jupyter.monitoring.sync`).
   predictions logged for the model; ``reference_source`` says which.
 - **Drift** (:mod:`~mlops_jupyter.monitoring.drift_check` over the pure statistics of
   :mod:`~mlops_jupyter.monitoring.drift`): per feature, Kolmogorov-Smirnov and PSI for
-  numbers, chi-square and Jensen-Shannon for categories; ``drift_score`` is the largest
-  feature score and ``drift_detected = drift_score > threshold``. When there is nothing to
+  numbers, chi-square and Jensen-Shannon for categories; a feature drifted when its test is
+  significant after Benjamini-Hochberg correction and its bias-corrected effect is above the
+  threshold (``decision`` in the result); fewer rows than ``$MLOPS_DRIFT_MIN_ROWS`` give
+  ``status: "low_sample"``. When there is nothing to
   compare the result says why (``status``, ``reason``) rather than raising; bad arguments
   raise typed errors.
 - **Performance** (:mod:`~mlops_jupyter.monitoring.performance`): average, p50, p95 and p99
   latency, success and error rates, counts, overall and per version.
 - **Alerts** (:mod:`mlops_jupyter.monitoring.alerts`): rules in a safe grammar, evaluated on
-  each ``check_drift``, by ``evaluate_alerts`` and by the gateway as traffic arrives.
+  ``evaluate_alerts`` and by the gateway as traffic arrives (``check_drift`` only reads);
+  actions run on their own threads with a timeout, retries and an idempotency key.
 
 :class:`ModelMonitoring` (:mod:`~mlops_jupyter.monitoring.facade`) is the one object users
 hold; it is imported on first use, so importing this package stays cheap.

@@ -4,15 +4,23 @@ Per feature, by :func:`mlops_jupyter.monitoring.drift.compare`: the Kolmogorov-S
 and PSI for numeric features, the chi-square test and the Jensen-Shannon distance for
 categorical ones. A column is categorical when its reference dtype is text, bool or
 category, or when it holds whole numbers with at most 10 distinct values; other numbers are
-numeric. A feature's score is its PSI (numeric) or JS distance (categorical);
-``drift_score`` is the largest feature score and ``drift_detected = drift_score >
-threshold`` (0.1 means a moderate shift on both scales). The reference is chosen as
+numeric. A feature drifted when its test is significant after Benjamini-Hochberg correction
+over the features (adjusted p < ``$MLOPS_DRIFT_ALPHA``, 0.05) and its bias-corrected effect
+(PSI or JS distance) is above the threshold; ``drift_score`` is the largest effect of a
+significant feature and ``drift_detected = drift_score > threshold`` (the result's
+``decision`` states the rule; :mod:`~mlops_jupyter.monitoring.drift.decision` explains it).
+A window with fewer rows than ``$MLOPS_DRIFT_MIN_ROWS`` (100) gives ``status:
+"low_sample"`` with ``rows_needed``, ``drift_score: None`` and never ``drift_detected:
+True``. The reference is chosen as
 :mod:`~mlops_jupyter.monitoring.references` describes; performance comes from
 :mod:`~mlops_jupyter.monitoring.performance` over the same window.
 
 When there is nothing to compare, the result says why instead of raising:
 ``drift_detected: False`` and ``drift_score: None`` with a ``status`` (``no_data``,
-``no_features``, ``no_reference`` or ``not_comparable``; ``ok`` when compared) and a
+``no_features``, ``no_reference``, ``not_comparable`` or ``unknown_model`` (a model id with
+no prediction and no reference: the reason lists the tenant's models, so a typo shows);
+``low_sample`` when compared on too
+few rows; ``ok`` when compared) and a
 ``reason`` that says what to do. Failed requests that carry no feature at all are
 left out of the comparison (they still count in the performance).
 """
@@ -90,7 +98,11 @@ def check(scope: Scope, model_id: str, args: CheckArgs, now: float, need_drift: 
         without ``alerts``.
     """
     from mlops_jupyter.errors import EmptyWindowError
+    from mlops_jupyter.monitoring import limits
     from mlops_jupyter.monitoring.drift import METHOD, compare
+    from mlops_jupyter.monitoring.drift.decision import decision_text
+
+    alpha, min_rows = limits.drift_alpha(), limits.drift_min_rows()
 
     threshold, win, version = args
     df = read_window(
@@ -102,6 +114,8 @@ def check(scope: Scope, model_id: str, args: CheckArgs, now: float, need_drift: 
         "performance_metrics": performance_metrics(df),
         "features": {},
         "method": METHOD,
+        "decision": decision_text(threshold, alpha),
+        "rows_needed": 0,
         "n_reference": 0,
         "n_current": 0,
         "threshold": threshold,
@@ -125,6 +139,15 @@ def check(scope: Scope, model_id: str, args: CheckArgs, now: float, need_drift: 
         result["status"], result["reason"] = status, reason
         return result
 
+    if len(df) == 0 and not model_known(scope, model_id):
+        models = known_models(scope)
+        return give_up(
+            "unknown_model",
+            f"Model {model_id!r} is not known to tenant {scope.tenant!r}: no prediction was ever logged "
+            "for it and no reference set. "
+            + (f"The tenant's models: {', '.join(map(repr, models))}." if models else "The tenant has no models yet.")
+            + " Check the spelling, or log predictions with track_prediction().",
+        )
     if len(df) == 0:
         where = f" of version {version!r}" if version else ""
         return give_up(
@@ -173,7 +196,7 @@ def check(scope: Scope, model_id: str, args: CheckArgs, now: float, need_drift: 
     result["n_current"] = len(current)
     result["n_reference"] = len(reference)
     try:
-        cmp = compare(reference, current, threshold)
+        cmp = compare(reference, current, threshold, alpha=alpha, min_rows=min_rows)
     except EmptyWindowError as exc:
         return give_up("not_comparable", exc.detail)
     for key in (
@@ -185,9 +208,32 @@ def check(scope: Scope, model_id: str, args: CheckArgs, now: float, need_drift: 
         "warnings",
         "n_reference",
         "n_current",
+        "status",
+        "reason",
+        "rows_needed",
     ):
         result[key] = cmp[key]
     return result
+
+
+def model_known(scope: Scope, model_id: str) -> bool:
+    """Whether the tenant has logged predictions or set a reference for ``model_id``."""
+    from mlops_jupyter.config.settings import references_dir
+
+    return (scope.predlog.root / scope.tenant / model_id).is_dir() or references_dir(
+        scope.references.home, scope.tenant, model_id
+    ).is_dir()
+
+
+def known_models(scope: Scope) -> list[str]:
+    """The tenant's models: those with logged predictions or a reference, sorted."""
+    from mlops_jupyter.config.settings import references_dir
+
+    names: set[str] = set()
+    for folder in (scope.predlog.root / scope.tenant, references_dir(scope.references.home, scope.tenant, "x").parent):
+        if folder.is_dir():
+            names.update(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted(names)
 
 
 def window_data(scope: Scope, model_id: str, win: Window, version: str | None, now: float) -> tuple[Any, Any]:

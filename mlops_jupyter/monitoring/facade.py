@@ -262,13 +262,15 @@ class ModelMonitoring:
     ) -> dict[str, Any]:
         """Compare the recent window of a model's predictions with its reference.
 
-        Also evaluates the model's alert rules on the values computed here (when
-        ``version`` is None: a version's numbers do not describe the model).
+        Only reads: alert rules are evaluated by :meth:`evaluate_alerts` and by the scheduler
+        (the gateway's alert pass, or this process' :meth:`start_alert_evaluator`), never as
+        a side effect of a check.
 
         Args:
             model_id: the model's id.
-            threshold: drift when the largest feature score is above it (PSI / Jensen-Shannon
-                distance scale; 0.1 = a moderate shift).
+            threshold: a feature drifted when its test is significant after Benjamini-Hochberg
+                correction and its bias-corrected effect is above this (PSI / Jensen-Shannon
+                distance scale; 0.1 = a moderate shift); the result's ``decision`` states it.
             window: None (last 1 000 predictions), an int N (last N) or a span like ``"1h"``.
             version: only the predictions of this version, against its reference.
 
@@ -281,9 +283,10 @@ class ModelMonitoring:
             ``drifted_features``, ``method``, ``n_reference``, ``n_current``, ``threshold``,
             ``reference_source`` (``set_reference``, ``version`` or ``first_predictions``),
             ``reference_version``, ``window`` (its type, size or span, start and end),
-            ``status`` (``ok`` or why nothing was compared) and ``reason``, ``skipped``,
+            ``status`` (``ok``, ``low_sample`` with ``rows_needed``, or why nothing was
+            compared, e.g. ``unknown_model``) and ``reason``, ``decision``, ``skipped``,
             ``warnings``, ``environment`` (of the latest prediction), ``alerts`` (the
-            model's rules after evaluation) and ``checked_at``.
+            model's rules, as stored) and ``checked_at``.
 
         Raises:
             InvalidNameError: bad model id.
@@ -296,14 +299,7 @@ class ModelMonitoring:
             >>> r["drift_detected"], r["drift_score"], list(r["features"])[:2]
             (True, 0.31, ['response_hours', 'channel'])
         """
-        now = self._now()
-        result = self._check(model_id, threshold, window, version, now)
-        if version is None:
-            rules = self.store.list_alert_rules(self.tenant, model_id)
-            engine.apply_rules(
-                self.store, self.tenant, model_id, rules, result, now, deployment=lambda: self.deployment
-            )
-            engine.deliver_held(self.store, self.tenant)
+        result = self._check(model_id, threshold, window, version, self._now())
         result["alerts"] = engine.list_rules(self.store, self.tenant, model_id)
         return result
 
@@ -470,6 +466,18 @@ class ModelMonitoring:
         """
         return engine.register(self.store, self.tenant, name, fn)
 
+    def wait_for_alert_actions(self, timeout: float = 60.0) -> int:
+        """Wait until the alert actions this process is delivering have finished (each runs on
+        its own thread, with a timeout and retries); returns how many are still running.
+
+        Example:
+            >>> monitoring.evaluate_alerts("ticket_classifier"); monitoring.wait_for_alert_actions()
+            0
+        """
+        from mlops_jupyter.monitoring.alerts import delivery
+
+        return delivery.wait(timeout)
+
     def evaluate_alerts(self, model_id: str | None = None, now: Any = None) -> list[dict[str, Any]]:
         """Evaluate the alert rules (of one model, or all of the tenant's) now.
 
@@ -483,7 +491,9 @@ class ModelMonitoring:
         Returns:
             The rules whose state changed: ``alert_id``, ``model_id``, ``condition``,
             ``transitions`` (``pending``, ``fire``, ``cancel``, ``resolve``), ``state``,
-            ``event_id`` and, when it fired, ``delivery`` and ``action_result``.
+            ``event_id`` and, when it fired, ``delivery`` (``queued``: the action runs on its
+            own thread, with a timeout and retries; :meth:`alerts` shows every attempt) and
+            ``action_result`` (its ``idempotency_key``).
 
         Example:
             >>> monitoring.evaluate_alerts("ticket_classifier")
@@ -500,6 +510,41 @@ class ModelMonitoring:
             check=lambda m, need_drift: self._check(m, DEFAULT_THRESHOLD, None, None, t, need_drift=need_drift),
             deployment=lambda: self.deployment,
         )
+
+    def start_alert_evaluator(self, interval: float | None = None) -> dict[str, Any]:
+        """Evaluate this tenant's alert rules in the background, every ``interval`` seconds.
+
+        For predictions tracked here (the gateway evaluates the models it serves): a daemon
+        thread runs :meth:`evaluate_alerts` for every rule until :meth:`stop_alert_evaluator`
+        or the end of the process. Starting it again replaces the running one.
+
+        Args:
+            interval: seconds between passes (default ``$MLOPS_ALERT_INTERVAL`` or 5).
+
+        Returns:
+            ``{"running": True, "interval": seconds}``.
+
+        Example:
+            >>> monitoring.start_alert_evaluator(interval=10)
+            {'running': True, 'interval': 10.0}
+        """
+        from mlops_jupyter.monitoring.alerts.background import BackgroundEvaluator
+        from mlops_jupyter.monitoring.alerts.scheduler import alert_interval
+
+        seconds = alert_interval() if interval is None else interval
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds < 86400:
+            raise ValidationError(f"Invalid interval {interval!r}.", value=interval, allowed="seconds, 0 < s < 86400")
+        self.stop_alert_evaluator()
+        self._evaluator = BackgroundEvaluator(self.evaluate_alerts, float(seconds)).start()
+        return {"running": True, "interval": float(seconds)}
+
+    def stop_alert_evaluator(self) -> dict[str, Any]:
+        """Stop the background evaluator (waits for the pass in progress); ``{"running": False}``."""
+        ev = getattr(self, "_evaluator", None)
+        if ev is not None:
+            ev.stop()
+            self._evaluator = None
+        return {"running": False}
 
     def __repr__(self) -> str:
         return f"<ModelMonitoring tenant={self.tenant!r} home={str(self.settings.home)!r}>"

@@ -1,10 +1,14 @@
 """Logging predictions made outside the gateway: validation and column conversions.
 
 :func:`track_prediction` appends one row to the prediction log's buffer (a few
-microseconds, no I/O); :func:`track_predictions` turns a table (a DataFrame, a list of dicts
-or a dict of columns) into one Arrow batch of the log's columns (millions of rows per
-second). The log writes buffered rows about once a second from a background thread, and at
-interpreter exit. Bad values raise :class:`~mlops_jupyter.errors.ValidationError` naming the
+microseconds) and to its write-ahead log (:mod:`~mlops_jupyter.monitoring.predlog.wal`; the
+process' shared log is opened with ``wal=True`` unless ``$MLOPS_PREDLOG_DURABLE=0``), so a row
+whose call returned survives a kill -9: the next process that reads or writes the log
+replays it. The price is one ``write(2)`` per call (about 4x slower single calls). :func:`track_predictions`
+turns a table (a DataFrame, a list of dicts or a dict of columns) into one Arrow batch of
+the log's columns (millions of rows per second) and, unless ``$MLOPS_PREDLOG_DURABLE=0``,
+writes it as a part before returning. The log writes buffered rows about once a second from a background
+thread, and at interpreter exit. Bad values raise :class:`~mlops_jupyter.errors.ValidationError` naming the
 first bad row.
 
 A table's columns ``prediction_time`` (seconds) and ``success`` are required;
@@ -42,7 +46,9 @@ def shared_prediction_log(home: str | Path) -> PredictionLog:
     with _PREDLOGS_LOCK:
         plog = _PREDLOGS.get(key)
         if plog is None or plog._closed:
-            plog = _PREDLOGS[key] = PredictionLog(key)
+            from mlops_jupyter.monitoring.limits import predlog_durable
+
+            plog = _PREDLOGS[key] = PredictionLog(key, wal=predlog_durable())  # track_prediction survives kill -9
         return plog
 
 
@@ -224,6 +230,10 @@ def track_predictions(
     if "prediction" in df.columns:
         cols["prediction"] = _arrow_column(df["prediction"])
     predlog.append_table(tenant, model_id, pa.table(cols))
+    from mlops_jupyter.monitoring.limits import predlog_durable
+
+    if predlog_durable():  # written before returning, so a batch whose call returned survives kill -9
+        predlog.flush()
     return n
 
 

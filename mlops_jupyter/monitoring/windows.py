@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import numbers
+import re
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -32,6 +33,10 @@ WINDOW_ALLOWED = (
     "None (the last 1000 predictions), an int N >= 1 (the last N), or a span such as '30s', "
     "'30m', '1h', '2d' (the predictions of that long before now)"
 )
+
+
+_SPAN_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
+_UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 class Window(NamedTuple):
@@ -60,9 +65,6 @@ def parse_window(window: Any) -> Window:
         >>> parse_window(None), parse_window("250").size
         (Window(kind='last', size=1000, seconds=None, spec=None), 250)
     """
-    from mlops_jupyter.errors import InvalidDurationError
-    from mlops_jupyter.monitoring.alerts.durations import parse_duration
-
     if window is None:
         return Window("last", DEFAULT_WINDOW, None, None)
     if isinstance(window, numbers.Integral) and not isinstance(window, bool):
@@ -77,11 +79,9 @@ def parse_window(window: Any) -> Window:
         text = window.strip()
         if text.isdigit():
             return parse_window(int(text))
-        try:
-            seconds = parse_duration(text)
-        except InvalidDurationError:
-            seconds = -1.0
-        if seconds > 0:
+        m = _SPAN_RE.fullmatch(text)
+        seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2)] if m else -1.0
+        if 0 < seconds < float("inf"):  # no 366-day cap: that limit is the alert grammar's
             return Window("span", None, seconds, window)
     raise InvalidWindowError(f"Invalid window {window!r}.", value=window, allowed=WINDOW_ALLOWED)
 

@@ -120,6 +120,26 @@ def orphans(directory: Path) -> Iterator[Orphan]:
         yield Orphan(token, sorted(directory.glob(f"{token}.*.journal")), fd)
 
 
+def orphans_peek(directory: Path) -> Iterator[str]:
+    """Yield the tokens of journals whose owner is gone, without keeping their locks (a
+    cheap test before opening a sink to replay them with :func:`orphans`)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return
+    for lock in sorted(directory.glob("*.lock")):
+        try:
+            fd = os.open(lock, os.O_RDWR)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # owner alive
+        finally:
+            os.close(fd)
+        yield lock.name[: -len(".lock")]
+
+
 def release(directory: Path, orphan: Orphan) -> None:
     """Delete a replayed orphan's segments and lock file, and close its lock."""
     for p in orphan.segments:

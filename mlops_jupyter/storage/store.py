@@ -21,6 +21,7 @@ import getpass
 import logging
 import os
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import Callable
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 
 _STORES: dict[tuple[str, str], TrackingStore] = {}
 _STORES_LOCK = threading.Lock()
+_RECOVERY_CHECK_S = 1.0
+"""A reading process looks for journals of dead processes at most this often."""
 
 
 class CreatedRun(NamedTuple):
@@ -73,7 +76,7 @@ class TrackingStore:
         self._sink: Sink | None = None
         self._fast = False
         self._experiments: dict[str, _Experiment] = {}  # full name -> id, artifact location
-        self._recovered = False
+        self._recovered_at = -1e9  # monotonic time of the last recovery check of a reader
         self.user = _user()
 
     @classmethod
@@ -141,16 +144,8 @@ class TrackingStore:
         return self._writer
 
     def _make_writer(self) -> BatchWriter:
-        from mlops_jupyter.storage import mlflow_sql
-        from mlops_jupyter.storage.sinks import ClientSink
-
-        client = self.client
-        db = self.sqlite_db
-        if db is not None and mlflow_sql.bulk_schema_ok(db):
-            self._sink, self._fast = mlflow_sql.SqliteSink(db), True
-        else:
-            self._sink, self._fast = ClientSink(client), False
-        self._recover()
+        self._sink, self._fast = self._open_sink()
+        self._recover(self._sink)
         journal = journal_mod.Journal(layout.journal_dir(self.home))
         writer = BatchWriter(self._sink, journal)
         _register_exit(self)
@@ -161,16 +156,49 @@ class TrackingStore:
         j = self.writer.journal
         return j.token if j is not None else f"{os.getpid()}"
 
+    def _open_sink(self) -> tuple[Sink, bool]:
+        """The fastest sink this store allows, and whether it is the bulk sqlite one."""
+        from mlops_jupyter.storage import mlflow_sql
+        from mlops_jupyter.storage.sinks import ClientSink
+
+        client = self.client
+        db = self.sqlite_db
+        if db is not None and mlflow_sql.bulk_schema_ok(db):
+            return mlflow_sql.SqliteSink(db), True
+        return ClientSink(client), False
+
     # -- recovery ----------------------------------------------------------------------
-    def _recover(self) -> None:
+    def recover_for_read(self) -> None:
+        """Before a read in a process that has not written (so has no writer, which recovers
+        when it starts): replay the journals of dead processes and mark their runs KILLED, so
+        a process that only reads sees every point a killed one logged. Checked at most once
+        a second (a few ``flock`` calls when nothing is orphaned); the sink used is closed
+        again at once."""
+        if self._writer is not None:
+            return
+        now = time.monotonic()
+        if now - self._recovered_at < _RECOVERY_CHECK_S:
+            return
+        jdir = layout.journal_dir(self.home)
+        with self._lock:
+            self._recovered_at = now
+            if self._writer is not None or not any(True for _ in journal_mod.orphans_peek(jdir)):
+                return
+            sink, _fast = self._open_sink()
+            try:
+                self._recover(sink)
+            finally:
+                sink.close()
+
+    def _recover(self, sink: Sink) -> None:
         """Replay journals of dead processes and mark their open runs KILLED."""
         jdir = layout.journal_dir(self.home)
         for orphan in journal_mod.orphans(jdir):
             ops = list(journal_mod.read_segments(orphan.segments))
             try:
                 if ops:
-                    self._sink.write(ops)
-                killed = self._sink.mark_killed(orphan.token)
+                    sink.write(ops)
+                killed = sink.mark_killed(orphan.token)
             except Exception as exc:
                 log.warning("mlops_jupyter: could not recover journal %s yet: %s", orphan.token, exc)
                 os.close(orphan.lock_fd)
@@ -192,8 +220,8 @@ class TrackingStore:
         if exp is None:
             from mlflow.exceptions import MlflowException
 
-            location = None
-            if self.is_sqlite:
+            location = None  # a tracking server chooses (its proxied artifact store)
+            if not self.tracking_uri.startswith(("http://", "https://")):  # a DB: not MLflow's ./mlruns in the cwd
                 location = layout.tenant_artifact_root(self.home, tenancy.tenant).as_uri()
             try:
                 client.create_experiment(full, artifact_location=location, tags={TENANT_TAG: tenancy.tenant})
@@ -267,8 +295,12 @@ class TrackingStore:
         self.writer.submit({"k": "art", "id": "", "uri": artifact_uri, "file": artifact_file, "text": text})
 
     def flush(self, timeout: float | None = 120.0) -> None:
+        """Store what this process queued, before a read; a process that never wrote
+        recovers what dead processes journaled instead (:meth:`recover_for_read`)."""
         if self._writer is not None:
             self._writer.flush(timeout)
+        else:
+            self.recover_for_read()
 
     def log_artifact(self, artifact_uri: str, local_path: str, artifact_path: str | None = None) -> None:
         from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository

@@ -176,6 +176,7 @@ def test_for_keeps_an_alert_pending_then_it_fires_once_resolves_and_cooldown_hol
     assert mon.list_alert_rules("m")[0]["state"] == "pending"
     clock.advance(60)
     assert step() == [["fire"]]
+    assert mon.wait_for_alert_actions() == 0
     [event] = mon.alerts("m")
     assert event["state"] == "firing" and event["fired_at"] == "2027-01-15T08:02:00.000Z"
     assert event["started_at"] == "2027-01-15T08:00:00.000Z"
@@ -215,31 +216,37 @@ def test_for_zero_fires_at_once_and_unknown_metrics_never_fire(mon):
     changes = {c["alert_id"]: c for c in mon.evaluate_alerts("empty")}
     assert quiet["alert_id"] not in changes and silent["alert_id"] not in changes  # no data: unknown
     assert changes[loud["alert_id"]]["transitions"] == ["pending", "fire"]
-    assert changes[loud["alert_id"]]["delivery"] == "delivered"
+    assert changes[loud["alert_id"]]["delivery"] == "queued"  # the action runs on its own thread
+    assert mon.wait_for_alert_actions() == 0
+    [event] = mon.alerts("empty")
+    assert event["delivery"] == "delivered" and [a["n"] for a in event["action_result"]["attempts"]] == [1]
 
 
-def test_check_drift_evaluates_the_models_rules_on_its_own_values(mon):
+def test_check_drift_only_reads_and_evaluate_alerts_uses_the_same_values(mon):
     rng = np.random.default_rng(0)
     mon.set_reference("d", pd.DataFrame({"x": rng.normal(size=2000)}))
     mon.track_predictions("d", pd.DataFrame({"prediction_time": 0.01, "success": True, "x": rng.normal(2, 1, 500)}))
     rule = mon.set_alert("d", "feature_score('x') > 0.5 and drift_score > 0.1", "log")
     result = mon.check_drift("d")
     [state] = [a["state"] for a in result["alerts"] if a["alert_id"] == rule["alert_id"]]
-    assert state == "firing"
+    assert state == "inactive" and mon.alerts("d") == []  # a check has no side effect
+    assert [c["state"] for c in mon.evaluate_alerts("d")] == ["firing"]
     [event] = mon.alerts("d")
-    assert event["values"]["feature_scores"]["x"] == pytest.approx(result["features"]["x"]["score"])
+    assert event["values"]["feature_scores"]["x"] == pytest.approx(result["features"]["x"]["effect"])
     assert event["values"]["drift_score"] == pytest.approx(result["drift_score"])
 
 
 # -- actions -----------------------------------------------------------------------------------
-def test_webhook_posts_the_alert_as_json_to_a_local_server(mon, hook):
+def test_webhook_posts_the_alert_as_json_to_a_local_server(mon, hook, monkeypatch):
+    monkeypatch.setenv("MLOPS_ALERT_ACTION_ATTEMPTS", "2")  # one retry (after 1 s) for the failing ones
     url, received = hook
     ok = mon.set_alert("w", "error_rate > 0.1", f"webhook:{url}/hook", severity="critical")
     bad = mon.set_alert("w", "error_rate > 0.2", f"webhook:{url}/fail")
     gone = mon.set_alert("w", "error_rate > 0.3", "webhook:http://127.0.0.1:9/nothing-listens")
     traffic(mon, "w", errors=0.5)
     mon.evaluate_alerts("w")
-    assert len(received) == 2
+    assert mon.wait_for_alert_actions() == 0
+    assert sorted(r["path"] for r in received) == ["/fail", "/fail", "/hook"]  # the 500 was retried once
     body = next(r for r in received if r["path"] == "/hook")
     assert body["ctype"] == "application/json"
     payload = body["json"]
@@ -247,8 +254,15 @@ def test_webhook_posts_the_alert_as_json_to_a_local_server(mon, hook):
     assert payload["condition"] == "error_rate > 0.1" and payload["severity"] == "critical"
     assert payload["values"]["error_rate"] == 0.5 and payload["tenant"] == "acme" and payload["model_id"] == "w"
     assert "error_rate > 0.1" in payload["message"]
+    assert payload["idempotency_key"] == f"{ok['alert_id']}@{payload['fired_at']}"
     history = {e["alert_id"]: e for e in mon.alerts("w")}
-    assert history[ok["alert_id"]]["action_result"] == {"ok": True, "status": 200}
+    result = history[ok["alert_id"]]["action_result"]
+    assert (result["ok"], result["status"], result["idempotency_key"]) == (True, 200, payload["idempotency_key"])
+    assert [(a["n"], a["ok"]) for a in result["attempts"]] == [(1, True)]
+    assert [(a["n"], a["status"]) for a in history[bad["alert_id"]]["action_result"]["attempts"]] == [
+        (1, 500),
+        (2, 500),
+    ]
     assert history[ok["alert_id"]]["delivered"] is True
     assert history[bad["alert_id"]]["action_result"]["status"] == 500
     assert history[bad["alert_id"]]["delivery"] == "failed"
@@ -260,6 +274,7 @@ def test_an_unknown_action_is_recorded_then_delivered_when_registered(mon, caplo
     traffic(mon, "u", errors=0.5)
     with caplog.at_level(logging.WARNING, logger="mlops_jupyter.alerts"):
         mon.evaluate_alerts("u")
+        assert mon.wait_for_alert_actions() == 0
     assert any("notify_team" in r.getMessage() and "undelivered" in r.getMessage() for r in caplog.records)
     [event] = mon.alerts("u")
     assert event["state"] == "firing" and event["delivery"] == "undelivered" and event["delivered"] is False
@@ -268,6 +283,7 @@ def test_an_unknown_action_is_recorded_then_delivered_when_registered(mon, caplo
     got: list[dict] = []
     out = mon.register_action("notify_team", lambda alert: got.append(alert) or "sent")
     assert out == {"action": "notify_team", "delivered": 1}
+    assert mon.wait_for_alert_actions() == 0
     assert [a["alert_id"] for a in got] == [rule["alert_id"]] and got[0]["values"]["error_rate"] == 0.5
     [event] = mon.alerts("u")
     assert event["delivered"] is True and event["action_result"]["returned"] == "sent"
@@ -275,15 +291,69 @@ def test_an_unknown_action_is_recorded_then_delivered_when_registered(mon, caplo
     assert mon.list_alert_rules("u")[0]["action_registered"] is True
 
 
-def test_a_registered_action_that_raises_is_recorded_as_failed(mon):
+def test_a_registered_action_that_raises_is_recorded_as_failed(mon, monkeypatch):
     def broken(alert):
         raise RuntimeError("chat service down")
 
+    monkeypatch.setenv("MLOPS_ALERT_ACTION_ATTEMPTS", "1")
     mon.register_action("pager", broken)
     mon.set_alert("p", "error_rate > 0.1", "pager")
     traffic(mon, "p", errors=1.0)
-    change = mon.evaluate_alerts("p")[0]
-    assert change["delivery"] == "failed" and "chat service down" in change["action_result"]["error"]
+    assert mon.evaluate_alerts("p")[0]["delivery"] == "queued"
+    assert mon.wait_for_alert_actions() == 0
+    [event] = mon.alerts("p")
+    assert event["delivery"] == "failed" and "chat service down" in event["action_result"]["error"]
+    assert event["action_result"]["attempts"][0]["error"] == "RuntimeError: chat service down"
+
+
+def test_a_slow_action_times_out_is_retried_and_delays_nothing_else(mon, monkeypatch):
+    import threading
+
+    release = threading.Event()
+    calls: list[str] = []
+
+    def slow(alert):
+        calls.append(alert["idempotency_key"])
+        if len(calls) == 1:
+            release.wait(30)  # the first attempt hangs until the test ends
+        return "ok"
+
+    monkeypatch.setenv("MLOPS_ALERT_ACTION_TIMEOUT", "0.3")
+    monkeypatch.setenv("MLOPS_ALERT_ACTION_ATTEMPTS", "3")
+    fast: list[str] = []
+    mon.register_action("slow_hook", slow)
+    mon.register_action("fast_hook", lambda alert: fast.append(alert["alert_id"]))
+    mon.set_alert("q", "error_rate > 0.1", "slow_hook")
+    quick = mon.set_alert("q", "error_rate > 0.2", "fast_hook")
+    traffic(mon, "q", errors=1.0)
+    mon.evaluate_alerts("q")  # returns before any action ran to its end
+    assert mon.wait_for_alert_actions() == 0
+    release.set()
+    assert fast == [quick["alert_id"]]
+    history = {e["action"]: e for e in mon.alerts("q")}
+    slow_event = history["slow_hook"]
+    assert slow_event["delivery"] == "delivered" and len(calls) == 2 and calls[0] == calls[1]  # same key
+    attempts = slow_event["action_result"]["attempts"]
+    assert [a["ok"] for a in attempts] == [False, True] and "timed out" in attempts[0]["error"]
+
+
+def test_a_delivery_left_by_a_dead_process_is_taken_over(mon, clock):
+    from mlops_jupyter.monitoring.alerts import delivery
+
+    got: list[dict] = []
+    mon.register_action("pager2", lambda alert: got.append(alert))
+    mon.set_alert("z", "error_rate > 0.1", "pager2")
+    traffic(mon, "z", errors=1.0)
+    mon.evaluate_alerts("z")
+    assert mon.wait_for_alert_actions() == 0
+    [event] = mon.alerts("z")
+    # as if the process died while delivering: queued, last touched long ago
+    mon.store.update_alert_event(event["event_id"], {"delivery": "queued", "updated_at": 1.0})
+    assert delivery.resume_stale(mon.store, mon.tenant, clock()) == 1
+    assert mon.wait_for_alert_actions() == 0
+    assert len(got) == 2 and got[0]["idempotency_key"] == got[1]["idempotency_key"]  # at least once, same key
+    [event] = mon.alerts("z")
+    assert event["delivered"] and [a["n"] for a in event["action_result"]["attempts"]] == [1, 2]
 
 
 def test_two_evaluators_racing_fire_an_alert_once(home, clock):
@@ -393,8 +463,9 @@ def test_the_scheduler_evaluates_through_monitor_for(home, clock):
     first = sched.run_once()
     assert first["evaluated"] == [("acme", "s")]
     assert [(c["alert_id"], c["state"], c["delivery"]) for c in first["changes"]] == [
-        (rule["alert_id"], "firing", "delivered")
+        (rule["alert_id"], "firing", "queued")
     ]
+    assert mon.wait_for_alert_actions() == 0 and mon.alerts("s")[0]["delivered"]
     traffic(mon, "s", errors=0.0)
     assert [c["transitions"] for c in sched.run_once()["changes"]] == [["resolve"]]
     assert sched.run_once() == {"evaluated": [], "changes": []} and sched.passes == 3  # no traffic, nothing pending
@@ -423,3 +494,22 @@ def test_the_alerts_package_never_imports_the_facade():
                 n.startswith("mlops_jupyter.monitoring.facade") or n == "mlops_jupyter.monitoring.ModelMonitoring"
                 for n in names
             ), (path.name, names)
+
+
+def test_a_notebooks_background_evaluator_fires_with_nobody_calling(home):
+    import threading
+
+    mon = create_model_monitoring(tenant_id="bg")
+    fired = threading.Event()
+    mon.register_action("ping", lambda alert: fired.set())
+    mon.set_alert("b", "error_rate > 0.1", "ping")
+    traffic(mon, "b", errors=1.0)
+    assert mon.start_alert_evaluator(interval=0.05) == {"running": True, "interval": 0.05}
+    try:
+        assert fired.wait(30)  # set by the action, run by a pass nobody called
+    finally:
+        assert mon.stop_alert_evaluator() == {"running": False}
+    assert mon.wait_for_alert_actions() == 0
+    assert mon.alerts("b")[0]["delivered"] is True
+    with pytest.raises(ValidationError, match="interval"):
+        mon.start_alert_evaluator(interval=0)

@@ -237,7 +237,8 @@ def test_one_sd_shift_in_one_of_ten_features_is_flagged_first(feature: str, seed
     assert next(iter(result["features"])) == feature
     assert result["drifted_features"] == [feature]
     entry = result["features"][feature]
-    assert entry["score"] == result["drift_score"] > 0.25
+    assert entry["effect"] == result["drift_score"] > 0.25
+    assert entry["effect"] == pytest.approx(entry["score"] - entry["score_bias"])
     assert entry["kind"] == "numeric" and entry["method"] == "ks+psi"
     assert entry["p_value"] < 1e-10
 
@@ -259,11 +260,12 @@ def test_result_shape_order_and_json() -> None:
         "drifted_features",
     }
     assert (result["n_reference"], result["n_current"], result["threshold"]) == (5000, 8000, 0.1)
-    scores = [e["score"] for e in result["features"].values()]
-    assert scores == sorted(scores, reverse=True)
-    assert result["drift_score"] == scores[0]
+    effects = [e["effect"] for e in result["features"].values()]
+    assert effects == sorted(effects, reverse=True)
+    assert result["drift_score"] == max(e["effect"] for e in result["features"].values() if e["significant"])
+    assert result["status"] == "ok" and "Benjamini-Hochberg" in result["decision"]
     for name, e in result["features"].items():
-        assert e["drifted"] == (e["score"] > 0.1)
+        assert e["drifted"] == (e["significant"] and e["effect"] > 0.1)
         assert (e["n_reference"], e["n_current"]) == (5000, 8000)
         assert e["missing_reference"] == e["missing_current"] == 0.0
         if name in ("category", "channel"):
@@ -459,7 +461,8 @@ def test_threshold_zero_and_features_argument() -> None:
     ref, cur = _frame(2000, rng), _frame(2000, rng)
     result = drift.compare(ref, cur, threshold=0.0, features=["x0", "category", "nope"])
     assert list(result["skipped"]) == ["nope"] and set(result["features"]) == {"x0", "category"}
-    assert result["drift_detected"] is True  # any nonzero score exceeds 0
+    # threshold 0: any significant feature drifts; identical distributions stay clean
+    assert result["drift_detected"] is False and result["drift_score"] == 0.0
     with pytest.raises(ValidationError):
         drift.compare(ref, cur, features="x0")  # type: ignore[arg-type]
 
@@ -487,7 +490,7 @@ def test_the_package_keeps_the_old_module_surface() -> None:
     from mlops_jupyter.monitoring.drift import METHOD, _check_threshold, compare  # drift_check's
 
     assert compare is drift.comparison.compare and callable(compare)  # the function, not the module
-    assert METHOD.startswith("drift_score = max per-feature score") and _check_threshold(0) == 0.0
+    assert "Benjamini-Hochberg" in METHOD and _check_threshold(0) == 0.0
     assert set(drift.__all__) == {
         "CATEGORICAL",
         "MAX_DISCRETE_LEVELS",

@@ -97,7 +97,7 @@ def test_the_seeds_step_5_works_as_written(mon):
 
 def test_empty_model_gives_a_clear_result_not_a_crash(mon):
     result = mon.check_drift("never_seen")
-    assert result["status"] == "no_data" and "never_seen" in result["reason"]
+    assert result["status"] == "unknown_model" and "never_seen" in result["reason"]
     assert result["drift_detected"] is False and result["drift_score"] is None
     assert result["performance_metrics"]["prediction_count"] == 0
     assert result["performance_metrics"]["success_rate"] is None and result["n_current"] == 0
@@ -105,6 +105,22 @@ def test_empty_model_gives_a_clear_result_not_a_crash(mon):
     assert mon.timeseries("never_seen").empty
     ref, cur = mon.window_data("never_seen")
     assert ref.empty and cur.empty
+
+
+def test_a_typo_in_the_model_id_says_the_model_is_not_known_and_lists_the_models(mon):
+    mon.track_prediction("ticket_classifier", 0.01, True, {"x": 1.0})
+    mon.set_reference("churn", pd.DataFrame({"x": [1.0, 2.0]}))
+    r = mon.check_drift("ticket_clasifier")
+    assert r["status"] == "unknown_model" and r["drift_detected"] is False
+    assert "not known" in r["reason"] and "'churn', 'ticket_classifier'" in r["reason"]
+    assert "No predictions" not in r["reason"]
+    assert mon.check_drift("churn")["status"] == "no_data"  # known (a reference), just no traffic yet
+
+
+def test_a_window_longer_than_a_year_is_accepted(mon):
+    mon.track_prediction("old", 0.01, True, {"x": 1.0})
+    assert mon.check_drift("old", window="400d")["window"]["span"] == "400d"
+    assert mon.performance("old", window="1000d")["prediction_count"] == 1
 
 
 def test_predictions_without_features_report_no_features(mon):
@@ -150,7 +166,7 @@ def test_identical_distributions_are_not_flagged_and_a_one_sd_shift_ranks_first(
     moved = mon.check_drift("moved", window=10_000)
     assert moved["drift_detected"] is True and moved["drifted_features"] == ["x5"]
     assert next(iter(moved["features"])) == "x5"
-    assert moved["drift_score"] == moved["features"]["x5"]["score"] > 0.5
+    assert moved["drift_score"] == moved["features"]["x5"]["effect"] > 0.5
     assert moved["threshold"] == 0.1 and "PSI" in moved["method"]
 
 
@@ -171,12 +187,28 @@ def test_edge_columns_all_nan_unseen_categories_and_features_missing_from_the_re
     assert "empty" in r["skipped"] and any("'empty'" in w for w in r["warnings"])
 
 
-def test_a_single_row_is_compared_with_a_warning(mon):
+def test_a_single_row_is_low_sample_with_its_statistics(mon):
     mon.set_reference("one", frame(1000, seed=7))
-    mon.track_predictions("one", predictions(frame(1, seed=8)))
+    mon.track_predictions("one", predictions(frame(1, seed=8, shift={"x5": 5.0})))
     r = mon.check_drift("one")
-    assert r["status"] == "ok" and r["n_current"] == 1
+    assert r["status"] == "low_sample" and r["n_current"] == 1 and r["rows_needed"] == 99
+    assert r["drift_detected"] is False and r["drift_score"] is None and r["drifted_features"] == []
+    assert "at least 100" in r["reason"] and "x5" in r["features"]
     assert any("unreliable" in w for w in r["warnings"])
+
+
+def test_low_sample_minimum_is_a_setting_and_a_bad_value_is_named(mon, monkeypatch):
+    from mlops_jupyter.errors import InvalidSettingError
+
+    mon.set_reference("few", frame(1000, seed=7))
+    mon.track_predictions("few", predictions(frame(60, seed=8, shift={"x5": 3.0})))
+    assert mon.check_drift("few")["status"] == "low_sample"
+    monkeypatch.setenv("MLOPS_DRIFT_MIN_ROWS", "50")
+    r = mon.check_drift("few")
+    assert r["status"] == "ok" and r["drift_detected"] is True and r["drifted_features"] == ["x5"]
+    monkeypatch.setenv("MLOPS_DRIFT_MIN_ROWS", "many")
+    with pytest.raises(InvalidSettingError, match="MLOPS_DRIFT_MIN_ROWS"):
+        mon.check_drift("few")
 
 
 def test_no_shared_feature_is_not_comparable(mon):
@@ -361,9 +393,10 @@ def test_tracked_predictions_are_not_lost_when_the_process_exits(home):
 
 def test_compaction_merges_parts_and_readers_never_see_a_row_twice(tmp_path):
     log = PredictionLog(tmp_path, background=False)
+    start = int(time.time()) - 5000  # recent: older rows would fall to the retention policy
     for i in range(40):
         for j in range(25):
-            log.append_row("t", "m", 1_700_000_000 + i * 25 + j, "1.0.0", "", 0.01, True, {"x": float(i * 25 + j)})
+            log.append_row("t", "m", start + i * 25 + j, "1.0.0", "", 0.01, True, {"x": float(i * 25 + j)})
         log.flush()
     folder = tmp_path / "predictions" / "t" / "m"
     assert len(list(folder.glob("part-*.parquet"))) == 40
@@ -384,7 +417,7 @@ def test_compaction_merges_parts_and_readers_never_see_a_row_twice(tmp_path):
     finally:
         stop.set()
         th.join()
-    assert out == {"merged_files": 40, "written_files": 1, "rows": 1000}
+    assert out == {"merged_files": 40, "written_files": 1, "rows": 1000, "deleted_files": 0, "dropped_rows": 0}
     assert len(list(folder.glob("part-*.parquet"))) == 1
     assert seen and set(seen) == {1000}
     t = log.read_table("t", "m", last_n=10, columns=["feature.x"])

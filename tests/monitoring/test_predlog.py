@@ -278,13 +278,14 @@ def test_compaction_merges_small_parts_into_fewer_with_the_same_rows(tmp_path):
     before = log.read_table("t", "m", dictionary=False)
     assert len(parts(tmp_path)) == 30
     out = log.compact("t", "m", target_rows=300)
-    assert out == {"merged_files": 30, "written_files": 3, "rows": n}
+    assert out == {"merged_files": 30, "written_files": 3, "rows": n, "deleted_files": 0, "dropped_rows": 0}
     after = parts(tmp_path)
     assert len(after) == 3 and all("-c" in p.name for p in after)
     assert not list((tmp_path / "predictions" / "t" / "m").glob(".*.tmp"))
     assert log.read_table("t", "m", dictionary=False).equals(before)
-    assert log.compact("t", "m") == {"merged_files": 0, "written_files": 0, "rows": 0}  # nothing small enough
-    assert log.compact("t", "nothing") == {"merged_files": 0, "written_files": 0, "rows": 0}
+    nothing = {"merged_files": 0, "written_files": 0, "rows": 0, "deleted_files": 0, "dropped_rows": 0}
+    assert log.compact("t", "m") == nothing  # nothing small enough
+    assert log.compact("t", "nothing") == nothing
 
 
 def test_a_reader_compacts_first_when_there_are_too_many_parts(tmp_path):
@@ -335,7 +336,7 @@ def test_readers_during_compaction_see_every_row_exactly_once(tmp_path, monkeypa
         stop.set()
         for th in readers:
             th.join(WAIT)
-    assert out == {"merged_files": 40, "written_files": 1, "rows": n} and len(parts(tmp_path)) == 1
+    assert out["merged_files"] == 40 and out["written_files"] == 1 and out["rows"] == n and len(parts(tmp_path)) == 1
     assert paused and len(reads) >= 6
     assert set(reads) == {(n, n)}
 
@@ -483,3 +484,182 @@ def test_flush_returns_only_when_the_callers_rows_are_readable_under_load(tmp_pa
         th.join(WAIT * 3)
     log.close()
     assert short == []
+
+
+# -- the write-ahead log (gateway workers): torn records, replay, no duplicates, the spool ---------
+def _features(home: Path, tenant: str = "t", model: str = "m") -> list[int]:
+    return sorted(PredictionLog(home, background=False).read(tenant, model)["feature.i"].tolist())
+
+
+def _wal_files(home: Path) -> list[Path]:
+    return sorted((home / "predictions" / ".wal").glob("*"))
+
+
+def test_a_torn_last_record_is_dropped_and_the_records_before_it_kept():
+    from mlops_jupyter.monitoring.predlog.wal import decode_records, encode_record
+
+    recs = [encode_record("r", (T0 + i, "t", "m", "1", "", 0.0, True, {"i": i}, None, None)) for i in range(3)]
+    data = b"".join(recs)
+    assert [r[1][7]["i"] for r in decode_records(data)[0]] == [0, 1, 2]
+    for cut in (1, 7, len(recs[2]) - 1):  # inside the header, inside the payload, one byte short
+        got, torn = decode_records(data[:-cut])
+        assert [r[1][7]["i"] for r in got] == [0, 1] and torn == len(recs[2]) - cut
+    flipped = bytearray(data)
+    flipped[-2] ^= 0xFF  # a bad checksum on the last record
+    got, torn = decode_records(bytes(flipped))
+    assert len(got) == 2 and torn == len(recs[2])
+
+
+def test_a_writer_killed_with_sigkill_loses_nothing_and_its_torn_tail_is_dropped(tmp_path):
+    """A real process appends 500 rows with the WAL on (no flush), writes half a record and is
+    SIGKILLed; the next reader folds its segment into the log: 500 rows, each once."""
+    proc = run_python(
+        f"""
+        import os, signal
+        from mlops_jupyter.monitoring.predlog import PredictionLog
+        log = PredictionLog({str(tmp_path)!r}, background=False, wal=True)
+        for i in range(500):
+            log.append_row("t", "m", {T0} + i, "1", "", 0.0, True, {{"i": i}})
+        os.write(log._segment.fd, b"\\x40\\x00\\x00\\x00garbage")  # a torn record, as a kill mid-write leaves
+        os.kill(os.getpid(), signal.SIGKILL)
+        """,
+        tmp_path,
+    )
+    proc.communicate(timeout=WAIT)
+    assert proc.returncode == -9 and not parts(tmp_path)
+    assert len(_wal_files(tmp_path)) == 1
+    assert _features(tmp_path) == list(range(500))
+    assert _wal_files(tmp_path) == [] and _features(tmp_path) == list(range(500))  # replayed once
+
+
+@pytest.mark.parametrize("renamed", [0, 1, 2])
+def test_a_flush_killed_between_its_steps_is_completed_once_by_the_replay(tmp_path, renamed):
+    """The writer dies after its parts are written (temporary names) and after ``renamed`` of
+    the two renames (0: before the commit marker): the replay publishes each row once."""
+    from mlops_jupyter.monitoring.predlog.wal import publish, write_marker
+
+    log = PredictionLog(tmp_path, background=False, wal=True)
+    for i in range(10):
+        log.append_row("t", "m" if i % 2 else "n", T0 + i, "1", "", 0.0, True, {"i": i})
+    seg = log._segment
+    with log._buf_lock:
+        rows, log._rows = log._rows, []
+    from mlops_jupyter.monitoring.predlog.buffer import _by_model
+
+    _, renames, _ = log._write_groups(_by_model([], rows, []), publish=False)
+    assert len(renames) == 2
+    if renamed:
+        write_marker(seg, renames)
+        publish(renames[:renamed])
+    seg.close()  # the process is gone: its lock with it
+    log._segment = None
+    assert _features(tmp_path, model="m") == [1, 3, 5, 7, 9]
+    assert _features(tmp_path, model="n") == [0, 2, 4, 6, 8]
+    assert _wal_files(tmp_path) == []
+
+
+def test_an_unwritable_log_spools_reports_and_writes_everything_once_writable(tmp_path, caplog):
+    """The log folder replaced by a file (unwritable, even for root): flushes keep the rows,
+    say why, log once; past the spool bound the oldest are dropped and counted; once the
+    folder is back every kept row is written once."""
+    log = PredictionLog(tmp_path, background=False, wal=True, max_buffered=50)
+    log.append_row("t", "m", T0, "1", "", 0.0, True, {"i": 0})
+    assert log.flush() == 1 and log.write_error is None
+    root = tmp_path / "predictions"
+    aside = tmp_path / "aside"
+    root.rename(aside)
+    root.write_text("not a folder")
+    with caplog.at_level(logging.WARNING, logger="mlops_jupyter.monitoring.predlog"):
+        for i in range(1, 41):
+            log.append_row("t", "m", T0 + i, "1", "", 0.0, True, {"i": i})
+            assert log.flush() == 0
+        assert log.write_error and "write-ahead log" in log.write_error and log.spooled == 40
+        for i in range(41, 61):
+            log.append_row("t", "m", T0 + i, "1", "", 0.0, True, {"i": i})
+    assert log.dropped == 10 and log.spooled == 50
+    assert caplog.text.count("prediction log degraded") == 1 and caplog.text.count("dropped 1 prediction") == 1
+    assert caplog.text.count("dropped") == 1  # once per interval, not once per row
+    root.unlink()
+    aside.rename(root)
+    assert log.flush() == 50 and log.write_error is None and log.spooled == 0
+    log.close()
+    assert _features(tmp_path) == [0, *range(11, 61)]
+    assert _wal_files(tmp_path) == []
+
+
+# -- tiers, retention, interrupted swaps ------------------------------------------------------------
+def test_compaction_merges_in_tiers(tmp_path):
+    log = PredictionLog(tmp_path, background=False)
+    k = 0
+    for _cycle in range(8):  # eight cycles, each: 8 small parts merged into one tier-1 part
+        for _ in range(8):
+            for _ in range(20):
+                log.append_row("t", "m", T0 + k, "1.0.0", "", 0.01, True, {"x": float(k)})
+                k += 1
+            log.flush()
+        log.compact("t", "m", small_rows=100, target_rows=1000)
+    # tier 0 (< 100 rows) merged into 160-row parts (tier 1); the next pass merges those eight
+    assert len(parts(tmp_path)) == 8
+    assert log.compact("t", "m", small_rows=100, target_rows=1000)["merged_files"] == 8
+    names = parts(tmp_path)
+    assert len(names) == 1 and log.row_count("t", "m") == k == 1280
+    assert log.read_table("t", "m", columns=["feature.x"])["feature.x"].to_pylist() == [float(i) for i in range(k)]
+
+
+def test_retention_drops_old_rows_and_keeps_the_newest_per_model(tmp_path, monkeypatch):
+    import time as _time
+
+    log = PredictionLog(tmp_path, background=False)
+    now = _time.time()
+    for day in range(10, 0, -1):  # one part per day, 10 days ago to 1 day ago, 100 rows each
+        for j in range(100):
+            log.append_row("t", "m", now - day * 86400 + j, "1.0.0", "", 0.01, True, {"d": float(day)})
+        log.flush()
+    monkeypatch.setenv("MLOPS_PREDLOG_MAX_AGE_DAYS", "5.5")
+    out = log.compact("t", "m")
+    assert (out["deleted_files"], out["dropped_rows"]) == (5, 500)
+    assert sorted(set(log.read_table("t", "m")["feature.d"].to_pylist())) == [1.0, 2.0, 3.0, 4.0, 5.0]
+    monkeypatch.setenv("MLOPS_PREDLOG_MAX_AGE_DAYS", "0")
+    monkeypatch.setenv("MLOPS_PREDLOG_MAX_ROWS", "250")
+    out = log.compact("t", "m")
+    assert out["dropped_rows"] == 250 and log.row_count("t", "m") == 250  # 2 parts deleted, 1 cut in half
+    assert log.read_table("t", "m", first_n=1)["feature.d"].to_pylist() == [3.0]
+
+
+def test_a_compaction_killed_mid_swap_never_shows_a_row_twice(tmp_path):
+    import json
+    import os
+
+    from mlops_jupyter.monitoring.predlog.parts import SWAP_INTENT, part_name, write_parquet
+
+    log = PredictionLog(tmp_path, background=False)
+    n = small_parts(log, 4)
+    folder = tmp_path / "predictions" / "t" / "m"
+    sources = parts(tmp_path)
+    # what a compactor killed after renaming its merged part in but before deleting the sources leaves
+    merged = log.read_table("t", "m", dictionary=False)
+    name = part_name(10**13, 1, merged=True)
+    write_parquet(merged, folder, name)
+    (folder / SWAP_INTENT).write_text(json.dumps({"merged": name, "sources": [p.name for p in sources]}))
+    assert log.read_table("t", "m").num_rows == n and log.row_count("t", "m") == n
+    log.compact("t", "m")  # finishes the swap
+    assert [p.name for p in parts(tmp_path)] == [name] and not (folder / SWAP_INTENT).exists()
+    # killed before the rename: the intent names a merged part that is not there; sources count
+    (folder / SWAP_INTENT).write_text(json.dumps({"merged": "part-gone.parquet", "sources": [name]}))
+    assert log.read_table("t", "m").num_rows == n
+    os.unlink(folder / SWAP_INTENT)
+
+
+def test_appends_after_close_are_written_and_version_filter_tolerates_parts_without_versions(tmp_path):
+    log = PredictionLog(tmp_path, background=True)
+    log.close()
+    log.append_row("t", "m", T0, "1.0.0", "", 0.01, True, {"x": 1.0})
+    log.append("t", "m", version="1.0.0", latency_s=0.01, success=True, features={"x": 2.0}, timestamp=T0 + 1)
+    assert PredictionLog(tmp_path, background=False).read_table("t", "m").num_rows == 2
+    # a part without a version column (an older writer): reading one version skips it
+    folder = tmp_path / "predictions" / "t" / "m"
+    pq.write_table(
+        pa.table({"timestamp": pa.array([10**15], pa.timestamp("us", tz="UTC"))}),
+        folder / "part-00000000000001-1-000001.parquet",
+    )
+    assert PredictionLog(tmp_path, background=False).read_table("t", "m", version="1.0.0").num_rows == 2

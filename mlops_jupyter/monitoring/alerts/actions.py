@@ -194,6 +194,8 @@ def alert_payload(event: Mapping[str, Any], tenant: str) -> dict[str, Any]:
 
 
 def _post_json(url: str, payload: Mapping[str, Any], timeout: float = WEBHOOK_TIMEOUT) -> dict[str, Any]:
+    """POST the alert; the ``Idempotency-Key`` header repeats the payload's key (a retry after
+    a lost answer carries the same key, so the receiver can drop the repeat)."""
     import urllib.error
     import urllib.request
 
@@ -202,7 +204,11 @@ def _post_json(url: str, payload: Mapping[str, Any], timeout: float = WEBHOOK_TI
         url,
         data=body,
         method="POST",
-        headers={"Content-Type": "application/json", "User-Agent": "mlops-jupyter-alerts"},
+        headers={
+            "Content-Type": "application/json",
+            "User-Agent": "mlops-jupyter-alerts",
+            **({"Idempotency-Key": str(payload["idempotency_key"])} if payload.get("idempotency_key") else {}),
+        },
     )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
@@ -223,14 +229,21 @@ def _jsonable(value: Any) -> Any:
         return repr(value)[:500]
 
 
-def deliver(action: str, payload: dict[str, Any], tenant: str, rollback: Rollback | None = None) -> Delivery:
-    """Run one action (``rollback`` runs the function given); never raises."""
+def deliver(
+    action: str,
+    payload: dict[str, Any],
+    tenant: str,
+    rollback: Rollback | None = None,
+    timeout: float = WEBHOOK_TIMEOUT,
+) -> Delivery:
+    """Run one action once (``rollback`` runs the function given); never raises. Retries and
+    the per-attempt time bound are :mod:`.delivery`'s."""
     try:
         if action == "log":
             log.warning("mlops_jupyter alert: %s", payload["message"])
             return Delivery("delivered", {"ok": True, "logged": payload["message"]})
         if action.startswith("webhook:"):
-            result = _post_json(action[len("webhook:") :], payload)
+            result = _post_json(action[len("webhook:") :], payload, timeout)
             return Delivery("delivered" if result["ok"] else "failed", result)
         if action == "rollback" or action.startswith("rollback:"):
             if rollback is None:

@@ -10,8 +10,10 @@ when a rule reads it), steps every rule through the pending/firing state machine
 rule turns pending, dropped if it clears before firing, resolved when a firing rule clears)
 and runs the action when a rule fires.
 
-Who evaluates: ``check_drift`` (on the values it computed), ``evaluate_alerts``, and the
-gateway (:class:`~mlops_jupyter.monitoring.alerts.scheduler.AlertScheduler`). State changes
+Who evaluates: ``evaluate_alerts`` and the gateway
+(:class:`~mlops_jupyter.monitoring.alerts.scheduler.AlertScheduler`); ``check_drift`` only
+reads. A fired rule's action is delivered off the evaluating thread, with a timeout,
+retries and at-least-once hand-over (:mod:`.delivery`). State changes
 are compare-and-set on the rule's revision in the store, so when a kernel and the gateway
 evaluate one rule at the same moment, one of them fires it and runs the action.
 
@@ -30,7 +32,7 @@ from typing import Any, NamedTuple
 
 from mlops_jupyter.config.times import iso_from_seconds
 from mlops_jupyter.errors import AlertNotFoundError, TenantAccessError, ValidationError
-from mlops_jupyter.monitoring.alerts import actions
+from mlops_jupyter.monitoring.alerts import actions, delivery
 from mlops_jupyter.monitoring.alerts.durations import parse_duration
 from mlops_jupyter.monitoring.alerts.grammar import Condition, parse_condition
 from mlops_jupyter.monitoring.alerts.lifecycle import step
@@ -67,7 +69,8 @@ def metrics(result: Mapping[str, Any]) -> Metrics:
         "p95_latency": perf["p95_latency"],
         "prediction_count": perf["prediction_count"],
     }
-    scores = {str(k): e["score"] for k, e in (result.get("features") or {}).items()}
+    # feature_score('x') reads the bias-corrected effect, the number the drift decision uses
+    scores = {str(k): e["effect"] for k, e in (result.get("features") or {}).items()}
     return Metrics(values, scores)
 
 
@@ -236,6 +239,9 @@ def evaluate(
         result = check(m, needs_drift(rules))
         changes += apply_rules(store, tenant, m, rules, result, now, deployment=deployment)
     deliver_held(store, tenant)
+    delivery.resume_stale(
+        store, tenant, time.time(), rollback=lambda m, env: rollback(deployment(), tenant, m, env, None)
+    )
     return changes
 
 
@@ -257,6 +263,7 @@ def apply_rules(
         ``action_result``. A rule that another process stepped first is left to it.
     """
     values, scores = metrics(result)
+    seen = result.get("environment")  # where the model served last: what ``rollback`` rolls back
     changes = []
     for rule in rules:
         cond = condition(rule["condition"])
@@ -307,32 +314,30 @@ def apply_rules(
         if "fire" in transitions and event_id is not None:
             store.update_alert_event(event_id, {"state": "firing", "fired_at": now, "values": shown})
             event = store.list_alert_events(tenant, alert_id=rule["alert_id"], limit=1)[0]
-            done = actions.deliver(
-                rule["action"],
-                actions.alert_payload(event, tenant),
+            queued = delivery.dispatch(
+                store,
                 tenant,
-                rollback=lambda m, env: rollback(deployment(), tenant, m, env, result.get("environment")),
+                event,
+                rollback=lambda m, env: rollback(deployment(), tenant, m, env, seen),
             )
-            store.update_alert_event(event_id, {"delivery": done.status, "action_result": done.result})
-            change.update(delivery=done.status, action_result=done.result)
+            change.update(delivery="queued", action_result=queued)
         changes.append(change)
     return changes
 
 
 def deliver_held(store: Any, tenant: str, name: str | None = None) -> int:
-    """Deliver undelivered alerts whose action now has a callable in this process."""
+    """Queue the undelivered alerts whose action now has a callable in this process (each is
+    delivered on its own thread, :mod:`.delivery`); returns how many were queued."""
     delivered = 0
     for e in store.list_alert_events(tenant, delivery="undelivered"):
         if name is not None and e["action"] != name:
             continue
         if actions.registered_action(tenant, e["action"]) is None:
             continue
-        if not store.update_alert_event(e["event_id"], {"delivery": "delivering"}, expect={"delivery": "undelivered"}):
+        if not store.update_alert_event(e["event_id"], {"delivery": "queued"}, expect={"delivery": "undelivered"}):
             continue  # another process is delivering it
-        done = actions.deliver(e["action"], actions.alert_payload(e, tenant), tenant)
-        result = {**done.result, "held_since": iso_from_seconds(e.get("fired_at"))}
-        store.update_alert_event(e["event_id"], {"delivery": done.status, "action_result": result})
-        delivered += done.status == "delivered"
+        delivery.dispatch(store, tenant, e, held_since=iso_from_seconds(e.get("fired_at")))
+        delivered += 1
     return delivered
 
 

@@ -29,10 +29,13 @@ Score scales (natural log for PSI, base 2 for JS):
   corresponds to a PSI of about 0.06, so both scores read on one scale:
   ``threshold=0.1`` means "a moderate shift".
 
-``drift_score`` is the largest per-feature score; ``drift_detected = drift_score >
-threshold``; a feature is ``drifted`` when its own score is above the threshold. The
-p-values are reported but not used for the decision: with a million rows, every
-negligible difference is "significant", while PSI and JS measure how large it is.
+The decision (:mod:`.decision`): a feature is ``drifted`` when its test's p-value, adjusted
+with Benjamini-Hochberg over the features compared, is below ``alpha`` (0.05) **and** its
+``effect``, the score minus its no-drift expectation (small-sample bias), is above the
+threshold. ``drift_score`` is the largest effect of a significant feature and
+``drift_detected = drift_score > threshold``. Significance keeps noise in small windows from
+being called drift (30 features at 50 rows); the effect keeps a negligible but
+"significant" change in a million rows from it.
 
 Missing values: NaN/None (and, for numeric features, +-inf) are dropped per feature and
 counted (``missing_reference`` / ``missing_current`` fractions). Categories of the current
@@ -58,7 +61,8 @@ The modules, each with its maths, its scipy parity and its speed written down at
   (:func:`chi_square`, :func:`jensen_shannon`);
 * :mod:`.kinds`: which way a column is compared (:func:`feature_kind`);
 * :mod:`.comparison`: :func:`compare`, one feature at a time (in threads on large frames),
-  and the result with its decision rule, skipped features and warnings;
+  and the result with its skipped features and warnings;
+* :mod:`.decision`: the decision rule (Benjamini-Hochberg, bias-corrected effects);
 * :mod:`._common`: :class:`StatResult` and the input checks every statistic shares.
 
 Example:

@@ -5,11 +5,13 @@ feature's kind on the reference (:mod:`.kinds`), compares numeric features with 
 test and the PSI (:mod:`.numeric`) and categorical ones with the chi-square test and the
 Jensen-Shannon distance (:mod:`.categorical`), and assembles the result:
 
-* ``drift_score`` is the largest per-feature score (PSI or JS distance);
-  ``drift_detected = drift_score > threshold``; a feature is ``drifted`` when its own
-  score is above the threshold. The p-values are reported but not used for the decision:
-  with a million rows every negligible difference is "significant", while PSI and JS
-  measure how large it is.
+* The decision (:mod:`.decision`): a feature is ``drifted`` when its test is significant
+  after Benjamini-Hochberg correction over the features compared *and* its effect (the
+  score with its small-sample bias removed) is above the threshold; ``drift_score`` is the
+  largest effect of a significant feature and ``drift_detected = drift_score > threshold``.
+  The result states the rule with its numbers under ``decision``. Fewer current rows than
+  ``min_rows`` give ``status: "low_sample"``: the statistics are still reported, nothing is
+  called drifted and ``drift_score`` is None.
 * Missing values: NaN/None (and, for numeric features, +-inf) are dropped per feature and
   counted (``missing_reference`` / ``missing_current`` fractions). Categories of the
   current window that the reference never saw are pooled into one extra bin (reference
@@ -46,6 +48,7 @@ import pandas as pd
 from mlops_jupyter.errors import EmptyWindowError, ValidationError
 from mlops_jupyter.monitoring.drift._common import _finite
 from mlops_jupyter.monitoring.drift.categorical import chi_square, jensen_shannon
+from mlops_jupyter.monitoring.drift.decision import decide, decision_text
 from mlops_jupyter.monitoring.drift.kinds import (
     CATEGORICAL,
     MAX_DISCRETE_LEVELS,
@@ -60,7 +63,7 @@ from mlops_jupyter.monitoring.drift.numeric import (
     _ks,
     _NumericProfile,
     _profile,
-    _psi_from_counts,
+    _psi_and_bins,
 )
 
 __all__ = ["METHOD", "MIN_RELIABLE_N", "compare"]
@@ -70,11 +73,12 @@ MIN_RELIABLE_N = 30
 score is unreliable (it is still computed)."""
 
 METHOD = (
-    "drift_score = max per-feature score; numeric features: PSI on 10 reference-decile "
-    "bins (natural log), with the Kolmogorov-Smirnov test; categorical features: "
-    "Jensen-Shannon distance (base 2), with the chi-square test; drift when score > "
-    "threshold (p-values reported, not used)"
+    "numeric features: Kolmogorov-Smirnov test and PSI on 10 reference-decile bins (natural log); "
+    "categorical features: chi-square test and Jensen-Shannon distance (base 2); a feature drifted "
+    "when its Benjamini-Hochberg adjusted p-value < alpha and its bias-corrected effect > threshold; "
+    "drift_score = the largest effect of a significant feature"
 )
+DEFAULT_ALPHA = 0.05
 
 _UNSEEN_EXAMPLES = 5
 # Frames with at least this many cells (rows of both sides x features) are compared with one
@@ -122,9 +126,17 @@ def _check_threshold(threshold: Any) -> float:
     return float(threshold)
 
 
+def _check_alpha(alpha: Any) -> float:
+    real = (int, float, np.integer, np.floating)
+    if isinstance(alpha, bool) or not isinstance(alpha, real) or not 0 < alpha < 1:
+        raise ValidationError(f"Invalid alpha {alpha!r}.", value=alpha, allowed="a number between 0 and 1, e.g. 0.05")
+    return float(alpha)
+
+
 def _compare_numeric(ref: np.ndarray, cur: np.ndarray, p: _NumericProfile, bins: int) -> dict[str, Any]:
     le, lt = _counts_at(p.u, cur)
     stat = _ks(ref, cur, p, (le, lt))
+    score, n_bins = _psi_and_bins(p, le, cur.size, bins)
     return {
         "kind": NUMERIC,
         "method": "ks+psi",
@@ -132,7 +144,8 @@ def _compare_numeric(ref: np.ndarray, cur: np.ndarray, p: _NumericProfile, bins:
         "statistic": stat.statistic,
         "p_value": stat.p_value,
         "score_name": "psi",
-        "score": _psi_from_counts(p, le, cur.size, bins),
+        "score": score,
+        "bins": n_bins,
     }
 
 
@@ -164,6 +177,7 @@ def _compare_categorical(ref: pd.Series, cur: pd.Series) -> dict[str, Any]:
         "p_value": stat.p_value,
         "score_name": "jensen_shannon",
         "score": jensen_shannon(ref_counts, cur_counts),
+        "cells": int(ref_counts.size),
         "n_categories": int(ref_vc.size),
         "unseen_fraction": n_unseen / float(cur_vc.sum()),
         "unseen_examples": [str(v) for v in unseen.index[:_UNSEEN_EXAMPLES]],
@@ -258,7 +272,14 @@ def _compare_features(
 
 
 def compare(
-    reference: Any, current: Any, threshold: float = 0.1, *, features: Sequence[str] | None = None, bins: int = PSI_BINS
+    reference: Any,
+    current: Any,
+    threshold: float = 0.1,
+    *,
+    features: Sequence[str] | None = None,
+    bins: int = PSI_BINS,
+    alpha: float = DEFAULT_ALPHA,
+    min_rows: int = 0,
 ) -> dict[str, Any]:
     """Compare a current window with the reference, feature by feature.
 
@@ -268,19 +289,25 @@ def compare(
     Args:
         reference: the reference data (DataFrame, or a mapping of column to values).
         current: the current window, same columns (extra or missing ones are reported).
-        threshold: drift when a score is above it; PSI / JS-distance scale, default 0.1.
+        threshold: a significant feature drifted when its effect is above it; PSI /
+            JS-distance scale, default 0.1.
         features: the columns to compare (default: every column of either frame,
             reference order first).
         bins: number of reference-quantile bins of the PSI.
+        alpha: the false-discovery rate of the Benjamini-Hochberg correction.
+        min_rows: fewer current rows give ``status: "low_sample"`` (nothing drifted).
 
     Returns:
-        A dict with ``drift_detected`` (bool), ``drift_score`` (the largest feature
-        score), ``threshold``, ``method`` (the rule, in words), ``features`` (name ->
-        ``kind``, ``method``, ``test``, ``statistic``, ``p_value``, ``score_name``,
-        ``score``, ``drifted``, ``n_reference``, ``n_current`` (non-missing values),
+        A dict with ``drift_detected`` (bool), ``drift_score`` (the largest effect of a
+        significant feature; None when ``low_sample``), ``threshold``, ``alpha``,
+        ``method`` and ``decision`` (the rule, in words), ``status`` (``ok`` or
+        ``low_sample``) with ``reason`` and ``rows_needed``, ``features`` (name ->
+        ``kind``, ``method``, ``test``, ``statistic``, ``p_value``, ``p_adjusted``,
+        ``significant``, ``score_name``, ``score`` (raw), ``score_bias``, ``effect``,
+        ``drifted``, ``n_reference``, ``n_current`` (non-missing values),
         ``missing_reference``, ``missing_current`` (fractions of rows) and, for
         categorical features, ``n_categories``, ``unseen_fraction``, ``unseen_examples``;
-        ordered by score, highest first), ``drifted_features`` (names), ``n_reference``,
+        ordered by effect, highest first), ``drifted_features`` (names), ``n_reference``,
         ``n_current`` (rows), ``skipped`` (name -> reason) and ``warnings`` (strings).
 
     Raises:
@@ -298,6 +325,7 @@ def compare(
     """
     threshold = _check_threshold(threshold)
     bins = _check_bins(bins)
+    alpha = _check_alpha(alpha)
     ref_df = _as_frame(reference, "reference")
     cur_df = _as_frame(current, "current window")
     n_ref, n_cur = len(ref_df), len(cur_df)
@@ -335,7 +363,6 @@ def compare(
             if isinstance(entry, _Skip):
                 skipped[name], skip_side[name] = entry.reason, entry.side
                 continue
-            entry["drifted"] = bool(entry["score"] > threshold)
             results[name] = entry
 
     warnings = [f"feature {name!r} skipped: {reason}." for name, reason in skipped.items()]
@@ -354,13 +381,28 @@ def compare(
             value=list(skipped),
         )
 
-    ordered = dict(sorted(results.items(), key=lambda kv: -kv[1]["score"]))
-    drift_score = max(e["score"] for e in ordered.values())
+    drift_score: float | None = decide(results, threshold, alpha)
+    low = n_cur < min_rows
+    if low:
+        for e in results.values():
+            e["drifted"] = False
+        drift_score = None
+    ordered = dict(sorted(results.items(), key=lambda kv: (-kv[1]["effect"], kv[1]["p_value"])))
     return {
-        "drift_detected": bool(drift_score > threshold),
-        "drift_score": float(drift_score),
+        "drift_detected": bool(drift_score is not None and drift_score > threshold),
+        "drift_score": drift_score,
         "threshold": threshold,
+        "alpha": alpha,
         "method": METHOD,
+        "decision": decision_text(threshold, alpha),
+        "status": "low_sample" if low else "ok",
+        "reason": (
+            f"Only {n_cur} current rows; a verdict needs at least {min_rows} (MLOPS_DRIFT_MIN_ROWS), so "
+            "nothing is called drifted yet. The statistics are shown for information."
+            if low
+            else None
+        ),
+        "rows_needed": max(min_rows - n_cur, 0),
         "features": ordered,
         "drifted_features": [n for n, e in ordered.items() if e["drifted"]],
         "n_reference": n_ref,

@@ -178,13 +178,19 @@ def _psi_from_counts(p: _NumericProfile, le: np.ndarray, n2: int, bins: int) -> 
     (always actual reference values, so the current counts come from ``le``); repeated
     edges (ties) merge bins.
     """
+    return _psi_and_bins(p, le, n2, bins)[0]
+
+
+def _psi_and_bins(p: _NumericProfile, le: np.ndarray, n2: int, bins: int) -> tuple[float, int]:
+    """The PSI of :func:`_psi_from_counts` and how many bins it had after ties merged some
+    (the number the small-sample bias of the PSI grows with)."""
     n1 = p.n
     k = np.arange(1, bins, dtype=np.int64)
     idx = np.unique(np.searchsorted(p.cum * bins, k * n1, side="left"))
     idx = idx[idx < p.u.size]
     ref_counts = np.diff(np.concatenate(([0], p.cum[idx], [n1])))
     cur_counts = np.diff(np.concatenate(([0], le[idx], [n2])))
-    return _psi_terms(ref_counts, cur_counts)
+    return _psi_terms(ref_counts, cur_counts), int(ref_counts.size)
 
 
 def _psi_terms(ref_counts: np.ndarray, cur_counts: np.ndarray) -> float:

@@ -23,6 +23,8 @@ The modules, each with its part of the format or protocol written down at its to
 * :mod:`.parts`: the files on disk, their names, the locks between processes, and
   windowed reads;
 * :mod:`.compaction`: when and how parts are merged;
+* :mod:`.wal`: the write-ahead segments that make a gateway worker's predictions durable
+  before their answer is sent, and their replay after a crash;
 * :mod:`.log`: :class:`PredictionLog`, the buffer plus reading and compaction.
 
 Example:

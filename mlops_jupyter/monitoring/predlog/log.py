@@ -132,6 +132,7 @@ class PredictionLog(PredictionBuffer):
         lo = _to_us(since, "since")
         hi = _to_us(until, "until")
         self.flush()
+        self.replay_orphans()  # rows a killed gateway worker logged ahead (see .wal)
         folder = self.root / tenant / model_id
         if not folder.is_dir():
             return empty_table()
@@ -161,6 +162,7 @@ class PredictionLog(PredictionBuffer):
         validate_tenant(tenant)
         validate_model_id(model_id)
         self.flush()
+        self.replay_orphans()
         folder = self.root / tenant / model_id
         if not folder.is_dir():
             return 0
@@ -175,25 +177,35 @@ class PredictionLog(PredictionBuffer):
         small_rows: int = COMPACT_SMALL_ROWS,
         target_rows: int = COMPACT_TARGET_ROWS,
     ) -> dict[str, int]:
-        """Merge a model's small parts into larger time-sorted files.
+        """Apply the retention policy, then merge a model's parts, tier by tier.
 
         Parts with fewer than ``small_rows`` rows are merged, in the order they were
         written, into files of up to ``target_rows`` rows, when there are at least
-        ``min_files`` of them. Safe with concurrent writers and readers (see
+        ``min_files`` of them; larger parts likewise in tiers ten times larger each
+        (:mod:`.compaction`). Rows past ``$MLOPS_PREDLOG_MAX_AGE_DAYS`` or beyond the newest
+        ``$MLOPS_PREDLOG_MAX_ROWS`` of the model are dropped first. Safe with concurrent writers and readers (see
         :mod:`.compaction`); when another process is compacting the same model this
         returns at once.
 
         Returns:
             ``{"merged_files": sources merged, "written_files": files written, "rows": rows
-            rewritten}`` (zeros when there was nothing to do or the model was busy).
+            rewritten, "deleted_files": parts dropped by retention, "dropped_rows": rows it
+            dropped}`` (zeros when there was nothing to do or the model was busy).
 
         Example:
             >>> log.compact("acme", "churn")
-            {'merged_files': 120, 'written_files': 1, 'rows': 120000}
+            {'merged_files': 120, 'written_files': 1, 'rows': 120000, 'deleted_files': 0, 'dropped_rows': 0}
         """
         validate_tenant(tenant)
         validate_model_id(model_id)
         folder = self.root / tenant / model_id
         if not folder.is_dir():
-            return {"merged_files": 0, "written_files": 0, "rows": 0}
-        return compact_folder(folder, self._seq, min_files=min_files, small_rows=small_rows, target_rows=target_rows)
+            return {"merged_files": 0, "written_files": 0, "rows": 0, "deleted_files": 0, "dropped_rows": 0}
+        import time
+
+        from mlops_jupyter.monitoring import limits
+
+        retention = (int(time.time() * 1e6), limits.predlog_max_age_s(), limits.predlog_max_rows())
+        return compact_folder(
+            folder, self._seq, min_files=min_files, small_rows=small_rows, target_rows=target_rows, retention=retention
+        )

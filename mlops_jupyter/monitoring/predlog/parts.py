@@ -62,6 +62,10 @@ ROW_GROUP_ROWS = 65_536
 READ_LOCK = ".read.lock"
 COMPACT_LOCK = ".compact.lock"
 PART_GLOB = "part-*.parquet"
+SWAP_INTENT = ".swap.json"
+"""Written by the compactor before it swaps a merged part in: ``{"merged": name, "sources":
+[names]}``. If the compactor dies mid-swap, readers skip the listed sources while the merged
+part exists, and the next compaction deletes them (no row seen twice)."""
 
 
 # -- names, files and locks ----------------------------------------------------------------
@@ -79,8 +83,24 @@ def flush_ms_of(path: Path) -> int | None:
 
 
 def part_files(folder: Path) -> list[Path]:
-    """The model's part files, in name order (so in flush order)."""
-    return sorted(folder.glob(PART_GLOB))
+    """The model's part files, in name order (so in flush order), without the sources of an
+    interrupted swap whose merged part is already in (see :data:`SWAP_INTENT`)."""
+    files = sorted(folder.glob(PART_GLOB))
+    replaced = swapped_sources(folder)
+    return [f for f in files if f.name not in replaced] if replaced else files
+
+
+def swapped_sources(folder: Path) -> set[str]:
+    """Names of sources already replaced by a merged part, per a leftover swap intent."""
+    import json
+
+    try:
+        intent = json.loads((folder / SWAP_INTENT).read_text())
+    except (FileNotFoundError, ValueError):
+        return set()
+    if not (folder / str(intent.get("merged", ""))).is_file():
+        return set()  # the swap never happened: the sources are the data
+    return {str(n) for n in intent.get("sources", [])}
 
 
 def write_parquet(table: Any, folder: Path, name: str, publish: bool = True) -> Path:
@@ -311,6 +331,8 @@ class _UnitReader:
 
         mask = None
         if self.version is not None:
+            if "version" not in t.column_names:  # a part written without versions: none match
+                return t.slice(0, 0)
             mask = pc.equal(t["version"], pa.scalar(self.version, pa.string()))
         ts = t["timestamp"]
         if self.lo is not None and min_us < self.lo:
