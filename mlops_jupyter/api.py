@@ -87,9 +87,20 @@ def create_model_deployment(
     mlflow_uri: str | None = None,
     experiment_name: str | None = None,
     storage_path: PathLike | None = None,
+    target: str | None = None,
+    target_options: dict[str, Any] | None = None,
 ) -> ModelDeployment:
-    """Create a :class:`ModelDeployment` (same settings as :func:`create_mlops_pipeline`)."""
-    return ModelDeployment(resolve_settings(tenant_id, mlflow_uri, experiment_name, storage_path))
+    """Create a :class:`ModelDeployment` (same settings as :func:`create_mlops_pipeline`).
+
+    ``target`` is where deployments run: ``"local"`` (the home's gateway), ``"ray"`` (Ray
+    Serve) or ``"kserve"`` (KServe InferenceServices); default ``$MLOPS_DEPLOY_TARGET`` or
+    ``"local"``. ``target_options`` configures it (``ray``: ``address``; ``kserve``:
+    ``kubeconfig``, ``namespace``...)."""
+    return ModelDeployment(
+        resolve_settings(tenant_id, mlflow_uri, experiment_name, storage_path),
+        target=target,
+        target_options=target_options,
+    )
 
 
 def create_model_monitoring(

@@ -23,9 +23,11 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
+from mlops_jupyter.config import env
 from mlops_jupyter.config.names import validate_environment
 from mlops_jupyter.config.settings import Settings
 from mlops_jupyter.config.times import iso_from_seconds
@@ -45,9 +47,12 @@ class ModelDeployment:
         settings: the resolved settings (tenant, tracking URI, storage home).
         target: where deployments run: a name from
             :data:`~mlops_jupyter.deployment.targets.TARGETS` (``"local"``, the serving
-            gateway, is the one built so far), or an object implementing
+            gateway; ``"ray"``, Ray Serve; ``"kserve"``, KServe manifests), default
+            ``$MLOPS_DEPLOY_TARGET`` or ``"local"``; or an object implementing
             :class:`~mlops_jupyter.deployment.targets.base.DeploymentTarget` (the gateway
             passes its in-process one).
+        target_options: options of a named target (``ray``: ``address``, ``http_port``;
+            ``kserve``: ``kubeconfig``, ``in_cluster``, ``namespace``...).
 
     A tenant's deployment object sees and changes only that tenant's deployments: model
     ids are resolved through the tenant's versioning, and every record and route carries
@@ -59,13 +64,21 @@ class ModelDeployment:
         'deployed'
     """
 
-    def __init__(self, settings: Settings, target: str | DeploymentTarget = "local", versioning: Any = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        target: str | DeploymentTarget | None = None,
+        versioning: Any = None,
+        target_options: Mapping[str, Any] | None = None,
+    ) -> None:
         self.settings = settings
         self.tenancy = settings.tenancy
+        if target is None:
+            target = os.environ.get(env.MLOPS_DEPLOY_TARGET) or "local"
         if isinstance(target, str):
             if target not in TARGETS:
                 raise ValidationError(f"Unknown deployment target {target!r}.", value=target, allowed=list(TARGETS))
-            target = TARGETS[target](settings.home)
+            target = TARGETS[target](settings.home, target_options)
         elif not isinstance(target, DeploymentTarget):
             raise ValidationError(
                 f"Invalid deployment target {target!r}.",
@@ -94,6 +107,9 @@ class ModelDeployment:
         semver = v["version"]
         path = self.versioning.model_dir(model_id, semver)
         spec: dict[str, Any] = {"path": str(path), "sha256": v["sha256"], "registry_version": v["registry_version"]}
+        if getattr(self.target, "needs_artifact_uri", False):  # a cluster reads the artifact where MLflow keeps it
+            mv = self.versioning.client.get_model_version(self.tenancy.model_name(model_id), str(v["registry_version"]))
+            spec["artifact_uri"] = mv.source
         if v.get("has_reference"):
             try:
                 ref = self.versioning.load_reference_data(model_id, semver)
@@ -138,6 +154,8 @@ class ModelDeployment:
             "versions": list(rec["traffic"]),
             "config": rec.get("config") or {},
             "target": self.target.name,
+            "config_effect": getattr(self.target, "config_effect", None),
+            "target_status": {k: v for k, v in (rec.get("extra") or {}).items() if k != "target"},
             "revision": rec.get("revision"),
             "previous_traffic": (rec.get("history") or [])[-5:],
             # what rollback() without to_version= would serve (the whole history decides it)
@@ -151,7 +169,16 @@ class ModelDeployment:
 
         auth.tenant_token(self.settings.home, self.tenant)  # the gateway must know the tenant's token
         op = {**op, "tenant": self.tenant}
-        return self.target.apply(op)
+        out = self.target.apply(op)
+        rec = out.get("record") if out.get("ok") else None
+        if rec is not None and rec.get("status") == "deployed":  # the registry's production alias follows
+            from mlops_jupyter.deployment.traffic import top_version
+
+            try:
+                self.versioning.follow_deployment(op["model_id"], op["environment"], top_version(rec["traffic"]))
+            except Exception as exc:  # the change is made and serves; only the alias lags
+                log.warning("mlops_jupyter: could not move the registry alias of %s: %s", op["model_id"], exc)
+        return out
 
     # -- public API ----------------------------------------------------------------------
     def deploy_model(
@@ -182,14 +209,19 @@ class ModelDeployment:
             version: a version (``"1.0.0"``), an alias (``"production"``) or ``"latest"``.
             environment: a slug such as ``production`` or ``staging``.
             config: ``{"replicas": int 1..64, "resources": {"cpu": "2", "memory": "4Gi"}}``;
-                stored and reported (the local gateway runs one process and does not spawn
-                replicas); None keeps the stored config.
+                what it means depends on the target (``config_effect`` in the result says
+                it): ``local`` stores and reports it (one process, no replicas), ``ray``
+                enforces it (Serve replicas and actor resources), ``kserve`` passes it to
+                Kubernetes (min/maxReplicas, requests and limits); None keeps the stored config.
             traffic_percentage: integer 1..100.
 
         Returns:
             ``{"deployment_id", "status", "environment", "endpoint"}`` (the guide's dict)
             plus ``model_id``, ``version``, ``traffic`` (version -> %), ``token_hint``,
-            ``config``, ``revision`` and ``reason`` (None unless failed).
+            ``config``, ``revision``, ``reason`` (None unless failed), ``target`` (its name),
+            ``config_effect`` and ``target_status`` (what the target reports: Ray's
+            applications, KServe's manifest path and conditions). ``status`` is ``deployed``,
+            ``failed``, or for ``kserve`` without a cluster ``rendered``.
 
         Raises:
             InvalidNameError: bad environment or model id.
@@ -225,10 +257,10 @@ class ModelDeployment:
             }
         )
         rec = out.get("record")
-        status, reason = "deployed", None
+        status, reason = out.get("status") or "deployed", None
         if not out.get("ok"):
             status, reason = "failed", out.get("message")
-        else:
+        elif status == "deployed":
             try:
                 health = self.target.verify()
                 if health.get("status") != "ok":
@@ -250,6 +282,9 @@ class ModelDeployment:
             "config": (rec.get("config") if rec else cfg) or {},
             "revision": rec.get("revision") if rec else None,
             "reason": reason,
+            "target": self.target.name,
+            "config_effect": getattr(self.target, "config_effect", None),
+            "target_status": {k: v for k, v in ((rec or {}).get("extra") or {}).items() if k != "target"},
         }
 
     def set_traffic(self, model_id: str, environment: str, traffic: Mapping[str, int]) -> dict[str, Any]:

@@ -323,3 +323,8 @@ def plan(op: Mapping[str, Any], current: Mapping[str, Any] | None, *, deployment
         config=config,
         deployment_id=current["deployment_id"] if current else deployment_id,
     )
+
+
+def record_target(rec: Mapping[str, Any]) -> str:
+    """The target a record belongs to (records written before targets existed are ``local``)."""
+    return (rec.get("extra") or {}).get("target") or "local"

@@ -1,12 +1,21 @@
 """Deployment targets: one module per place deployments run, behind :class:`DeploymentTarget`.
 
-``local`` (:class:`LocalGatewayTarget`, the serving gateway of the storage home) is the one
-built so far; :data:`TARGETS` maps the names ``ModelDeployment(target=...)`` accepts to them.
+:data:`TARGETS` maps the names ``ModelDeployment(target=...)`` accepts to their classes:
+
+- ``local`` (:class:`~.local.LocalGatewayTarget`): the serving gateway of the storage home;
+- ``ray`` (:class:`~.ray_serve.RayServeTarget`): Ray Serve, one deployment per version;
+- ``kserve`` (:class:`~.kserve.KServeTarget`): KServe InferenceService manifests, applied
+  to a cluster when one is configured.
+
+Each class takes ``(home, options)``; ``options`` is the ``target_options`` dict of
+``create_model_deployment``. Nothing outside this package knows which target is in use.
 """
 
 from mlops_jupyter.deployment.targets.base import DeploymentTarget
+from mlops_jupyter.deployment.targets.kserve import KServeTarget
 from mlops_jupyter.deployment.targets.local import LocalGatewayTarget
+from mlops_jupyter.deployment.targets.ray_serve import RayServeTarget
 
-TARGETS = {"local": LocalGatewayTarget}
+TARGETS = {"local": LocalGatewayTarget, "ray": RayServeTarget, "kserve": KServeTarget}
 
-__all__ = ["TARGETS", "DeploymentTarget", "LocalGatewayTarget"]
+__all__ = ["TARGETS", "DeploymentTarget", "KServeTarget", "LocalGatewayTarget", "RayServeTarget"]

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mlops_jupyter.deployment.plan import record_target
+
 
 class LocalGatewayTarget:
     """The ``local`` target: the serving gateway of the storage home.
@@ -21,8 +23,20 @@ class LocalGatewayTarget:
     """
 
     name = "local"
+    config_effect = (
+        "stored and reported, not enforced: the local gateway serves every version from one process "
+        "(no replicas, no resource limits)"
+    )
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, options: Mapping[str, Any] | None = None) -> None:
+        if options:
+            from mlops_jupyter.errors import ValidationError
+
+            raise ValidationError(
+                f"The 'local' target takes no target_options (got {sorted(options)}).",
+                value=sorted(options),
+                allowed="no options (the gateway is configured by the storage home)",
+            )
         self.home = Path(home)
         self._store: Any = None
         self._admin: Any = None
@@ -58,10 +72,12 @@ class LocalGatewayTarget:
         return self._admin.health()
 
     def get(self, tenant: str, environment: str, model_id: str) -> dict[str, Any] | None:
-        return self.store.get_deployment(tenant, environment, model_id)
+        rec = self.store.get_deployment(tenant, environment, model_id)
+        return rec if rec is not None and record_target(rec) == self.name else None
 
     def list(self, tenant: str, environment: str | None = None) -> list[dict[str, Any]]:
-        return self.store.list_deployments(tenant=tenant, environment=environment)
+        recs = self.store.list_deployments(tenant=tenant, environment=environment)
+        return [r for r in recs if record_target(r) == self.name]
 
     def base_url(self) -> str:
         from mlops_jupyter.config.settings import GATEWAY_PORT_META as PORT_META

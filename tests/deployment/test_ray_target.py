@@ -1,0 +1,253 @@
+"""The ``ray`` target for real: a local Ray (2 CPUs) started by this module, Ray Serve serving
+two versions behind the local gateway's contract, changes made under load, and the
+predictions read back by monitoring. Ray is shut down at the end of the module."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from conftest import close_stores
+
+from mlops_jupyter.deployment.traffic import Router
+from mlops_jupyter.errors import ValidationError
+
+TENANT = "acme"
+
+
+@pytest.fixture(scope="module")
+def ray_dep(tmp_path_factory: pytest.TempPathFactory, template_db: Path):
+    import shutil
+
+    import ray
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.tree import DecisionTreeClassifier
+
+    from mlops_jupyter import create_model_deployment, create_model_monitoring, create_model_versioning
+
+    home = tmp_path_factory.mktemp("ray") / "store"
+    home.mkdir()
+    shutil.copy(template_db, home / "mlflow.db")
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    v = create_model_versioning(tenant_id=TENANT, storage_path=home)
+    v.create_version("iris", model=LogisticRegression(max_iter=500).fit(X, y), reference_data=X)
+    v.create_version("iris", model=DecisionTreeClassifier(max_depth=2, random_state=0).fit(X, y), reference_data=X)
+    d = create_model_deployment(tenant_id=TENANT, storage_path=home, target="ray")
+    try:
+        yield {
+            "home": home,
+            "X": X,
+            "v": v,
+            "d": d,
+            "m": create_model_monitoring(tenant_id=TENANT, storage_path=home),
+        }
+    finally:
+        d.stop_gateway()
+        assert not ray.is_initialized()
+        close_stores(home)
+
+
+def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any], dict[str, str]]:
+    u = urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    try:
+        conn.request("POST", u.path, body=body, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read() or b"null"), {k.lower(): v for k, v in resp.getheaders()}
+    finally:
+        conn.close()
+
+
+class Load:
+    """Threads sending keyed requests on keep-alive connections until stopped."""
+
+    def __init__(self, url: str, token: str, body: bytes, threads: int = 3) -> None:
+        self.url, self.body = url + "/invocations", body
+        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        self.stop = threading.Event()
+        self.results: list[tuple[int, str | None]] = []
+        self.failures: list[Any] = []
+        self.threads = [threading.Thread(target=self._run, args=(i,)) for i in range(threads)]
+
+    def _run(self, i: int) -> None:
+        u = urlsplit(self.url)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        n = 0
+        while not self.stop.is_set() and n < 20_000:
+            n += 1
+            try:
+                conn.request("POST", u.path, body=self.body, headers={**self.headers, "X-Request-Key": f"{i}-{n}"})
+                resp = conn.getresponse()
+                data = resp.read()
+                if resp.status != 200:
+                    self.failures.append((resp.status, data[:200]))
+                self.results.append((resp.status, resp.getheader("X-Model-Version")))
+            except (OSError, http.client.HTTPException) as exc:
+                self.failures.append(repr(exc))
+                conn.close()
+                conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        conn.close()
+
+    def wait_for(self, n: int, timeout: float = 60.0) -> None:
+        """Until ``n`` answers arrived (bounded; fails on the first failed request)."""
+        deadline = time.monotonic() + timeout
+        while len(self.results) < n:
+            assert not self.failures, self.failures[:3]
+            assert time.monotonic() < deadline, f"only {len(self.results)} answers in {timeout} s"
+            time.sleep(0.01)
+
+    def __enter__(self) -> Load:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=60)
+
+
+def _body(X: Any, n: int = 2) -> bytes:
+    return json.dumps({"dataframe_split": json.loads(X.head(n).to_json(orient="split", index=False))}).encode()
+
+
+def test_deploy_serves_the_local_contract_with_replicas_as_configured(ray_dep):
+    from ray import serve
+
+    d, X = ray_dep["d"], ray_dep["X"]
+    config = {"replicas": 2, "resources": {"cpu": "0.25", "memory": "200Mi"}}
+    r = d.deploy_model("iris", "1.0.0", environment="production", config=config)
+    assert r["status"] == "deployed", r["reason"]
+    assert r["target"] == "ray" and "enforced by Ray Serve" in r["config_effect"] and r["config"] == config
+    assert r["endpoint"].endswith("/tenants/acme/production/models/iris")
+    # Serve's own status API: two running replicas of the version, each with the resources asked
+    app = serve.status().applications["mlops-acme-production-iris-1.0.0"]
+    assert {str(k).rsplit(".", 1)[-1]: n for k, n in app.deployments["model"].replica_states.items()} == {"RUNNING": 2}
+    status = d.gateway_status()
+    assert status["running"] and status["started_local"]
+    assert status["applications"]["mlops-acme-production-iris-1.0.0"]["replicas"]["model"] == {"RUNNING": 2}
+    # the same client and scoring JSON as on the local target
+    preds = d.client("iris", "production").predict(X.head(3))
+    assert list(preds) == list(ray_dep["v"].load_model("iris", "1.0.0").predict(X.head(3)))
+    token = d.get_token()
+    url = r["endpoint"] + "/invocations"
+    status_code, out, headers = _post(url, _body(X), {"Authorization": f"Bearer {token}"})
+    assert status_code == 200 and len(out["predictions"]) == 2 and headers["x-model-version"] == "1.0.0"
+    # tokens per tenant: none -> 401, another tenant's -> 403
+    assert _post(url, _body(X), {})[0] == 401
+    from mlops_jupyter.deployment.tokens import tenant_token
+
+    other = tenant_token(ray_dep["home"], "other")
+    d.deploy_model("iris", "1.0.0", environment="production")  # a change reloads the token digests
+    assert _post(url, _body(X), {"Authorization": f"Bearer {other}"})[0] == 403
+    # bad input: 4xx JSON naming the problem, never a 500
+    code, out, _ = _post(url, b"{not json", {"Authorization": f"Bearer {token}"})
+    assert code == 400 and out["error_code"] == "MALFORMED_JSON"
+    bad = json.dumps({"dataframe_split": {"columns": ["x"], "data": [[1]]}}).encode()
+    code, out, _ = _post(url, bad, {"Authorization": f"Bearer {token}"})
+    assert code == 400 and "sepal length (cm)" in out["message"]
+    code, out, _ = _post(url.replace("/iris/", "/nope/"), _body(X), {"Authorization": f"Bearer {token}"})
+    assert code == 404 and out["error_code"] == "NOT_FOUND"
+
+
+def test_ab_split_is_50_50_and_sticky_keys_match_the_local_router(ray_dep):
+    d, X = ray_dep["d"], ray_dep["X"]
+    # one replica per version from now on: a new replica count is one of Serve's in-place updates
+    config = {"replicas": 1, "resources": {"cpu": "0.25", "memory": "200Mi"}}
+    r = d.deploy_model("iris", "1.1.0", environment="production", config=config, traffic_percentage=50)
+    assert r["status"] == "deployed" and r["traffic"] == {"1.0.0": 50, "1.1.0": 50}
+    url, token = r["endpoint"], d.get_token()
+    router = Router(r["traffic"])
+    seen: Counter[str] = Counter()
+    mismatched = []
+    lock = threading.Lock()
+
+    def send(keys: range) -> None:
+        u = urlsplit(url)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        for k in keys:
+            key = f"user-{k}"
+            conn.request(
+                "POST",
+                u.path + "/invocations",
+                body=_body(X, 1),
+                headers={"Authorization": f"Bearer {token}", "X-Request-Key": key},
+            )
+            resp = conn.getresponse()
+            resp.read()
+            version = resp.getheader("X-Model-Version")
+            with lock:
+                seen[version] += 1
+                if resp.status != 200 or version != router.pick(key.encode()):
+                    mismatched.append((key, resp.status, version))
+        conn.close()
+
+    threads = [threading.Thread(target=send, args=(range(i, 2000, 4),)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert mismatched == []  # every key got the version the local gateway's router gives it
+    assert sum(seen.values()) == 2000
+    assert abs(seen["1.0.0"] / 2000 - 0.5) <= 0.03, seen
+
+
+def test_rollback_and_traffic_changes_under_load_fail_no_request(ray_dep):
+    d, X = ray_dep["d"], ray_dep["X"]
+    url, token = d.endpoint("iris", "production"), d.get_token()
+    with Load(url, token, _body(X)) as load:
+        load.wait_for(50)
+        again = d.set_traffic("iris", "production", {"1.0.0": 80, "1.1.0": 20})
+        assert again["traffic"] == {"1.0.0": 80, "1.1.0": 20}
+        mark = len(load.results)
+        load.wait_for(mark + 50)
+        back = d.rollback("iris", "production")
+        assert back["traffic"] == {"1.0.0": 100} and back["target"] == "ray"
+        mark = len(load.results)
+        load.wait_for(mark + 50)
+    assert load.failures == []
+    assert {v for _, v in load.results} == {"1.0.0", "1.1.0"}
+    assert {v for _, v in load.results[mark:]} == {"1.0.0"}  # after the rollback, only 1.0.0 answers
+    from ray import serve
+
+    gone = serve.status().applications.get("mlops-acme-production-iris-1.1.0")
+    assert gone is None or str(gone.status).endswith("DELETING")  # unrouted first, then drained and deleted
+
+
+def test_predictions_reach_the_log_and_monitoring_reads_them(ray_dep):
+    m, X = ray_dep["m"], ray_dep["X"]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # each replica writes its buffer about once a second
+        perf = m.performance("iris", window="1h")
+        if perf["per_version"].get("1.1.0", {}).get("prediction_count", 0) >= 1000:
+            break
+        time.sleep(0.2)
+    assert perf["per_version"]["1.0.0"]["prediction_count"] >= 1000
+    assert perf["per_version"]["1.1.0"]["prediction_count"] >= 1000
+    assert perf["error_count"] == 2  # the two bad inputs of the first test (401/403/404 never reach a version)
+    drift = m.check_drift("iris", window=500)
+    assert drift["status"] == "ok" and drift["n_current"] == 500
+    # every request sent the first rows of the reference data over and over: not its distribution
+    assert drift["drift_detected"] is True and drift["reference_source"] in ("set_reference", "version")
+    assert X.shape[1] == len(drift["features"])
+
+
+def test_refusals_and_undeploy(ray_dep):
+    from ray import serve
+
+    d = ray_dep["d"]
+    with pytest.raises(ValidationError, match="target_options"):
+        type(d.target)(ray_dep["home"], {"adress": "x"})
+    r = d.undeploy("iris", "production")
+    assert r["status"] == "undeployed"
+    left = {a: str(s.status) for a, s in serve.status().applications.items() if a.startswith("mlops-acme-")}
+    assert all(st.endswith("DELETING") for st in left.values()), left  # unrouted, then drained by Serve
+    assert d.list_deployments() == []
