@@ -11,7 +11,17 @@ B. N_RUNS runs, each with 5 params and 5 metrics, started and ended: once with t
 Time is end to end, including our final flush; afterwards every point is verified stored
 through a plain ``MlflowClient``. Prints both times and the ratio.
 
-Usage: python benchmarks/tracking.py [--calls 10000] [--runs 200]
+The server case (side by side in the same run): a PostgreSQL-backed ``mlflow server`` with
+proxied artifacts, started here exactly as the team tests start it (``tests/team/servers.py``:
+Debian's PostgreSQL with its default durability, as a throw-away cluster on 127.0.0.1), and
+the same workloads A and B through our tracker (``mlflow_uri=`` the server: ``log_batch``
+calls of up to 1 000 metrics / 100 params / 100 tags, written by the background writer with
+the journal) vs MLflow's fluent API with ``synchronous=True`` and with ``synchronous=False``
+(MLflow's own async logging, flushed by ``end_run``). Every point is verified stored through
+a plain ``MlflowClient`` on the server.
+
+Usage: python benchmarks/tracking.py [--calls 10000] [--runs 200] [--server-calls 2000]
+       [--server-runs 100] [--no-server]
 """
 
 from __future__ import annotations
@@ -123,10 +133,111 @@ def verify(
     assert n_points == 10 * n_calls, n_points
 
 
+# -- the server case ---------------------------------------------------------------------------
+def _metrics(i: int) -> dict[str, float]:
+    return {f"m{j}": i * 0.001 + j for j in range(10)}
+
+
+def server_ours(url: str, home: Path, n_calls: int, n_runs: int) -> tuple[float, float]:
+    from mlops_jupyter import create_experiment_tracker
+
+    tracker = create_experiment_tracker(tenant_id="bench", mlflow_uri=url, storage_path=home)
+    for exp in ("calls", "runs"):  # warm-up outside the timing: the experiments exist (all sides)
+        tracker.start_experiment(exp, run_name="warm-up")
+        tracker.end_experiment()
+    t0 = time.perf_counter()
+    tracker.start_experiment("calls", run_name="calls")
+    for i in range(n_calls):
+        tracker.log_metrics(_metrics(i), step=i)
+    tracker.end_experiment()  # waits until everything is stored
+    t_calls = time.perf_counter() - t0
+    t_runs = _runs(tracker, "runs", n_runs, wait=False)
+    return t_calls, t_runs
+
+
+def server_mlflow(url: str, prefix: str, n_calls: int, n_runs: int, synchronous: bool) -> tuple[float, float]:
+    import mlflow
+
+    mlflow.set_tracking_uri(url)
+    for exp in ("calls", "runs"):
+        mlflow.set_experiment(f"{prefix}/{exp}")
+        with mlflow.start_run(run_name="warm-up"):
+            pass
+    mlflow.set_experiment(f"{prefix}/calls")
+    t0 = time.perf_counter()
+    with mlflow.start_run(run_name="calls"):
+        for i in range(n_calls):
+            mlflow.log_metrics(_metrics(i), step=i, synchronous=synchronous)
+    t_calls = time.perf_counter() - t0  # end_run waits for MLflow's async queue
+    mlflow.set_experiment(f"{prefix}/runs")
+    t0 = time.perf_counter()
+    for r in range(n_runs):
+        with mlflow.start_run(run_name=f"run-{r}"):
+            mlflow.log_params({f"p{j}": r * 10 + j for j in range(5)}, synchronous=synchronous)
+            mlflow.log_metrics({f"m{j}": r + j / 10 for j in range(5)}, synchronous=synchronous)
+    t_runs = time.perf_counter() - t0
+    return t_calls, t_runs
+
+
+def verify_server(url: str, prefix: str, n_calls: int, n_runs: int) -> None:
+    """Every point stored on the server, read back through a plain MlflowClient."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(url)
+    calls = client.get_experiment_by_name(f"{prefix}/calls")
+    (run,) = client.search_runs([calls.experiment_id], filter_string="attributes.run_name = 'calls'")
+    assert run.info.status == "FINISHED", run.info.status
+    for j in range(10):
+        hist = client.get_metric_history(run.info.run_id, f"m{j}")
+        assert sorted(m.step for m in hist) == list(range(n_calls)), (prefix, j, len(hist))
+        assert {m.step: m.value for m in hist}[n_calls - 1] == (n_calls - 1) * 0.001 + j
+    exp = client.get_experiment_by_name(f"{prefix}/runs")
+    runs = client.search_runs([exp.experiment_id], filter_string="attributes.status = 'FINISHED'", max_results=5000)
+    runs = [r for r in runs if r.info.run_name.startswith("run-")]
+    assert len(runs) == n_runs, (prefix, len(runs))
+    for r in runs:
+        assert len(r.data.params) == 5 and len(r.data.metrics) == 5, (prefix, r.info.run_name)
+
+
+def bench_server(root: Path, n_calls: int, n_runs: int) -> list[tuple[str, float, float, float]]:
+    """Rows (workload, ours, MLflow sync, MLflow async) against one PostgreSQL-backed server."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from team.servers import start_team_servers, stop_team_servers  # the tests' start-up code
+
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"  # no "View run at" line per run
+    servers = start_team_servers(root / "team", with_auth=False, durable=True)
+    try:
+        url = servers.open_server.url
+        home = fresh_home(root, "server-client")
+        o = server_ours(url, home, n_calls, n_runs)
+        verify_server(url, "bench", n_calls, n_runs)
+        s = server_mlflow(url, "sync", n_calls, n_runs, synchronous=True)
+        verify_server(url, "sync", n_calls, n_runs)
+        a = server_mlflow(url, "async", n_calls, n_runs, synchronous=False)
+        verify_server(url, "async", n_calls, n_runs)
+    finally:
+        stop_team_servers(servers)
+    return [
+        (f"A: {n_calls} log_metrics x 10 metrics", o[0], s[0], a[0]),
+        (f"B: {n_runs} runs x (5 params + 5 metrics)", o[1], s[1], a[1]),
+        ("A + B", o[0] + o[1], s[0] + s[1], a[0] + a[1]),
+    ]
+
+
+def print_server(rows: list[tuple[str, float, float, float]]) -> None:
+    print("\nserver case: mlflow server over PostgreSQL (proxied artifacts), every point verified stored")
+    print(f"{'workload':<40} {'ours':>9} {'MLflow sync':>12} {'ratio':>7} {'MLflow async':>13} {'ratio':>7}")
+    for name, o, s, a in rows:
+        print(f"{name:<40} {o:>7.3f} s {s:>10.3f} s {s / o:>6.1f}x {a:>11.3f} s {a / o:>6.1f}x")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calls", type=int, default=10000)
     ap.add_argument("--runs", type=int, default=200)
+    ap.add_argument("--server-calls", type=int, default=2000)
+    ap.add_argument("--server-runs", type=int, default=100)
+    ap.add_argument("--no-server", action="store_true", help="skip the PostgreSQL-backed server case")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-tracking-") as tmp:
         root = Path(tmp)
@@ -149,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
         f"per call: ours {o_calls / args.calls * 1e6:.1f} us, MLflow {m_calls / args.calls * 1e3:.2f} ms; "
         f"per run: ours {o_runs / args.runs * 1e3:.2f} ms, MLflow {m_runs / args.runs * 1e3:.1f} ms"
     )
+    if not args.no_server:
+        with tempfile.TemporaryDirectory(prefix="bench-tracking-server-") as tmp:
+            print_server(bench_server(Path(tmp), args.server_calls, args.server_runs))
     return 0
 
 

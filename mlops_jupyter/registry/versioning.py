@@ -3,7 +3,8 @@
 Each version is an MLflow registered model version of ``{tenant}.{model_id}`` whose tags
 carry the semantic version, the artifact's sha256, the parent version, the metadata and
 the data sources. Aliases: ``v1_0_0`` for every version (so ``models:/t.m@v1_0_0`` works in
-any MLflow client), and ``production`` for the live one, moved by :meth:`rollback_model`.
+any MLflow client), and ``production`` for the live one, moved by :meth:`rollback_model`
+and by every deployment change in the ``production`` environment (:meth:`follow_deployment`).
 
 Whatever must follow a rollback subscribes with :meth:`ModelVersioning.on_rollback` (the
 pipeline wires that up in ``api.py``); this package knows nothing of its subscribers.
@@ -31,6 +32,7 @@ from mlops_jupyter.errors import (
     ValidationError,
     VersionNotFoundError,
 )
+from mlops_jupyter.registry import lineage
 from mlops_jupyter.registry.artifacts import (
     MODEL_DIR,
     load_model_dir,
@@ -43,6 +45,7 @@ from mlops_jupyter.registry.artifacts import (
 )
 from mlops_jupyter.registry.semver import BUMPS, bump_version, is_semver, parse_semver
 from mlops_jupyter.storage.store import TrackingStore
+from mlops_jupyter.tracking import server_auth
 from mlops_jupyter.tracking.tracker import REGISTRY_EXPERIMENT, ExperimentTracker
 
 LIVE_ALIAS = "production"
@@ -267,7 +270,8 @@ class ModelVersioning:
             self.store.get_run(self.tenancy, run_id)
         client = self.client
         name = self.tenancy.model_name(model_id)
-        self._ensure_registered(name, model_id)
+        with server_auth.refused_as_tenant_error(f"registered model {name!r}"):
+            self._ensure_registered(name, model_id)
         existing = self._versions(model_id)
         known = [m.tags[T_SEMVER] for m in existing]
         latest = known[-1] if known else None
@@ -354,6 +358,7 @@ class ModelVersioning:
             rm = self.client.get_registered_model(name)
         if not self.tenancy.owns_model(rm):
             raise ModelNotFoundError(f"Registered model {name!r} is not tagged for tenant {self.tenancy.tenant!r}.")
+        server_auth.share(self.store.tracking_uri, "registered_model", name)  # to the tenant's members
 
     def _version_run(self, model_id: str, semver: str, run_id: str | None) -> _VersionRun:
         """The run whose artifacts hold the version: explicit, the tracker's last, or a new
@@ -393,19 +398,47 @@ class ModelVersioning:
 
     def get_lineage(self, model_id: str) -> dict[str, Any]:
         """The version graph: versions (parent, run, metadata, data sources, sha256), edges
-        parent -> child, and where the live alias points."""
+        parent -> child, where the registry's aliases point (``live``), and where each
+        version serves: ``deployments`` (one per environment: target, status, traffic
+        table) and, per version, ``deployed`` (environment, target, traffic %, status),
+        read from the deployment state of every target."""
         rm = self._registered(model_id)
         versions = [self._version_dict(m, rm.aliases) for m in self._versions(model_id)]
         by_num = {str(v["registry_version"]): v["version"] for v in versions}
+        records = lineage.records_of(self.settings.home, self.tenancy.tenant, model_id)
+        where = lineage.placements(records)
+        for v in versions:
+            v["deployed"] = [p.as_dict() for p in where.get(v["version"], [])]
         return {
             "model_id": model_id,
             "versions": versions,
             "edges": [(v["parent"], v["version"]) for v in versions if v["parent"]],
             "live": {a: by_num.get(n) for a, n in user_aliases(rm.aliases).items()},
+            "deployments": lineage.summaries(records),
         }
 
+    def follow_deployment(self, model_id: str, environment: str, serving: str | None) -> dict[str, Any] | None:
+        """Keep the registry's alias of an environment on what serves there.
+
+        The deployment part calls this after every change it made, with the version that
+        now takes the largest share of ``environment`` (None when nothing is left). For the
+        ``production`` environment the ``production`` alias moves there, so
+        ``models:/{tenant}.{model}@production`` names the served version in any MLflow
+        client; other environments have no alias. Returns :meth:`promote`'s result, or
+        None when nothing moved.
+        """
+        if environment != LIVE_ALIAS or serving is None:
+            return None
+        rm = self._registered(model_id)
+        target = self._resolve(model_id, serving)
+        if str((rm.aliases or {}).get(LIVE_ALIAS)) == str(target.version):
+            return None
+        return self.promote(model_id, serving, LIVE_ALIAS)
+
     def promote(self, model_id: str, version: str, alias: str = LIVE_ALIAS) -> dict[str, Any]:
-        """Point ``alias`` (default ``production``) at ``version``."""
+        """Point ``alias`` (default ``production``) at ``version``; ``previous`` is the version
+        it pointed at before (when it is already there, e.g. moved by the deployment that
+        serves it, the one before that)."""
         from mlops_jupyter.config.names import validate_model_id
 
         validate_model_id(alias) if alias else None
@@ -413,9 +446,12 @@ class ModelVersioning:
         rm = self._registered(model_id)
         prev_num = (rm.aliases or {}).get(alias)
         prev = next((x.tags[T_SEMVER] for x in self._versions(model_id) if str(x.version) == str(prev_num)), None)
-        self.client.set_registered_model_alias(rm.name, alias, m.version)
-        if prev:
-            self.client.set_registered_model_tag(rm.name, f"{T_PREVIOUS_LIVE}.{alias}", prev)
+        if prev == m.tags[T_SEMVER]:
+            prev = (rm.tags or {}).get(f"{T_PREVIOUS_LIVE}.{alias}") or None
+        else:
+            self.client.set_registered_model_alias(rm.name, alias, m.version)
+            if prev:
+                self.client.set_registered_model_tag(rm.name, f"{T_PREVIOUS_LIVE}.{alias}", prev)
         return {"model_id": model_id, "alias": alias, "version": m.tags[T_SEMVER], "previous": prev}
 
     def on_rollback(self, callback: RollbackSubscriber) -> None:

@@ -23,6 +23,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
+from mlops_jupyter.config.times import now_ms
+
 SESSION_TAG = "mlops.session"
 """Run tag: the session token (see :mod:`.journal`) of the process that opened the run, so
 the runs a dead process left RUNNING can be marked KILLED."""
@@ -110,7 +112,16 @@ class ClientSink:
                 m, metrics = metrics[:room], metrics[room:]
                 self.client.log_batch(rid, metrics=m, params=p, tags=t)
         for op in ends:
-            self.client.set_terminated(op["id"], status=op["status"], end_time=op["end"])
+            self._terminate(op["id"], op["status"], op["end"])
+
+    def _terminate(self, run_id: str, status: str, end_ms: int | None) -> None:
+        """``set_terminated`` without its "View run at" line: from the writer thread MLflow
+        would print it into whichever notebook cell is running (same store call otherwise)."""
+        from mlflow.entities import RunStatus
+
+        self.client._tracking_client.store.update_run_info(
+            run_id, run_status=RunStatus.from_string(status), end_time=end_ms or now_ms(), run_name=None
+        )
 
     def mark_killed(self, session_token: str) -> int:
         exps = [e.experiment_id for e in self.client.search_experiments()]
@@ -121,7 +132,7 @@ class ClientSink:
                 filter_string=f"tags.`{SESSION_TAG}` = '{session_token}' and attributes.status = 'RUNNING'",
                 max_results=50000,
             ):
-                self.client.set_terminated(run.info.run_id, status="KILLED")
+                self._terminate(run.info.run_id, "KILLED", None)
                 n += 1
         return n
 

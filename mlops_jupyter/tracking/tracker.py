@@ -24,7 +24,7 @@ from mlops_jupyter.errors import (
 )
 from mlops_jupyter.storage import store as store_mod
 from mlops_jupyter.storage.store import TrackingStore
-from mlops_jupyter.tracking import param_types
+from mlops_jupyter.tracking import param_types, server_auth
 from mlops_jupyter.tracking.validation import validate_metrics, validate_params, validate_tags
 
 log = logging.getLogger(__name__)
@@ -53,11 +53,13 @@ lists its runs, as ``mlflow.search_runs(experiment_names=[...])`` would. The run
 reachable by run id (``get_run``) and through ``ModelVersioning.get_lineage``."""
 
 _OPEN_RUNS: weakref.WeakSet[ActiveRun] = weakref.WeakSet()
-_AMBIENT: ActiveRun | None = None
+_AMBIENT: Any = None
 
 
-def set_ambient_run(run: ActiveRun | None) -> None:
-    """Set (or clear) the run that trackers with no open run of their own log into.
+def set_ambient_run(run: Any) -> None:
+    """Set (or clear) the run that trackers with no open run of their own log into: an
+    :class:`ActiveRun`, or an object whose ``materialize(tracker)`` opens one on first use
+    and returns it (None when that tracker is not its store and tenant).
 
     Cell autolog sets the cell's run here while the cell executes, so explicit
     ``tracker.log_*`` calls in the cell go to the cell's run. Only trackers on the same store
@@ -207,7 +209,9 @@ class ExperimentTracker:
         if self.active_run is not None:
             log.warning("mlops_jupyter: ending open run %r before starting %r", self._run.run_name, name)
             self.end_experiment()
-        exp_id = self.store.experiment_id(self.tenancy, exp)
+        with server_auth.refused_as_tenant_error(f"experiment {self.tenancy.experiment_name(exp)!r}"):
+            exp_id = self.store.experiment_id(self.tenancy, exp)
+        server_auth.share(self.store.tracking_uri, "experiment", exp_id)  # to the tenant's members
         run_tags = self.tenancy.tags(user_tags)
         if isinstance(parent, ActiveRun):
             if parent.tracker.store is not self.store or parent.tracker.tenancy.tenant != self.tenancy.tenant:
@@ -224,6 +228,8 @@ class ExperimentTracker:
     def _current(self, run: ActiveRun | None) -> ActiveRun:
         run = run or self._run
         amb = _AMBIENT
+        if amb is not None and not isinstance(amb, ActiveRun) and (run is None or not run.is_open):
+            amb = amb.materialize(self)  # a deferred cell run (notebook_capture.DeferredRun), opened on first log
         if (
             (run is None or not run.is_open)
             and amb is not None
@@ -357,6 +363,12 @@ class ExperimentTracker:
         """Block until everything logged so far is stored."""
         self.store.flush(timeout)
 
+    def isolation(self) -> server_auth.Isolation:
+        """Which tenant isolation is in force on this store: ``server`` (MLflow's auth app
+        enforces it for every client) or ``namespace`` (our filter only); see
+        :mod:`mlops_jupyter.tracking.server_auth`."""
+        return server_auth.isolation_mode(self.store.tracking_uri)
+
     # -- reads -------------------------------------------------------------------------
     def list_experiments(
         self,
@@ -390,7 +402,8 @@ class ExperimentTracker:
             raise ValidationError(f"Invalid max_results {max_results!r}.", value=max_results, allowed="an int >= 1")
         name = experiment_name or self.settings.experiment_name
         if name is not None:
-            exp = self.store.client.get_experiment_by_name(self.tenancy.experiment_name(name))
+            with server_auth.refused_as_tenant_error(f"experiment {self.tenancy.experiment_name(name)!r}"):
+                exp = self.store.client.get_experiment_by_name(self.tenancy.experiment_name(name))
             exps = [exp] if exp is not None and self.tenancy.owns_experiment(exp) else []
         else:
             exps = [

@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import close_stores
+from team.servers import MlflowServer
 
 from mlops_jupyter import create_experiment_tracker, create_mlops_pipeline, create_model_versioning
 from mlops_jupyter.config.names import TENANT_TAG
@@ -22,61 +17,18 @@ from mlops_jupyter.errors import ModelNotFoundError, TenantAccessError, VersionN
 pytestmark = pytest.mark.server
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, template_db):
+    """A sqlite-backed ``mlflow server`` (the PostgreSQL one is in tests/team/), started by the
+    same code as the team suite's."""
     d = tmp_path_factory.mktemp("mlflow-server")
     shutil.copy(template_db, d / "server.db")  # already migrated: the server starts faster
-    port = free_port()
-    mlflow_bin = Path(sys.executable).with_name("mlflow")
-    log = open(d / "server.log", "wb")
-    proc = subprocess.Popen(
-        [
-            str(mlflow_bin),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            f"sqlite:///{d / 'server.db'}",
-            "--artifacts-destination",
-            str(d / "art"),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=d,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            log.close()
-            raise AssertionError(f"mlflow server did not start:\n{(d / 'server.log').read_text()[-3000:]}")
-        time.sleep(0.2)
-    yield url
-    os.killpg(proc.pid, 15)
+    srv = MlflowServer(d, f"sqlite:///{d / 'server.db'}", workers=1).start()
     try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
-        proc.wait()
-    log.close()
+        srv.wait_ready()
+        yield srv.url
+    finally:
+        srv.stop()
 
 
 @pytest.fixture
