@@ -91,5 +91,6 @@ def seed_panel_store(home: Path, *, n_runs: int = 40, n_predictions: int = 3000,
         m = p.monitoring
         m.track_predictions(MODEL, drifted_predictions(X, n_predictions))
         m.set_alert(MODEL, "drift_score > 0.1", action="log")
-        m.check_drift(MODEL)
+        m.evaluate_alerts(MODEL)  # fires it (a check only reads, issue 16)
+        m.wait_for_alert_actions()
     return {"home": home, "pipeline": p, "X": X, "y": y}

@@ -6,13 +6,17 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { ICommandPalette, Notification } from '@jupyterlab/apputils';
-import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
-import { Kernel, KernelMessage } from '@jupyterlab/services';
+import { ICommandPalette, IThemeManager, Notification } from '@jupyterlab/apputils';
+import { INotebookTracker, NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
+import { Kernel } from '@jupyterlab/services';
+import { IStatusBar } from '@jupyterlab/statusbar';
 import { LabIcon } from '@jupyterlab/ui-components';
 
-import { MLOpsPanel, notifyError } from './panel';
-import { MLOpsError } from './request';
+import { installStaticFallback } from './fallback';
+import { IKernelState, runInKernel } from './kernel';
+import { ICellRef, MLOpsPanel, notifyError } from './panel';
+import { MLOpsStatus } from './status';
 
 export { requestAPI, MLOpsError, MLOpsAPIError, MLOpsNetworkError } from './request';
 
@@ -36,50 +40,105 @@ export const mlopsIcon = new LabIcon({
     '</g></svg>'
 });
 
-/** What the kernel says about cell autolog, read through `user_expressions`. */
-const AUTOLOG_STATE =
-  "(lambda m: 'on' if getattr(m, 'autolog_obj', None) is not None and m.autolog_obj.enabled else 'off')" +
-  "(__import__('mlops_jupyter.notebook.magics', fromlist=['get_magics']).get_magics(get_ipython()))";
+/** Debounce: how long after a cell ran the kernel's MLOps state is read again (ms). */
+const KERNEL_STATE_DELAY = 300;
 
 /**
- * Run `code` in a kernel without touching the notebook (silent, no history) and return the
- * autolog state the kernel reports after it.
+ * Scroll `notebooks` to a run's cell: the open notebook with that cell id (JupyterLab's own
+ * id, recorded by cell autolog), else the current notebook's cell with that execution count.
+ * False when no open notebook has it.
  */
-async function runInKernel(kernel: Kernel.IKernelConnection, code: string): Promise<'on' | 'off' | null> {
-  const future = kernel.requestExecute({
-    code,
-    silent: true,
-    store_history: false,
-    allow_stdin: false,
-    stop_on_error: false,
-    user_expressions: { state: AUTOLOG_STATE }
+export function scrollToCell(app: JupyterFrontEnd, notebooks: INotebookTracker, ref: ICellRef): boolean {
+  const panels: NotebookPanel[] = [];
+  if (notebooks.currentWidget) {
+    panels.push(notebooks.currentWidget);
+  }
+  notebooks.forEach(p => {
+    if (p !== notebooks.currentWidget) {
+      panels.push(p);
+    }
   });
-  const reply = (await future.done) as KernelMessage.IExecuteReplyMsg;
-  const content = reply.content;
-  if (content.status === 'error') {
-    throw new MLOpsError(`${content.ename}: ${content.evalue}`);
+  const find = (match: (i: number, p: NotebookPanel) => boolean): [NotebookPanel, number] | null => {
+    for (const p of panels) {
+      const cells = p.content.widgets;
+      for (let i = 0; i < cells.length; i++) {
+        if (match(i, p)) {
+          return [p, i];
+        }
+      }
+    }
+    return null;
+  };
+  const hit =
+    (ref.cellId ? find((i, p) => p.content.widgets[i].model.id === ref.cellId) : null) ??
+    (ref.executionCount !== null
+      ? find(
+          (i, p) =>
+            (!ref.notebook || p.context.path.replace(/^.*\//, '').replace(/\.ipynb$/, '') === ref.notebook ||
+              p === notebooks.currentWidget) &&
+            (p.content.widgets[i].model as { executionCount?: number | null }).executionCount === ref.executionCount
+        )
+      : null);
+  if (!hit) {
+    return false;
   }
-  if (content.status !== 'ok') {
-    throw new MLOpsError(`the kernel answered ${content.status}`);
-  }
-  const expr = content.user_expressions?.['state'] as
-    | { status: string; data?: Record<string, string> }
-    | undefined;
-  const text = expr?.status === 'ok' ? String(expr.data?.['text/plain'] ?? '') : '';
-  return text.includes('on') ? 'on' : text.includes('off') ? 'off' : null;
+  const [panel, index] = hit;
+  app.shell.activateById(panel.id);
+  panel.content.activeCellIndex = index;
+  void panel.content.scrollToItem(index, 'center');
+  const cell = panel.content.widgets[index];
+  cell.addClass('jp-MLOps-flash');
+  window.setTimeout(() => cell.removeClass('jp-MLOps-flash'), 1500);
+  return true;
+}
+
+/**
+ * Code that tells the kernel's panels which chart theme to draw with (altair cannot read CSS
+ * variables); it does nothing in a kernel that has not loaded mlops_jupyter.
+ */
+function chartThemeCode(themes: IThemeManager | null): string {
+  const light = !themes?.theme || themes.isLight(themes.theme);
+  return (
+    "import sys as _s\nif 'mlops_jupyter.notebook' in _s.modules:\n" +
+    `    __import__('mlops_jupyter.notebook.widgets.theme', fromlist=['set_theme']).set_theme('${light ? 'light' : 'dark'}')\n` +
+    'del _s'
+  );
+}
+
+/** The cell reference a panel's `[data-mlops-cell]` element carries (E1's panels set it). */
+function cellRefOf(el: HTMLElement): ICellRef {
+  const count = Number(el.dataset.mlopsCell);
+  return {
+    cellId: el.dataset.mlopsCellId || null,
+    executionCount: el.dataset.mlopsCell && Number.isFinite(count) ? count : null,
+    notebook: el.dataset.mlopsNotebook || null
+  };
 }
 
 const plugin: JupyterFrontEndPlugin<void> = {
   id: 'mlops-jupyter:plugin',
   description: 'An MLOps sidebar (experiments, models, deployments, drift) and palette commands.',
   autoStart: true,
-  optional: [ICommandPalette, INotebookTracker, ILayoutRestorer],
+  optional: [ICommandPalette, INotebookTracker, ILayoutRestorer, IRenderMimeRegistry, IStatusBar, IThemeManager],
   activate: (
     app: JupyterFrontEnd,
     palette: ICommandPalette | null,
     notebooks: INotebookTracker | null,
-    restorer: ILayoutRestorer | null
+    restorer: ILayoutRestorer | null,
+    rendermime: IRenderMimeRegistry | null,
+    statusBar: IStatusBar | null,
+    themes: IThemeManager | null
   ) => {
+    // reopened notebooks: a panel whose widget model is gone shows its saved static view
+    if (rendermime) {
+      installStaticFallback(rendermime);
+    }
+    app.docRegistry.addWidgetExtension('Notebook', {
+      createNew: (nb: NotebookPanel) => {
+        installStaticFallback(nb.content.rendermime);
+      }
+    });
+
     const panel = new MLOpsPanel();
     panel.id = PANEL_ID;
     panel.title.icon = mlopsIcon;
@@ -90,6 +149,80 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const autolog = new Map<string, 'on' | 'off'>();
     const currentKernel = (): Kernel.IKernelConnection | null =>
       notebooks?.currentWidget?.sessionContext.session?.kernel ?? null;
+
+    const status = new MLOpsStatus(() => app.shell.activateById(PANEL_ID));
+    status.tenant = () => panel.currentTenant;
+    if (statusBar) {
+      statusBar.registerStatusItem('mlops-jupyter:status', { item: status, align: 'left', rank: 50 });
+      status.start();
+    }
+    panel.refreshed.connect((_, info) => status.setGateway(info?.gateway));
+
+    // the active notebook's kernel: its tenant (the sidebar follows it), autolog, MLflow UI
+    const applyState = (kernel: Kernel.IKernelConnection, state: IKernelState | null) => {
+      if (state) {
+        autolog.set(kernel.id, state.autolog);
+      }
+      if (kernel === currentKernel()) {
+        status.setAutolog(state?.autolog ?? null);
+        void panel.setKernelState(state);
+        app.commands.notifyCommandChanged(CommandIDs.toggleAutolog);
+      }
+    };
+    let pending: number | null = null;
+    const readKernelState = () => {
+      if (pending !== null) {
+        window.clearTimeout(pending);
+      }
+      pending = window.setTimeout(() => {
+        pending = null;
+        const kernel = currentKernel();
+        if (!kernel) {
+          status.setAutolog(null);
+          return;
+        }
+        runInKernel(kernel, chartThemeCode(themes)).then(
+          state => applyState(kernel, state),
+          () => applyState(kernel, null)
+        );
+      }, KERNEL_STATE_DELAY);
+    };
+    notebooks?.currentChanged.connect(readKernelState);
+    themes?.themeChanged.connect(readKernelState);
+    notebooks?.widgetAdded.connect((_, nb) => {
+      nb.sessionContext.kernelChanged.connect(readKernelState);
+      nb.sessionContext.statusChanged.connect((_, s) => {
+        if (s === 'restarting') {
+          readKernelState();
+        }
+      });
+    });
+    NotebookActions.executed.connect((_, { notebook }) => {
+      if (notebook === notebooks?.currentWidget?.content) {
+        readKernelState();
+      }
+    });
+
+    // `cell [6]` in the sidebar and in the panels (elements with data-mlops-cell) scroll to the cell
+    if (notebooks) {
+      panel.openCell = ref => scrollToCell(app, notebooks, ref);
+      const onCellLink = (ev: Event) => {
+        const target = ev.target as HTMLElement | null;
+        const el = target?.closest?.('[data-mlops-cell], [data-mlops-cell-id]') as HTMLElement | null;
+        if (!el || (ev.type === 'keydown' && (ev as KeyboardEvent).key !== 'Enter')) {
+          return;
+        }
+        ev.preventDefault();
+        const ref = cellRefOf(el);
+        if (!scrollToCell(app, notebooks, ref)) {
+          Notification.info(`Open the notebook${ref.notebook ? ` ${ref.notebook}` : ''} to go to that cell.`, {
+            autoClose: 4000
+          });
+        }
+      };
+      document.addEventListener('click', onCellLink);
+      document.addEventListener('keydown', onCellLink);
+    }
 
     app.commands.addCommand(CommandIDs.open, {
       label: 'Open MLOps Panel',
@@ -120,10 +253,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
           return;
         }
         try {
-          const current = (await runInKernel(kernel, '%load_ext mlops_jupyter')) ?? autolog.get(kernel.id) ?? 'off';
+          const current = (await runInKernel(kernel, '%load_ext mlops_jupyter'))?.autolog ?? autolog.get(kernel.id) ?? 'off';
           const wanted = current === 'on' ? 'off' : 'on';
-          const now = (await runInKernel(kernel, `%mlops autolog ${wanted}`)) ?? wanted;
+          const after = await runInKernel(kernel, `%mlops autolog ${wanted}`);
+          const now = after?.autolog ?? wanted;
           autolog.set(kernel.id, now);
+          applyState(kernel, after);
           app.commands.notifyCommandChanged(CommandIDs.toggleAutolog);
           if (now === wanted) {
             Notification.success(`Cell autolog is ${now} in kernel ${kernel.name}.`, { autoClose: 4000 });

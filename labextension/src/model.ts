@@ -42,6 +42,21 @@ export interface IExperiment {
   run_count_complete: boolean;
   last_run: IRunSummary | null;
   last_run_at: string | null;
+  /** The metric runs are ranked by (experiment tag `mlops.sort_metric`), if set. */
+  sort_metric?: string | null;
+}
+
+/** A run's detail: per-step history of metrics logged at several steps, its cell. */
+export interface IRunDetail {
+  run_id: string;
+  experiment_id: string;
+  history: Record<string, { step: number; value: number | null }[]>;
+  cell: {
+    cell_id: string | null;
+    execution_count: string | null;
+    notebook: string | null;
+    source: string | null;
+  };
 }
 
 export interface IVersionSummary {
@@ -233,13 +248,27 @@ export const PREFERRED_METRICS = [
   'val_loss'
 ];
 
-/** The `n` metrics worth showing in a run's row, as `[name, formatted value]`. */
+/** Bookkeeping metrics of cell autolog: shown last, never as a run's key metric. */
+export const NOISE_METRICS = ['cell_duration_s'];
+
+/**
+ * The `n` metrics worth showing in a run's row, as `[name, formatted value]`: the
+ * experiment's sort metric first, then well-known quality metrics, then the others by
+ * name, and bookkeeping (`cell_duration_s`) last.
+ */
 export function keyMetrics(
   metrics: Record<string, number | null> | null | undefined,
-  n = 3
+  n = 3,
+  sortMetric: string | null = null
 ): [string, string][] {
   const names = Object.keys(metrics ?? {});
   const rank = (k: string): number => {
+    if (sortMetric !== null && k === sortMetric) {
+      return -1;
+    }
+    if (NOISE_METRICS.includes(k)) {
+      return PREFERRED_METRICS.length + 1;
+    }
     const i = PREFERRED_METRICS.indexOf(k.toLowerCase());
     return i < 0 ? PREFERRED_METRICS.length : i;
   };
@@ -415,3 +444,98 @@ export function activeAlerts(alerts: IAlert[]): IAlert[] {
 export function deployedModels(deps: Pick<IDeployment, 'model_id'>[]): string[] {
   return [...new Set(deps.map(d => d.model_id))].sort();
 }
+
+// -- sessions, cells and links -------------------------------------------------------------
+
+/** A notebook session's parent run (cell autolog), shown as the session, not as a run. */
+export function isSession(run: Pick<IRun, 'tags'>): boolean {
+  return (run.tags ?? {})['mlops.kind'] === 'session';
+}
+
+/** The execution count of the cell that made a run (`cell [6]`), or null. */
+export function cellLabel(run: Pick<IRun, 'tags'>): string | null {
+  const n = (run.tags ?? {})['mlops.execution_count'];
+  return n ? `cell [${n}]` : null;
+}
+
+/** MLflow UI pages (hash routes of MLflow 2 and 3). No UI known: no links. */
+export const mlflowLinks = {
+  experiment: (ui: string | null, experimentId: string): string | null =>
+    ui ? `${ui.replace(/\/+$/, '')}/#/experiments/${encodeURIComponent(experimentId)}` : null,
+  run: (ui: string | null, experimentId: string, runId: string): string | null =>
+    ui
+      ? `${ui.replace(/\/+$/, '')}/#/experiments/${encodeURIComponent(experimentId)}/runs/${encodeURIComponent(runId)}`
+      : null,
+  model: (ui: string | null, tenant: string, modelId: string): string | null =>
+    ui ? `${ui.replace(/\/+$/, '')}/#/models/${encodeURIComponent(`${tenant}.${modelId}`)}` : null
+};
+
+/**
+ * A line chart's geometry: the SVG path of `points` scaled into `width` x `height` (with
+ * `pad` px inside), and the y range it shows (zoomed to the data, not to 0).
+ */
+export function linePath(
+  points: { step: number; value: number | null }[],
+  width: number,
+  height: number,
+  pad = 4
+): { d: string; min: number; max: number; first: number; last: number } | null {
+  const pts = points.filter((p): p is { step: number; value: number } => p.value !== null && Number.isFinite(p.value));
+  if (pts.length < 2) {
+    return null;
+  }
+  const xs = pts.map(p => p.step);
+  const ys = pts.map(p => p.value);
+  const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
+  const [y0, y1] = [Math.min(...ys), Math.max(...ys)];
+  const sx = (x: number) => pad + ((x - x0) / (x1 - x0 || 1)) * (width - 2 * pad);
+  const sy = (y: number) => height - pad - ((y - y0) / (y1 - y0 || 1)) * (height - 2 * pad);
+  const d = pts.map((p, i) => `${i ? 'L' : 'M'}${sx(p.step).toFixed(1)},${sy(p.value).toFixed(1)}`).join(' ');
+  return { d, min: y0, max: y1, first: x0, last: x1 };
+}
+
+// -- the kernel and the status bar ---------------------------------------------------------
+
+/** The kernel's MLOps state: its tenant (`%mlops init --tenant`), cell autolog, the MLflow UI. */
+export interface IKernelState {
+  /** `$MLOPS_TENANT` of the kernel (`%mlops init` sets it), or null when the kernel never chose one. */
+  tenant: string | null;
+  autolog: 'on' | 'off';
+  /** The MLflow UI this kernel started or knows (`%mlops ui`), or null. */
+  mlflow_ui: string | null;
+}
+
+/** Parse what the kernel answered for `KERNEL_STATE_EXPRESSION` (a repr of a JSON string). */
+export function parseKernelState(text: string): IKernelState | null {
+  let raw = text.trim();
+  // the text/plain of a str is its repr: 'json' (single quotes, with escapes)
+  if (raw.length >= 2 && (raw[0] === "'" || raw[0] === '"') && raw[raw.length - 1] === raw[0]) {
+    raw = raw.slice(1, -1).replace(/\\'/g, "'").replace(/\\\\/g, '\\');
+  }
+  try {
+    const data = JSON.parse(raw);
+    if (!data || typeof data !== 'object') {
+      return null;
+    }
+    return {
+      tenant: typeof data.tenant === 'string' && data.tenant ? data.tenant : null,
+      autolog: data.autolog === 'on' ? 'on' : 'off',
+      mlflow_ui: typeof data.mlflow_ui === 'string' && data.mlflow_ui ? data.mlflow_ui : null
+    };
+  } catch {
+    return null;
+  }
+}
+
+/** `autolog on · gateway running (2 deployments)`. */
+export function statusText(autolog: 'on' | 'off' | null, gateway: IGateway | null | undefined): string {
+  const a = autolog === null ? 'autolog —' : `autolog ${autolog}`;
+  let g = 'gateway —';
+  if (gateway) {
+    g = gateway.running
+      ? `gateway running${gateway.deployments !== undefined ? ` (${gateway.deployments})` : ''}`
+      : 'gateway stopped';
+  }
+  return `MLOps: ${a} · ${g}`;
+}
+

@@ -8,11 +8,15 @@
  */
 import { Dialog, Notification, showDialog } from '@jupyterlab/apputils';
 import { Message } from '@lumino/messaging';
+import { Signal } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 
+import { stepChart } from './chart';
 import { h, setChildren } from './dom';
+import { IKernelState } from './model';
 import {
   activeAlerts,
+  cellLabel,
   deployedModels,
   detailRows,
   driftBadge,
@@ -27,8 +31,11 @@ import {
   IGateway,
   IModel,
   IRun,
+  IRunDetail,
+  isSession,
   keyMetrics,
   lineageChains,
+  mlflowLinks,
   pickExperiment,
   plural,
   promoteCandidates,
@@ -45,9 +52,24 @@ const RUN_LIMIT = 20;
  */
 const DRIFT_INTERVAL = 60000;
 
-interface IInfo {
+export interface IInfo {
   tenant: string;
   version: string;
+  mlflow_ui_url?: string | null;
+  gateway?: IGateway;
+}
+
+interface ITenants {
+  default: string;
+  tenants: string[];
+  restricted: boolean;
+}
+
+/** Where a run's cell is: JupyterLab's cell id, its execution count, the notebook's name. */
+export interface ICellRef {
+  cellId: string | null;
+  executionCount: number | null;
+  notebook: string | null;
 }
 
 interface IChangeResult {
@@ -68,6 +90,47 @@ function badge(b: IBadge, extraClass = ''): HTMLElement {
   return h('span', { class: `jp-MLOps-badge jp-MLOps-badge-${b.level} ${extraClass}`, title: b.title }, b.label);
 }
 
+/**
+ * Attributes that make an element a keyboard control: focusable with Tab, Enter or Space
+ * does what a click does, with a role and a label for screen readers.
+ */
+function pressable(label: string, fn: () => void, expanded: boolean | null = null, key = ''): Record<string, any> {
+  return {
+    role: 'button',
+    tabindex: 0,
+    'aria-label': label,
+    'aria-expanded': expanded === null ? null : String(expanded),
+    'data-focus-key': key || label,
+    onkeydown: (ev: Event) => {
+      const k = (ev as KeyboardEvent).key;
+      if (k === 'Enter' || k === ' ') {
+        ev.preventDefault();
+        ev.stopPropagation();
+        fn();
+      }
+    }
+  };
+}
+
+/** A link to an MLflow UI page (opens in a new tab), or nothing when no UI is known. */
+function mlflowLink(href: string | null, what: string): HTMLElement | null {
+  return href
+    ? h(
+        'a',
+        {
+          class: 'jp-MLOps-link',
+          href,
+          target: '_blank',
+          rel: 'noopener noreferrer',
+          title: `Open ${what} in the MLflow UI`,
+          'aria-label': `Open ${what} in the MLflow UI`,
+          onclick: (ev: Event) => ev.stopPropagation()
+        },
+        'MLflow ↗'
+      )
+    : null;
+}
+
 function section(id: string, title: string): { root: HTMLElement; body: HTMLElement; meta: HTMLElement } {
   const meta = h('span', { class: 'jp-MLOps-sectionMeta' });
   const body = h('div', { class: 'jp-MLOps-sectionBody' }, h('div', { class: 'jp-MLOps-empty' }, 'Loading…'));
@@ -81,8 +144,20 @@ function section(id: string, title: string): { root: HTMLElement; body: HTMLElem
 }
 
 export class MLOpsPanel extends Widget {
+  /** Emitted after each refresh with the server's info (tenant, gateway), for the status bar. */
+  readonly refreshed = new Signal<this, IInfo | null>(this);
+
   /** Milliseconds between background refreshes while the panel is visible. */
   refreshInterval = 10000;
+  /** Scrolls JupyterLab to a run's cell; false when its notebook is not open (set by the plugin). */
+  openCell: ((cell: ICellRef) => boolean) | null = null;
+
+  /** The tenant shown (null: the server's default); the switcher and the kernel's tenant change it. */
+  private tenant: string | null = null;
+  private tenants: ITenants | null = null;
+  private kernelTenant: string | null = null;
+  private kernelUI: string | null = null;
+  private details = new Map<string, IRunDetail | MLOpsError>();
 
   private info: IInfo | null = null;
   private experiments: IExperiment[] = [];
@@ -91,6 +166,7 @@ export class MLOpsPanel extends Widget {
   private openRun: string | null = null;
   private models: IModel[] = [];
   private openModel: string | null = null;
+  private openDrift: string | null = null;
   private deployments: IDeployment[] = [];
   private gateway: IGateway | null = null;
   private drift = new Map<string, DriftState>();
@@ -104,6 +180,7 @@ export class MLOpsPanel extends Widget {
 
   private readonly header: HTMLElement;
   private readonly status: HTMLElement;
+  private readonly tenantSelect: HTMLSelectElement;
   private readonly exp = section('experiments', 'Experiments');
   private readonly mod = section('models', 'Models');
   private readonly dep = section('deployments', 'Deployments');
@@ -123,13 +200,103 @@ export class MLOpsPanel extends Widget {
       },
       '⟳ Refresh'
     );
+    this.tenantSelect = h('select', {
+      class: 'jp-MLOps-select jp-MLOps-tenant',
+      'aria-label': 'Tenant',
+      title: 'Tenant shown (the server allows these; follows the active notebook\'s kernel)',
+      onchange: () => void this.setTenant(this.tenantSelect.value)
+    });
     this.header = h(
       'div',
       { class: 'jp-MLOps-header' },
-      h('div', { class: 'jp-MLOps-headerRow' }, h('span', { class: 'jp-MLOps-title' }, 'MLOps'), refresh),
+      h(
+        'div',
+        { class: 'jp-MLOps-headerRow' },
+        h('span', { class: 'jp-MLOps-title', role: 'heading', 'aria-level': 2 }, 'MLOps'),
+        h('label', { class: 'jp-MLOps-tenantLabel' }, 'Tenant ', this.tenantSelect),
+        refresh
+      ),
       this.status
     );
     this.node.append(this.header, this.exp.root, this.mod.root, this.dep.root, this.dri.root);
+  }
+
+  // -- tenant and kernel ------------------------------------------------------------------
+
+  /** The tenant shown now. */
+  get currentTenant(): string | null {
+    return this.tenant ?? this.info?.tenant ?? null;
+  }
+
+  /** Show another tenant (one of the server's allow-list; the server answers 403 otherwise). */
+  async setTenant(tenant: string): Promise<void> {
+    if (tenant === this.currentTenant) {
+      return;
+    }
+    this.tenant = tenant;
+    this.info = null;
+    this.selectedExperiment = null;
+    this.openRun = null;
+    this.openModel = null;
+    this.details.clear();
+    this.drift.clear();
+    this.lastDrift = 0;
+    this.renderTenants();
+    if (this.isVisible) {
+      await this.refresh(); // else the next show refreshes
+    }
+  }
+
+  /**
+   * What the active notebook's kernel reports: the sidebar follows its tenant when the server
+   * allows it (once per change of the kernel's tenant, so the switcher still works), and
+   * links to the MLflow UI it knows.
+   */
+  async setKernelState(state: IKernelState | null): Promise<void> {
+    const ui = state?.mlflow_ui ?? null;
+    const uiChanged = ui !== this.kernelUI;
+    this.kernelUI = ui;
+    const tenant = state?.tenant ?? null;
+    if (tenant !== null && tenant !== this.kernelTenant) {
+      this.kernelTenant = tenant;
+      if (!this.tenants) {
+        await this.loadTenants(false);
+      }
+      const current = this.currentTenant ?? this.tenants?.default ?? null;
+      if (this.tenants?.tenants.includes(tenant) && tenant !== current) {
+        await this.setTenant(tenant);
+        return;
+      }
+    }
+    this.kernelTenant = tenant;
+    if (uiChanged) {
+      this.render();
+    }
+  }
+
+  /** The MLflow UI to link to: the active kernel's, else the server's setting. */
+  get mlflowUI(): string | null {
+    return this.kernelUI ?? this.info?.mlflow_ui_url ?? null;
+  }
+
+  private async loadTenants(background: boolean): Promise<void> {
+    try {
+      this.tenants = await requestAPI<ITenants>('tenants', { background });
+    } catch {
+      this.tenants = null;
+    }
+    this.renderTenants();
+  }
+
+  private renderTenants(): void {
+    const current = this.currentTenant;
+    const names = [...new Set([...(this.tenants?.tenants ?? []), ...(current ? [current] : [])])].sort();
+    setChildren(
+      this.tenantSelect,
+      names.map(t => h('option', { value: t, selected: t === current }, t))
+    );
+    this.tenantSelect.value = current ?? '';
+    this.tenantSelect.disabled = names.length < 2;
   }
 
   // -- refresh ---------------------------------------------------------------------------
@@ -146,8 +313,12 @@ export class MLOpsPanel extends Widget {
 
   private async load(background: boolean): Promise<void> {
     this.setStatus(`${this.info ? `tenant ${this.info.tenant} · ` : ''}refreshing…`);
+    const tenant = this.tenant ?? undefined;
     const get = <T>(path: string, query?: Record<string, string | number | undefined>) =>
-      requestAPI<T>(path, { query, background });
+      requestAPI<T>(path, { query: { ...query, tenant }, background });
+    if (!this.tenants || !background) {
+      void this.loadTenants(background);
+    }
     const [info, exps, models, deps, alerts] = await Promise.allSettled([
       this.info ? Promise.resolve(this.info) : get<IInfo>('info'),
       get<{ experiments: IExperiment[] }>('experiments'),
@@ -158,6 +329,9 @@ export class MLOpsPanel extends Widget {
     const errors: unknown[] = [];
     if (info.status === 'fulfilled') {
       this.info = info.value;
+      this.renderTenants();
+    } else {
+      errors.push(info.reason);
     }
     if (exps.status === 'fulfilled') {
       this.experiments = exps.value.experiments;
@@ -204,6 +378,7 @@ export class MLOpsPanel extends Widget {
     this.setStatus(
       `${this.info ? `tenant ${this.info.tenant} · ` : ''}updated ${this.lastRefresh.toLocaleTimeString()}`
     );
+    this.refreshed.emit(this.info);
   }
 
   private async loadDrift(background: boolean): Promise<void> {
@@ -216,7 +391,10 @@ export class MLOpsPanel extends Widget {
     await Promise.all(
       models.map(async m => {
         try {
-          const drift = await requestAPI<IDrift>(`models/${encodeURIComponent(m)}/drift`, { background });
+          const drift = await requestAPI<IDrift>(`models/${encodeURIComponent(m)}/drift`, {
+            background,
+            query: { tenant: this.tenant ?? undefined }
+          });
           next.set(m, { drift });
         } catch (error) {
           next.set(m, { error: error instanceof MLOpsError ? error : new MLOpsError(String(error)) });
@@ -297,71 +475,177 @@ export class MLOpsPanel extends Widget {
     this.renderDrift();
   }
 
+  /** Re-render a section, keeping the keyboard focus on the control that had it. */
+  private keepFocus(section: HTMLElement, draw: () => void): void {
+    const active = document.activeElement as HTMLElement | null;
+    const key = active && section.contains(active) ? active.getAttribute('data-focus-key') : null;
+    draw();
+    if (key !== null) {
+      const again = [...section.querySelectorAll<HTMLElement>('[data-focus-key]')].find(
+        el => el.getAttribute('data-focus-key') === key
+      );
+      again?.focus();
+    }
+  }
+
   private renderExperiments(): void {
+    this.keepFocus(this.exp.root, () => this.drawExperiments());
+  }
+
+  private drawExperiments(): void {
     const { body, meta } = this.exp;
     meta.textContent = `${this.experiments.length}`;
     if (!this.experiments.length) {
       setChildren(body, h('div', { class: 'jp-MLOps-empty' }, 'No experiments yet. Track one with %mlops start NAME or cell autolog.'));
       return;
     }
+    const ui = this.mlflowUI;
     const list = h(
       'ul',
-      { class: 'jp-MLOps-list jp-MLOps-experiments' },
-      this.experiments.map(e =>
-        h(
+      { class: 'jp-MLOps-list jp-MLOps-experiments', 'aria-label': 'Experiments' },
+      this.experiments.map(e => {
+        const selected = e.name === this.selectedExperiment;
+        const select = () => {
+          this.selectedExperiment = e.name;
+          this.openRun = null;
+          void this.refresh();
+        };
+        return h(
           'li',
           {
-            class: `jp-MLOps-item jp-MLOps-clickable${e.name === this.selectedExperiment ? ' jp-mod-selected' : ''}${
+            class: `jp-MLOps-item jp-MLOps-clickable${selected ? ' jp-mod-selected' : ''}${
               e.kind === 'registry' ? ' jp-MLOps-registry' : ''
             }`,
             'data-experiment': e.name,
             title: `Show the runs of ${e.name}`,
-            onclick: () => {
-              this.selectedExperiment = e.name;
-              this.openRun = null;
-              void this.refresh();
-            }
+            onclick: select
           },
-          h('span', { class: 'jp-MLOps-name' }, e.name),
-          h('span', { class: 'jp-MLOps-dim' }, `${plural(e.run_count, 'run').replace(' ', e.run_count_complete ? ' ' : '+ ')} · ${formatRelative(e.last_run_at ?? e.updated_at)}`)
-        )
-      )
+          h(
+            'span',
+            {
+              class: 'jp-MLOps-name',
+              ...pressable(`Experiment ${e.name}: show its runs`, select, null, `exp:${e.name}`),
+              'aria-pressed': String(selected)
+            },
+            e.name
+          ),
+          h('span', { class: 'jp-MLOps-dim' }, `${plural(e.run_count, 'run').replace(' ', e.run_count_complete ? ' ' : '+ ')} · ${formatRelative(e.last_run_at ?? e.updated_at)}`),
+          mlflowLink(mlflowLinks.experiment(ui, e.experiment_id), `experiment ${e.name}`)
+        );
+      })
     );
-    const rows = this.runs.map(r => {
-      const open = r.run_id === this.openRun;
-      const row = h(
-        'li',
-        {
-          class: `jp-MLOps-run jp-MLOps-clickable${open ? ' jp-mod-open' : ''}`,
-          'data-run': r.run_id,
-          title: 'Show details',
-          onclick: () => {
-            this.openRun = open ? null : r.run_id;
-            this.renderExperiments();
-          }
-        },
-        h(
-          'div',
-          { class: 'jp-MLOps-runHead' },
-          h('span', { class: 'jp-MLOps-name' }, r.run_name ?? r.run_id.slice(0, 8)),
-          badge({ label: r.status, level: statusLevel(r.status), title: `status ${r.status}` }),
-          h('span', { class: 'jp-MLOps-dim' }, formatRelative(r.start_time))
-        ),
-        h(
-          'div',
-          { class: 'jp-MLOps-metrics' },
-          keyMetrics(r.metrics).map(([k, v]) => h('span', { class: 'jp-MLOps-metric' }, `${k} `, h('b', {}, v)))
-        ),
-        open ? this.runDetails(r) : null
-      );
-      return row;
-    });
+    const sortMetric = this.experiments.find(e => e.name === this.selectedExperiment)?.sort_metric ?? null;
+    const children = new Map<string, number>();
+    for (const r of this.runs) {
+      if (r.parent_run_id) {
+        children.set(r.parent_run_id, (children.get(r.parent_run_id) ?? 0) + 1);
+      }
+    }
+    const rows = this.runs.map(r => (isSession(r) ? this.sessionRow(r, children.get(r.run_id) ?? 0) : this.runRow(r, sortMetric)));
     setChildren(
       body,
       list,
-      h('div', { class: 'jp-MLOps-subtitle' }, `Recent runs of ${this.selectedExperiment ?? '—'}`),
-      rows.length ? h('ul', { class: 'jp-MLOps-list jp-MLOps-runs' }, rows) : h('div', { class: 'jp-MLOps-empty' }, 'No runs.')
+      h('div', { class: 'jp-MLOps-subtitle', role: 'heading', 'aria-level': 3 }, `Recent runs of ${this.selectedExperiment ?? '—'}`),
+      rows.length
+        ? h('ul', { class: 'jp-MLOps-list jp-MLOps-runs', 'aria-label': `Runs of ${this.selectedExperiment ?? ''}` }, rows)
+        : h('div', { class: 'jp-MLOps-empty' }, 'No runs.')
     );
+  }
+
+  /** A notebook session's parent run: shown as the session, with how many cell runs it holds. */
+  private sessionRow(r: IRun, cells: number): HTMLElement {
+    const notebook = r.tags?.['mlops.notebook'] ?? r.run_name ?? r.run_id.slice(0, 8);
+    return h(
+      'li',
+      { class: 'jp-MLOps-run jp-MLOps-session', 'data-run': r.run_id },
+      h(
+        'div',
+        { class: 'jp-MLOps-runHead' },
+        h('span', { class: 'jp-MLOps-name' }, `Session ${notebook}`),
+        badge({ label: 'session', level: 'info', title: 'The notebook session: its cells are runs under it' }),
+        h('span', { class: 'jp-MLOps-dim' }, `${plural(cells, 'cell run')} · ${formatRelative(r.start_time)}`),
+        mlflowLink(mlflowLinks.run(this.mlflowUI, r.experiment_id, r.run_id), `session ${notebook}`)
+      )
+    );
+  }
+
+  private runRow(r: IRun, sortMetric: string | null): HTMLElement {
+    const open = r.run_id === this.openRun;
+    const name = r.run_name ?? r.run_id.slice(0, 8);
+    const toggle = () => {
+      this.openRun = open ? null : r.run_id;
+      if (!open && !this.details.has(r.run_id)) {
+        void this.loadDetail(r.run_id);
+      }
+      this.renderExperiments();
+    };
+    const cell = cellLabel(r);
+    return h(
+      'li',
+      {
+        class: `jp-MLOps-run jp-MLOps-clickable${open ? ' jp-mod-open' : ''}`,
+        'data-run': r.run_id,
+        title: 'Show details',
+        onclick: toggle
+      },
+      h(
+        'div',
+        { class: 'jp-MLOps-runHead' },
+        h('span', { class: 'jp-MLOps-name', ...pressable(`Run ${name}: ${open ? 'hide' : 'show'} details`, toggle, open, `run:${r.run_id}`) }, name),
+        badge({ label: r.status, level: statusLevel(r.status), title: `status ${r.status}` }),
+        cell ? this.cellButton(r, cell) : null,
+        h('span', { class: 'jp-MLOps-dim' }, formatRelative(r.start_time)),
+        mlflowLink(mlflowLinks.run(this.mlflowUI, r.experiment_id, r.run_id), `run ${name}`)
+      ),
+      h(
+        'div',
+        { class: 'jp-MLOps-metrics' },
+        keyMetrics(r.metrics, 3, sortMetric).map(([k, v], i) =>
+          h('span', { class: `jp-MLOps-metric${i === 0 ? ' jp-MLOps-keyMetric' : ''}` }, `${k} `, h('b', {}, v))
+        )
+      ),
+      open ? this.runDetails(r) : null
+    );
+  }
+
+  /** `cell [6]`: scrolls JupyterLab to the cell when its notebook is open. */
+  private cellButton(r: IRun, label: string): HTMLElement {
+    const count = Number(r.tags?.['mlops.execution_count']);
+    const ref: ICellRef = {
+      cellId: r.tags?.['mlops.cell_id'] || null,
+      executionCount: Number.isFinite(count) ? count : null,
+      notebook: r.tags?.['mlops.notebook'] ?? null
+    };
+    return h(
+      'button',
+      {
+        class: 'jp-MLOps-cellLink',
+        title: 'Scroll to this cell in its notebook',
+        'aria-label': `Go to ${label}`,
+        'data-focus-key': `cell:${r.run_id}`,
+        onclick: (ev: Event) => {
+          ev.stopPropagation();
+          if (!this.openCell?.(ref)) {
+            Notification.info(`Open the notebook${ref.notebook ? ` ${ref.notebook}` : ''} to go to ${label}.`, { autoClose: 4000 });
+          }
+        }
+      },
+      label
+    );
+  }
+
+  private async loadDetail(runId: string): Promise<void> {
+    try {
+      const detail = await requestAPI<IRunDetail>(`runs/${encodeURIComponent(runId)}/detail`, {
+        query: { tenant: this.tenant ?? undefined }
+      });
+      this.details.set(runId, detail);
+    } catch (error) {
+      this.details.set(runId, error instanceof MLOpsError ? error : new MLOpsError(String(error)));
+    }
+    if (this.openRun === runId) {
+      this.renderExperiments();
+    }
   }
 
   private runDetails(r: IRun): HTMLElement {
@@ -372,20 +656,40 @@ export class MLOpsPanel extends Widget {
             'table',
             { class: 'jp-MLOps-kv' },
             h('caption', {}, title),
-            rows.map(([k, v]) => h('tr', {}, h('th', {}, k), h('td', {}, v)))
+            rows.map(([k, v]) => h('tr', {}, h('th', { scope: 'row' }, k), h('td', {}, v)))
           )
         : null;
+    const detail = this.details.get(r.run_id);
+    let extra: (HTMLElement | null)[];
+    if (detail === undefined) {
+      extra = [h('div', { class: 'jp-MLOps-dim' }, 'Loading charts and cell…')];
+    } else if (detail instanceof MLOpsError) {
+      extra = [h('div', { class: 'jp-MLOps-dim' }, `Details: ${detail.message}`)];
+    } else {
+      const charts = Object.entries(detail.history).map(([k, pts]) => stepChart(k, pts));
+      extra = [
+        charts.length ? h('div', { class: 'jp-MLOps-subtitle' }, 'Metrics per step') : null,
+        ...charts,
+        detail.cell.source !== null ? h('div', { class: 'jp-MLOps-subtitle' }, 'Cell source') : null,
+        detail.cell.source !== null ? h('pre', { class: 'jp-MLOps-source', tabindex: 0, 'aria-label': 'Cell source' }, detail.cell.source) : null
+      ];
+    }
     return h(
       'div',
       { class: 'jp-MLOps-details', onclick: (ev: Event) => ev.stopPropagation() },
       h('div', { class: 'jp-MLOps-dim' }, `run ${r.run_id} · ${formatDuration(r.duration)} · ${r.start_time ?? ''}`),
       table('Metrics', metrics),
       table('Params', params),
+      ...extra,
       r.parent_run_id ? h('div', { class: 'jp-MLOps-dim' }, `parent run ${r.parent_run_id}`) : null
     );
   }
 
   private renderModels(): void {
+    this.keepFocus(this.mod.root, () => this.drawModels());
+  }
+
+  private drawModels(): void {
     const { body, meta } = this.mod;
     meta.textContent = `${this.models.length}`;
     if (!this.models.length) {
@@ -396,26 +700,32 @@ export class MLOpsPanel extends Widget {
       body,
       h(
         'ul',
-        { class: 'jp-MLOps-list jp-MLOps-models' },
+        { class: 'jp-MLOps-list jp-MLOps-models', 'aria-label': 'Models' },
         this.models.map(m => {
           const open = m.model_id === this.openModel;
           const live = Object.entries(m.live).filter(([, v]) => v);
+          const toggle = () => {
+            this.openModel = open ? null : m.model_id;
+            this.renderModels();
+          };
           return h(
             'li',
             {
               class: `jp-MLOps-item jp-MLOps-model jp-MLOps-clickable${open ? ' jp-mod-open' : ''}`,
               'data-model': m.model_id,
               title: 'Show versions and lineage',
-              onclick: () => {
-                this.openModel = open ? null : m.model_id;
-                this.renderModels();
-              }
+              onclick: toggle
             },
             h(
               'div',
               { class: 'jp-MLOps-runHead' },
-              h('span', { class: 'jp-MLOps-name' }, m.model_id),
-              h('span', { class: 'jp-MLOps-dim' }, `${plural(m.version_count, 'version')} · latest ${m.latest ?? '—'}`)
+              h(
+                'span',
+                { class: 'jp-MLOps-name', ...pressable(`Model ${m.model_id}: ${open ? 'hide' : 'show'} versions and lineage`, toggle, open, `model:${m.model_id}`) },
+                m.model_id
+              ),
+              h('span', { class: 'jp-MLOps-dim' }, `${plural(m.version_count, 'version')} · latest ${m.latest ?? '—'}`),
+              mlflowLink(mlflowLinks.model(this.mlflowUI, this.currentTenant ?? '', m.model_id), `model ${m.model_id}`)
             ),
             h(
               'div',
@@ -502,7 +812,18 @@ export class MLOpsPanel extends Widget {
         h('span', { class: 'jp-MLOps-name' }, `${d.model_id} · ${d.environment}`),
         badge(healthBadge(d.health), 'jp-MLOps-health')
       ),
-      h('div', { class: 'jp-MLOps-endpoint', title: 'Endpoint (POST …/invocations with the tenant\'s bearer token)' }, d.endpoint),
+      h(
+        'a',
+        {
+          class: 'jp-MLOps-endpoint',
+          href: d.endpoint,
+          target: '_blank',
+          rel: 'noopener noreferrer',
+          title: 'Endpoint (POST …/invocations with the tenant\'s bearer token)',
+          'aria-label': `Endpoint of ${d.model_id} in ${d.environment}: ${d.endpoint}`
+        },
+        d.endpoint
+      ),
       bar,
       h('div', { class: 'jp-MLOps-dim jp-MLOps-traffic' }, `traffic ${trafficLabel(d.traffic)}`),
       h(
@@ -534,6 +855,10 @@ export class MLOpsPanel extends Widget {
   }
 
   private renderDrift(): void {
+    this.keepFocus(this.dri.root, () => this.drawDrift());
+  }
+
+  private drawDrift(): void {
     const { body, meta } = this.dri;
     const models = deployedModels(this.deployments);
     const alerts = Array.isArray(this.alerts) ? activeAlerts(this.alerts) : [];
@@ -552,10 +877,21 @@ export class MLOpsPanel extends Widget {
       } else {
         b = { label: 'error', level: 'error', title: st.error.message };
       }
+      const open = this.openDrift === m;
+      const toggle = () => {
+        this.openDrift = open ? null : m;
+        this.renderDrift();
+      };
       return h(
         'li',
-        { class: 'jp-MLOps-item', 'data-model': m },
-        h('div', { class: 'jp-MLOps-runHead' }, h('span', { class: 'jp-MLOps-name' }, m), badge(b, 'jp-MLOps-drift'))
+        { class: `jp-MLOps-item jp-MLOps-clickable${open ? ' jp-mod-open' : ''}`, 'data-model': m, onclick: toggle },
+        h(
+          'div',
+          { class: 'jp-MLOps-runHead' },
+          h('span', { class: 'jp-MLOps-name', ...pressable(`Drift of ${m}: ${b.label}`, toggle, open, `drift:${m}`) }, m),
+          badge(b, 'jp-MLOps-drift')
+        ),
+        open ? h('div', { class: 'jp-MLOps-details jp-MLOps-dim' }, b.title || b.label) : null
       );
     });
     const alertList =
@@ -582,7 +918,7 @@ export class MLOpsPanel extends Widget {
           : h('div', { class: 'jp-MLOps-dim' }, 'No alerts firing.');
     setChildren(
       body,
-      models.length ? h('ul', { class: 'jp-MLOps-list jp-MLOps-driftList' }, rows) : h('div', { class: 'jp-MLOps-empty' }, 'No deployed models to watch.'),
+      models.length ? h('ul', { class: 'jp-MLOps-list jp-MLOps-driftList', 'aria-label': 'Drift of deployed models' }, rows) : h('div', { class: 'jp-MLOps-empty' }, 'No deployed models to watch.'),
       alertList
     );
   }
@@ -608,7 +944,7 @@ export class MLOpsPanel extends Widget {
     this.setStatus(`${body.action} ${d.model_id} in ${d.environment}…`);
     try {
       const path = `deployments/${encodeURIComponent(d.model_id)}/${encodeURIComponent(d.environment)}`;
-      const result = await postAPI<IChangeResult>(path, body);
+      const result = await postAPI<IChangeResult>(path, body, { tenant: this.tenant ?? undefined });
       Notification.success(done(result), { autoClose: 5000 });
     } catch (error) {
       notifyError(error, `${body.action} of ${d.model_id} in ${d.environment} failed`);

@@ -117,6 +117,6 @@ export async function requestAPI<T>(endPoint = '', options: IRequestOptions = {}
 }
 
 /** POST a JSON body with `requestAPI`. */
-export function postAPI<T>(endPoint: string, body: unknown): Promise<T> {
-  return requestAPI<T>(endPoint, { method: 'POST', body: JSON.stringify(body) });
+export function postAPI<T>(endPoint: string, body: unknown, query?: IRequestOptions['query']): Promise<T> {
+  return requestAPI<T>(endPoint, { method: 'POST', body: JSON.stringify(body), query });
 }

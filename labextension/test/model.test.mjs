@@ -5,6 +5,7 @@ import { test } from 'node:test';
 
 import {
   activeAlerts,
+  cellLabel,
   compareSemver,
   deployedModels,
   detailRows,
@@ -13,12 +14,17 @@ import {
   formatNumber,
   formatRelative,
   healthBadge,
+  isSession,
   keyMetrics,
   lineageChains,
+  linePath,
+  mlflowLinks,
+  parseKernelState,
   pickExperiment,
   plural,
   promoteCandidates,
   statusLevel,
+  statusText,
   trafficLabel,
   trafficSegments
 } from '../lib/model.js';
@@ -206,4 +212,46 @@ test('plural counts things', () => {
   assert.equal(plural(1, 'run'), '1 run');
   assert.equal(plural(0, 'run'), '0 runs');
   assert.equal(plural(3, 'version'), '3 versions');
+});
+
+test('keyMetrics puts the sort metric first and cell_duration_s last', () => {
+  const m = { cell_duration_s: 0.5, accuracy: 0.9, zeta: 1, loss: 0.2 };
+  assert.deepEqual(keyMetrics(m, 4).map(([k]) => k), ['accuracy', 'loss', 'zeta', 'cell_duration_s']);
+  assert.deepEqual(keyMetrics(m, 2, 'zeta').map(([k]) => k), ['zeta', 'accuracy']);
+  assert.deepEqual(keyMetrics({ cell_duration_s: 1, my_score: 3 }, 1), [['my_score', '3']]);
+});
+
+test('a session run is shown as the session; cell runs name their cell', () => {
+  assert.equal(isSession({ tags: { 'mlops.kind': 'session' } }), true);
+  assert.equal(isSession({ tags: { 'mlops.kind': 'cell' } }), false);
+  assert.equal(cellLabel({ tags: { 'mlops.execution_count': '6' } }), 'cell [6]');
+  assert.equal(cellLabel({ tags: {} }), null);
+});
+
+test('mlflowLinks point at the MLflow UI pages, or nowhere without a UI', () => {
+  assert.equal(mlflowLinks.run('http://127.0.0.1:5000/', '3', 'abc'), 'http://127.0.0.1:5000/#/experiments/3/runs/abc');
+  assert.equal(mlflowLinks.experiment('http://h', '3'), 'http://h/#/experiments/3');
+  assert.equal(mlflowLinks.model('http://h', 'acme', 'iris'), 'http://h/#/models/acme.iris');
+  assert.equal(mlflowLinks.run(null, '3', 'abc'), null);
+});
+
+test('linePath zooms the y axis to the data and needs two points', () => {
+  const geo = linePath([{ step: 0, value: 0.944 }, { step: 1, value: 0.972 }, { step: 2, value: null }], 100, 50, 0);
+  assert.equal(geo.d, 'M0.0,50.0 L100.0,0.0');
+  assert.deepEqual([geo.min, geo.max, geo.first, geo.last], [0.944, 0.972, 0, 1]);
+  assert.equal(linePath([{ step: 0, value: 1 }], 100, 50), null);
+});
+
+test('parseKernelState reads the JSON the kernel reports (as a Python repr or as JSON)', () => {
+  const json = '{"tenant": "acme", "autolog": "on", "mlflow_ui": null}';
+  assert.deepEqual(parseKernelState(`'${json}'`), { tenant: 'acme', autolog: 'on', mlflow_ui: null });
+  assert.deepEqual(parseKernelState(json), { tenant: 'acme', autolog: 'on', mlflow_ui: null });
+  assert.deepEqual(parseKernelState('{"tenant": null}'), { tenant: null, autolog: 'off', mlflow_ui: null });
+  assert.equal(parseKernelState('NameError'), null);
+});
+
+test('statusText says autolog and the gateway state', () => {
+  assert.equal(statusText('on', { running: true, deployments: 2 }), 'MLOps: autolog on · gateway running (2)');
+  assert.equal(statusText('off', { running: false }), 'MLOps: autolog off · gateway stopped');
+  assert.equal(statusText(null, null), 'MLOps: autolog — · gateway —');
 });

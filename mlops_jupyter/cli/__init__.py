@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -139,9 +140,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     alert = monitoring.set_alert(model_id=MODEL_ID, condition="drift_score > 0.1", action="notify_team")
     _print_step('Alerting: set_alert("drift_score > 0.1", action="notify_team")', alert)
     _print_step(
-        "evaluate_alerts() (check_drift and the gateway also evaluate them as traffic arrives)",
+        "evaluate_alerts() (the gateway also evaluates them as traffic arrives)",
         monitoring.evaluate_alerts(MODEL_ID),
     )
+    monitoring.wait_for_alert_actions()  # actions run on their own threads
     history = monitoring.alerts(MODEL_ID, limit=1)
     _print_step(
         "alerts(): the latest alert (notify_team has no callable registered in this process, so it "
@@ -177,10 +179,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"  curl -s -H \"Authorization: Bearer $(cat {token_file})\" -H 'Content-Type: application/json' \\\n"
         f"       -d '{ticket}' \\\n"
         f"       {deployed['endpoint']}/invocations\n"
-        f"Stop the gateway with: mlops-jupyter serve --stop --home {pipeline.settings.home}"
+        f"Stop the gateway with: {runnable_command()} serve --stop --home {shlex.quote(str(pipeline.settings.home))}"
     )
     print(f"\nDone in {time.perf_counter() - started:.1f} s. Store: {pipeline.settings.home}")
     return 0
+
+
+def runnable_command() -> str:
+    """How to run ``mlops-jupyter`` from any shell: the bare name when it is on PATH as
+    this interpreter's script, else that script's absolute path (a venv not activated),
+    else ``python -m mlops_jupyter.cli`` with this interpreter's absolute path."""
+    import shutil
+    from pathlib import Path
+
+    script = Path(sys.executable).with_name(PROG)
+    found = shutil.which(PROG)
+    if found and script.is_file() and Path(found).resolve() == script.resolve():
+        return PROG
+    if script.is_file():
+        return shlex.quote(str(script))
+    return f"{shlex.quote(sys.executable)} -m mlops_jupyter.cli"
 
 
 def _home(value: str) -> str:

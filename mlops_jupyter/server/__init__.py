@@ -7,11 +7,15 @@ installs, so ``pip install mlops-jupyter`` is all a user does. Routes live under
 once, when the server starts, kept in ``web_app.settings`` and read by the handlers
 through a property.
 
-The tenant comes from the server's configuration only, never from a request, so one
-tenant's server cannot read another tenant's data::
+The default tenant comes from the server's configuration; a request (the sidebar's tenant
+switcher, or the tenant of the active notebook's kernel) may pick another one of the
+allow-list ``c.MLOpsServer.tenants``, and is refused (403) outside it::
 
     # jupyter_server_config.py
     c.MLOpsServer.tenant = "acme"            # default: $MLOPS_TENANT, else "default"
+    c.MLOpsServer.tenants = ["acme", "lab"]  # default: every tenant of the store, or on
+                                             # JupyterHub only the tenant above
+    c.MLOpsServer.mlflow_ui_url = "http://127.0.0.1:5000"  # links, when no kernel knows one
     c.MLOpsServer.storage_path = "/data/mlops"  # default: $MLOPS_HOME, else {root_dir}/.mlops
     c.MLOpsServer.mlflow_uri = "http://mlflow:5000"  # default: $MLFLOW_TRACKING_URI or embedded
 
@@ -25,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Int, Unicode
+from traitlets import Int, List, Unicode
 
 from mlops_jupyter.config import env
 
@@ -45,6 +49,22 @@ class MLOpsServer(ExtensionApp):
         config=True,
         help="Tenant whose experiments, models and deployments this server shows and changes "
         "(default: $MLOPS_TENANT, else 'default'). Requests cannot choose another tenant.",
+    )
+    tenants = List(
+        Unicode(),
+        default_value=None,
+        allow_none=True,
+        config=True,
+        help="Tenants a request (the sidebar's tenant switcher) may choose, besides `tenant`. "
+        "Default: every tenant with experiments in the store on a single-user server; only `tenant` "
+        "on a server spawned by JupyterHub (an admin lists the others here).",
+    )
+    mlflow_ui_url = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="URL of an MLflow UI on this store, for the sidebar's links to runs, experiments and "
+        "models when the active kernel knows none (`%mlops ui` starts one).",
     )
     storage_path = Unicode(
         None,
@@ -77,16 +97,23 @@ class MLOpsServer(ExtensionApp):
 
     def initialize_settings(self) -> None:
         from mlops_jupyter.config.settings import resolve_settings
-        from mlops_jupyter.server.service import SERVICE_KEY, MLOpsService
+        from mlops_jupyter.server.handlers import UI_URL_KEY
+        from mlops_jupyter.server.service import SERVICE_KEY
+        from mlops_jupyter.server.tenants import TenantServices, on_jupyterhub
 
         settings = resolve_settings(self.tenant, self.mlflow_uri, None, self._storage_path())
-        service = MLOpsService(settings, read_threads=self.read_threads, log=self.log)
-        service.warm_up()
-        self.settings[SERVICE_KEY] = service
+        allowed = self.tenants
+        if allowed is None and on_jupyterhub():
+            allowed = [settings.tenant]
+        services = TenantServices(settings, allowed, read_threads=self.read_threads, log=self.log)
+        services.default.warm_up()
+        self.settings[SERVICE_KEY] = services
+        self.settings[UI_URL_KEY] = self.mlflow_ui_url
         self.log.info(
-            "mlops_jupyter: MLOps API at %smlops/api/ for tenant %r, store %s",
+            "mlops_jupyter: MLOps API at %smlops/api/ for tenant %r (allowed: %s), store %s",
             self.serverapp.base_url,
             settings.tenant,
+            "every tenant of the store" if allowed is None else allowed,
             settings.home,
         )
 

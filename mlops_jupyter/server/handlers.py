@@ -3,10 +3,12 @@
 =======  ===============================  ==============================================
 verb     path                             what
 =======  ===============================  ==============================================
-GET      ``info``                         tenant, package version, store
+GET      ``info``                         tenant, package version, store, gateway, MLflow UI URL
+GET      ``tenants``                      the tenants a request may choose (the allow-list)
 GET      ``experiments``                  the tenant's experiments, run counts, newest run
 GET      ``runs?experiment=E&limit=N``    newest runs (params, metrics, tags)
 GET      ``runs/{run_id}``                one run
+GET      ``runs/{run_id}/detail``         per-step metric history, the source of the run's cell
 GET      ``models``                       models: versions, live aliases, deployments
 GET      ``models/{id}/versions``         every version of a model
 GET      ``models/{id}/lineage``          the version graph
@@ -26,7 +28,9 @@ Every verb is ``@tornado.web.authenticated`` (Jupyter's token or login; 403 with
 ``@authorized`` (the server's Authorizer, e.g. JupyterHub's, is asked for ``read`` or
 ``write`` on the resource ``mlops``); POSTs need Jupyter's XSRF check unless
 token-authenticated, as every Jupyter API. The
-tenant is the server's (``c.MLOpsServer.tenant``): a request naming a tenant is refused.
+tenant is the server's (``c.MLOpsServer.tenant``) unless a request names another with
+``?tenant=T``: one of the allow-list (``c.MLOpsServer.tenants``, see
+:mod:`mlops_jupyter.server.tenants`), else 403. A body never names the tenant.
 """
 
 from __future__ import annotations
@@ -41,8 +45,11 @@ from jupyter_server.utils import url_path_join
 
 from mlops_jupyter import errors as E
 from mlops_jupyter.server.service import DEFAULT_RUNS, MAX_RUNS, SERVICE_KEY, MLOpsService, jsonable
+from mlops_jupyter.server.tenants import TenantForbiddenError, TenantServices
 
 API = "mlops/api"
+UI_URL_KEY = "mlops_mlflow_ui_url"
+"""Where the extension keeps ``c.MLOpsServer.mlflow_ui_url`` in the tornado app's settings."""
 MAX_BODY = 64 * 1024
 # query arguments Jupyter itself may add to any request
 _JUPYTER_ARGS = ("token", "_xsrf", "no_track_activity")
@@ -51,6 +58,7 @@ _JUPYTER_ARGS = ("token", "_xsrf", "no_track_activity")
 def error_status(exc: E.MLOpsError) -> int:
     """The HTTP status of a core error."""
     for cls, status in (
+        (TenantForbiddenError, 403),
         (E.FeatureNotAvailableError, 501),
         (E.GatewayError, 503),
         (E.StoreError, 503),
@@ -93,27 +101,37 @@ class MLOpsHandler(APIHandler):
     #: what Jupyter's Authorizer is asked about: GET is "read", POST "write" on "mlops"
     auth_resource = "mlops"
 
+    _service: MLOpsService | None = None
+
     @property
-    def mlops(self) -> MLOpsService:
-        """The service built once at server start (``web_app.settings``)."""
+    def tenants(self) -> TenantServices:
+        """The allow-list and the services, built once at server start (``web_app.settings``)."""
         return self.settings[SERVICE_KEY]
 
-    def check_arguments(self) -> None:
-        """Refuse unknown query arguments, and any attempt to choose the tenant."""
+    @property
+    def mlops(self) -> MLOpsService:
+        """The service of the request's tenant (set by :meth:`check_arguments`)."""
+        return self._service or self.tenants.default
+
+    async def check_arguments(self) -> None:
+        """Refuse unknown query arguments; pick the tenant (``?tenant=``, 403 outside the allow-list)."""
         names = set(self.request.query_arguments)
-        if "tenant" in names or "tenant_id" in names:
+        if "tenant_id" in names:
             raise ApiError(
-                400,
-                "ValidationError",
-                "The tenant is set by the server's configuration (c.MLOpsServer.tenant or "
-                f"$MLOPS_TENANT; here {self.mlops.tenant!r}), never by a request.",
+                400, "ValidationError", "Name the tenant with ?tenant=T (one of GET tenants), not tenant_id."
             )
         # JupyterLab's ServerConnection adds a bare timestamp to GETs against caches: not ours
-        unknown = sorted(n for n in names - set(self.arguments) - set(_JUPYTER_ARGS) if not n.isdigit())
+        unknown = sorted(n for n in names - {*self.arguments, "tenant"} - set(_JUPYTER_ARGS) if not n.isdigit())
         if unknown:
             raise ApiError(
-                400, "ValidationError", f"Unknown query argument(s) {unknown}.", allowed=list(self.arguments)
+                400, "ValidationError", f"Unknown query argument(s) {unknown}.", allowed=[*self.arguments, "tenant"]
             )
+        tenant = self.arg("tenant")
+        if tenant is not None and tenant != self.tenants.default_tenant:
+            try:
+                self._service = await self.tenants.default.read(self.tenants.resolve, tenant)
+            except E.MLOpsError as exc:
+                raise ApiError.from_core(exc, tenant) from None
 
     def arg(self, name: str) -> str | None:
         values = self.request.query_arguments.get(name)
@@ -137,18 +155,24 @@ class MLOpsHandler(APIHandler):
             raise ApiError(400, "MalformedJSON", f"The request body is not valid JSON: {exc}.") from None
         if isinstance(data, dict) and ("tenant" in data or "tenant_id" in data):
             raise ApiError(
-                400, "ValidationError", "The tenant is set by the server's configuration, never by a request."
+                400,
+                "ValidationError",
+                "A request body never names the tenant (the server's configuration does; ?tenant=T picks "
+                "one of its allow-list).",
             )
         return data
 
-    async def call(self, fn: Any, *args: Any, change: bool = False, **kwargs: Any) -> None:
-        """Run a service method off the event loop and answer its result as JSON."""
+    async def result(self, fn: Any, *args: Any, change: bool = False, **kwargs: Any) -> Any:
+        """Run a service method off the event loop; core errors become JSON errors."""
         run = self.mlops.change if change else self.mlops.read
         try:
-            result = await run(fn, *args, **kwargs)
+            return await run(fn, *args, **kwargs)
         except E.MLOpsError as exc:
             raise ApiError.from_core(exc, self.mlops.tenant) from None
-        self.finish(json.dumps(jsonable(result)))
+
+    async def call(self, fn: Any, *args: Any, change: bool = False, **kwargs: Any) -> None:
+        """Run a service method off the event loop and answer its result as JSON."""
+        self.finish(json.dumps(jsonable(await self.result(fn, *args, change=change, **kwargs))))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
@@ -174,15 +198,25 @@ class InfoHandler(MLOpsHandler):
     @tornado.web.authenticated
     @authorized
     async def get(self) -> None:
-        self.check_arguments()
-        await self.call(self.mlops.info)
+        await self.check_arguments()
+        info = await self.result(self.mlops.info)
+        info["mlflow_ui_url"] = self.settings.get(UI_URL_KEY) or None
+        self.finish(json.dumps(jsonable(info)))
+
+
+class TenantsHandler(MLOpsHandler):
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        await self.check_arguments()
+        await self.call(self.tenants.summary)
 
 
 class ExperimentsHandler(MLOpsHandler):
     @tornado.web.authenticated
     @authorized
     async def get(self) -> None:
-        self.check_arguments()
+        await self.check_arguments()
         await self.call(self.mlops.experiments)
 
 
@@ -192,7 +226,7 @@ class RunsHandler(MLOpsHandler):
     @tornado.web.authenticated
     @authorized
     async def get(self) -> None:
-        self.check_arguments()
+        await self.check_arguments()
         limit = _int_arg(self.arg("limit"), "limit", DEFAULT_RUNS, 1, MAX_RUNS)
         await self.call(self.mlops.runs, self.arg("experiment") or None, limit)
 
@@ -201,15 +235,23 @@ class RunHandler(MLOpsHandler):
     @tornado.web.authenticated
     @authorized
     async def get(self, run_id: str) -> None:
-        self.check_arguments()
+        await self.check_arguments()
         await self.call(self.mlops.run, run_id)
+
+
+class RunDetailHandler(MLOpsHandler):
+    @tornado.web.authenticated
+    @authorized
+    async def get(self, run_id: str) -> None:
+        await self.check_arguments()
+        await self.call(self.mlops.run_detail, run_id)
 
 
 class ModelsHandler(MLOpsHandler):
     @tornado.web.authenticated
     @authorized
     async def get(self) -> None:
-        self.check_arguments()
+        await self.check_arguments()
         await self.call(self.mlops.models)
 
 
@@ -217,7 +259,7 @@ class VersionsHandler(MLOpsHandler):
     @tornado.web.authenticated
     @authorized
     async def get(self, model_id: str) -> None:
-        self.check_arguments()
+        await self.check_arguments()
         await self.call(self.mlops.versions, model_id)
 
 
@@ -225,7 +267,7 @@ class LineageHandler(MLOpsHandler):
     @tornado.web.authenticated
     @authorized
     async def get(self, model_id: str) -> None:
-        self.check_arguments()
+        await self.check_arguments()
         await self.call(self.mlops.lineage, model_id)
 
 
@@ -235,7 +277,7 @@ class DriftHandler(MLOpsHandler):
     @tornado.web.authenticated
     @authorized
     async def get(self, model_id: str) -> None:
-        self.check_arguments()
+        await self.check_arguments()
         threshold = _float_arg(self.arg("threshold"), "threshold", 0.1)
         window = self.arg("window")
         if window is not None and window.isdigit():
@@ -249,7 +291,7 @@ class DeploymentsHandler(MLOpsHandler):
     @tornado.web.authenticated
     @authorized
     async def get(self) -> None:
-        self.check_arguments()
+        await self.check_arguments()
         await self.call(self.mlops.deployments, self.arg("environment") or None)
 
 
@@ -257,13 +299,13 @@ class DeploymentHandler(MLOpsHandler):
     @tornado.web.authenticated
     @authorized
     async def get(self, model_id: str, environment: str) -> None:
-        self.check_arguments()
+        await self.check_arguments()
         await self.call(self.mlops.deployment, model_id, environment)
 
     @tornado.web.authenticated
     @authorized
     async def post(self, model_id: str, environment: str) -> None:
-        self.check_arguments()
+        await self.check_arguments()
         body = self.json_body()
         await self.call(self.mlops.change_deployment, model_id, environment, body, change=True)
 
@@ -274,7 +316,7 @@ class AlertsHandler(MLOpsHandler):
     @tornado.web.authenticated
     @authorized
     async def get(self) -> None:
-        self.check_arguments()
+        await self.check_arguments()
         limit = _int_arg(self.arg("limit"), "limit", 100, 1, MAX_RUNS)
         await self.call(self.mlops.alerts, self.arg("model") or None, limit)
 
@@ -313,9 +355,11 @@ class NotFoundHandler(MLOpsHandler):
 
 ROUTES_HELP = [
     "GET info",
+    "GET tenants",
     "GET experiments",
     "GET runs?experiment=E&limit=N",
     "GET runs/{run_id}",
+    "GET runs/{run_id}/detail",
     "GET models",
     "GET models/{id}/versions",
     "GET models/{id}/lineage",
@@ -338,9 +382,11 @@ def route_patterns() -> list[tuple[str, type]]:
     return [
         (p("/?"), InfoHandler),
         (p("info"), InfoHandler),
+        (p("tenants"), TenantsHandler),
         (p("experiments"), ExperimentsHandler),
         (p("runs"), RunsHandler),
         (p(f"runs/{_SEG}"), RunHandler),
+        (p(f"runs/{_SEG}/detail"), RunDetailHandler),
         (p("models"), ModelsHandler),
         (p(f"models/{_SEG}/versions"), VersionsHandler),
         (p(f"models/{_SEG}/lineage"), LineageHandler),

@@ -15,6 +15,7 @@ import asyncio
 import datetime as _dt
 import logging
 import math
+import tempfile
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -33,6 +34,13 @@ RUN_SCAN = 5000
 """At most this many of the newest runs are read to count runs per experiment."""
 MAX_RUNS = 1000
 DEFAULT_RUNS = 50
+MAX_HISTORY_METRICS = 20
+"""A run's detail reads the step history of at most this many metrics ..."""
+MAX_HISTORY_POINTS = 1000
+"""... and keeps at most this many (the last) points of each."""
+MAX_CELL_SOURCE = 20000
+SORT_METRIC_TAG = "mlops.sort_metric"
+"""Experiment tag naming the metric runs are ranked by (shown first in the sidebar)."""
 HEALTH_TIMEOUT = 2.0
 
 ACTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -82,7 +90,13 @@ class MLOpsService:
         log: where to log (the server's log).
     """
 
-    def __init__(self, settings: Settings, read_threads: int = 4, log: logging.Logger | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        read_threads: int = 4,
+        log: logging.Logger | None = None,
+        executors: tuple[ThreadPoolExecutor, ThreadPoolExecutor] | None = None,
+    ) -> None:
         from mlops_jupyter.api import MLOpsPipeline
 
         if settings.experiment_name is not None:
@@ -94,8 +108,12 @@ class MLOpsService:
         self.settings = settings
         self.pipeline = MLOpsPipeline("jupyter-server", settings)
         self.log = log or logging.getLogger(__name__)
-        self._reads = ThreadPoolExecutor(max(1, read_threads), thread_name_prefix="mlops-api-read")
-        self._writes = ThreadPoolExecutor(1, thread_name_prefix="mlops-api-change")
+        # shared with the other tenants' services (tenants.TenantServices) when given
+        self._owns_threads = executors is None
+        self._reads, self._writes = executors or (
+            ThreadPoolExecutor(max(1, read_threads), thread_name_prefix="mlops-api-read"),
+            ThreadPoolExecutor(1, thread_name_prefix="mlops-api-change"),
+        )
 
     @property
     def tenant(self) -> str:
@@ -122,6 +140,8 @@ class MLOpsService:
         self._reads.submit(_warm)
 
     def close(self) -> None:
+        if not self._owns_threads:
+            return
         self._reads.shutdown(wait=False, cancel_futures=True)
         self._writes.shutdown(wait=False, cancel_futures=True)
 
@@ -134,6 +154,7 @@ class MLOpsService:
             "version": __version__,
             "tracking_uri": self.settings.tracking_uri,
             "home": str(self.settings.home),
+            "gateway": _gateway_summary(self.pipeline.deployment.gateway_status()),
         }
 
     # -- experiments and runs --------------------------------------------------------------
@@ -172,6 +193,7 @@ class MLOpsService:
                     "run_count_complete": complete,
                     "last_run": _run_summary(last) if last else None,
                     "last_run_at": last["start_time"] if last else None,
+                    "sort_metric": (e.tags or {}).get(SORT_METRIC_TAG),
                 }
             )
         out.sort(key=lambda x: (x["kind"] == "experiment", x["last_run_at"] or x["updated_at"] or ""), reverse=True)
@@ -193,6 +215,30 @@ class MLOpsService:
 
     def run(self, run_id: str) -> dict[str, Any]:
         return self.pipeline.tracker.get_run(run_id)
+
+    def run_detail(self, run_id: str) -> dict[str, Any]:
+        """What a run's detail view adds to its row: the per-step history of the metrics logged
+        at several steps (for line charts) and the source of the cell that made it."""
+        store = self.pipeline.tracker.store
+        run = store.get_run(self.pipeline.tracker.tenancy, run_id)
+        history: dict[str, list[dict[str, Any]]] = {}
+        for key in sorted(run.data.metrics)[:MAX_HISTORY_METRICS]:
+            points = store.client.get_metric_history(run_id, key)
+            if len({p.step for p in points}) > 1:
+                points = sorted(points, key=lambda p: (p.step, p.timestamp))[-MAX_HISTORY_POINTS:]
+                history[key] = [{"step": p.step, "value": p.value} for p in points]
+        tags = run.data.tags
+        return {
+            "run_id": run_id,
+            "experiment_id": run.info.experiment_id,
+            "history": history,
+            "cell": {
+                "cell_id": tags.get("mlops.cell_id") or None,
+                "execution_count": tags.get("mlops.execution_count") or None,
+                "notebook": tags.get("mlops.notebook") or None,
+                "source": _cell_source(store, run) if tags.get("mlops.kind") == "cell" else None,
+            },
+        }
 
     # -- models ----------------------------------------------------------------------------
     def models(self) -> dict[str, Any]:
@@ -331,10 +377,10 @@ class MLOpsService:
 
     # -- monitoring ------------------------------------------------------------------------
     def drift(self, model_id: str, threshold: float = 0.1, window: Any = None) -> dict[str, Any]:
-        """``check_drift`` now. As in the core, checking drift also evaluates the model's alert
-        rules on the values it computed (so a check can fire an alert and run its action)."""
+        """``check_drift`` now. It only reads, as every GET does: alert rules are evaluated by the
+        scheduler and ``evaluate_alerts()``, never as a side effect of a check."""
         self.pipeline.deployment.tenancy.model_name(model_id)  # validates the id (models tracked
-        # with track_prediction() need not be registered, so an unknown id answers "no_data")
+        # with track_prediction() need not be registered, so an unknown id answers "unknown_model")
         kwargs: dict[str, Any] = {"threshold": threshold}
         if window is not None:
             kwargs["window"] = window
@@ -390,6 +436,20 @@ def check_action(body: Any) -> str:
                 allowed="a version string such as '1.0.0', an alias or 'latest'",
             )
     return action
+
+
+def _cell_source(store: Any, run: Any) -> str | None:
+    """The ``cell.py`` artifact cell autolog stores with each cell run (None when absent)."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    try:
+        repo = get_artifact_repository(run.info.artifact_uri, tracking_uri=store.tracking_uri)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = repo.download_artifacts("cell.py", tmp)
+            with open(path, encoding="utf-8", errors="replace") as f:
+                return f.read(MAX_CELL_SOURCE)
+    except Exception:  # no artifact (an older run, a failed write): the detail just has no source
+        return None
 
 
 def _run_summary(r: Mapping[str, Any]) -> dict[str, Any]:

@@ -133,3 +133,31 @@ def training_metrics(est: Any, X: Any, y: Any) -> dict[str, float]:
     except Exception:
         pass
     return {k: v for k, v in out.items() if v == v and abs(v) != float("inf")}
+
+
+class DeferredRun:
+    """A cell's run that exists only once something is logged into it.
+
+    Cell autolog sets one as the ambient run (:func:`~mlops_jupyter.tracking.tracker.set_ambient_run`)
+    while a cell executes: an explicit ``tracker.log_*`` call in the cell opens the run then
+    (:meth:`materialize`), and a cell that logs nothing leaves no run behind. ``open_run``
+    is called at most once; trackers on another store or tenant get ``None``.
+    """
+
+    def __init__(self, tracker: Any, open_run: Any) -> None:
+        self.tracker = tracker
+        self._open_run = open_run
+        self.run: Any = None
+
+    def matches(self, tracker: Any) -> bool:
+        return tracker.store is self.tracker.store and tracker.tenancy.tenant == self.tracker.tenancy.tenant
+
+    def materialize(self, tracker: Any = None) -> Any:
+        if tracker is not None and not self.matches(tracker):
+            return None
+        if self.run is None:
+            from mlops_jupyter.tracking.tracker import set_ambient_run
+
+            self.run = self._open_run()
+            set_ambient_run(self.run)
+        return self.run

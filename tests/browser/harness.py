@@ -96,13 +96,16 @@ def _stop_group(proc: subprocess.Popen, timeout: float = 15) -> None:
 
 
 @contextmanager
-def jupyter_lab(root: Path, work: Path, env: dict[str, str] | None = None, timeout: float = 60) -> Iterator[Lab]:
+def jupyter_lab(
+    root: Path, work: Path, env: dict[str, str] | None = None, timeout: float = 60, args: tuple[str, ...] = ()
+) -> Iterator[Lab]:
     """``jupyter lab`` serving ``root`` on a free 127.0.0.1 port; stopped on exit, always.
 
     Args:
         root: the server's root folder (the notebooks).
         work: a scratch folder for its settings, workspaces, runtime files and log.
         env: extra environment for the server and its kernels (e.g. ``MLOPS_HOME``).
+        args: extra command-line options (e.g. ``--MLOpsServer.mlflow_ui_url=...``).
     """
     port, token = free_port(), secrets.token_hex(16)
     for sub in ("settings", "workspaces", "runtime", "config", "data"):
@@ -139,6 +142,7 @@ def jupyter_lab(root: Path, work: Path, env: dict[str, str] | None = None, timeo
         "--LabApp.news_url=None",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         "--LabApp.extension_manager=readonly",
+        *args,
     ]
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -215,3 +219,84 @@ def browser() -> Iterator[Any]:
             yield b
         finally:
             b.close()
+
+
+# -- themes, contrast and axe-core ---------------------------------------------------------------
+THEMES = ("JupyterLab Light", "JupyterLab Dark")
+
+#: For every element under the matched roots that shows text: its WCAG contrast ratio, from
+#: getComputedStyle (the text colour composited on the backgrounds behind it).
+CONTRAST_JS = """(selector) => {
+  const parse = (c) => {
+    let m = /^rgba?\\(([^)]+)\\)$/.exec(c);
+    if (m) {
+      const p = m[1].split(/[ ,\\/]+/).filter(Boolean).map(Number);
+      return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1];
+    }
+    m = /^color\\(srgb ([^)]+)\\)$/.exec(c);
+    if (m) {
+      const p = m[1].split(/[ \\/]+/).filter(Boolean).map(Number);
+      return [p[0] * 255, p[1] * 255, p[2] * 255, p.length > 3 ? p[3] : 1];
+    }
+    return null;
+  };
+  const over = (top, bottom) => {
+    const a = top[3];
+    return [0, 1, 2].map(i => top[i] * a + bottom[i] * (1 - a)).concat([1]);
+  };
+  const background = (el) => {
+    const layers = [];
+    for (let e = el; e; e = e.parentElement) {
+      const c = parse(getComputedStyle(e).backgroundColor);
+      if (c && c[3] > 0) { layers.push(c); if (c[3] >= 1) break; }
+    }
+    let bg = [255, 255, 255, 1];
+    for (let i = layers.length - 1; i >= 0; i--) bg = over(layers[i], bg);
+    return bg;
+  };
+  const lum = (c) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+    return 0.2126 * f(c[0]) + 0.7152 * f(c[1]) + 0.0722 * f(c[2]);
+  };
+  const out = [];
+  for (const root of document.querySelectorAll(selector)) {
+    for (const el of [root, ...root.querySelectorAll('*')]) {
+      const own = [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+      if (!own || !el.getClientRects().length || getComputedStyle(el).visibility === 'hidden') continue;
+      const bg = background(el);
+      const fg = over(parse(getComputedStyle(el).color) || [0, 0, 0, 1], bg);
+      const [a, b] = [lum(fg), lum(bg)];
+      const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+      out.push({ text: el.textContent.trim().slice(0, 40), ratio: Math.round(ratio * 100) / 100 });
+    }
+  }
+  return out;
+}"""
+
+
+def set_theme(page: Any, theme: str) -> None:
+    """Switch JupyterLab's theme and wait until its CSS applies."""
+    light = "true" if "Light" in theme else "false"
+    page.evaluate(f"() => window.jupyterapp.commands.execute('apputils:change-theme', {{theme: {theme!r}}})")
+    page.wait_for_function(
+        f"() => document.body.dataset.jpThemeName === {theme!r} && document.body.dataset.jpThemeLight === '{light}'",
+        timeout=20_000,
+    )
+
+
+def low_contrast(page: Any, selector: str, minimum: float = 4.5) -> tuple[int, list[dict]]:
+    """How many text elements under ``selector`` were measured, and those below ``minimum``."""
+    found = page.evaluate(CONTRAST_JS, selector)
+    return len(found), [f for f in found if f["ratio"] < minimum]
+
+
+def axe_serious(page: Any, selector: str) -> list[str]:
+    """axe-core's serious and critical violations inside ``selector`` (none expected)."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page, context={"include": [[selector]]})
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:4]}"
+        for v in results.response["violations"]
+        if v.get("impact") in ("serious", "critical")
+    ]

@@ -23,7 +23,17 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import artifacts, browser, jupyter_lab, script_failures, write_notebook  # noqa: F401 (fixtures)
+from harness import (  # noqa: F401 (fixtures)
+    THEMES,
+    artifacts,
+    axe_serious,
+    browser,
+    jupyter_lab,
+    low_contrast,
+    script_failures,
+    set_theme,
+    write_notebook,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -60,6 +70,55 @@ ERROR_OUTPUTS = """() => {
   }
   return out;
 }"""
+
+
+#: highlighted rows of the panels: best run, selected runs, the live version
+HIGHLIGHTS = ", ".join(f"{p} tr.{c}" for p in PANELS.values() for c in ("best", "selected", "live"))
+
+
+def check_theme(page, theme: str) -> None:
+    """Highlighted rows of every panel readable (WCAG AA 4.5:1); no serious axe violation."""
+    n, low = low_contrast(page, HIGHLIGHTS)
+    violations = {sel: axe_serious(page, sel) for sel in PANELS.values()}
+    assert n >= 3 and low == [], (theme, n, low)
+    assert all(v == [] for v in violations.values()), (theme, violations)
+
+
+def both_themes(page, artifacts: Path) -> None:
+    """The panels in JupyterLab Light (as drawn) and Dark (screenshots of each), then Light again."""
+    check_theme(page, THEMES[0])
+    set_theme(page, THEMES[1])
+    check_theme(page, THEMES[1])
+    for name, sel in PANELS.items():
+        panel = page.locator(sel)
+        panel.scroll_into_view_if_needed()
+        panel.screenshot(path=str(artifacts / f"{name}-panel-dark.png"))
+    set_theme(page, THEMES[0])
+
+
+def reopen_after_a_kernel_restart(page, lab, artifacts: Path) -> None:
+    """Save, restart the kernel, reopen: no "model not found", every panel shows its saved
+    static view with the note that the live panel comes back when the cell runs."""
+    page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+    page.wait_for_function("() => !window.jupyterapp.shell.currentWidget.context.model.dirty", timeout=20_000)
+    page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.restart()")
+    page.goto(lab.page_url("panels.ipynb"))
+    page.wait_for_function(KERNEL_IDLE, timeout=30_000)
+    fallback = page.locator(".jp-OutputArea-output .jp-MLOps-staticFallback")
+    fallback.nth(2).wait_for(timeout=30_000)
+    assert fallback.count() == 3
+    for i in range(3):
+        view = fallback.nth(i)
+        view.locator(".mlops-static img[src^='data:image/svg+xml']").first.wait_for(timeout=10_000)
+        assert "Run the cell" in view.inner_text() or "run this cell" in view.inner_text()
+    assert page.get_by_text("Error displaying widget").count() == 0
+    fallback.first.scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts / "reopened.png"))
+
+
+def navigated_away(request) -> bool:
+    """An API call cut short because the test opened another page (not a failed script)."""
+    return request.failure == "net::ERR_ABORTED" and request.resource_type in ("fetch", "xhr")
 
 
 def served_version(home: Path, X) -> str:
@@ -106,7 +165,10 @@ def test_panels_render_and_rollback_works_in_jupyterlab(browser, artifacts, tmp_
                 "console", lambda m: messages.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None
             )
             page.on("pageerror", lambda e: messages.append(f"pageerror: {e}"))
-            page.on("requestfailed", lambda r: messages.append(f"requestfailed: {r.url} {r.failure}"))
+            page.on(
+                "requestfailed",
+                lambda r: None if navigated_away(r) else messages.append(f"requestfailed: {r.url} {r.failure}"),
+            )
             try:
                 page.goto(lab.page_url("panels.ipynb"))
                 page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=30_000)
@@ -128,6 +190,7 @@ def test_panels_render_and_rollback_works_in_jupyterlab(browser, artifacts, tmp_
 
                 table = page.locator(".mlops-comparison .mlops-table tbody tr")
                 assert table.count() == 25 and "best" in (table.first.get_attribute("class") or "")
+                both_themes(page, artifacts)
                 assert "drift detected" in page.locator(".mlops-drift").inner_text()
                 assert "1.1.0 100%" in page.locator(".mlops-deploy-panel").inner_text()
 
@@ -150,6 +213,7 @@ def test_panels_render_and_rollback_works_in_jupyterlab(browser, artifacts, tmp_
                 assert {served_version(home, data["X"]) for _ in range(5)} == {"1.0.0"}
                 deploy.screenshot(path=str(artifacts / "deploy-panel-after-rollback.png"))
                 page.screenshot(path=str(artifacts / "notebook.png"), full_page=True)
+                reopen_after_a_kernel_restart(page, lab, artifacts)
 
                 # the executed notebook of the repository, opened without running it: each
                 # panel shows its static view (SVG images and tables), nothing is fetched
@@ -175,6 +239,9 @@ def test_panels_render_and_rollback_works_in_jupyterlab(browser, artifacts, tmp_
         DOCS.mkdir(parents=True, exist_ok=True)
         for shot in ("comparison-panel.png", "drift-panel.png", "deploy-panel-confirm.png"):
             shutil.copy(artifacts / shot, DOCS / shot.replace("-confirm", ""))  # deploy: asking to confirm
+        for name in PANELS:
+            shutil.copy(artifacts / f"{name}-panel-dark.png", DOCS / f"{name}-panel-dark.png")
+        shutil.copy(artifacts / "reopened.png", DOCS / "reopened-notebook.png")
     elapsed = time.monotonic() - t0
     print(f"browser flow: {elapsed:.1f} s")
     if elapsed > 120:

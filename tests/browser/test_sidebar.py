@@ -15,6 +15,7 @@ sidebar's is also copied to ``docs/screenshots/mlops-sidebar.png`` (the README's
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -23,7 +24,17 @@ from pathlib import Path
 import pytest
 
 # artifacts and browser are fixtures (tests/browser/harness.py, shared with the panels' test)
-from harness import artifacts, browser, jupyter_lab, script_failures, write_notebook  # noqa: F401
+from harness import (  # noqa: F401
+    THEMES,
+    artifacts,
+    axe_serious,
+    browser,
+    jupyter_lab,
+    low_contrast,
+    script_failures,
+    set_theme,
+    write_notebook,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -63,6 +74,93 @@ def served_versions(seeded: dict, n: int = 6) -> set[str]:
         c.close()
 
 
+MLFLOW_UI = "http://127.0.0.1:5999"
+
+
+def stepped_run(home: Path, cell_id: str) -> str:
+    """A notebook session of ``baseline`` (the newest experiment) and, under it, the run of
+    the notebook's first cell (as cell autolog makes them) with metrics logged over 5 steps."""
+    from mlops_jupyter import create_experiment_tracker
+
+    t = create_experiment_tracker(tenant_id="acme", storage_path=home)
+    session = t.start_experiment("baseline", run_name="work", tags={"mlops.kind": "session", "mlops.notebook": "work"})
+    cell = create_experiment_tracker(tenant_id="acme", storage_path=home)
+    tags = {"mlops.kind": "cell", "mlops.cell_id": cell_id, "mlops.execution_count": "1", "mlops.notebook": "work"}
+    run = cell.start_experiment("baseline", run_name="epochs", tags=tags, parent_run_id=session.run_id)
+    for step in range(5):
+        cell.log_metrics({"loss": 1.0 / (step + 1), "accuracy": 0.5 + step / 10, "cell_duration_s": 0.1}, step=step)
+    cell.log_text("x = 1", "cell.py")
+    cell.end_experiment()
+    t.end_experiment()
+    for tr in (cell, t):
+        tr.flush()
+    assert session.run_id != run.run_id
+    return run.run_id
+
+
+def tab_to(page, key: str, limit: int = 40) -> None:
+    """Press Tab until the focused element is the sidebar control ``key`` (bounded)."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement && document.activeElement.dataset.focusKey") == key:
+            return
+    raise AssertionError(f"{key} is not reachable with Tab within {limit} presses")
+
+
+def keyboard_and_step_charts(page, sidebar, epochs: str) -> None:
+    """Experiments, runs, models and drift items open with Tab and Enter; the run's detail
+    has a line chart per stepped metric and links to its MLflow page."""
+    sidebar.locator(".jp-MLOps-refresh").focus()
+    tab_to(page, "exp:baseline")
+    page.keyboard.press("Enter")
+    sidebar.get_by_text("Recent runs of baseline").wait_for(timeout=10_000)
+    run = sidebar.locator(f'.jp-MLOps-run[data-run="{epochs}"]')
+    run.wait_for(timeout=10_000)
+    assert run.locator(".jp-MLOps-metric").first.inner_text().startswith("accuracy")  # not cell_duration_s
+    sidebar.locator('[data-focus-key="exp:baseline"]').focus()
+    tab_to(page, f"run:{epochs}")
+    page.keyboard.press("Enter")
+    chart = run.locator('figure[data-metric="loss"] svg[role="img"] path.jp-MLOps-line')
+    chart.wait_for(timeout=10_000)
+    assert run.locator('figure[data-metric="accuracy"]').count() == 1
+    assert run.locator('[role="button"]').first.get_attribute("aria-expanded") == "true"
+    assert run.locator(".jp-MLOps-source").inner_text() == "x = 1"  # the cell's source
+    session = sidebar.locator(".jp-MLOps-session")
+    assert "Session work" in session.inner_text() and "1 cell run" in session.inner_text()
+    assert "running" not in session.inner_text()
+    # `cell [1]` scrolls the notebook to that cell (the inserted cell below it is active now)
+    assert page.evaluate("() => window.jupyterapp.shell.currentWidget.content.activeCellIndex") == 1
+    run.locator("button.jp-MLOps-cellLink", has_text="cell [1]").click()
+    page.wait_for_function("() => window.jupyterapp.shell.currentWidget.content.activeCellIndex === 0", timeout=5_000)
+    href = run.locator("a.jp-MLOps-link").first.get_attribute("href")
+    assert href.startswith(f"{MLFLOW_UI}/#/experiments/") and href.endswith(f"/runs/{epochs}")
+    tab_to(page, "model:iris")  # open since the click above: Enter closes it, Enter again opens it
+    page.keyboard.press("Enter")
+    sidebar.locator('.jp-MLOps-model[data-model="iris"]:not(.jp-mod-open)').wait_for(timeout=5_000)
+    page.keyboard.press("Enter")  # the focus stayed on the model across the re-render
+    sidebar.locator('.jp-MLOps-model[data-model="iris"].jp-mod-open').wait_for(timeout=5_000)
+    tab_to(page, "drift:iris")
+    page.keyboard.press("Enter")
+    sidebar.locator('[data-section="drift"] .jp-mod-open .jp-MLOps-details').wait_for(timeout=5_000)
+
+
+def follow_the_kernels_tenant(page, sidebar) -> None:
+    """``%mlops init --tenant other`` in the notebook: the sidebar follows (the server allows
+    every tenant of its store); the switcher brings acme back."""
+    page.evaluate("""() => {
+        const nb = window.jupyterapp.shell.currentWidget.content;
+        nb.activeCell.model.sharedModel.setSource('%load_ext mlops_jupyter\\n%mlops init --tenant other');
+        return window.jupyterapp.commands.execute('notebook:run-cell');
+    }""")
+    sidebar.locator('[data-experiment="secret-exp"]').wait_for(timeout=30_000)
+    assert "tenant other" in sidebar.locator(".jp-MLOps-status").inner_text()
+    select = sidebar.locator("select.jp-MLOps-tenant")
+    assert select.input_value() == "other"
+    assert select.locator("option").all_inner_texts() == ["acme", "other"]
+    select.select_option("acme")
+    sidebar.locator('[data-experiment="churn"]').wait_for(timeout=20_000)
+
+
 def test_sidebar_shows_the_store_and_rolls_a_deployment_back(browser, artifacts, tmp_path_factory, template_db):
     from conftest import gateway_home, seed_mlops_store
 
@@ -76,10 +174,20 @@ def test_sidebar_shows_the_store_and_rolls_a_deployment_back(browser, artifacts,
         create_model_monitoring(tenant_id="acme", storage_path=home).set_alert(
             "iris", "drift_score > 0.1", action="log", severity="critical"
         )
-        # 20 copies of one row: far from iris's reference data, so the drift check fires the alert
-        assert served_versions(seeded, 20) == {"1.0.0", "1.1.0"}
+        # 100 copies of one row (enough for a drift check): far from iris's reference data, so
+        # evaluating the rule (the scheduler's job; checks only read) fires the alert
+        assert served_versions(seeded, 100) == {"1.0.0", "1.1.0"}
+        monitoring = create_model_monitoring(tenant_id="acme", storage_path=home)
+        deadline = time.monotonic() + 15
+        # the gateway writes its prediction log about once a second: evaluate once it holds the rows
+        while monitoring.check_drift("iris").get("n_current", 0) < 100 and time.monotonic() < deadline:
+            time.sleep(0.3)
+        changes = monitoring.evaluate_alerts("iris")
+        assert [c["state"] for c in changes] == ["firing"], changes
+        epochs = stepped_run(home, json.loads((root / "work.ipynb").read_text())["cells"][0]["id"])
         t_seed = time.monotonic() - t0
-        with jupyter_lab(root, work, {"MLOPS_HOME": str(home), "MLOPS_TENANT": "acme"}) as lab:
+        env = {"MLOPS_HOME": str(home), "MLOPS_TENANT": "acme"}
+        with jupyter_lab(root, work, env, args=(f"--MLOpsServer.mlflow_ui_url={MLFLOW_UI}",)) as lab:
             context = browser.new_context(viewport={"width": 1280, "height": 1500})
             page = context.new_page()
             messages: list[str] = []
@@ -115,7 +223,7 @@ def test_sidebar_shows_the_store_and_rolls_a_deployment_back(browser, artifacts,
                 model.click()  # versions and lineage
                 model.get_by_text("1.0.0 → 1.1.0 → 1.2.0").wait_for(timeout=5_000)
 
-                # drift of the deployed model; its check fires the alert, listed on the next refresh
+                # drift of the deployed model; the alert evaluated above is listed on the next refresh
                 sidebar.locator(
                     '[data-section="drift"] [data-model="iris"] .jp-MLOps-drift', has_text="drift"
                 ).wait_for(timeout=20_000)
@@ -154,6 +262,31 @@ def test_sidebar_shows_the_store_and_rolls_a_deployment_back(browser, artifacts,
                 assert served_versions(seeded) == {"1.0.0"}
                 prod.screenshot(path=str(artifacts / "sidebar-after-rollback.png"))
                 page.screenshot(path=str(artifacts / "sidebar-lab.png"))
+                # endpoints are links
+                assert prod.locator("a.jp-MLOps-endpoint").get_attribute("href").endswith("/models/iris")
+
+                # the status bar: autolog (toggled on above) and the gateway's state
+                item = page.locator(".jp-MLOps-statusItem")
+                item.filter(has_text="autolog on").wait_for(timeout=15_000)
+                assert "gateway running" in item.inner_text()
+
+                keyboard_and_step_charts(page, sidebar, epochs)
+                follow_the_kernels_tenant(page, sidebar)
+
+                # both themes: highlighted rows readable (WCAG AA), no serious axe violation
+                for theme in THEMES:
+                    set_theme(page, theme)
+                    sidebar.locator('[data-experiment="churn"]').click()
+                    sidebar.locator('[data-experiment="churn"].jp-mod-selected').wait_for(timeout=10_000)
+                    sidebar.locator(".jp-MLOps-run", has_text="depth-5").click()
+                    sidebar.locator(".jp-MLOps-run.jp-mod-open .jp-MLOps-details").wait_for(timeout=10_000)
+                    n, low = low_contrast(
+                        page, f"{SIDEBAR} .jp-mod-selected, {SIDEBAR} .jp-MLOps-badge, {SIDEBAR} .jp-MLOps-segment"
+                    )
+                    assert n >= 10 and low == [], (theme, low)
+                    assert axe_serious(page, SIDEBAR) == [], theme
+                    slug = "dark" if "Dark" in theme else "light"
+                    sidebar.screenshot(path=str(artifacts / f"sidebar-{slug}.png"))
             except BaseException:
                 page.screenshot(path=str(artifacts / "sidebar-failure.png"))
                 (artifacts / "sidebar-failure.html").write_text(page.content())
@@ -165,6 +298,7 @@ def test_sidebar_shows_the_store_and_rolls_a_deployment_back(browser, artifacts,
     if os.environ.get("MLOPS_UPDATE_SCREENSHOTS"):
         DOCS.mkdir(parents=True, exist_ok=True)
         shutil.copy(artifacts / "sidebar.png", DOCS / "mlops-sidebar.png")
+        shutil.copy(artifacts / "sidebar-dark.png", DOCS / "mlops-sidebar-dark.png")
     elapsed = time.monotonic() - t0
     print(f"sidebar browser flow: {elapsed:.1f} s (seeding {t_seed:.1f} s)")
     assert elapsed < 90, f"the sidebar flow took {elapsed:.0f} s (expected under a minute)"

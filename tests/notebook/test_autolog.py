@@ -55,16 +55,22 @@ def session_and_cells(ip, client) -> tuple:
 
 
 # -- runs, parent, tags, source, duration --------------------------------------------------
-def test_each_cell_is_a_child_run_of_one_session_run(autolog_ip, client):
+def test_each_cell_that_logs_is_a_child_run_of_one_session_run(autolog_ip, client):
     counts = []
-    for cid, src in (("c-load", "a = 1"), ("c-fit", "b = a + 1"), ("c-eval", "c = b * 10\nc")):
-        counts.append(autolog_ip.run_cell(src, cell_id=cid).execution_count)
+    for cid, src in (("c-load", "a = 1"), ("c-quiet", "b = a + 1"), ("c-fit", "lr = 0.5"), ("c-eval", "c = b * 10\nc")):
+        count = autolog_ip.run_cell(src, cell_id=cid).execution_count
+        if cid in ("c-load", "c-fit"):
+            counts.append(count)
     assert autolog_ip.user_ns["c"] == 20
+    autolog_ip.run_cell("tracker = __import__('mlops_jupyter').create_experiment_tracker()", cell_id="c-mk")
+    counts.append(autolog_ip.run_cell("tracker.log_metrics({'auc': 0.9})", cell_id="c-log").execution_count)
 
     session, cells = session_and_cells(autolog_ip, client)
     assert session.info.status == "RUNNING"  # open for as long as the kernel lives
-    assert len(cells) == 3
-    for run, cid, count in zip(cells, ("c-load", "c-fit", "c-eval"), counts):
+    assert len(cells) == 3  # the cells that computed or showed something are not runs
+    assert cells[2].data.metrics["auc"] == 0.9  # an explicit tracker call opened the cell's run
+    assert session.data.metrics["cells_not_logged"] == 3
+    for run, cid, count in zip(cells, ("c-load", "c-fit", "c-log"), counts):
         tags = run.data.tags
         assert tags["mlflow.parentRunId"] == session.info.run_id
         assert tags["mlops.cell_id"] == cid
@@ -74,6 +80,7 @@ def test_each_cell_is_a_child_run_of_one_session_run(autolog_ip, client):
         assert 0 < run.data.metrics["cell_duration_s"] < 5
     status = autolog_ip.run_cell("%mlops status").result
     assert status["session_run"] == session.info.run_id and status["cells_logged"] == 3
+    assert status["cells_not_logged"] == 3
 
     autolog_ip.run_cell("%unload_ext mlops_jupyter")  # as at kernel shutdown: the session ends
     assert client.get_run(session.info.run_id).info.status == "FINISHED"
@@ -166,7 +173,7 @@ def test_sklearn_fits_log_params_training_metrics_and_the_model(autolog_ip, clie
     assert {"training_r2_score", "training_mean_squared_error", "training_mean_absolute_error"} <= set(
         reg_run.data.metrics
     )
-    assert "training_accuracy_score" not in by_id["imports"].data.metrics
+    assert "imports" not in by_id  # an import cell logs nothing: no run
 
     # the fitted model lands under the cell run's artifacts and loads back
     import mlflow.pyfunc
@@ -203,7 +210,7 @@ def test_explicit_tracker_calls_go_to_the_cell_run(autolog_ip, client):
     hist = client.get_metric_history(train.info.run_id, "val_accuracy")
     assert sorted((m.step, m.value) for m in hist) == [(0, 0.91), (1, 0.93)]
     assert "val_accuracy" not in by_id["after"].data.metrics
-    assert "val_accuracy" not in by_id["setup"].data.metrics
+    assert "setup" not in by_id  # building a tracker logs nothing: no run
 
     # between cells (here: after autolog is off) there is no run to log into
     autolog_ip.run_cell("%mlops autolog off")
@@ -222,7 +229,7 @@ def test_skipped_cells(autolog_ip, client):
     autolog_ip.run_cell("info = %mlops status", cell_id="assign-magic")
     autolog_ip.run_cell("%%mlops run explicit\nq = 1", cell_id="cell-run")
     autolog_ip.run_cell("secret", cell_id="silent", silent=True)
-    autolog_ip.run_cell("logged = secret + 1", cell_id="real")
+    autolog_ip.run_cell("logged = secret + 1\nthreshold = 0.5", cell_id="real")
     assert autolog_ip.user_ns["logged"] == 43 and autolog_ip.user_ns["info"]["autolog"] == "on"
 
     runs = stored_runs(autolog_ip, client)
@@ -254,7 +261,6 @@ def test_a_failing_store_never_breaks_a_cell_and_autolog_turns_itself_off(autolo
     broken.mkdir()
     (broken / "mlflow.db").write_bytes(b"this is not a sqlite database\n" * 64)
     capfd.readouterr()
-    # (this cell itself is still logged on the good store: the switch ends its run there)
     autolog_ip.run_cell(f"%config MLOpsMagics.home = {str(broken)!r}", cell_id="switch")
     assert autolog_ip.run_cell("%mlops status").result["autolog"] == "on"
 
@@ -277,12 +283,11 @@ def test_a_failing_store_never_breaks_a_cell_and_autolog_turns_itself_off(autolo
     autolog_ip.run_cell("%mlops autolog on")
     autolog_ip.run_cell("again = 1", cell_id="good-again")
     runs = stored_runs(autolog_ip, client)
-    good, switch, again = cells_of(runs)
-    assert [r.data.tags["mlops.cell_id"] for r in (good, switch, again)] == ["good", "switch", "good-again"]
+    good, again = cells_of(runs)  # the %config cell logged nothing: no run
+    assert [r.data.tags["mlops.cell_id"] for r in (good, again)] == ["good", "good-again"]
     sessions = {r.info.run_id: r for r in runs if r.data.tags.get("mlops.kind") == "session"}
     assert len(sessions) == 2
     first = sessions[good.data.tags["mlflow.parentRunId"]]
-    assert switch.data.tags["mlflow.parentRunId"] == first.info.run_id
     assert first.info.status == "FINISHED"  # ended when the store was switched
     assert again.data.tags["mlflow.parentRunId"] != first.info.run_id
 

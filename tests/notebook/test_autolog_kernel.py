@@ -42,7 +42,7 @@ def test_notebook_cells_become_runs_in_a_real_kernel(home: Path, tmp_path: Path,
     assert Path(outputs[4].strip()).resolve() == Path(sys.executable).resolve()  # the venv's kernel
     assert nb.cells[5].outputs[0]["ename"] == "ValueError"
     status = nb.cells[7].outputs[0]["data"]["text/plain"]
-    assert "'autolog': 'on'" in status and "'cells_logged': 4" in status
+    assert "'autolog': 'on'" in status and "'cells_logged': 2" in status and "'cells_not_logged': 2" in status
 
     uri = f"sqlite:///{home / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -54,7 +54,8 @@ def test_notebook_cells_become_runs_in_a_real_kernel(home: Path, tmp_path: Path,
     assert session.info.status == "FINISHED"  # ended when the kernel shut down
 
     cells = {int(r.data.tags["mlops.execution_count"]): r for r in runs if r.data.tags.get("mlops.kind") == "cell"}
-    expected = {nb.cells[i].execution_count: i for i in (2, 3, 5, 6)}  # not the magics, not the skipped cell
+    # the fit and the failure; not the magics, the skipped cell, nor the cells that only load or score
+    expected = {nb.cells[i].execution_count: i for i in (3, 5)}
     assert sorted(cells) == sorted(expected)
     for count, run in cells.items():
         assert run.data.tags["mlflow.parentRunId"] == session.info.run_id
@@ -75,6 +76,8 @@ def test_notebook_cells_become_runs_in_a_real_kernel(home: Path, tmp_path: Path,
     assert failed.data.tags["mlops.error_type"] == "ValueError"
     assert failed.data.tags["mlops.error"] == "ValueError: bad threshold"
 
-    assert by_index[6].info.status == "FINISHED" and by_index[2].data.params == {}
-    source = Path(by_index[6].info.artifact_uri.removeprefix("file://")) / "cell.py"
-    assert source.read_text() == CELLS[6]
+    error_txt = Path(failed.info.artifact_uri.removeprefix("file://")) / "error.txt"
+    assert "Traceback" in error_txt.read_text() and "bad threshold" in error_txt.read_text()
+    source = Path(fit.info.artifact_uri.removeprefix("file://")) / "cell.py"
+    assert source.read_text() == CELLS[3]
+    assert session.data.metrics["cells_not_logged"] == 2

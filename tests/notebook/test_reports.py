@@ -142,6 +142,8 @@ def test_report_runs_with_parameters_logs_artifacts_provenance_and_links_version
     )
     assert proc.returncode == 0, proc.stderr
     assert "[1/5] cell 1: ok" in proc.stderr and "[5/5] cell 5: ok" in proc.stderr and "elapsed" in proc.stderr
+    assert "without encryption" not in proc.stderr  # the local kernel talks over IPC, not TCP
+    assert not list(tmp_path.glob("kernel*"))  # its sockets lived in a temp folder, now gone
     result = json.loads(proc.stdout)
     assert result["status"] == "ok" and result["html"] == str(out / "train.html")
 

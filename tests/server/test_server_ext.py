@@ -136,13 +136,76 @@ def test_the_shipped_config_enables_the_extension_and_the_wheel_installs_both():
 
 
 # -- reads ----------------------------------------------------------------------------------
-def test_info_names_the_configured_tenant_and_requests_cannot_choose_another(api, store):
+def test_info_names_the_configured_tenant_and_a_request_may_pick_a_tenant_of_the_store(api, store):
     info = api.get("info")
     assert info["tenant"] == "acme" and info["home"] == str(store["home"])
-    assert api.get("") == info
-    for route, params in (("experiments", {"tenant": "other"}), ("models", {"tenant_id": "other"})):
-        status, err = api("GET", route, params=params)
-        assert status == 400 and err["error"] == "ValidationError" and "c.MLOpsServer.tenant" in err["message"]
+    assert info["gateway"]["running"] is True and info["mlflow_ui_url"] is None
+    assert {**api.get(""), "gateway": None} == {**info, "gateway": None}
+    # single-user default: every tenant of the store may be shown, none other
+    assert api.get("tenants") == {"default": "acme", "tenants": ["acme", "other"], "restricted": False}
+    assert api.get("info", params={"tenant": "other"})["tenant"] == "other"
+    other = {e["name"] for e in api.get("experiments", params={"tenant": "other"})["experiments"]}
+    assert "secret-exp" in other and "churn" not in other
+    assert {m["model_id"] for m in api.get("models", params={"tenant": "other"})["models"]} == {"secret"}
+    status, err = api("GET", "models", params={"tenant": "ghost"})
+    assert status == 403 and err["error"] == "TenantForbiddenError" and err["allowed"] == ["acme", "other"]
+    for params, needle in (({"tenant": "../x"}, "../x"), ({"tenant_id": "other"}, "?tenant=")):
+        status, err = api("GET", "experiments", params=params)
+        assert status == 400 and needle in err["message"], (params, err)
+
+
+@pytest.mark.parametrize(
+    "mlops_config",
+    [{"config": {"tenant": "acme", "tenants": ["acme", "lab"], "storage_path": "{home}"}}],
+    indirect=True,
+)
+def test_a_tenant_outside_the_allow_list_is_403_on_every_route(api, store):
+    assert api.get("tenants") == {"default": "acme", "tenants": ["acme", "lab"], "restricted": True}
+    assert api.get("experiments", params={"tenant": "lab"})["experiments"] == []  # allowed, empty
+    for route in ("info", "experiments", "runs", "models", "deployments", "alerts", "models/secret/drift"):
+        status, err = api("GET", route, params={"tenant": "other"})  # in the store, not in the list
+        assert status == 403 and err["error"] == "TenantForbiddenError", (route, err)
+        assert "other" in err["message"] and err["allowed"] == ["acme", "lab"]
+    status, err = api("GET", f"runs/{store['runs']['other']}/detail", params={"tenant": "other"})
+    assert status == 403
+    got, err = api("POST", "deployments/secret/production", raw=b'{"action": "rollback"}', params={"tenant": "other"})
+    assert got == 403 and err["error"] == "TenantForbiddenError"
+
+
+@pytest.mark.parametrize(
+    "mlops_config",
+    [{"env": {"JUPYTERHUB_API_TOKEN": "x"}, "config": {"tenant": "acme", "storage_path": "{home}"}}],
+    indirect=True,
+)
+def test_on_jupyterhub_only_the_configured_tenant_unless_an_admin_lists_more(api):
+    assert api.get("tenants")["tenants"] == ["acme"]
+    status, err = api("GET", "experiments", params={"tenant": "other"})
+    assert status == 403 and err["allowed"] == ["acme"]
+
+
+def test_run_detail_has_the_step_history_of_stepped_metrics(api, store):
+    from mlops_jupyter import create_experiment_tracker
+
+    t = create_experiment_tracker(tenant_id="acme", storage_path=store["home"])
+    run = t.start_experiment("curves", run_name="epochs")
+    for step in range(5):
+        t.log_metrics({"loss": 1.0 / (step + 1)}, step=step)
+    t.log_metrics({"accuracy": 0.9})
+    t.end_experiment()
+    t.flush()
+    detail = api.get(f"runs/{run.run_id}/detail")
+    assert list(detail["history"]) == ["loss"]  # accuracy has one step: no chart
+    assert [p["step"] for p in detail["history"]["loss"]] == [0, 1, 2, 3, 4]
+    assert detail["history"]["loss"][-1]["value"] == pytest.approx(0.2)
+    assert detail["cell"]["source"] is None  # not a cell run
+    cell = t.start_experiment("curves", run_name="cell-3", tags={"mlops.kind": "cell", "mlops.execution_count": "3"})
+    t.log_text("model.fit(X, y)\n", "cell.py")
+    t.end_experiment()
+    t.flush()
+    detail = api.get(f"runs/{cell.run_id}/detail")
+    assert detail["cell"]["source"] == "model.fit(X, y)\n" and detail["cell"]["execution_count"] == "3"
+    status, err = api("GET", f"runs/{store['runs']['other']}/detail")
+    assert status == 404 and "other" not in err["message"].replace(store["runs"]["other"], "")
 
 
 def test_experiments_list_run_counts_and_the_newest_run(api):
@@ -345,7 +408,7 @@ BAD_POSTS = [
         b'{"action": "rollback", "tenant": "other"}',
         400,
         "ValidationError",
-        "configuration",
+        "never names the tenant",
     ),
     (
         "no earlier version",
@@ -466,6 +529,7 @@ def test_drift_and_alerts_of_predictions_served_by_the_gateway(api, store):
     assert set(drift["features"]) == set(X.columns) and drift["reference_source"] == "version"
     assert drift["performance_metrics"]["prediction_count"] == 200
 
+    mon.evaluate_alerts("iris")  # GETs only read (issue 16): the scheduler or evaluate_alerts() fires it
     alerts = api.get("alerts", params={"model": "iris"})
     (rule,) = alerts["rules"]
     assert rule["condition"] == "drift_score > 0.1" and rule["state"] == "firing"
@@ -475,7 +539,7 @@ def test_drift_and_alerts_of_predictions_served_by_the_gateway(api, store):
     assert api.get("alerts")["alerts"][0]["alert_id"] == firing[0]["alert_id"]
 
     nothing = api.get("models/secret/drift")  # the other tenant's model: none of acme's predictions
-    assert nothing["status"] == "no_data" and nothing["drift_detected"] is False
+    assert nothing["status"] == "unknown_model" and nothing["drift_detected"] is False
     assert api.get("alerts", params={"model": "secret"})["alerts"] == []
     status, err = api("GET", "models/iris/drift", params={"window": "fortnight"})
     assert status == 400 and err["error"] == "InvalidWindowError" and "fortnight" in err["message"]

@@ -30,6 +30,7 @@ def unregister(ipython: Any) -> None:
         return
     if magics.autolog_obj is not None:
         magics.autolog_obj.close()
+    magics.restore_env()
     for kind in ("line", "cell"):
         ipython.magics_manager.magics[kind].pop("mlops", None)
     while magics in ipython.configurables:

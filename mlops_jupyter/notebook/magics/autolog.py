@@ -1,8 +1,13 @@
-"""Cell autolog: each executed cell becomes an MLflow run, child of one session run.
+"""Cell autolog: each executed cell that logs something becomes an MLflow run, child of
+one session run.
 
-``pre_run_cell`` opens the cell's run (a queued op, microseconds); ``post_run_cell``
-records status, duration, literal params, scikit-learn fits, the source (artifact) and ends
-the run without waiting for the store: the background writer stores it, and its journal
+A cell becomes a run when it logs something (top-level literal params, a scikit-learn
+fit, explicit tracker calls) or fails; cells that only display, predict or read data are
+counted in the session run (metric ``cells_not_logged``) instead, so the run list holds
+what a user compares. ``pre_run_cell`` sets a deferred run (opened by the first explicit
+tracker call of the cell); ``post_run_cell`` records status, duration, literal params,
+scikit-learn fits (and which run fitted which object, for ``%mlops register``), the
+source (artifact) and ends the run without waiting for the store: the background writer stores it, and its journal
 keeps it safe if the kernel is killed. The hooks can never break the kernel: an error
 inside them is reported once, and autolog turns itself off after repeated failures.
 """
@@ -24,6 +29,9 @@ if TYPE_CHECKING:
 
 SKIP_MARK = "# mlops: skip"
 MAX_FAILURES = 3
+#: The cell's source is kept whole as the artifact ``cell.py``, and its start as the tag
+#: ``mlops.cell_source`` (for the sidebar's run detail, without an artifact read).
+CELL_SOURCE_TAG_CHARS = 5000
 _MLOPS_LINE = re.compile(r"^(?:[A-Za-z_]\w*\s*=\s*)?%mlops\b")  # `%mlops ...` or `runs = %mlops runs`
 # How far ``shell.execution_count`` is ahead of the running cell's own count in
 # ``pre_run_cell``: 1 on IPython versions that advance it before running the cell
@@ -92,6 +100,7 @@ class CellAutolog:
         self._cell: tuple[ActiveRun, float, Any] | None = None
         self._warned = False
         self.cells_logged = 0
+        self.cells_not_logged = 0
 
     # -- switching ---------------------------------------------------------------------
     def enable(self) -> None:
@@ -104,17 +113,9 @@ class CellAutolog:
     def _warm_up(self) -> None:
         """Open the store in the background (MLflow import, DB creation: seconds on a fresh
         store), so the first logged cell does not pay for it."""
-        import threading
+        from mlops_jupyter.notebook.magics.progress import warm_up
 
-        store = self.pipeline.tracker.store
-
-        def warm() -> None:
-            try:
-                store.writer  # noqa: B018 - builds the client, recovers, starts the writer
-            except Exception:
-                pass  # reported by the first cell that needs the store
-
-        threading.Thread(target=warm, name="mlops-autolog-warmup", daemon=True).start()
+        warm_up(self.pipeline, self.shell)
 
     def disable(self, reason: str | None = None) -> None:
         if self.enabled:
@@ -185,35 +186,68 @@ class CellAutolog:
         tracker = self.pipeline.tracker
         if tracker.active_run is not None:
             return  # an explicit run (%mlops start / tracker.start_experiment) is open: it wins
-        parent = self._parent()
         shell_count = self.shell.execution_count
         count = shell_count - _COUNT_AHEAD if getattr(info, "store_history", False) else shell_count
         cell_id = getattr(info, "cell_id", None) or ""
         tags = {"mlops.kind": "cell", "mlops.cell_id": cell_id, "mlops.execution_count": count}
-        run = tracker.start_experiment(
-            self.pipeline.settings.experiment_name, tags=tags, run_name=f"cell-{count}", parent=parent
-        )
-        set_ambient_run(run)
-        self._cell = (run, time.perf_counter(), raw, shell_count, count)
+
+        def open_run() -> ActiveRun:
+            return tracker.start_experiment(
+                self.pipeline.settings.experiment_name, tags=tags, run_name=f"cell-{count}", parent=self._parent()
+            )
+
+        deferred = capture.DeferredRun(tracker, open_run)
+        set_ambient_run(deferred)
+        self._cell = (deferred, time.perf_counter(), raw, shell_count, count)
 
     def _finish_cell(self, result: Any) -> None:
+        """End the cell's run, or count the cell in the session when it logged nothing.
+
+        A cell is a run when it logged something (literal params, a scikit-learn fit,
+        explicit tracker calls) or failed; cells that only show, predict or read data are
+        counted in the session run's ``cells_not_logged`` metric instead."""
         if self._cell is None:
             return
         global _COUNT_AHEAD
-        run, t0, raw, shell_count, count = self._cell
+        deferred, t0, raw, shell_count, count = self._cell
         self._cell = None
-        if not run.is_open:
-            return
         real_count = getattr(result, "execution_count", None)
         if real_count is not None and getattr(result.info, "store_history", False):
             _COUNT_AHEAD = shell_count - real_count
         duration = time.perf_counter() - t0
-        tracker = self.pipeline.tracker
         err = None if result is None else (result.error_in_exec or result.error_before_exec)
         source = self.shell.transform_cell(raw) if "%" in raw or "!" in raw else raw
         tree = capture.parse(source)
-        params = {k: v for k, v in capture.literal_params(tree).items() if k not in run.params}
+        params = capture.literal_params(tree)
         fits = capture.sklearn_fits(tree, self.shell.user_ns) if ".fit(" in raw else []
+        if deferred.run is None and self.pipeline.tracker.active_run is not None:
+            return  # the cell opened an explicit run (%mlops start ...): it wins, as in _start_cell
+        if deferred.run is None and not (params or fits or err is not None):
+            self._count_quiet_cell()
+            return
+        run = deferred.materialize()
+        if not run.is_open:
+            return
+        self._log_cell(run, params, fits, err, duration, raw, count, real_count)
+
+    def _count_quiet_cell(self) -> None:
+        self.cells_not_logged += 1
+        parent = self._parent()
+        parent.log_metrics({"cells_not_logged": self.cells_not_logged}, step=self.cells_not_logged)
+
+    def _log_cell(
+        self,
+        run: ActiveRun,
+        params: dict[str, Any],
+        fits: list[dict[str, Any]],
+        err: BaseException | None,
+        duration: float,
+        raw: str,
+        count: int,
+        real_count: int | None,
+    ) -> None:
+        tracker = self.pipeline.tracker
+        params = {k: v for k, v in params.items() if k not in run.params}
         for fit in fits:
             params.update({k: v for k, v in fit["params"].items() if k not in params and k not in run.params})
         if params:
@@ -228,7 +262,7 @@ class CellAutolog:
         for fit in fits:
             metrics.update(fit["metrics"])
         tracker.log_metrics(metrics, run=run)
-        tags = {"mlops.cell.duration_s": f"{duration:.6f}"}
+        tags = {"mlops.cell.duration_s": f"{duration:.6f}", "mlops.cell_source": raw[:CELL_SOURCE_TAG_CHARS]}
         if real_count is not None and real_count != count:
             tags["mlops.execution_count"] = str(real_count)
         if fits:
@@ -238,10 +272,18 @@ class CellAutolog:
             tags["mlops.error_type"] = type(err).__name__
         tracker.set_tags(tags, run=run)
         tracker.log_text(raw, "cell.py", run=run)
+        if err is not None:  # the FAILED run keeps the whole exception, not just its line
+            import traceback
+
+            tracker.log_text("".join(traceback.format_exception(err)), "error.txt", run=run)
         tracker.end_experiment(status="failed" if err is not None else "completed", run=run, wait=False)
         for fit in fits:
+            remember_fit(fit["estimator"], run.run_id)
             _save_model_later(run, fit)
         self.cells_logged += 1
+        from mlops_jupyter.notebook.widgets import _bus
+
+        _bus.publish(_bus.runs_topic(self.pipeline.settings.tenant), background=True)  # live ComparisonPanels
 
     def status(self) -> dict[str, Any]:
         return {
@@ -249,7 +291,31 @@ class CellAutolog:
             "autolog_reason": self.disabled_reason or "",
             "session_run": self.parent.run_id if self.parent is not None else "",
             "cells_logged": self.cells_logged,
+            "cells_not_logged": self.cells_not_logged,
         }
+
+
+_FITTED: dict[int, tuple[Any, str]] = {}
+
+
+def remember_fit(estimator: Any, run_id: str) -> None:
+    """Note that ``run_id`` fitted ``estimator`` (by identity; forgotten with the object)."""
+    import weakref
+
+    key = id(estimator)
+    try:
+        ref: Any = weakref.ref(estimator, lambda _r, key=key: _FITTED.pop(key, None))
+    except TypeError:  # not weak-referenceable: keep the object itself
+        ref = lambda est=estimator: est  # noqa: E731
+    _FITTED[key] = (ref, run_id)
+
+
+def fitted_by(obj: Any) -> str | None:
+    """The id of the run that last fitted ``obj`` (cell autolog or ``%%mlops run``), or None."""
+    entry = _FITTED.get(id(obj))
+    if entry is None or entry[0]() is not obj:
+        return None
+    return entry[1]
 
 
 _EXECUTOR: Any = None

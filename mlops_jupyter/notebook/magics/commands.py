@@ -44,6 +44,14 @@ def command(name: str, summary: str, build: Callable[[MagicArgumentParser], None
     return deco
 
 
+def _changed(m: MLOpsMagics, model_id: str | None = None) -> None:
+    """Tell the kernel's live panels that a model (or, with no model, the runs) changed."""
+    from mlops_jupyter.notebook.widgets import _bus
+
+    tenant = m.pipeline.settings.tenant
+    _bus.publish(_bus.model_topic(tenant, model_id) if model_id else _bus.runs_topic(tenant))
+
+
 def _var(m: MLOpsMagics, name: str, what: str) -> Any:
     if name not in m.shell.user_ns:
         raise UsageError(f"{what}: no notebook variable named {name!r}")
@@ -58,10 +66,16 @@ def _init_args(p: MagicArgumentParser) -> None:
     p.add_argument("--home", help="storage folder of the embedded store")
 
 
-@command("init", "Choose tenant, store and experiment for this notebook.", _init_args)
+@command("init", "Choose tenant, store and experiment for this kernel (also the panels' and factories').", _init_args)
 def cmd_init(a: argparse.Namespace, m: MLOpsMagics) -> Result:
+    """Also the kernel's defaults: later factories and panels use this tenant and store
+    (see ``MLOpsMagics.export_env``); MLflow's import and the store warm up meanwhile."""
+    from mlops_jupyter.notebook.magics.progress import warm_up
+
     m.configure(tenant=a.tenant, uri=a.uri, experiment=a.experiment, home=a.home)
-    return cmd_status(a, m)
+    status = cmd_status(a, m)
+    warm_up(m.pipeline, m.shell)  # last: nothing in this cell may import MLflow meanwhile
+    return status
 
 
 @command("status", "Show tenant, store, experiment, active run, autolog and gateway.")
@@ -69,6 +83,7 @@ def cmd_status(a: argparse.Namespace, m: MLOpsMagics) -> Result:
     p = m.pipeline
     run = p.tracker.active_run
     info = {**p.settings.describe(), "active_run": run.run_name if run else ""}
+    info["tenant_isolation"] = p.tracker.isolation().describe()
     info.update(m.autolog.status() if m.autolog_obj is not None else {"autolog": "off"})
     try:
         info["gateway"] = p.deployment.gateway_status()
@@ -81,7 +96,7 @@ def _autolog_args(p: MagicArgumentParser) -> None:
     p.add_argument("state", choices=["on", "off"])
 
 
-@command("autolog", "Log every executed cell as a run (on|off).", _autolog_args)
+@command("autolog", "Cells that log params, fit a model, log metrics or fail become runs (on|off).", _autolog_args)
 def cmd_autolog(a: argparse.Namespace, m: MLOpsMagics) -> Result:
     if a.state == "on":
         m.autolog.enable()
@@ -152,14 +167,19 @@ def cmd_runs(a: argparse.Namespace, m: MLOpsMagics) -> Table:
     if a.sort:
         key = a.sort if "." in a.sort else f"metrics.{a.sort}"
         order = [f"{key} {'ASC' if a.asc else 'DESC'}"]
+    from mlops_jupyter.notebook.magics.progress import is_cold, progress
+
     tracker = m.pipeline.tracker
     name = None if a.all else a.experiment
-    if a.all:
-        runs = _all_runs(tracker, a.where, order, a.top)
-    else:
-        runs = tracker.list_experiments(
-            experiment_name=name, filter_string=a.where, order_by=order, max_results=a.top or 10000
-        )
+    with progress("loading runs (first use: importing MLflow and opening the store) ...", when=is_cold(m.pipeline)):
+        if a.all:
+            runs = _all_runs(tracker, a.where, order, a.top)
+        else:
+            runs = tracker.list_experiments(
+                experiment_name=name, filter_string=a.where, order_by=order, max_results=a.top or 10000
+            )
+    # cell autolog's session run is the notebook session, not a run to compare
+    runs = [r for r in runs if (r.get("tags") or {}).get("mlops.kind") != "session"]
     metric_keys = sorted({k for r in runs for k in r["metrics"]})[:8]
     param_keys = sorted({k for r in runs for k in r["params"]})[:8]
     cols = (
@@ -188,6 +208,7 @@ def _register_args(p: MagicArgumentParser) -> None:
     p.add_argument("--reference", metavar="DATA_VAR", help="DataFrame variable kept as drift reference")
     p.add_argument("--version", help="explicit semantic version")
     p.add_argument("--bump", choices=["major", "minor", "patch"], default="minor")
+    p.add_argument("--run", metavar="RUN_ID", help="the run the model came from (default: the run that fitted VAR)")
 
 
 @command(
@@ -197,9 +218,13 @@ def cmd_register(a: argparse.Namespace, m: MLOpsMagics) -> Result:
     model = _var(m, a.var, "%mlops register")
     ref = _var(m, a.reference, "%mlops register --reference") if a.reference else None
     meta = parse_pairs(a.meta, m.shell.user_ns, "--meta")
+    from mlops_jupyter.notebook.magics.autolog import fitted_by
+
+    run_id = a.run or fitted_by(model)  # the run of the cell that fitted VAR, not the last run
     v = m.pipeline.versioning.create_version(
-        a.model, model=model, metadata=meta, reference_data=ref, version=a.version, bump=a.bump
+        a.model, model=model, metadata=meta, reference_data=ref, version=a.version, bump=a.bump, run_id=run_id
     )
+    _changed(m, a.model)
     return Result(v, f"{a.model} {v['version']} registered")
 
 
@@ -233,7 +258,11 @@ def _deploy_args(p: MagicArgumentParser) -> None:
 
 @command("deploy", "Deploy a version: %mlops deploy MODEL VERSION [--env production] [--traffic 50]", _deploy_args)
 def cmd_deploy(a: argparse.Namespace, m: MLOpsMagics) -> Result:
-    r = m.pipeline.deployment.deploy_model(a.model_id, a.version, environment=a.env, traffic_percentage=a.traffic)
+    from mlops_jupyter.notebook.magics.progress import progress
+
+    with progress(f"deploying {a.model_id} {a.version} to {a.env} (the first deploy starts the gateway) ..."):
+        r = m.pipeline.deployment.deploy_model(a.model_id, a.version, environment=a.env, traffic_percentage=a.traffic)
+    _changed(m, a.model_id)
     return Result(r, f"deploy {a.model_id} {a.version}")
 
 
@@ -260,6 +289,7 @@ def cmd_rollback(a: argparse.Namespace, m: MLOpsMagics) -> Result:
                 "version needs the deployment feature)"
             ) from None
         r = m.pipeline.versioning.rollback_model(a.model_id, a.to)
+    _changed(m, a.model_id)
     return Result(r, f"rollback {a.model_id}")
 
 
@@ -331,6 +361,40 @@ def cmd_panel(a: argparse.Namespace, m: MLOpsMagics) -> Any:
     return widgets.DeployPanel(a.model_id, pipeline=m.pipeline)
 
 
+@command("ui", "Start (or reuse) the MLflow UI on this store and show its link: %mlops ui")
+def cmd_ui(a: argparse.Namespace, m: MLOpsMagics) -> Any:
+    from mlops_jupyter.notebook.magics import ui
+    from mlops_jupyter.notebook.magics.progress import progress
+
+    p = m.pipeline
+    with progress("starting the MLflow UI ...", when=ui.current_url() is None) as say:
+        p.tracker.flush()  # creates the store if this is its first use
+        proc = ui.start_ui(p.settings, progress=say)
+    return UILink(proc.url, p.settings.tenant)
+
+
+class UILink(str):
+    """The MLflow UI's URL, shown as a link in Jupyter (``str`` for scripts and tests)."""
+
+    def __new__(cls, url: str, tenant: str) -> UILink:
+        obj = super().__new__(cls, url)
+        obj.tenant = tenant  # type: ignore[attr-defined]
+        return obj
+
+    def __repr__(self) -> str:
+        return f"MLflow UI: {self!s}"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        u = html.escape(str(self))
+        return (
+            f"<div class='mlops-ui-link'>MLflow UI: <a href='{u}' target='_blank' rel='noopener'>{u}</a> "
+            f"<span style='color: var(--jp-ui-font-color2)'>(experiments of tenant "
+            f"{html.escape(self.tenant)} are named <code>{html.escape(self.tenant)}/…</code>)</span></div>"  # type: ignore[attr-defined]
+        )
+
+
 def _alert_args(p: MagicArgumentParser) -> None:
     p.add_argument("model_id", metavar="MODEL_ID")
     p.add_argument("condition", metavar="CONDITION")
@@ -364,6 +428,7 @@ def cmd_alert(a: argparse.Namespace, m: MLOpsMagics) -> Result:
         err = UsageError(f"AlertRuleError: {exc.problem}{where} of {a.condition!r}. Allowed: {exc.allowed}.")
         err.mlops_error = exc  # type: ignore[attr-defined]
         raise err from None
+    _changed(m, a.model_id)
     return Result(rule, f"alert {rule['alert_id']} on {a.model_id}")
 
 

@@ -45,6 +45,7 @@ class MLOpsMagics(Magics):
         super().__init__(shell=shell, **kwargs)
         self._pipeline: Any = None
         self.autolog_obj: Any = None
+        self._env_before: dict[str, str | None] = {}
 
     # -- settings and pipeline ---------------------------------------------------------
     @validate("tenant", "uri", "experiment", "home")
@@ -87,6 +88,36 @@ class MLOpsMagics(Magics):
             for k, v in new.items():
                 setattr(self, k, v)
         self._reset()
+        self.export_env()
+
+    def export_env(self) -> None:
+        """Make this kernel's tenant, store and home the defaults of every factory and panel.
+
+        The core resolves settings from arguments, then the environment: ``%mlops init``
+        writes ``MLOPS_TENANT`` (and ``MLOPS_HOME`` / ``MLFLOW_TRACKING_URI`` when given) into
+        the kernel process, so ``ComparisonPanel("churn")`` or ``create_mlops_pipeline(...)``
+        in a later cell uses the same tenant as the magics without being told.
+        """
+        import os
+
+        from mlops_jupyter.config import env
+
+        for trait, var in (("tenant", env.MLOPS_TENANT), ("home", env.MLOPS_HOME), ("uri", env.MLFLOW_TRACKING_URI)):
+            value = getattr(self, trait)
+            if value:
+                self._env_before.setdefault(var, os.environ.get(var))
+                os.environ[var] = os.path.abspath(os.path.expanduser(value)) if trait == "home" else value
+
+    def restore_env(self) -> None:
+        """Give the process back the defaults it had before ``%mlops init`` (``%unload_ext``)."""
+        import os
+
+        for var, value in self._env_before.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+        self._env_before.clear()
 
     @property
     def pipeline(self) -> Any:
@@ -177,7 +208,10 @@ class MLOpsMagics(Magics):
             raise
         tree = capture.parse(source)
         params = capture.literal_params(tree)
+        from mlops_jupyter.notebook.magics.autolog import remember_fit
+
         for fit in capture.sklearn_fits(tree, self.shell.user_ns):
+            remember_fit(fit["estimator"], run.run_id)
             tracker.log_metrics(fit["metrics"], run=run) if fit["metrics"] else None
             params.update({k: v for k, v in fit["params"].items() if k not in params})
         params = {k: v for k, v in params.items() if k not in run.params}

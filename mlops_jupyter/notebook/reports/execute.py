@@ -10,7 +10,9 @@ which modules it imported (files, for the git diff) and their distributions' ver
 from __future__ import annotations
 
 import json
+import os
 import re
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -107,6 +109,7 @@ def execute_notebook(
     )
 
     kernel = kernel_name or nb.metadata.get("kernelspec", {}).get("name") or "python3"
+    ipc_dir = tempfile.TemporaryDirectory(prefix="mlops-report-kernel-")
     client = NotebookClient(
         nb,
         kernel_name=kernel,
@@ -115,6 +118,7 @@ def execute_notebook(
         record_timing=True,
         allow_errors=False,
         resources={"metadata": {"path": str(cwd)}},
+        config=_local_kernel_config(ipc_dir.name),
     )
     result = Execution()
     code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
@@ -165,10 +169,23 @@ def execute_notebook(
             result.probe = json.loads(text.strip().splitlines()[-1])
         except Exception as exc:  # a dead kernel: provenance without the kernel's view
             result.probe = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+    ipc_dir.cleanup()
     result.seconds = round(time.perf_counter() - started, 3)
     if result.failure is not None:
         mark_failure(nb, result.failure)
     return result
+
+
+def _local_kernel_config(folder: str) -> Any:
+    """The report's kernel talks over local IPC sockets in ``folder``, not TCP: nothing is
+    reachable from the network, and ipykernel has no reason to print its "running over TCP
+    without encryption" warning among the report's progress lines."""
+    from traitlets.config import Config
+
+    c = Config()
+    c.KernelManager.transport = "ipc"
+    c.KernelManager.ip = os.path.join(folder, "kernel")
+    return c
 
 
 def mark_failure(nb: Any, failure: dict[str, Any]) -> None:

@@ -6,12 +6,15 @@ from __future__ import annotations
 import html
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as widgets
-from traitlets import Bool, Unicode, observe
+from traitlets import Bool, Float, Unicode, observe
+
+from mlops_jupyter.notebook.widgets import _bus, theme
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,35 @@ def is_pipeline(obj: Any) -> bool:
     return all(hasattr(obj, a) for a in ("tracker", "versioning", "deployment", "monitoring", "settings"))
 
 
+def split_positional(
+    cls: str, args: tuple[Any, ...], names: tuple[str, ...], given: dict[str, Any], pipeline: Any
+) -> tuple[Any, dict[str, Any]]:
+    """A panel's arguments, whether the pipeline comes first or not.
+
+    ``Panel("churn")``, ``Panel(pipeline, "churn")`` and ``Panel(pipeline, model_id="churn")``
+    all mean the same: a pipeline in first place is taken as ``pipeline``, the other
+    positional values fill ``names`` in order, and keywords (``given``, None when not
+    passed) fill the rest. A value given twice is a ``TypeError``, as in Python.
+
+    >>> split_positional("P", ("churn",), ("model_id",), {"model_id": None}, None)
+    (None, {'model_id': 'churn'})
+    """
+    rest = list(args)
+    if rest and is_pipeline(rest[0]):
+        if pipeline is not None:
+            raise TypeError(f"{cls}() got the pipeline twice (first argument and pipeline=)")
+        pipeline = rest.pop(0)
+    if len(rest) > len(names):
+        allowed = ", ".join(names)
+        raise TypeError(f"{cls}() takes at most {len(names)} positional arguments ({allowed}), got {len(rest)}")
+    out = dict(given)
+    for name, value in zip(names, rest):
+        if out.get(name) is not None:
+            raise TypeError(f"{cls}() got multiple values for argument {name!r}")
+        out[name] = value
+    return pipeline, out
+
+
 class Panel(widgets.VBox):
     """Base of the panels: a VBox of small widgets over a pipeline.
 
@@ -64,6 +96,8 @@ class Panel(widgets.VBox):
     error = Unicode("")
     #: True while an action or a refresh runs (buttons are disabled meanwhile).
     busy = Bool(False)
+    #: Reload from the store every this many seconds (0: only on refresh and kernel events).
+    refresh_every = Float(0.0)
 
     _events: tuple[str, ...] = ("refresh", "error")
 
@@ -79,12 +113,54 @@ class Panel(widgets.VBox):
         self.refresh_button.add_class("mlops-refresh")
         self.refresh_button.on_click(lambda _b: self.refresh())
         self.loaded_at: float | None = None
+        self._ticker: threading.Thread | None = None
+        self._stop_ticker = threading.Event()
         super().__init__(**kwargs)
         self.add_class("mlops-panel")
+        _bus.join(self)
 
     @observe("busy")
     def _busy_changed(self, change: Any) -> None:
         self.refresh_button.disabled = bool(change["new"])
+
+    # -- staying current -----------------------------------------------------------------
+    def bus_topics(self) -> set[str]:
+        """The kernel events this panel follows (:mod:`._bus`): its model's, by default."""
+        model = getattr(self, "model", None)
+        return {_bus.model_topic(self.pipeline.settings.tenant, model)} if model else set()
+
+    def on_bus(self, topic: str) -> None:
+        """Something this panel shows changed in the kernel: reload it (unless busy)."""
+        if not self.busy:
+            self.refresh()
+
+    def changed(self, topic: str | None = None) -> int:
+        """Tell the kernel's other live panels that what this panel shows changed."""
+        topics = [topic] if topic else sorted(self.bus_topics())
+        return sum(_bus.publish(t, source=self) for t in topics)
+
+    @observe("refresh_every")
+    def _refresh_every_changed(self, change: Any) -> None:
+        self._stop_ticker.set()
+        self._stop_ticker = threading.Event()
+        if change["new"] and change["new"] > 0:
+            stop, every = self._stop_ticker, float(change["new"])
+
+            def tick() -> None:
+                while not stop.wait(every):
+                    if not self.busy:
+                        self.refresh()
+
+            self._ticker = threading.Thread(target=tick, name="mlops-panel-refresh", daemon=True)
+            self._ticker.start()
+
+    def close(self) -> None:
+        """Stop following the kernel (and the timer) and close the widgets."""
+        stop = getattr(self, "_stop_ticker", None)  # None: the panel's __init__ failed early
+        if stop is not None:
+            stop.set()
+        _bus.leave(self)
+        super().close()
 
     # -- events ------------------------------------------------------------------------
     def _on(self, event: str, callback: Callable[..., Any], remove: bool = False) -> None:
@@ -104,12 +180,13 @@ class Panel(widgets.VBox):
     # -- status ------------------------------------------------------------------------
     def show(self, message: str, kind: str = "info") -> None:
         """Show ``message`` in ``status`` (kind: ``info``, ``ok``, ``warn``, ``error``)."""
-        colors = {"info": "#555", "ok": "#2e7d32", "warn": "#b26a00", "error": "#c62828"}
+        colors = {"info": theme.MUTED, "ok": theme.OK, "warn": theme.WARN, "error": theme.ERROR}
         icons = {"info": "", "ok": "✔ ", "warn": "⚠ ", "error": "✖ "}
         self.message = message
         self.error = message if kind == "error" else ""
         self.status.value = (
-            f"<span class='mlops-msg mlops-{kind}' style='color:{colors[kind]}'>"
+            f"<span class='mlops-msg mlops-{kind}' role='{'alert' if kind == 'error' else 'status'}' "
+            f"style='color:{colors[kind]}'>"
             f"{icons[kind]}{html.escape(message)}</span>"
         )
 
@@ -146,8 +223,11 @@ class Panel(widgets.VBox):
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         data = super()._repr_mimebundle_(**kwargs) or {}
-        try:
-            data["text/html"] = self.static_html()
+        try:  # where the widget model is gone (a reopened notebook, nbviewer), this shows
+            kind = type(self).__name__.removesuffix("Panel").lower()
+            data["text/html"] = self.static_html().replace(
+                "<div class='mlops-static'", f"<div class='mlops-static' data-mlops-panel='{kind}'", 1
+            )
         except Exception as exc:  # the live widget must show even if the snapshot fails
             log.warning("mlops_jupyter: no static view for %s: %s", type(self).__name__, exc)
         return data

@@ -1,4 +1,5 @@
-"""A small sortable, selectable table widget (an anywidget, plain JavaScript, no imports).
+"""A small sortable, selectable, keyboard-reachable table widget (an anywidget, plain
+JavaScript, no imports). Colours are JupyterLab's CSS variables (:mod:`.theme`).
 
 Python owns the data: it sorts, pages and formats, and sends only the rows of the current
 page. The browser draws them, and reports clicks back through synced traits: a header
@@ -10,15 +11,34 @@ from __future__ import annotations
 import anywidget
 import traitlets
 
+from mlops_jupyter.notebook.widgets import theme
+
 _ESM = r"""
 function render({ model, el }) {
   el.classList.add("mlops-table");
+  const toggle = (id, on) => {
+    const now = new Set(model.get("selected") || []);
+    if (on === undefined ? !now.has(id) : on) now.add(id); else now.delete(id);
+    model.set("selected", Array.from(now));
+    model.save_changes();
+  };
+  const sortBy = (col) => {
+    if (model.get("sort_by") === col.key) {
+      model.set("ascending", !model.get("ascending"));
+    } else {
+      model.set("sort_by", col.key);
+      model.set("ascending", !col.numeric);
+    }
+    model.save_changes();
+  };
   const draw = () => {
     const columns = model.get("columns") || [];
     const rows = model.get("rows") || [];
-    const sortBy = model.get("sort_by");
+    const sorted = model.get("sort_by");
     const asc = model.get("ascending");
     const selected = new Set(model.get("selected") || []);
+    const focused = document.activeElement && el.contains(document.activeElement)
+      ? (document.activeElement.dataset.key || document.activeElement.dataset.id) : null;
     const table = document.createElement("table");
     const cap = model.get("caption");
     if (cap) {
@@ -26,24 +46,26 @@ function render({ model, el }) {
       c.textContent = cap;
       table.appendChild(c);
     }
+    table.setAttribute("aria-label", model.get("label") || "runs");
     const head = document.createElement("tr");
     const th0 = document.createElement("th");
     th0.textContent = "";
+    th0.setAttribute("aria-label", "selected");
     head.appendChild(th0);
     for (const col of columns) {
       const th = document.createElement("th");
-      th.textContent = col.label + (col.key === sortBy ? (asc ? " \u25B2" : " \u25BC") : "");
+      th.textContent = col.label + (col.key === sorted ? (asc ? " \u25B2" : " \u25BC") : "");
       th.title = "sort by " + col.label;
       th.dataset.key = col.key;
+      th.scope = "col";
+      th.tabIndex = 0;
+      th.setAttribute("role", "columnheader");
+      th.setAttribute("aria-sort", col.key === sorted ? (asc ? "ascending" : "descending") : "none");
+      th.setAttribute("aria-label", "sort by " + col.label);
       if (col.numeric) th.classList.add("num");
-      th.addEventListener("click", () => {
-        if (model.get("sort_by") === col.key) {
-          model.set("ascending", !model.get("ascending"));
-        } else {
-          model.set("sort_by", col.key);
-          model.set("ascending", !col.numeric);
-        }
-        model.save_changes();
+      th.addEventListener("click", () => sortBy(col));
+      th.addEventListener("keydown", (e) => {
+        if (e.key === "Enter" || e.key === " ") { e.preventDefault(); sortBy(col); }
       });
       head.appendChild(th);
     }
@@ -54,25 +76,55 @@ function render({ model, el }) {
     for (const row of rows) {
       const tr = document.createElement("tr");
       tr.dataset.id = row.id;
+      tr.tabIndex = 0;
+      const name = row.cells && row.cells.length ? row.cells[0] : row.id;
+      const hint = row.url ? ", Enter opens it in MLflow" : ", Enter selects it";
+      tr.setAttribute("aria-label", "run " + name + (row.best ? " (best)" : "") + hint);
+      tr.setAttribute("aria-selected", selected.has(row.id) ? "true" : "false");
       if (row.best) tr.classList.add("best");
       if (selected.has(row.id)) tr.classList.add("selected");
       if (row.status) tr.classList.add("status-" + row.status);
+      tr.addEventListener("keydown", (e) => {
+        if (e.target !== tr) return;
+        if (e.key === " ") { e.preventDefault(); toggle(row.id); }
+        else if (e.key === "Enter") {
+          e.preventDefault();
+          if (row.url) window.open(row.url, "_blank", "noopener"); else toggle(row.id);
+        }
+      });
       const td0 = document.createElement("td");
       const box = document.createElement("input");
       box.type = "checkbox";
       box.checked = selected.has(row.id);
       box.title = "select this run";
-      box.addEventListener("change", () => {
-        const now = new Set(model.get("selected") || []);
-        if (box.checked) now.add(row.id); else now.delete(row.id);
-        model.set("selected", Array.from(now));
-        model.save_changes();
-      });
+      box.setAttribute("aria-label", "select run " + name);
+      box.addEventListener("change", () => toggle(row.id, box.checked));
       td0.appendChild(box);
       tr.appendChild(td0);
+      const links = row.links || [];
       row.cells.forEach((v, i) => {
         const td = document.createElement("td");
-        td.textContent = v;
+        const count = columns[i] && columns[i].key === "cell" ? /\[(\d+)\]/.exec(v || "") : null;
+        if (count) {
+          // JupyterLab's mlops extension scrolls the notebook to this cell on click or Enter
+          const span = document.createElement("span");
+          span.textContent = v;
+          span.dataset.mlopsCell = count[1];
+          span.setAttribute("role", "link");
+          span.tabIndex = 0;
+          span.setAttribute("aria-label", "go to cell " + count[1]);
+          span.classList.add("mlops-cell-link");
+          td.appendChild(span);
+        } else if (links[i]) {
+          const a = document.createElement("a");
+          a.href = links[i];
+          a.target = "_blank";
+          a.rel = "noopener";
+          a.textContent = v;
+          td.appendChild(a);
+        } else {
+          td.textContent = v;
+        }
         if (columns[i] && columns[i].numeric) td.classList.add("num");
         tr.appendChild(td);
       });
@@ -80,8 +132,12 @@ function render({ model, el }) {
     }
     table.appendChild(tbody);
     el.replaceChildren(table);
+    if (focused) {
+      const again = el.querySelector(`[data-key="${CSS.escape(focused)}"], tr[data-id="${CSS.escape(focused)}"]`);
+      if (again) again.focus();
+    }
   };
-  for (const name of ["columns", "rows", "sort_by", "ascending", "selected", "caption"]) {
+  for (const name of ["columns", "rows", "sort_by", "ascending", "selected", "caption", "label"]) {
     model.on("change:" + name, draw);
   }
   draw();
@@ -98,10 +154,19 @@ _CSS = r"""
 .mlops-table th:hover { background: var(--jp-layout-color2, #eee); }
 .mlops-table td { padding: 2px 8px; border-bottom: 1px solid var(--jp-border-color2, #eee); white-space: nowrap; }
 .mlops-table .num { text-align: right; font-variant-numeric: tabular-nums; }
-.mlops-table tr.best td { background: #fff3e0; font-weight: bold; }
-.mlops-table tr.selected td { background: #e3f2fd; }
-.mlops-table tr.status-failed td:nth-child(3) { color: #c62828; }
+.mlops-table { color: {TEXT}; }
+.mlops-table tr.best td { background: {HIGHLIGHT}; color: {TEXT}; font-weight: bold; }
+.mlops-table tr.selected td { background: {SELECTED}; color: {TEXT}; }
+.mlops-table tr.status-failed td:nth-child(3) { color: {ERROR}; }
+.mlops-table th:focus-visible, .mlops-table tr:focus-visible {
+  outline: 2px solid var(--jp-brand-color1, #2196f3); outline-offset: -2px; }
+.mlops-table a, .mlops-table .mlops-cell-link { color: {LINK}; }
+.mlops-table .mlops-cell-link { cursor: pointer; text-decoration: underline dotted; }
 """
+
+
+for _name in ("TEXT", "HIGHLIGHT", "SELECTED", "ERROR", "LINK"):
+    _CSS = _CSS.replace("{" + _name + "}", getattr(theme, _name))
 
 
 class RunTable(anywidget.AnyWidget):
@@ -109,10 +174,15 @@ class RunTable(anywidget.AnyWidget):
 
     Traits:
         columns: ``[{"key", "label", "numeric"}]``.
-        rows: ``[{"id", "cells": [str, ...], "best": bool, "status": str}]``.
+        rows: ``[{"id", "cells": [str, ...], "best": bool, "status": str, "url": str,
+            "links": [url or None per cell]}]`` (``url``: the run's MLflow page, opened by Enter).
         sort_by, ascending: the sort the user asked for (Python applies it).
         selected: ids of the selected rows (across pages).
         caption: a line above the table.
+        label: the table's accessible name.
+
+    Keyboard: Tab reaches each sort header and each row; Enter on a header sorts, Enter on
+    a row opens its MLflow page (or selects it when there is none), Space selects.
     """
 
     _esm = _ESM
@@ -123,3 +193,4 @@ class RunTable(anywidget.AnyWidget):
     ascending = traitlets.Bool(False).tag(sync=True)
     selected = traitlets.List(traitlets.Unicode()).tag(sync=True)
     caption = traitlets.Unicode("").tag(sync=True)
+    label = traitlets.Unicode("runs").tag(sync=True)

@@ -14,7 +14,7 @@ from traitlets import Bool, Enum, Int, List, Unicode, observe, validate
 
 from mlops_jupyter.notebook.widgets import comparison_data as data
 from mlops_jupyter.notebook.widgets import comparison_view as views
-from mlops_jupyter.notebook.widgets._base import Panel, PathLike, is_pipeline, resolve_pipeline
+from mlops_jupyter.notebook.widgets._base import Panel, PathLike, resolve_pipeline, split_positional
 from mlops_jupyter.notebook.widgets._offline import chart_widget
 from mlops_jupyter.notebook.widgets._table import RunTable
 from mlops_jupyter.notebook.widgets.comparison_data import (
@@ -60,7 +60,9 @@ class ComparisonPanel(Panel):
     experiment = Unicode(None, allow_none=True)
     metric = Unicode("")
     param = Unicode("")
-    view = Enum(("bar", "scatter", "parallel"), default_value="bar")
+    view = Enum(("bar", "scatter", "parallel", "steps"), default_value="bar")
+    #: Show every param in the table, also those that never vary across the runs.
+    all_params = Bool(False)
     higher_is_better = Bool(True)
     sort_by = Unicode("")
     ascending = Bool(False)
@@ -75,9 +77,9 @@ class ComparisonPanel(Panel):
 
     def __init__(
         self,
+        *args: Any,
         experiment: str | None = None,
         runs: Any = None,
-        *,
         pipeline: Any = None,
         tenant_id: str | None = None,
         mlflow_uri: str | None = None,
@@ -89,9 +91,16 @@ class ComparisonPanel(Panel):
         max_points: int = 2000,
         max_runs: int = 100_000,
     ) -> None:
-        if is_pipeline(experiment):  # ComparisonPanel(pipeline) or ComparisonPanel(pipeline, "experiment")
-            pipeline = experiment
-            experiment, runs = (runs, None) if isinstance(runs, str) else (None, runs)
+        # ComparisonPanel("exp"), ComparisonPanel(pipeline, "exp"), ComparisonPanel(pipeline, experiment="exp"),
+        # ComparisonPanel(runs) and ComparisonPanel(pipeline, runs)
+        pipeline, got = split_positional(
+            "ComparisonPanel", args, ("experiment", "runs"), {"experiment": experiment, "runs": runs}, pipeline
+        )
+        experiment, runs = got["experiment"], got["runs"]
+        if experiment is not None and not isinstance(experiment, str):
+            if runs is not None:
+                raise TypeError(f"ComparisonPanel() experiment must be a name, got {type(experiment).__name__}")
+            experiment, runs = None, experiment
         p = resolve_pipeline(pipeline, tenant_id=tenant_id, mlflow_uri=mlflow_uri, storage_path=storage_path)
         super().__init__(p)
         import pandas as pd
@@ -114,13 +123,26 @@ class ComparisonPanel(Panel):
             self.max_points = max_points
 
         self.metric_dropdown = widgets.Dropdown(description="metric", layout=widgets.Layout(width="240px"))
-        self.goal_dropdown = widgets.Dropdown(
-            options=[("higher is better", True), ("lower is better", False)], layout=widgets.Layout(width="150px")
+        self.goal_dropdown = widgets.Dropdown(  # described: a screen reader names the select (axe select-name)
+            options=[("higher is better", True), ("lower is better", False)],
+            description="goal",
+            style={"description_width": "initial"},
+            layout=widgets.Layout(width="190px"),
         )
         self.param_dropdown = widgets.Dropdown(description="param", layout=widgets.Layout(width="240px"))
         self.view_buttons = widgets.ToggleButtons(
-            options=[("Bar", "bar"), ("Scatter", "scatter"), ("Parallel", "parallel")], style={"button_width": "80px"}
+            options=[("Bar", "bar"), ("Scatter", "scatter"), ("Parallel", "parallel"), ("Steps", "steps")],
+            tooltips=["metric by run", "metric vs param", "params and metric by run", "metric by step, per run"],
+            style={"button_width": "80px"},
         )
+        self.all_params_box = widgets.Checkbox(
+            description="all params",
+            indent=False,
+            layout=widgets.Layout(width="auto"),
+            tooltip="also show params that never vary across these runs",
+        )
+        self.sessions: Any = None
+        self._history: dict[tuple[str, str], list[tuple[int, float]]] = {}
         self.table = RunTable()
         self.prev_button = widgets.Button(description="◀ prev", layout=widgets.Layout(width="80px"))
         self.next_button = widgets.Button(description="next ▶", layout=widgets.Layout(width="80px"))
@@ -145,7 +167,7 @@ class ComparisonPanel(Panel):
             widgets.HBox([self.title, self.refresh_button], layout=widgets.Layout(justify_content="space-between")),
             self.summary,
             widgets.HBox([self.metric_dropdown, self.goal_dropdown, self.param_dropdown]),
-            widgets.HBox([self.view_buttons, self.clear_button, self.report_button]),
+            widgets.HBox([self.view_buttons, self.all_params_box, self.clear_button, self.report_button]),
             self.chart_note,
             self.chart,
             self.table,
@@ -186,7 +208,9 @@ class ComparisonPanel(Panel):
             df = runs_frame(tracker, experiment_name=None, max_results=self.max_runs, run_ids=self._given_ids)
         else:
             df = runs_frame(tracker, experiment_name=self.experiment, max_results=self.max_runs)
-        self.frame = df.reset_index(drop=True)
+        df, self.sessions = data.without_sessions(data.with_cell_durations(df.reset_index(drop=True)))
+        self.frame = df
+        self._history.clear()
         self.metrics = data.names(df.columns, "metrics.")
         self.params = data.names(df.columns, "params.")
         self.set_trait("n_runs", len(df))
@@ -197,12 +221,12 @@ class ComparisonPanel(Panel):
         if self.metric and self.metric not in self.metrics:
             self.metric = data.default_metric(self.metrics)
         if self.param and self.param not in self.params:
-            self.param = data.default_param(self.params)
+            self.param = data.default_param(self.params, self.frame)
 
     def _pick_defaults(self, metric: str | None, param: str | None) -> None:
         with self.hold_trait_notifications():
             self.metric = metric.removeprefix("metrics.") if metric else data.default_metric(self.metrics)
-            self.param = param.removeprefix("params.") if param else data.default_param(self.params)
+            self.param = param.removeprefix("params.") if param else data.default_param(self.params, self.frame)
             self.higher_is_better = data.higher_is_better_for(self.metric)
             self.sort_by, self.ascending = data.default_sort(self.metric, self.higher_is_better)
 
@@ -210,6 +234,7 @@ class ComparisonPanel(Panel):
         self._sync_options()
         widgets.link((self, "higher_is_better"), (self.goal_dropdown, "value"))
         widgets.link((self, "view"), (self.view_buttons, "value"))
+        widgets.link((self, "all_params"), (self.all_params_box, "value"))
         widgets.link((self, "sort_by"), (self.table, "sort_by"))
         widgets.link((self, "ascending"), (self.table, "ascending"))
         widgets.link((self, "selected"), (self.table, "selected"))
@@ -231,6 +256,12 @@ class ComparisonPanel(Panel):
             self._syncing = False
         self.metric_dropdown.value = self.metric if self.metric in metric_opts else metric_opts[0]
         self.param_dropdown.value = self.param if self.param in param_opts else param_opts[0]
+
+    def bus_topics(self) -> set[str]:
+        """Runs logged in this kernel (cell autolog, the magics) refresh the panel."""
+        from mlops_jupyter.notebook.widgets import _bus
+
+        return {_bus.runs_topic(self.pipeline.settings.tenant)}
 
     # -- public actions ----------------------------------------------------------------
     def select(self, run_ids: Sequence[str]) -> None:
@@ -293,6 +324,12 @@ class ComparisonPanel(Panel):
                 self.ascending = not self.higher_is_better
             self._render()
 
+    @observe("all_params")
+    def _all_params_changed(self, change: Any) -> None:
+        if self._ready:
+            self._render_chart()
+            self._render_table()
+
     @observe("param", "view")
     def _chart_changed(self, change: Any) -> None:
         if self._ready:
@@ -345,9 +382,31 @@ class ComparisonPanel(Panel):
         exp = self.experiment or self.pipeline.settings.experiment_name
         return f"experiment {exp!r}" if exp else "all experiments"
 
+    def _where_html(self) -> str | None:
+        """The experiment linked to its MLflow page (when a UI is known)."""
+        from mlops_jupyter.notebook.magics import ui
+
+        exp = self.experiment or self.pipeline.settings.experiment_name
+        if self._given_ids is not None or not exp or ui.current_url() is None:
+            return None
+        return f"experiment {ui.experiment_link(self.pipeline, exp)}"
+
     def _render_summary(self) -> None:
-        self.title.value = views.title_html(self._where(), self.pipeline.settings.tenant)
-        self.summary.value = views.summary_html(self.n_runs, self.metric, self.best_run, len(self.selected))
+        self.title.value = views.title_html(self._where(), self.pipeline.settings.tenant, self._where_html())
+        self.summary.value = views.summary_html(
+            self.n_runs, self.metric, self.best_run, len(self.selected), self._session_text()
+        )
+
+    def _session_text(self) -> str:
+        """The notebook session(s) these cell runs belong to, shown as such (not as runs)."""
+        s = self.sessions
+        if s is None or not len(s):
+            return ""
+        live = s[s["status"].astype(str) == "running"]
+        row = (live if len(live) else s).iloc[0]
+        state = "open" if len(live) else "ended"
+        more = f" (+{len(s) - 1} earlier)" if len(s) > 1 else ""
+        return f"session {row.get('run_name') or row['run_id'][:8]} ({state}){more}"
 
     def _chart_frame(self) -> tuple[Any, str]:
         """The runs the chart draws, and what the panel says about them."""
@@ -363,11 +422,36 @@ class ComparisonPanel(Panel):
             view=self.view,
             metric=self.metric,
             param=self.param,
-            params=self.params,
+            params=self.params if self.all_params else data.varying_params(self.frame, self.params),
             best_run_id=self.best_run_id,
             higher_is_better=self.higher_is_better,
+            history=self.step_history(df) if self.view == "steps" else None,
         )
         return chart
+
+    def step_history(self, runs: Any = None) -> Any:
+        """The current metric's points by step (``run_id``, ``label``, ``step``, ``value``)
+        for the chart's runs: the selected ones, else the best ``charts.MAX_STEP_RUNS``."""
+        import pandas as pd
+
+        from mlops_jupyter.notebook.widgets import charts
+
+        runs = self._chart_frame()[0] if runs is None else runs
+        col = f"metrics.{self.metric}"
+        if not self.metric or col not in runs.columns:
+            return pd.DataFrame(columns=["run_id", "label", "step", "value"])
+        if not self.selected:
+            runs = data.sort_runs(runs, col, not self.higher_is_better)
+        runs = runs[runs[col].notna()].head(charts.MAX_STEP_RUNS)
+        client = self.pipeline.tracker.store.client
+        rows = []
+        for rid, label in zip(runs["run_id"].astype(str), charts.run_labels(runs)):
+            key = (rid, self.metric)
+            if key not in self._history:
+                points = client.get_metric_history(rid, self.metric)
+                self._history[key] = sorted((int(m.step), float(m.value)) for m in points)
+            rows += [(rid, label, step, value) for step, value in self._history[key]]
+        return pd.DataFrame(rows, columns=["run_id", "label", "step", "value"])
 
     def _render_chart(self) -> None:
         chart = self.build_chart()
@@ -381,12 +465,21 @@ class ComparisonPanel(Panel):
 
     def table_columns(self) -> list[tuple[str, str, bool]]:
         """(key, label, numeric) of the table's columns: run, status, duration, cell, then
-        the chosen metric and param first among up to 6 metrics and 6 params."""
-        return data.table_columns(self.frame, self.metric, self.param, self.metrics, self.params)
+        the chosen metric and param first among up to 6 metrics and 6 params (params that
+        never vary are hidden unless ``all_params``)."""
+        return data.table_columns(self.frame, self.metric, self.param, self.metrics, self.params, self.all_params)
+
+    @staticmethod
+    def _run_url() -> Any:
+        """Runs link to their MLflow page when a UI is known (``%mlops ui``, a server)."""
+        from mlops_jupyter.notebook.magics import ui
+
+        base = ui.current_url()
+        return (lambda rid: ui.run_url(rid, base)) if base else None
 
     def _render_table(self) -> None:
         cols = self.table_columns()
-        rows = data.table_rows(self.page_rows, cols, self.best_run_id)
+        rows = data.table_rows(self.page_rows, cols, self.best_run_id, run_url=self._run_url())
         with self.table.hold_sync():
             self.table.columns = [{"key": k, "label": label, "numeric": num} for k, label, num in cols]
             self.table.rows = rows
@@ -442,6 +535,7 @@ class ComparisonPanel(Panel):
             self.table_columns(),
             self.best_run_id,
             self.table.caption,
+            run_url=self._run_url(),
         )
 
     def __repr__(self) -> str:

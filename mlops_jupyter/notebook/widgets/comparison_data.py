@@ -19,7 +19,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mlops_jupyter.notebook.widgets import charts
@@ -46,7 +46,7 @@ PREFERRED_METRICS = (
     "mae",
 )
 #: Metrics that cell autolog records on every cell: never the default.
-HOUSEKEEPING_METRICS = ("cell_duration_s",)
+HOUSEKEEPING_METRICS = ("cell_duration_s", "cells_not_logged")
 MAX_TABLE_METRICS = 6
 MAX_TABLE_PARAMS = 6
 #: Most params the parallel-coordinates view draws as axes (the chosen one first).
@@ -84,13 +84,34 @@ def default_metric(metrics: Sequence[str]) -> str:
     return (useful or list(metrics) or [""])[0]
 
 
-def default_param(params: Sequence[str]) -> str:
-    """The param shown first: the first one, else ``""``.
+def default_param(params: Sequence[str], frame: pd.DataFrame | None = None) -> str:
+    """The param shown first: the one that varies most across the runs of ``frame`` (most
+    distinct values; the first on a tie), else the first one, else ``""``.
 
-    >>> default_param(["max_depth", "lr"]), default_param([])
-    ('max_depth', '')
+    >>> import pandas as pd
+    >>> runs = pd.DataFrame({"params.C": ["1", "1", "1"], "params.depth": ["2", "4", "8"]})
+    >>> default_param(["C", "depth"], runs), default_param(["max_depth", "lr"]), default_param([])
+    ('depth', 'max_depth', '')
     """
-    return params[0] if params else ""
+    if not params:
+        return ""
+    if frame is None or not len(frame):
+        return params[0]
+    scores = {p: charts.variation(frame[f"params.{p}"]) for p in params if f"params.{p}" in frame.columns}
+    best = max(params, key=lambda p: scores.get(p, 0.0))
+    return best if scores.get(best, 0.0) > 0 else params[0]
+
+
+def varying_params(frame: pd.DataFrame, params: Sequence[str]) -> list[str]:
+    """The params whose value differs between runs (all of them with fewer than two runs).
+
+    >>> import pandas as pd
+    >>> varying_params(pd.DataFrame({"params.C": ["1", "1"], "params.depth": ["2", "4"]}), ["C", "depth"])
+    ['depth']
+    """
+    if len(frame) < 2:
+        return list(params)
+    return [p for p in params if f"params.{p}" in frame.columns and charts.variation(frame[f"params.{p}"]) > 0]
 
 
 def higher_is_better_for(metric: str) -> bool:
@@ -117,13 +138,42 @@ def default_sort(metric: str, higher_is_better: bool) -> tuple[str, bool]:
 
 
 def axis_params(param: str, params: Sequence[str], limit: int = MAX_AXIS_PARAMS) -> list[str]:
-    """The params the parallel-coordinates view draws: the chosen one first, then the others.
+    """The params the parallel-coordinates view draws: the chosen one first, then the others
+    (the caller passes only the params that vary, see :func:`varying_params`).
 
     >>> axis_params("lr", ["max_depth", "lr", "model"])
     ['lr', 'max_depth', 'model']
     """
     first = [param] if param else []
     return (first + [p for p in params if p != param])[:limit]
+
+
+def with_cell_durations(frame: pd.DataFrame) -> pd.DataFrame:
+    """A cell run's ``duration`` is the cell's own (``cell_duration_s``): cell autolog opens
+    the run only once the cell has logged something, so start-to-end is shorter.
+
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"duration": [0.01, 5.0], "metrics.cell_duration_s": [2.5, None]})
+    >>> with_cell_durations(df)["duration"].tolist()
+    [2.5, 5.0]
+    """
+    col = "metrics.cell_duration_s"
+    if col not in frame.columns or "duration" not in frame.columns:
+        return frame
+    out = frame.copy()
+    out["duration"] = out[col].where(out[col].notna(), out["duration"])
+    return out
+
+
+def without_sessions(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(runs, sessions): cell autolog's session runs are the notebook session, not rows
+    to compare (they stay RUNNING while the kernel lives)."""
+    if "kind" not in frame.columns or not len(frame):
+        return frame, frame.iloc[0:0]
+    is_session = frame["kind"].astype(str) == "session"
+    runs = frame[~is_session].reset_index(drop=True)
+    only_sessions = [c for c in runs.columns if c.startswith(("metrics.", "params.")) and runs[c].isna().all()]
+    return runs.drop(columns=only_sessions), frame[is_session].reset_index(drop=True)
 
 
 # -- runs ------------------------------------------------------------------------------------
@@ -220,13 +270,21 @@ def page_of(runs: pd.DataFrame, page: int, page_size: int) -> pd.DataFrame:
 
 
 def table_columns(
-    frame: pd.DataFrame, metric: str, param: str, metrics: Sequence[str], params: Sequence[str]
+    frame: pd.DataFrame,
+    metric: str,
+    param: str,
+    metrics: Sequence[str],
+    params: Sequence[str],
+    all_params: bool = False,
 ) -> list[Column]:
     """(key, label, numeric) of the table's columns: run, status, duration, cell, then
-    the chosen metric and param first among up to 6 metrics and 6 params."""
+    the chosen metric and param first among up to 6 metrics and 6 params. Params that
+    never vary across the runs (e.g. a scikit-learn estimator's defaults) are left out
+    unless ``all_params``."""
     chosen = [metric] + [m for m in metrics if m != metric and m not in HOUSEKEEPING_METRICS]
     chosen = [m for m in chosen if m][:MAX_TABLE_METRICS]
-    ps = ([param] if param else []) + [p for p in params if p != param]
+    shown = list(params) if all_params else varying_params(frame, params)
+    ps = ([param] if param else []) + [p for p in shown if p != param]
     cols = [
         ("run_name", "run", False),
         ("status", "status", False),
@@ -242,16 +300,26 @@ def table_columns(
     return cols
 
 
-def table_rows(page: pd.DataFrame, columns: Sequence[Column], best_run_id: str | None) -> list[dict[str, Any]]:
-    """The rows of the table widget: the run id, its cells as text, whether it is the best."""
+def table_rows(
+    page: pd.DataFrame,
+    columns: Sequence[Column],
+    best_run_id: str | None,
+    run_url: Callable[[str], str | None] | None = None,
+) -> list[dict[str, Any]]:
+    """The rows of the table widget: the run id, its cells as text, whether it is the best,
+    and (``run_url`` given) the run's MLflow page, linked from the run's name."""
     rows = []
     for rec in page.to_dict("records"):
+        rid = str(rec["run_id"])
+        url = run_url(rid) if run_url is not None else None
         rows.append(
             {
-                "id": str(rec["run_id"]),
+                "id": rid,
                 "cells": [fmt(rec.get(k)) for k, _, _ in columns],
-                "best": str(rec["run_id"]) == best_run_id,
+                "best": rid == best_run_id,
                 "status": str(rec.get("status") or ""),
+                "url": url or "",
+                "links": [url if k == "run_name" else None for k, _, _ in columns] if url else [],
             }
         )
     return rows

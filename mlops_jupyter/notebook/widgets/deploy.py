@@ -10,8 +10,8 @@ from typing import Any
 import ipywidgets as widgets
 from traitlets import Dict, Int, List, Unicode, observe
 
-from mlops_jupyter.notebook.widgets import charts
-from mlops_jupyter.notebook.widgets._base import Panel, PathLike, is_pipeline, resolve_pipeline
+from mlops_jupyter.notebook.widgets import charts, theme
+from mlops_jupyter.notebook.widgets._base import Panel, PathLike, resolve_pipeline, split_positional
 from mlops_jupyter.notebook.widgets._offline import chart_widget
 from mlops_jupyter.notebook.widgets.static import chart_html, html_table, panel_html
 
@@ -73,9 +73,9 @@ class DeployPanel(Panel):
 
     def __init__(
         self,
-        model_id: Any,
+        *args: Any,
+        model_id: str | None = None,
         model: str | None = None,
-        *,
         pipeline: Any = None,
         tenant_id: str | None = None,
         mlflow_uri: str | None = None,
@@ -84,8 +84,9 @@ class DeployPanel(Panel):
         confirm_environments: Sequence[str] = ("production",),
         **kw: Any,
     ) -> None:
-        if is_pipeline(model_id):  # DeployPanel(pipeline, "model")
-            pipeline, model_id = model_id, model
+        # DeployPanel("m"), DeployPanel(pipeline, "m"), DeployPanel(pipeline, model_id="m")
+        pipeline, got = split_positional("DeployPanel", args, ("model_id",), {"model_id": model_id or model}, pipeline)
+        model_id = got["model_id"]
         if kw:
             raise TypeError(f"DeployPanel() got unexpected arguments {sorted(kw)}")
         p = resolve_pipeline(pipeline, tenant_id=tenant_id, mlflow_uri=mlflow_uri, storage_path=storage_path)
@@ -340,6 +341,8 @@ class DeployPanel(Panel):
             self.busy = False
             self._reload_after_action()
         self._fire(action, result)
+        if result is not None:
+            self.changed()  # other live panels of this model follow (kernel-wide bus)
         return result
 
     def _reload_after_action(self) -> None:
@@ -365,7 +368,9 @@ class DeployPanel(Panel):
         action = change["new"]
         self.confirm_box.layout.display = "flex" if action else "none"
         self.confirm_label.value = (
-            f"<b style='color:#c62828; padding-right:8px'>{html.escape(self.describe(action))}?</b>" if action else ""
+            f"<b style='color:{theme.ERROR}; padding-right:8px'>{html.escape(self.describe(action))}?</b>"
+            if action
+            else ""
         )
 
     @observe("busy")
@@ -382,9 +387,11 @@ class DeployPanel(Panel):
         self._render_controls()
 
     def _render_title(self) -> None:
+        from mlops_jupyter.notebook.magics import ui
+
         self.title.value = (
-            f"<b style='font-size:14px'>Deploy · {html.escape(self.model)}</b> "
-            f"<span style='color:#666'>· tenant {html.escape(self.pipeline.settings.tenant)}</span>"
+            f"<b style='font-size:14px'>Deploy · {ui.model_link(self.pipeline, self.model)}</b> "
+            f"<span style='color:{theme.MUTED}'>· tenant {html.escape(self.pipeline.settings.tenant)}</span>"
         )
 
     def build_chart(self) -> Any:
@@ -412,7 +419,9 @@ class DeployPanel(Panel):
         ]
         if not any(r[-1] for r in rows):  # a reason column only when something is failed or degraded
             header, rows = header[:-1], [r[:-1] for r in rows]
-        return html_table(rows, header, caption="live deployments")
+        at = header.index("endpoint")  # endpoints are links
+        links = [[r[at] if j == at else None for j in range(len(r))] for r in rows]
+        return html_table(rows, header, caption="live deployments", links=links)
 
     _LIVE_HEADER = ("environment", "status", "traffic", "revision", "updated", "endpoint", "reason")
     _VERSION_HEADER = ("version", "parent", "created", "serving", "sha256", "run", "data")
@@ -443,12 +452,28 @@ class DeployPanel(Panel):
             return
         self.live_html.value = self._live_table()
 
-    def _render_versions(self) -> None:
+    def _versions_table(self) -> str:
+        """The versions, newest first, live ones highlighted; versions and runs link to
+        their MLflow pages when a UI is known."""
+        from mlops_jupyter.notebook.magics import ui
+
         rows = self._version_rows()
-        hl = [i for i, r in enumerate(rows) if r[3]]
-        self.versions_html.value = html_table(
-            rows, self._VERSION_HEADER, caption="versions (newest first)", highlight=hl, mark="#e8f5e9"
+        name = self.pipeline.tracker.tenancy.model_name(self.model)
+        links = []
+        for v in reversed(self.versions):
+            run = v.get("run_id") or ""
+            links.append([ui.model_url(name, v.get("registry_version")) or None] + [None] * 4 + [ui.run_url(run)])
+        return html_table(
+            rows,
+            self._VERSION_HEADER,
+            caption="versions (newest first)",
+            highlight=[i for i, r in enumerate(rows) if r[3]],
+            mark=theme.LIVE,
+            links=links,
         )
+
+    def _render_versions(self) -> None:
+        self.versions_html.value = self._versions_table()
 
     def _render_controls(self) -> None:
         busy = self.busy
@@ -469,14 +494,7 @@ class DeployPanel(Panel):
         live = (
             self._live_table() if self.deployments else f"<p><i>{html.escape(self.model)} is not deployed yet.</i></p>"
         )
-        rows = self._version_rows()
-        versions = html_table(
-            rows,
-            self._VERSION_HEADER,
-            caption="versions (newest first)",
-            highlight=[i for i, r in enumerate(rows) if r[3]],
-            mark="#e8f5e9",
-        )
+        versions = self._versions_table()
         return panel_html(
             f"Deploy · {self.model} · tenant {self.pipeline.settings.tenant}",
             [

@@ -10,15 +10,24 @@ from typing import Any
 import ipywidgets as widgets
 from traitlets import Dict, Float, List, Unicode, observe, validate
 
-from mlops_jupyter.notebook.widgets import charts
-from mlops_jupyter.notebook.widgets._base import Panel, PathLike, is_pipeline, resolve_pipeline
+from mlops_jupyter.notebook.widgets import charts, theme
+from mlops_jupyter.notebook.widgets._base import Panel, PathLike, resolve_pipeline, split_positional
 from mlops_jupyter.notebook.widgets._offline import chart_widget
 from mlops_jupyter.notebook.widgets.static import chart_html, fmt, html_table, panel_html
 
-ALERT_COLUMNS = ("fired_at", "condition", "severity", "state", "action", "action_result", "resolved_at")
+ALERT_COLUMNS = ("fired_at", "condition", "severity", "state", "action", "delivery", "action_result", "resolved_at")
 MAX_ALERTS = 50
 #: Charts sit two abreast.
 CHART_WIDTH = 400
+
+
+def attempts_text(alert: dict[str, Any]) -> str:
+    """An alert's delivery attempts in a few words: ``"2: timed out after 10 s; ok"``."""
+    tried = ((alert.get("action_result") or {}) if isinstance(alert.get("action_result"), dict) else {}).get("attempts")
+    if not tried:
+        return ""
+    outcomes = ["ok" if t.get("ok") else str(t.get("error") or t.get("status") or "failed") for t in tried]
+    return f"{len(tried)}: " + "; ".join(outcomes)
 
 
 def parse_window(text: Any) -> Any:
@@ -127,9 +136,9 @@ class DriftPanel(Panel):
 
     def __init__(
         self,
-        model_id: Any,
+        *args: Any,
+        model_id: str | None = None,
         model: str | None = None,
-        *,
         pipeline: Any = None,
         tenant_id: str | None = None,
         mlflow_uri: str | None = None,
@@ -141,8 +150,9 @@ class DriftPanel(Panel):
         drift: Any = None,
         **kw: Any,
     ) -> None:
-        if is_pipeline(model_id):  # DriftPanel(pipeline, "model")
-            pipeline, model_id = model_id, model
+        # DriftPanel("m"), DriftPanel(pipeline, "m"), DriftPanel(pipeline, model_id="m")
+        pipeline, got = split_positional("DriftPanel", args, ("model_id",), {"model_id": model_id or model}, pipeline)
+        model_id = got["model_id"]
         if kw:
             raise TypeError(f"DriftPanel() got unexpected arguments {sorted(kw)}")
         p = resolve_pipeline(pipeline, tenant_id=tenant_id, mlflow_uri=mlflow_uri, storage_path=storage_path)
@@ -194,7 +204,10 @@ class DriftPanel(Panel):
             widgets.HBox([self.threshold_slider, self.window_text, self.feature_dropdown]),
             widgets.HBox([self.scores_chart, self.distribution_chart]),
             self.performance_html,
-            widgets.HBox([self.timeline_chart, self.alerts_html]),
+            # wraps rather than scrolls: a scrolling box with nothing focusable is out of keyboard reach
+            widgets.HBox(
+                [self.timeline_chart, self.alerts_html], layout=widgets.Layout(flex_flow="row wrap", overflow="visible")
+            ),
             self.status,
         ]
         self.add_class("mlops-drift")
@@ -225,9 +238,14 @@ class DriftPanel(Panel):
         return out
 
     def _load(self, drift: Any = None) -> None:
+        from mlops_jupyter.monitoring.windows import parse_window as check_window
+
         self._errors = {}
-        self._check(drift)
         window = parse_window(self.window)
+        if drift is None and self._call("window", check_window, window) is None:
+            self.set_trait("result", None)  # a bad window is one error, not one per part
+            return
+        self._check(drift)
         data = self._call("distributions", self.monitoring.window_data, self.model, window=window, version=self.version)
         self.reference, self.current = data if data is not None else (None, None)
         freq = auto_freq((self.result or {}).get("window")) if self.freq == "auto" else self.freq
@@ -297,9 +315,11 @@ class DriftPanel(Panel):
 
     # -- rendering ---------------------------------------------------------------------
     def _render(self) -> None:
+        from mlops_jupyter.notebook.magics import ui
+
         self.title.value = (
-            f"<b style='font-size:14px'>Drift · {html.escape(self.model)}</b> "
-            f"<span style='color:#666'>· tenant {html.escape(self.pipeline.settings.tenant)}</span>"
+            f"<b style='font-size:14px'>Drift · {ui.model_link(self.pipeline, self.model)}</b> "
+            f"<span style='color:{theme.MUTED}'>· tenant {html.escape(self.pipeline.settings.tenant)}</span>"
         )
         self._syncing = True
         try:
@@ -345,10 +365,10 @@ class DriftPanel(Panel):
             parts.append(f"window: {html.escape(window_text(r['window']))}")
         out = " · ".join(p for p in parts if p)
         if r.get("method"):
-            out += f"<div style='color:#888; font-size:11px'>{html.escape(str(r['method']))}</div>"
+            out += f"<div style='color:{theme.MUTED}; font-size:11px'>{html.escape(str(r['method']))}</div>"
         if r.get("status") not in (None, "ok"):
             out += (
-                f"<div style='color:#b26a00'>{html.escape(str(r.get('status')))}: "
+                f"<div style='color:{theme.WARN}'>{html.escape(str(r.get('status')))}: "
                 f"{html.escape(str(r.get('reason') or ''))}</div>"
             )
         return out
@@ -356,7 +376,9 @@ class DriftPanel(Panel):
     def build_scores_chart(self) -> Any:
         feats = (self.result or {}).get("features") or {}
         if not feats:
-            return charts._empty("no drift scores (no predictions or no reference yet)")
+            status = (self.result or {}).get("status")
+            why = "the check failed: see the status line" if self._errors else str(status or "not checked yet")
+            return charts._empty(f"no drift scores ({why.replace('_', ' ')})")
         return charts.drift_scores(feats, (self.result or {}).get("threshold", self.threshold), width=CHART_WIDTH)
 
     def build_distribution_chart(self) -> Any:
@@ -415,16 +437,16 @@ class DriftPanel(Panel):
 
     def alerts_table(self) -> str:
         if not self.alerts:
-            return "<div style='color:#666'><i>no alerts fired</i></div>"
+            return f"<div style='color:{theme.MUTED}'><i>no alerts fired</i></div>"
         shown = self.alerts[:MAX_ALERTS]  # newest first, as monitoring.alerts() returns them
-        rows = [[a.get(c) for c in ALERT_COLUMNS] for a in shown]
+        rows = [[a.get(c) for c in ALERT_COLUMNS] + [attempts_text(a)] for a in shown]
         firing = [i for i, a in enumerate(shown) if a.get("state") in ("firing", "pending")]
         return html_table(
             rows,
-            list(ALERT_COLUMNS),
+            [*ALERT_COLUMNS, "attempts"],
             caption=f"alert history ({len(self.alerts)}, newest first)",
             highlight=firing,
-            mark="#ffebee",
+            mark=theme.ALERT,
         )
 
     # -- static view -------------------------------------------------------------------

@@ -40,10 +40,18 @@ from mlops_jupyter.notebook.widgets.charts.common import (
     is_numeric,
     lower_is_better,
     run_labels,
+    variation,
+    zoomed_domain,
 )
 from mlops_jupyter.notebook.widgets.charts.deployments import traffic_split, version_lineage
 from mlops_jupyter.notebook.widgets.charts.drift import distribution, drift_scores, performance_timeline
-from mlops_jupyter.notebook.widgets.charts.runs import metric_bar, metric_scatter, parallel_coordinates
+from mlops_jupyter.notebook.widgets.charts.runs import (
+    MAX_STEP_RUNS,
+    metric_bar,
+    metric_scatter,
+    metric_steps,
+    parallel_coordinates,
+)
 
 __all__ = [
     "BEST_COLOR",
@@ -54,6 +62,7 @@ __all__ = [
     "MAX_BARS",
     "MAX_CATEGORIES",
     "MAX_LINES",
+    "MAX_STEP_RUNS",
     "ORANGE",
     "RED",
     "WIDTH",
@@ -65,9 +74,12 @@ __all__ = [
     "lower_is_better",
     "metric_bar",
     "metric_scatter",
+    "metric_steps",
     "parallel_coordinates",
     "performance_timeline",
     "run_labels",
     "traffic_split",
+    "variation",
     "version_lineage",
+    "zoomed_domain",
 ]

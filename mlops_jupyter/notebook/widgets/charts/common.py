@@ -65,6 +65,53 @@ def is_numeric(values: pd.Series) -> bool:
     return bool(pd.to_numeric(v, errors="coerce").notna().all())
 
 
+def zoomed_domain(values: Any, pad: float = 0.08) -> list[float] | None:
+    """A metric axis zoomed to the data: ``[min, max]`` widened by ``pad`` of the range
+    (bars of 0.944 and 0.972 must not look equal on a 0-1 axis). None with no finite value.
+
+    >>> zoomed_domain([0.944, 0.972])
+    [0.94176, 0.97424]
+    >>> zoomed_domain([5.0, 5.0])
+    [4.95, 5.05]
+    """
+    import math
+
+    v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
+    if not v:
+        return None
+    lo, hi = min(v), max(v)
+    if hi == lo:
+        half = abs(hi) * 0.01 or 0.5
+        return [round(lo - half, 12), round(hi + half, 12)]
+    return [round(lo - (hi - lo) * pad, 12), round(hi + (hi - lo) * pad, 12)]
+
+
+def zoom_note(domain: list[float] | None) -> str:
+    """The axis title's note when the axis does not start at zero."""
+    if not domain or domain[0] <= 0 <= domain[1]:
+        return ""
+    return f" (axis zoomed: {domain[0]:.4g}–{domain[1]:.4g})"
+
+
+def ink(kind: str = "text") -> str:
+    """A text colour of the chart theme in use (``text``, ``muted``, ``grid``, ``domain``)."""
+    from mlops_jupyter.notebook.widgets import theme
+
+    return theme._PALETTES[theme.current()][kind]
+
+
+def variation(values: pd.Series) -> float:
+    """How much a param varies across runs: its number of distinct values (missing counts
+    as one), 0 when it never varies. Used to pick the default param and hide constant ones.
+
+    >>> import pandas as pd
+    >>> variation(pd.Series(["1", "2", "2"])), variation(pd.Series(["a", "a"]))
+    (2.0, 0.0)
+    """
+    n = int(values.astype("string").fillna("<missing>").nunique())
+    return float(n) if n > 1 else 0.0
+
+
 def run_labels(runs: pd.DataFrame) -> pd.Series:
     """Unique, readable run labels: ``name · abcdef`` (names repeat, e.g. ``cell-3``)."""
     names = runs["run_name"].fillna("").astype(str) if "run_name" in runs else runs["run_id"].astype(str)

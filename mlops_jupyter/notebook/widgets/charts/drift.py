@@ -37,7 +37,8 @@ def drift_scores(features: Mapping[str, Mapping[str, Any]], threshold: float, *,
 
     rows = []
     for name, f in features.items():
-        score = f.get("score")
+        # the effect (bias-corrected score) is what the decision compares with the threshold
+        score = f.get("effect", f.get("score"))
         if score is None or (isinstance(score, float) and not math.isfinite(score)):
             continue
         rows.append(

@@ -1,5 +1,6 @@
 """Charts of the run comparison panel: a metric by run (bars), a metric against a param
-(scatter) and params and metrics by run (parallel coordinates), the best run marked."""
+(scatter), params and metrics by run (parallel coordinates) and a metric over its steps
+(a line per run), the best run marked. Metric axes are zoomed to the data and say so."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ from mlops_jupyter.notebook.widgets.charts.common import (
     MAX_LINES,
     WIDTH,
     _empty,
+    ink,
     is_numeric,
     run_labels,
+    zoom_note,
+    zoomed_domain,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -72,12 +76,13 @@ def metric_bar(
     total = len(runs) if total is None else total
     title = f"{name} by run" + (f" (best {len(shown)} of {total:,} runs)" if total > len(shown) else "")
     order = shown["label"].tolist()
+    domain = zoomed_domain(shown["value"])
     base = alt.Chart(shown).encode(
         y=alt.Y("label:N", sort=order, title=None, axis=alt.Axis(labelLimit=220)),
-        x=alt.X("value:Q", title=name, scale=alt.Scale(zero=False)),
+        x=alt.X("value:Q", title=name + zoom_note(domain), scale=alt.Scale(domain=domain, zero=False, clamp=True)),
         tooltip=[alt.Tooltip("label:N", title="run"), alt.Tooltip("value:Q", title=name, format=".4g")],
     )
-    bars = base.mark_bar().encode(color=alt.condition("datum.best", alt.value(BEST_COLOR), alt.value(BLUE)))
+    bars = base.mark_bar(clip=True).encode(color=alt.condition("datum.best", alt.value(BEST_COLOR), alt.value(BLUE)))
     marks = (
         base.transform_filter("datum.best")
         .mark_text(align="left", dx=4, fontWeight="bold", color=BEST_COLOR)
@@ -115,9 +120,10 @@ def metric_scatter(
     total = len(runs) if total is None else total
     title = f"{name} vs {pname}" + (f" ({len(df):,} of {total:,} runs)" if total > len(df) else "")
     x = alt.X("param:Q", title=pname, scale=alt.Scale(zero=False)) if numeric else alt.X("param:N", title=pname)
+    domain = zoomed_domain(df["value"])
     base = alt.Chart(df).encode(
         x=x,
-        y=alt.Y("value:Q", title=name, scale=alt.Scale(zero=False)),
+        y=alt.Y("value:Q", title=name + zoom_note(domain), scale=alt.Scale(domain=domain, zero=False)),
         tooltip=[
             alt.Tooltip("label:N", title="run"),
             alt.Tooltip("param", title=pname),
@@ -215,10 +221,51 @@ def parallel_coordinates(
             tooltip=[alt.Tooltip("label:N", title="run"), alt.Tooltip("axis:N"), alt.Tooltip("raw:N", title="value")],
         )
     )
-    rules = alt.Chart(pd.DataFrame({"axis": order})).mark_rule(color="#666").encode(x=x)
+    rules = alt.Chart(pd.DataFrame({"axis": order})).mark_rule(color=ink("domain")).encode(x=x)
     ticks = (
         alt.Chart(pd.DataFrame(ends, columns=["axis", "axis_index", "norm", "raw"]))
-        .mark_text(align="left", dx=4, fontSize=10, color="#333")
+        .mark_text(align="left", dx=4, fontSize=10, color=ink("text"))
         .encode(x=x, y=y, text="raw:N")
     )
     return alt.layer(rules, lines, ticks).properties(title=title, width=width, height=300)
+
+
+#: Most runs a per-step chart draws (one line each).
+MAX_STEP_RUNS = 20
+
+
+def metric_steps(history: pd.DataFrame, metric: str, *, best_run_id: Any = None, width: int = WIDTH) -> alt.Chart:
+    """A metric over its steps, one line per run (the chart W&B users expect for curves).
+
+    Args:
+        history: one row per logged point: ``run_id``, ``label`` (the run's label),
+            ``step``, ``value``.
+        metric: the metric's name (for the titles).
+        best_run_id: the run drawn thicker, on top.
+    """
+    import altair as alt
+
+    name = metric.removeprefix("metrics.")
+    df = history.dropna(subset=["value"]).copy() if len(history) else history
+    if not len(df) or df.groupby("run_id")["step"].nunique().max() < 2:
+        return _empty(f"{name!r} was not logged over steps (log it with step=N to get curves)")
+    df["best"] = df["run_id"].astype(str) == str(best_run_id) if best_run_id is not None else False
+    domain = zoomed_domain(df["value"])
+    n_runs = df["run_id"].nunique()
+    return (
+        alt.Chart(df)
+        .mark_line(point=alt.OverlayMarkDef(size=18))
+        .encode(
+            x=alt.X("step:Q", title="step"),
+            y=alt.Y("value:Q", title=name + zoom_note(domain), scale=alt.Scale(domain=domain, zero=False)),
+            color=alt.Color("label:N", title="run", legend=alt.Legend(labelLimit=200)),
+            strokeWidth=alt.condition("datum.best", alt.value(3), alt.value(1.5)),
+            detail="run_id:N",
+            tooltip=[
+                alt.Tooltip("label:N", title="run"),
+                alt.Tooltip("step:Q"),
+                alt.Tooltip("value:Q", title=name, format=".4g"),
+            ],
+        )
+        .properties(title=f"{name} by step ({n_runs} run{'s' if n_runs != 1 else ''})", width=width, height=280)
+    )
