@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-unit test-notebooks test-browser chromium bench clean labextension test-labextension lint
+.PHONY: mlserver-env install demo test test-unit test-notebooks test-browser chromium postgresql bench clean labextension test-labextension lint
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,13 +29,14 @@ test: install test-labextension lint
 	@rc=0; $(MAKE) --no-print-directory test-unit || rc=1; $(MAKE) --no-print-directory test-notebooks || rc=1; exit $$rc
 
 # The pure modules' examples run as doctests with the suite.
-DOCTESTS := mlops_jupyter/errors.py mlops_jupyter/config mlops_jupyter/registry/semver.py \
+DOCTESTS := mlops_jupyter/errors.py mlops_jupyter/config mlops_jupyter/registry/semver.py mlops_jupyter/registry/lineage.py \
 	mlops_jupyter/deployment/traffic.py mlops_jupyter/deployment/plan.py \
+	mlops_jupyter/deployment/targets/kserve.py mlops_jupyter/deployment/targets/ray_serve.py \
 	mlops_jupyter/monitoring/drift mlops_jupyter/monitoring/alerts \
 	mlops_jupyter/monitoring/windows.py mlops_jupyter/monitoring/performance.py \
 	mlops_jupyter/notebook/widgets/comparison_data.py mlops_jupyter/notebook/widgets/comparison_view.py
 
-test-unit: install labextension chromium
+test-unit: install labextension chromium postgresql mlserver-env
 	$(PY) -m pytest tests $(DOCTESTS) --doctest-modules --durations=15
 
 # The layering (import-linter contracts in pyproject.toml), lint and formatting.
@@ -50,6 +51,11 @@ lint: install
 # MLOPS_UPDATE_SCREENSHOTS=1 also refreshes the README's in docs/screenshots/).
 chromium:
 	@command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)
+
+# The team-server tests (tests/team/) start Debian's PostgreSQL in a temp folder (as the
+# `postgres` user when run as root) under an `mlflow server`; apt needs root, as in CI.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update -q && apt-get install -y -q postgresql)
 
 test-browser: install labextension chromium
 	$(PY) -m pytest tests/browser
@@ -68,12 +74,26 @@ $(PEERS_STAMP):
 	$(PYTHON) -m venv $(PEERS) && $(PEERS)/bin/pip install -q 'evidently' 'pandas<3'
 	touch $(PEERS_STAMP)
 
+# tests/deployment/test_kserve_target.py serves our stored model with MLServer's MLflow runtime
+# (what KServe's kserve-mlserver runtime runs for modelFormat mlflow) in a side environment made
+# once (the stamp is written only after a complete install); the pins match .venv's mlflow and
+# scikit-learn, so the runtime loads the artifacts our registry stores.
+MLSERVER_ENV := .venv-mlserver
+MLSERVER_STAMP := $(MLSERVER_ENV)/.installed-stamp
+
+$(MLSERVER_STAMP):
+	$(PYTHON) -m venv $(MLSERVER_ENV) && $(MLSERVER_ENV)/bin/pip install -q 'mlserver==1.7.1' \
+	  'mlserver-mlflow==1.7.1' 'mlflow==3.17.2' 'scikit-learn==1.9.1'
+	touch $(MLSERVER_STAMP)
+
+mlserver-env: $(MLSERVER_STAMP)
+
 bench: install $(PEERS_STAMP)
 	@command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	@set -e; for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f; done
 
 clean:
-	rm -rf $(VENV) $(PEERS) .mlops build dist *.egg-info
+	rm -rf $(VENV) $(PEERS) $(MLSERVER_ENV) .mlops build dist *.egg-info
 	rm -rf mlops_jupyter/labextension labextension/lib labextension/node_modules labextension/tsconfig.tsbuildinfo
 
 # The JupyterLab extension (labextension/, TypeScript): built with the venv's jlpm into
