@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlops_jupyter.config.processes import pid_alive
 from mlops_jupyter.config.settings import GATEWAY_INFO_FILE
 from mlops_jupyter.gateway.metrics import LATENCY_BUCKETS, Stats, StatsKey
 
@@ -61,15 +62,6 @@ def workers_dir(home: str | os.PathLike[str]) -> Path:
 def wake_address(pid: int) -> bytes:
     """The abstract Unix socket a worker's agent listens on (no file, gone with the process)."""
     return b"\0mlops-jupyter-gateway-worker-%d" % pid
-
-
-def pid_alive(pid: int) -> bool:
-    """True for a running (not zombie) process."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from mlops_jupyter.config.processes import pid_alive
 from mlops_jupyter.errors import GatewayError
 
 FLUSH_TIMEOUT = 5.0
@@ -93,12 +94,4 @@ def _process_exists(pid: Any) -> bool:
         pid = int(pid)
     except (TypeError, ValueError):
         return True  # no pid recorded: ask the port
-    if pid <= 0:
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid <= 0 or pid_alive(pid)

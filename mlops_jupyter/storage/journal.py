@@ -108,16 +108,9 @@ def orphans(directory: Path) -> Iterator[Orphan]:
         return
     for lock in sorted(directory.glob("*.lock")):
         token = lock.name[: -len(".lock")]
-        try:
-            fd = os.open(lock, os.O_RDWR)
-        except FileNotFoundError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue  # owner alive
-        yield Orphan(token, sorted(directory.glob(f"{token}.*.journal")), fd)
+        fd = _lock_orphan(lock)
+        if fd is not None:
+            yield Orphan(token, sorted(directory.glob(f"{token}.*.journal")), fd)
 
 
 def orphans_peek(directory: Path) -> Iterator[str]:
@@ -127,17 +120,25 @@ def orphans_peek(directory: Path) -> Iterator[str]:
     if not directory.is_dir():
         return
     for lock in sorted(directory.glob("*.lock")):
-        try:
-            fd = os.open(lock, os.O_RDWR)
-        except FileNotFoundError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            continue  # owner alive
-        finally:
+        fd = _lock_orphan(lock)
+        if fd is not None:
             os.close(fd)
-        yield lock.name[: -len(".lock")]
+            yield lock.name[: -len(".lock")]
+
+
+def _lock_orphan(lock: Path) -> int | None:
+    """The locked descriptor of a journal lock whose owner is gone; None while it lives
+    (it holds the lock) or when the lock file has just been removed."""
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None  # owner alive
+    return fd
 
 
 def release(directory: Path, orphan: Orphan) -> None:

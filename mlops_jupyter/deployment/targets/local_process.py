@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mlops_jupyter.config.processes import pid_alive
 from mlops_jupyter.config.settings import GATEWAY_EXIT_ALREADY_RUNNING as EXIT_ALREADY_RUNNING
 from mlops_jupyter.config.settings import connect_host, gateway_info_path, gateway_lock_path, gateway_log_path
 from mlops_jupyter.errors import GatewayError
@@ -61,26 +62,12 @@ def lock_held(home: str | os.PathLike[str]) -> bool:
         os.close(fd)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-
-
 def _is_gateway_pid(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             return b"mlops_jupyter.gateway" in f.read()
     except OSError:
-        return _pid_alive(pid)
+        return pid_alive(pid)
 
 
 def _health(info: dict[str, Any], home: Path, timeout: float = 2.0) -> dict[str, Any] | None:
@@ -121,7 +108,7 @@ def gateway_status(home: str | os.PathLike[str]) -> dict[str, Any]:
     home = Path(home).absolute()
     info = read_info(home)
     out: dict[str, Any] = {"running": False, "home": str(home)}
-    if info and _pid_alive(int(info.get("pid", 0))):
+    if info and pid_alive(int(info.get("pid", 0))):
         h = _health(info, home)
         if h is not None:
             out.update(
@@ -186,7 +173,7 @@ def ensure_gateway(
     proc: subprocess.Popen | None = None
     while True:
         info = read_info(home)
-        if info and _pid_alive(int(info.get("pid", 0))) and _health(info, home) is not None:
+        if info and pid_alive(int(info.get("pid", 0))) and _health(info, home) is not None:
             return info
         if proc is not None and proc.poll() is not None:
             if proc.returncode != EXIT_ALREADY_RUNNING:
@@ -240,7 +227,7 @@ def stop_gateway(home: str | os.PathLike[str], timeout: float = 20.0) -> dict[st
     home = Path(home).absolute()
     info = read_info(home) or {}
     pid = int(info.get("pid", 0) or 0)
-    if not pid or not _pid_alive(pid) or not _is_gateway_pid(pid):
+    if not pid or not pid_alive(pid) or not _is_gateway_pid(pid):
         if not lock_held(home):
             gateway_info_path(home).unlink(missing_ok=True)
             return {"stopped": False, "pid": None, "home": str(home), "reason": "no gateway was running"}
@@ -251,18 +238,18 @@ def stop_gateway(home: str | os.PathLike[str], timeout: float = 20.0) -> dict[st
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _pid_alive(pid) or not lock_held(home):
+        if not pid_alive(pid) or not lock_held(home):
             break
         time.sleep(0.05)
     else:
         os.kill(pid, signal.SIGKILL)
         end = time.monotonic() + 5
-        while _pid_alive(pid) and time.monotonic() < end:
+        while pid_alive(pid) and time.monotonic() < end:
             time.sleep(0.05)
-        if _pid_alive(pid):
+        if pid_alive(pid):
             raise GatewayError(f"The gateway (pid {pid}) did not stop.")
     # wait for the process itself to be gone so the port and files are free
     end = time.monotonic() + 5
-    while _pid_alive(pid) and time.monotonic() < end:
+    while pid_alive(pid) and time.monotonic() < end:
         time.sleep(0.02)
     return {"stopped": True, "pid": pid, "home": str(home)}

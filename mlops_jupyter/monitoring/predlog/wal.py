@@ -52,6 +52,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from mlops_jupyter.config.processes import pid_alive
+
 log = logging.getLogger(__name__)
 
 WAL_DIR = ".wal"
@@ -127,7 +129,7 @@ class Segment:
             return None
         try:
             owner = int(path.name.split("-", 1)[0])
-            fcntl.flock(fd, fcntl.LOCK_EX | (fcntl.LOCK_NB if _alive(owner) else 0))
+            fcntl.flock(fd, fcntl.LOCK_EX | (fcntl.LOCK_NB if pid_alive(owner) else 0))
             if os.fstat(fd).st_ino != os.stat(path).st_ino:
                 raise FileNotFoundError(path)  # removed and replaced since we opened it
         except (OSError, ValueError):  # ValueError: not a segment name of ours
@@ -165,20 +167,6 @@ class Segment:
     @property
     def marker(self) -> Path:
         return self.path.with_name(self.path.name + COMMIT_SUFFIX)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie holds no lock any more
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _unlink(path: Path) -> None:
