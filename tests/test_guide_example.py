@@ -110,12 +110,16 @@ def stop_the_gateway(home: Path) -> None:
             os.kill(info["pid"], signal.SIGKILL)
 
 
-def test_the_guides_complete_example_runs_as_written(tmp_path: Path):
+def run_the_guide(tmp_path: Path, tracking_uri: str | None = None) -> tuple[dict, Path]:
+    """Run the guide's example as a reader would, in a fresh folder (with ``tracking_uri``
+    as ``MLFLOW_TRACKING_URI`` if given); its RESULT line and the folder."""
     script = tmp_path / "guide_example.py"
     script.write_text(guide_script())
     work = tmp_path / "reader"
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("MLOPS_HOME", "MLOPS_TENANT", "MLFLOW_TRACKING_URI")}
+    if tracking_uri:
+        env["MLFLOW_TRACKING_URI"] = tracking_uri
     try:
         proc = subprocess.run(
             [sys.executable, str(script)], cwd=work, env=env, capture_output=True, text=True, timeout=600
@@ -125,7 +129,11 @@ def test_the_guides_complete_example_runs_as_written(tmp_path: Path):
     assert proc.returncode == 0, f"the guide's example failed:\n{proc.stderr[-4000:]}"
     line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
     assert line, proc.stdout[-2000:]
-    out = json.loads(line[len("RESULT ") :])
+    return json.loads(line[len("RESULT ") :]), work
+
+
+def test_the_guides_complete_example_runs_as_written(tmp_path: Path):
+    out, work = run_the_guide(tmp_path)
 
     assert (work / ".mlops" / "mlflow.db").is_file()  # the embedded default, in the reader's folder
     # Experiment Analysis: the user's one run, typed as logged (the guide's output shape)

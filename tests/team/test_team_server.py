@@ -19,7 +19,7 @@ import pytest
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 from panel_data import EXPERIMENT, MODEL, seed_panel_store
-from test_guide_example import guide_script, stop_the_gateway
+from test_guide_example import run_the_guide, stop_the_gateway
 
 from mlops_jupyter import create_experiment_tracker, create_model_versioning
 
@@ -34,20 +34,7 @@ def client(server_url):
 
 
 def test_the_guides_complete_example_on_the_team_server(team, server_url, client, tmp_path):
-    script = tmp_path / "guide_example.py"
-    script.write_text(guide_script())
-    work = tmp_path / "reader"
-    work.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("MLOPS_HOME", "MLOPS_TENANT")}
-    env["MLFLOW_TRACKING_URI"] = server_url  # the one change a team member makes
-    try:
-        proc = subprocess.run(
-            [sys.executable, str(script)], cwd=work, env=env, capture_output=True, text=True, timeout=600
-        )
-    finally:
-        stop_the_gateway(work / ".mlops")
-    assert proc.returncode == 0, f"the guide's example failed:\n{proc.stderr[-4000:]}"
-    out = json.loads(next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))[len("RESULT ") :])
+    out, work = run_the_guide(tmp_path, tracking_uri=server_url)  # the one change a team member makes
     assert out["best_experiment"]["metrics"] == {"accuracy": 0.95, "f1_score": 0.93}
     assert out["version"]["version"] == "1.0.0"
     assert out["deployment"]["status"] == "deployed" and out["deployment"]["traffic"] == {"1.0.0": 100}
