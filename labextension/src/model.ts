@@ -344,6 +344,11 @@ export function trafficLabel(traffic: Traffic | null | undefined): string {
   return segs.length ? segs.map(s => `${s.version} ${s.percent}%`).join(' · ') : 'no traffic';
 }
 
+/** Where a deployment runs, shown next to its environment: `target: ray` (local, ray or kserve). */
+export function targetLabel(dep: Pick<IDeployment, 'target'> | null | undefined): string {
+  return dep?.target ? `target: ${dep.target}` : 'target: local';
+}
+
 /**
  * Lineage as chains from a root version to each leaf, following `parent` links:
  * `[['1.0.0', '1.1.0', '1.2.0']]` for a straight line of versions.

@@ -40,6 +40,7 @@ import {
   plural,
   promoteCandidates,
   statusLevel,
+  targetLabel,
   trafficLabel,
   trafficSegments
 } from './model';
@@ -810,6 +811,11 @@ export class MLOpsPanel extends Widget {
         'div',
         { class: 'jp-MLOps-runHead' },
         h('span', { class: 'jp-MLOps-name' }, `${d.model_id} · ${d.environment}`),
+        h(
+          'span',
+          { class: 'jp-MLOps-dim jp-MLOps-target', title: 'Where it runs: the local gateway, Ray Serve or KServe' },
+          targetLabel(d)
+        ),
         badge(healthBadge(d.health), 'jp-MLOps-health')
       ),
       h(

@@ -25,6 +25,7 @@ import {
   promoteCandidates,
   statusLevel,
   statusText,
+  targetLabel,
   trafficLabel,
   trafficSegments
 } from '../lib/model.js';
@@ -118,6 +119,14 @@ test('traffic segments and labels are sorted by version and skip zero shares', (
   assert.equal(trafficLabel(t), '1.2.0 90% · 1.10.0 10%');
   assert.equal(trafficLabel({}), 'no traffic');
   assert.equal(trafficLabel(null), 'no traffic');
+});
+
+test('targetLabel names where a deployment runs; records from before targets ran locally', () => {
+  assert.equal(targetLabel({ target: 'ray' }), 'target: ray');
+  assert.equal(targetLabel({ target: 'kserve' }), 'target: kserve');
+  assert.equal(targetLabel({ target: 'local' }), 'target: local');
+  assert.equal(targetLabel({}), 'target: local');
+  assert.equal(targetLabel(null), 'target: local');
 });
 
 test('lineageChains follows parent links from roots to leaves', () => {

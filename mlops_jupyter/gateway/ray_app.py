@@ -32,7 +32,7 @@ from ray import serve
 
 from mlops_jupyter.deployment import tokens as auth
 from mlops_jupyter.deployment.traffic import Router
-from mlops_jupyter.gateway.http import error_body
+from mlops_jupyter.gateway.http import cap_text, error_body
 from mlops_jupyter.gateway.models import ClientError, load_version, quiet_feature_name_warnings, to_jsonable
 
 VERSION_DEPLOYMENT = "model"
@@ -60,39 +60,33 @@ class VersionServer:
         self.predlog = PredictionLog(home, flush_interval=flush_interval)
 
     def predict(self, body: bytes) -> tuple[int, bytes]:
-        """``(HTTP status, JSON body)`` for one scoring request; every request is logged."""
+        """``(HTTP status, JSON body)`` for one scoring request; every request is logged.
+
+        The body is read by the gateway's own :meth:`LoadedVersion.parse
+        <mlops_jupyter.gateway.models.LoadedVersion.parse>`, so a bad body (not JSON, a
+        non-finite or out-of-range number, a wrong shape) is the same 400 as on the local target."""
         lv, t0, ts = self.lv, time.perf_counter(), time.time()
         try:
-            payload = json.loads(body)
-        except (ValueError, RecursionError) as exc:
-            return self._failed(t0, ts, 400, "MALFORMED_JSON", f"The request body is not valid JSON: {exc}.")
-        try:
-            x, _, params = lv.to_input(payload)
+            x, _, params = lv.parse(body)
         except ClientError as exc:
             return self._failed(t0, ts, exc.status, exc.code, exc.message)
-        except (TypeError, ValueError, KeyError, IndexError, RecursionError) as exc:
-            msg = f"The input could not be read as rows of the model's columns ({type(exc).__name__}: {exc})."
-            return self._failed(t0, ts, 400, "BAD_REQUEST", msg)
         try:
             y = lv.predict(x, params)
         except Exception as exc:
             return self._failed(t0, ts, 500, "MODEL_ERROR", f"The model raised {type(exc).__name__}: {exc}")
         out = b'{"predictions": ' + json.dumps(to_jsonable(y)).encode() + b"}"
-        self.predlog.append(
-            lv.tenant,
-            lv.model_id,
-            version=lv.version,
-            environment=self.environment,
-            latency_s=time.perf_counter() - t0,
-            success=True,
-            features=x,
-            columns=lv.columns,
-            output=y,
-            timestamp=ts,
-        )
+        self._log(t0, ts, success=True, features=x, columns=lv.columns, output=y)
         return 200, out
 
     def _failed(self, t0: float, ts: float, status: int, code: str, message: str) -> tuple[int, bytes]:
+        """A failed request's answer, logged; its error text capped as the gateway caps it
+        (an exception's text can echo a whole request body)."""
+        message = cap_text(message)
+        self._log(t0, ts, success=False, error=message)
+        return status, error_body(code, message)
+
+    def _log(self, t0: float, ts: float, **outcome: Any) -> None:
+        """One prediction-log record of this version, as the local gateway writes it."""
         lv = self.lv
         self.predlog.append(
             lv.tenant,
@@ -100,11 +94,9 @@ class VersionServer:
             version=lv.version,
             environment=self.environment,
             latency_s=time.perf_counter() - t0,
-            success=False,
-            error=message,
             timestamp=ts,
+            **outcome,
         )
-        return status, error_body(code, message)
 
     def __del__(self) -> None:  # Serve calls it when the replica stops: write what is buffered
         predlog = getattr(self, "predlog", None)

@@ -154,6 +154,13 @@ def test_deploy_serves_the_local_contract_with_replicas_as_configured(ray_dep):
     bad = json.dumps({"dataframe_split": {"columns": ["x"], "data": [[1]]}}).encode()
     code, out, _ = _post(url, bad, {"Authorization": f"Bearer {token}"})
     assert code == 400 and "sepal length (cm)" in out["message"]
+    # non-finite and out-of-range numbers: the local gateway's 400 naming column and row
+    for value in ("NaN", "-Infinity", "1e999", "1" + "0" * 400):
+        rows = f"[[5.1, 3.5, 1.4, 0.2], [5.1, 3.5, {value}, 0.2]]"
+        raw = f'{{"dataframe_split": {{"columns": {json.dumps(list(X.columns))}, "data": {rows}}}}}'
+        code, out, _ = _post(url, raw.encode(), {"Authorization": f"Bearer {token}"})
+        assert code == 400 and out["error_code"] == "BAD_REQUEST", (value, out)
+        assert "'petal length (cm)'" in out["message"] and "row 1" in out["message"], (value, out)
     code, out, _ = _post(url.replace("/iris/", "/nope/"), _body(X), {"Authorization": f"Bearer {token}"})
     assert code == 404 and out["error_code"] == "NOT_FOUND"
 
@@ -232,7 +239,7 @@ def test_predictions_reach_the_log_and_monitoring_reads_them(ray_dep):
         time.sleep(0.2)
     assert perf["per_version"]["1.0.0"]["prediction_count"] >= 1000
     assert perf["per_version"]["1.1.0"]["prediction_count"] >= 1000
-    assert perf["error_count"] == 2  # the two bad inputs of the first test (401/403/404 never reach a version)
+    assert perf["error_count"] == 6  # the six bad inputs of the first test (401/403/404 never reach a version)
     drift = m.check_drift("iris", window=500)
     assert drift["status"] == "ok" and drift["n_current"] == 500
     # every request sent the first rows of the reference data over and over: not its distribution

@@ -342,6 +342,24 @@ def test_deploy_commands_surface_core_errors_as_usage_errors(mlops_ip):
     assert "frame" in str(usage_error(mlops_ip, "%mlops predict iris frame"))  # no such notebook variable
 
 
+def test_deploy_target_flag_renders_kserve_and_a_bad_target_names_the_allowed_ones(mlops_ip, fitted, home):
+    # kserve renders a manifest without a cluster (status "rendered"): no Ray, no gateway
+    mlops_ip.push({"clf": fitted})
+    mlops_ip.run_cell("%mlops register clf --model iris")
+    r = mlops_ip.run_cell("%mlops deploy iris 1.0.0 --env staging --target kserve").result
+    assert r["target"] == "kserve" and r["status"] == "rendered" and r["version"] == "1.0.0"
+    manifest = Path(r["target_status"]["manifest"])
+    assert manifest == home / "kserve" / "default" / "staging" / "iris.yaml" and manifest.is_file()
+    assert "kind: InferenceService" in manifest.read_text()
+    assert magics(mlops_ip).pipeline.deployment.target.name == "local"  # the pipeline's own target is unchanged
+    assert magics(mlops_ip).deployment_for("kserve").get_deployment("iris", "staging")["target"] == "kserve"
+    err = usage_error(mlops_ip, "%mlops deploy iris 1.0.0 --target k8s")
+    assert str(err).startswith("ValidationError: ") and "'k8s'" in str(err)
+    assert err.mlops_error.allowed == ["local", "ray", "kserve"]
+    assert "'local', 'ray', 'kserve'" in str(err)
+    assert "--target" in mlops_ip.run_cell("%mlops help deploy").result
+
+
 def test_drift_and_alert_magics_run_on_the_monitoring_api(mlops_ip):
     import numpy as np
     import pandas as pd

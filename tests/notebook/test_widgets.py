@@ -291,6 +291,10 @@ def test_deploy_panel_shows_versions_lineage_and_what_serves_where(store):
     assert panel.version == "1.1.0" and panel.environment == "production"
     assert set(panel.environment_dropdown.options) >= {"production", "staging"}
     assert "live deployments" in panel.live_html.value and "/tenants/acme/staging/models/iris" in panel.live_html.value
+    # where each deployment runs, next to its environment (local, ray or kserve)
+    assert {d["target"] for d in panel.deployments} == {"local"}
+    assert ">environment</th><th scope='col'" in panel.live_html.value and ">target</th>" in panel.live_html.value
+    assert panel.live_html.value.count(">local</td>") == len(panel.deployments)
     assert "1.0.0" in panel.versions_html.value and "iris.csv" in panel.versions_html.value
     spec = panel.chart.chart.to_dict()
     assert spec["resolve"]["scale"]["color"] == "independent"

@@ -9,7 +9,10 @@ record) and serves the versions.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+
+from mlops_jupyter.deployment.plan import record_target
 
 
 @runtime_checkable
@@ -47,3 +50,38 @@ class DeploymentTarget(Protocol):
 
     def stop(self) -> dict[str, Any]:
         """Stop the serving side; deployments stay stored."""
+
+
+class TargetRecords:
+    """The records of one target in the home's state DB, shared by every target.
+
+    All targets keep their records in the same table, each marked with its target's name
+    (``extra["target"]``, :func:`~mlops_jupyter.deployment.plan.record_target`); a target
+    sees only its own, so a deployment made on one never shows up as another's. Subclasses
+    set :attr:`name` and :attr:`home`.
+    """
+
+    name = ""
+    home: Path
+    _store: Any = None
+
+    @property
+    def store(self) -> Any:
+        """The home's embedded state store, opened on first use."""
+        if self._store is None:
+            from mlops_jupyter.storage.state import open_embedded_store
+
+            self._store = open_embedded_store(self.home)
+        return self._store
+
+    def get(self, tenant: str, environment: str, model_id: str) -> dict[str, Any] | None:
+        rec = self.store.get_deployment(tenant, environment, model_id)
+        return rec if rec is not None and record_target(rec) == self.name else None
+
+    def list(self, tenant: str, environment: str | None = None) -> list[dict[str, Any]]:
+        recs = self.store.list_deployments(tenant=tenant, environment=environment)
+        return [r for r in recs if record_target(r) == self.name]
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every record of this target in the home (all tenants)."""
+        return [r for r in self.store.list_deployments() if record_target(r) == self.name]

@@ -12,14 +12,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mlops_jupyter.deployment.plan import record_target
+from mlops_jupyter.deployment.targets.base import TargetRecords
 
 
-class LocalGatewayTarget:
+class LocalGatewayTarget(TargetRecords):
     """The ``local`` target: the serving gateway of the storage home.
 
     The gateway serves every version from one process; ``replicas`` and ``resources``
-    are stored and reported, not applied.
+    are stored and reported, not applied. Records are read as every target reads its own
+    (:class:`~mlops_jupyter.deployment.targets.base.TargetRecords`).
     """
 
     name = "local"
@@ -42,14 +43,6 @@ class LocalGatewayTarget:
         self._admin: Any = None
         self._admin_url: str | None = None
 
-    @property
-    def store(self) -> Any:
-        if self._store is None:
-            from mlops_jupyter.storage.state import open_embedded_store
-
-            self._store = open_embedded_store(self.home)
-        return self._store
-
     def ensure_running(self) -> dict[str, Any]:
         from mlops_jupyter.deployment import tokens as auth
         from mlops_jupyter.deployment.client import AdminClient
@@ -70,14 +63,6 @@ class LocalGatewayTarget:
     def verify(self) -> dict[str, Any]:
         self.ensure_running()
         return self._admin.health()
-
-    def get(self, tenant: str, environment: str, model_id: str) -> dict[str, Any] | None:
-        rec = self.store.get_deployment(tenant, environment, model_id)
-        return rec if rec is not None and record_target(rec) == self.name else None
-
-    def list(self, tenant: str, environment: str | None = None) -> list[dict[str, Any]]:
-        recs = self.store.list_deployments(tenant=tenant, environment=environment)
-        return [r for r in recs if record_target(r) == self.name]
 
     def base_url(self) -> str:
         from mlops_jupyter.config.settings import GATEWAY_PORT_META as PORT_META

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_jupyter.deployment.plan import Plan, PlanError, new_deployment_id, operation_key, plan, record_target
+from mlops_jupyter.deployment.targets.base import TargetRecords
 from mlops_jupyter.errors import NotFoundError, ValidationError
 
 
@@ -27,12 +28,12 @@ class TargetFailure(Exception):
         self.code = code
 
 
-class StoreBackedTarget:
+class StoreBackedTarget(TargetRecords):
     """Base of the targets that plan in process and keep their records in the home's state DB.
 
     Subclasses set :attr:`name` and :attr:`config_effect` and implement :meth:`realize`,
     :meth:`remove`, :meth:`endpoint`, :meth:`ensure_running`, :meth:`verify`,
-    :meth:`status` and :meth:`stop`.
+    :meth:`status` and :meth:`stop`; reading records is :class:`TargetRecords`'.
     """
 
     name = ""
@@ -42,26 +43,6 @@ class StoreBackedTarget:
         self.home = Path(home)
         self.options = dict(options or {})
         self._store: Any = None
-
-    @property
-    def store(self) -> Any:
-        if self._store is None:
-            from mlops_jupyter.storage.state import open_embedded_store
-
-            self._store = open_embedded_store(self.home)
-        return self._store
-
-    def get(self, tenant: str, environment: str, model_id: str) -> dict[str, Any] | None:
-        rec = self.store.get_deployment(tenant, environment, model_id)
-        return rec if rec is not None and record_target(rec) == self.name else None
-
-    def list(self, tenant: str, environment: str | None = None) -> list[dict[str, Any]]:
-        recs = self.store.list_deployments(tenant=tenant, environment=environment)
-        return [r for r in recs if record_target(r) == self.name]
-
-    def records(self) -> list[dict[str, Any]]:
-        """Every record of this target in the home (all tenants)."""
-        return [r for r in self.store.list_deployments() if record_target(r) == self.name]
 
     def apply(self, op: Mapping[str, Any]) -> dict[str, Any]:
         """Plan ``op``, carry it out, then store the record (the gateway's answer shape)."""

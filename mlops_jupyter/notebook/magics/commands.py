@@ -254,14 +254,26 @@ def _deploy_args(p: MagicArgumentParser) -> None:
     p.add_argument("version", metavar="VERSION")
     p.add_argument("--env", default="production")
     p.add_argument("--traffic", type=int, default=100, metavar="PERCENT")
+    p.add_argument(
+        "--target",
+        default=None,
+        metavar="TARGET",
+        help="where it runs: local, ray or kserve (default: the pipeline's, $MLOPS_DEPLOY_TARGET or local)",
+    )
 
 
-@command("deploy", "Deploy a version: %mlops deploy MODEL VERSION [--env production] [--traffic 50]", _deploy_args)
+@command(
+    "deploy",
+    "Deploy a version: %mlops deploy MODEL VERSION [--env production] [--traffic 50] [--target local|ray|kserve]",
+    _deploy_args,
+)
 def cmd_deploy(a: argparse.Namespace, m: MLOpsMagics) -> Result:
     from mlops_jupyter.notebook.magics.progress import progress
 
-    with progress(f"deploying {a.model_id} {a.version} to {a.env} (the first deploy starts the gateway) ..."):
-        r = m.pipeline.deployment.deploy_model(a.model_id, a.version, environment=a.env, traffic_percentage=a.traffic)
+    deployment = m.deployment_for(a.target)  # a bad name: the API's ValidationError naming the allowed ones
+    where = f"{a.env} on {deployment.target.name}"
+    with progress(f"deploying {a.model_id} {a.version} to {where} (the first deploy starts the target) ..."):
+        r = deployment.deploy_model(a.model_id, a.version, environment=a.env, traffic_percentage=a.traffic)
     _changed(m, a.model_id)
     return Result(r, f"deploy {a.model_id} {a.version}")
 
@@ -300,7 +312,7 @@ def _deployments_args(p: MagicArgumentParser) -> None:
 @command("deployments", "List deployments: %mlops deployments [--env ENV]", _deployments_args)
 def cmd_deployments(a: argparse.Namespace, m: MLOpsMagics) -> Table:
     deps = m.pipeline.deployment.list_deployments(a.env)
-    return Table(deps, ["model_id", "environment", "version", "traffic", "status", "endpoint"], "deployments")
+    return Table(deps, ["model_id", "environment", "version", "traffic", "status", "target", "endpoint"], "deployments")
 
 
 def _predict_args(p: MagicArgumentParser) -> None:

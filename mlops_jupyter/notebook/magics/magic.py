@@ -44,6 +44,7 @@ class MLOpsMagics(Magics):
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         self._pipeline: Any = None
+        self._deployments: dict[tuple[int, str], tuple[Any, Any]] = {}  # (pipeline, target) -> deployment
         self.autolog_obj: Any = None
         self._env_before: dict[str, str | None] = {}
 
@@ -133,6 +134,22 @@ class MLOpsMagics(Magics):
                 storage_path=self.home or None,
             )
         return self._pipeline
+
+    def deployment_for(self, target: str | None) -> Any:
+        """The pipeline's deployment, or one on another target (``%mlops deploy --target``).
+
+        A deployment on another target shares the pipeline's settings and versioning and is
+        kept per pipeline, so a target's state (a started Ray, its URL) lives across cells.
+        The name is checked by ``ModelDeployment``: a bad one is the Python API's error."""
+        p = self.pipeline
+        if target is None or target == p.deployment.target.name:
+            return p.deployment
+        key = (id(p), target)
+        if key not in self._deployments or self._deployments[key][0] is not p:
+            from mlops_jupyter.deployment.deployment import ModelDeployment
+
+            self._deployments[key] = (p, ModelDeployment(p.settings, target=target, versioning=p.versioning))
+        return self._deployments[key][1]
 
     def use_pipeline(self, pipeline: Any) -> None:
         """Make the magics (and autolog) act on an existing pipeline."""

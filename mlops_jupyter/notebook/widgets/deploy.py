@@ -408,6 +408,7 @@ class DeployPanel(Panel):
         rows = [
             [
                 d["environment"],
+                d.get("target") or "",  # where it runs: local, ray or kserve
                 d["status"],
                 traffic_text(d["traffic"]),
                 d.get("revision"),
@@ -423,7 +424,7 @@ class DeployPanel(Panel):
         links = [[r[at] if j == at else None for j in range(len(r))] for r in rows]
         return html_table(rows, header, caption="live deployments", links=links)
 
-    _LIVE_HEADER = ("environment", "status", "traffic", "revision", "updated", "endpoint", "reason")
+    _LIVE_HEADER = ("environment", "target", "status", "traffic", "revision", "updated", "endpoint", "reason")
     _VERSION_HEADER = ("version", "parent", "created", "serving", "sha256", "run", "data")
 
     def _version_rows(self) -> list[list[Any]]:
