@@ -385,6 +385,7 @@ def test_two_evaluators_racing_fire_an_alert_once(home, clock):
     for t in threads:
         t.join()
     assert not errors
+    assert a.wait_for_alert_actions() == 0  # the action runs on a delivery thread, not the evaluator's
     assert len(calls) == 1 and len(a.alerts("r")) == 1
 
 
