@@ -532,6 +532,23 @@ export function parseKernelState(text: string): IKernelState | null {
   }
 }
 
+/**
+ * Code that gives a kernel JupyterLab's chart theme (altair cannot read CSS variables). It
+ * sets `$MLOPS_CHART_THEME` in any kernel, so one that loads mlops_jupyter later draws its
+ * first panel in that theme; in a kernel whose panels are already loaded it calls
+ * `set_theme`, which redraws their charts when the theme changed. It imports nothing.
+ */
+export function chartThemeCode(light: boolean): string {
+  const name = light ? 'light' : 'dark';
+  const module = 'mlops_jupyter.notebook.widgets.theme';
+  // one expression over its own arguments: the notebook's namespace is left alone
+  return (
+    `(lambda os, sys: (os.environ.__setitem__('MLOPS_CHART_THEME', '${name}'), ` +
+    `sys.modules['${module}'].set_theme('${name}') if '${module}' in sys.modules else None))` +
+    "(__import__('os'), __import__('sys'))"
+  );
+}
+
 /** `autolog on · gateway running (2 deployments)`. */
 export function statusText(autolog: 'on' | 'off' | null, gateway: IGateway | null | undefined): string {
   const a = autolog === null ? 'autolog —' : `autolog ${autolog}`;
@@ -544,3 +561,36 @@ export function statusText(autolog: 'on' | 'off' | null, gateway: IGateway | nul
   return `MLOps: ${a} · ${g}`;
 }
 
+
+/** One attempt to run an alert's action (`action_result.attempts[i]` of the alert history). */
+export interface IDeliveryAttempt {
+  n: number;
+  at?: string;
+  seconds?: number;
+  ok?: boolean;
+  status?: number;
+  error?: string;
+  reason?: string;
+}
+
+/**
+ * How an alert's action was delivered, from the history entry's `delivery` and its
+ * attempts: `webhook:… delivered (2 attempts)`, `pager retrying: attempt 1 failed: timed out`.
+ * Empty when the entry records no action delivery.
+ */
+export function deliveryText(alert: IAlert): string {
+  const delivery = typeof alert.delivery === 'string' ? alert.delivery : '';
+  if (!delivery) {
+    return '';
+  }
+  const result = (alert.action_result ?? {}) as { attempts?: IDeliveryAttempt[] };
+  const attempts = Array.isArray(result.attempts) ? result.attempts : [];
+  const action = typeof alert.action === 'string' ? alert.action : 'action';
+  const tries = attempts.length ? ` (${plural(attempts.length, 'attempt')})` : '';
+  const last = attempts[attempts.length - 1];
+  const why = last && !last.ok && (last.error || last.reason) ? `: ${last.error || last.reason}` : '';
+  if (delivery === 'retrying' && last) {
+    return `${action} retrying: attempt ${last.n} failed${why}`;
+  }
+  return `${action} ${delivery}${tries}${delivery === 'failed' ? why : ''}`;
+}

@@ -17,6 +17,7 @@ import { IKernelState } from './model';
 import {
   activeAlerts,
   cellLabel,
+  deliveryText,
   deployedModels,
   detailRows,
   driftBadge,
@@ -917,7 +918,8 @@ export class MLOpsPanel extends Widget {
                     h('span', { class: 'jp-MLOps-name' }, `${a.model_id}: ${a.condition}`),
                     badge({ label: a.state, level: statusLevel(a.state), title: `${a.severity ?? ''} alert ${a.state}` })
                   ),
-                  h('div', { class: 'jp-MLOps-dim' }, `${a.severity ?? ''} · fired ${formatRelative(a.fired_at ?? null)}`)
+                  h('div', { class: 'jp-MLOps-dim' }, `${a.severity ?? ''} · fired ${formatRelative(a.fired_at ?? null)}`),
+                  deliveryText(a) ? h('div', { class: 'jp-MLOps-dim jp-MLOps-delivery' }, deliveryText(a)) : null
                 )
               )
             )

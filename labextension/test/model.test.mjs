@@ -6,7 +6,9 @@ import { test } from 'node:test';
 import {
   activeAlerts,
   cellLabel,
+  chartThemeCode,
   compareSemver,
+  deliveryText,
   deployedModels,
   detailRows,
   driftBadge,
@@ -259,8 +261,39 @@ test('parseKernelState reads the JSON the kernel reports (as a Python repr or as
   assert.equal(parseKernelState('NameError'), null);
 });
 
+test('chartThemeCode sets the theme for kernels to come and redraws loaded panels, importing nothing', () => {
+  const dark = chartThemeCode(false);
+  assert.match(dark, /os\.environ\.__setitem__\('MLOPS_CHART_THEME', 'dark'\)/);
+  assert.match(
+    dark,
+    /sys\.modules\['mlops_jupyter\.notebook\.widgets\.theme'\]\.set_theme\('dark'\) if 'mlops_jupyter\.notebook\.widgets\.theme' in sys\.modules/
+  );
+  assert.doesNotMatch(dark, /__import__\('mlops|\n/); // imports no mlops module; one expression
+  assert.match(chartThemeCode(true), /set_theme\('light'\)/);
+});
+
 test('statusText says autolog and the gateway state', () => {
   assert.equal(statusText('on', { running: true, deployments: 2 }), 'MLOps: autolog on · gateway running (2)');
   assert.equal(statusText('off', { running: false }), 'MLOps: autolog off · gateway stopped');
   assert.equal(statusText(null, null), 'MLOps: autolog — · gateway —');
+});
+
+test('deliveryText says how an alert action was delivered, attempt by attempt', () => {
+  const base = { alert_id: 'a', model_id: 'm', condition: 'error_rate > 0.1', state: 'firing' };
+  assert.equal(deliveryText(base), ''); // no action delivery recorded
+  const ok = { n: 2, ok: true, status: 204 };
+  const timedOut = { n: 1, ok: false, error: 'timed out after 10 s' };
+  assert.equal(
+    deliveryText({ ...base, action: 'webhook:http://hook', delivery: 'delivered', action_result: { attempts: [timedOut, ok] } }),
+    'webhook:http://hook delivered (2 attempts)'
+  );
+  assert.equal(
+    deliveryText({ ...base, action: 'pager', delivery: 'retrying', action_result: { attempts: [timedOut] } }),
+    'pager retrying: attempt 1 failed: timed out after 10 s'
+  );
+  assert.equal(
+    deliveryText({ ...base, action: 'pager', delivery: 'failed', action_result: { attempts: [timedOut] } }),
+    'pager failed (1 attempt): timed out after 10 s'
+  );
+  assert.equal(deliveryText({ ...base, action: 'log', delivery: 'queued', action_result: {} }), 'log queued');
 });

@@ -184,6 +184,7 @@ def test_sidebar_shows_the_store_and_rolls_a_deployment_back(browser, artifacts,
             time.sleep(0.3)
         changes = monitoring.evaluate_alerts("iris")
         assert [c["state"] for c in changes] == ["firing"], changes
+        assert monitoring.wait_for_alert_actions() == 0  # the action runs on its own thread
         epochs = stepped_run(home, json.loads((root / "work.ipynb").read_text())["cells"][0]["id"])
         t_seed = time.monotonic() - t0
         env = {"MLOPS_HOME": str(home), "MLOPS_TENANT": "acme"}
@@ -230,6 +231,9 @@ def test_sidebar_shows_the_store_and_rolls_a_deployment_back(browser, artifacts,
                 sidebar.locator(".jp-MLOps-refresh").click()
                 sidebar.locator(".jp-MLOps-alerts", has_text="iris: drift_score > 0.1").wait_for(timeout=20_000)
                 assert "firing" in sidebar.locator(".jp-MLOps-alerts").inner_text()
+                # how the alert's action was delivered (issue 16: every attempt recorded and shown)
+                delivery = sidebar.locator(".jp-MLOps-alerts .jp-MLOps-delivery").inner_text()
+                assert delivery == "log delivered (1 attempt)"
 
                 prod = page.locator(PROD)
                 assert "serving" in prod.locator(".jp-MLOps-health").inner_text()
