@@ -15,6 +15,7 @@ import { LabIcon } from '@jupyterlab/ui-components';
 
 import { installStaticFallback } from './fallback';
 import { IKernelState, runInKernel } from './kernel';
+import { chartThemeCode } from './model';
 import { ICellRef, MLOpsPanel, notifyError } from './panel';
 import { MLOpsStatus } from './status';
 
@@ -92,17 +93,9 @@ export function scrollToCell(app: JupyterFrontEnd, notebooks: INotebookTracker, 
   return true;
 }
 
-/**
- * Code that tells the kernel's panels which chart theme to draw with (altair cannot read CSS
- * variables); it does nothing in a kernel that has not loaded mlops_jupyter.
- */
-function chartThemeCode(themes: IThemeManager | null): string {
-  const light = !themes?.theme || themes.isLight(themes.theme);
-  return (
-    "import sys as _s\nif 'mlops_jupyter.notebook' in _s.modules:\n" +
-    `    __import__('mlops_jupyter.notebook.widgets.theme', fromlist=['set_theme']).set_theme('${light ? 'light' : 'dark'}')\n` +
-    'del _s'
-  );
+/** Whether JupyterLab's theme is a light one (the chart theme the kernels get, see `chartThemeCode`). */
+function isLight(themes: IThemeManager | null): boolean {
+  return !themes?.theme || themes.isLight(themes.theme);
 }
 
 /** The cell reference a panel's `[data-mlops-cell]` element carries (E1's panels set it). */
@@ -181,7 +174,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
           status.setAutolog(null);
           return;
         }
-        runInKernel(kernel, chartThemeCode(themes)).then(
+        runInKernel(kernel, chartThemeCode(isLight(themes))).then(
           state => applyState(kernel, state),
           () => applyState(kernel, null)
         );

@@ -224,9 +224,9 @@ def browser() -> Iterator[Any]:
 # -- themes, contrast and axe-core ---------------------------------------------------------------
 THEMES = ("JupyterLab Light", "JupyterLab Dark")
 
-#: For every element under the matched roots that shows text: its WCAG contrast ratio, from
-#: getComputedStyle (the text colour composited on the backgrounds behind it).
-CONTRAST_JS = """(selector) => {
+#: Colour helpers of the page checks below (JS, in the scope of each check): parse a computed
+#: colour, composite one over another, the background an element is seen on, WCAG luminance.
+_COLOUR_JS = """
   const parse = (c) => {
     let m = /^rgba?\\(([^)]+)\\)$/.exec(c);
     if (m) {
@@ -258,6 +258,14 @@ CONTRAST_JS = """(selector) => {
     const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
     return 0.2126 * f(c[0]) + 0.7152 * f(c[1]) + 0.0722 * f(c[2]);
   };
+"""
+
+#: For every element under the matched roots that shows text: its WCAG contrast ratio, from
+#: getComputedStyle (the text colour composited on the backgrounds behind it).
+CONTRAST_JS = (
+    "(selector) => {"
+    + _COLOUR_JS
+    + """
   const out = [];
   for (const root of document.querySelectorAll(selector)) {
     for (const el of [root, ...root.querySelectorAll('*')]) {
@@ -272,6 +280,33 @@ CONTRAST_JS = """(selector) => {
   }
   return out;
 }"""
+)
+
+#: For every chart under the matched roots, WCAG luminances (0 black, 1 white): ``bg``, what
+#: it is drawn on (its Vega SVG's background, which a Vega-Lite chart with no theme paints
+#: white, over the page's backgrounds behind it; for a canvas, its corner pixel over them),
+#: and ``ink``, the colour of its first axis label (SVG only; null when there is none).
+CHART_COLOURS_JS = (
+    "(selector) => {"
+    + _COLOUR_JS
+    + """
+  const out = [];
+  for (const root of document.querySelectorAll(selector)) {
+    const view = root.querySelector('svg.marks, canvas');
+    if (!view) { out.push(null); continue; }
+    let bg = background(view);
+    if (view.tagName === 'CANVAS') {
+      const px = view.getContext('2d').getImageData(1, 1, 1, 1).data;
+      bg = over([px[0], px[1], px[2], px[3] / 255], bg);
+    }
+    const label = view.querySelector('.role-axis-label text');
+    const ink = label && parse(getComputedStyle(label).fill);
+    const round = (v) => Math.round(v * 1000) / 1000;
+    out.push({ bg: round(lum(bg)), ink: ink ? round(lum(ink)) : null });
+  }
+  return out;
+}"""
+)
 
 
 def set_theme(page: Any, theme: str) -> None:
@@ -288,6 +323,11 @@ def low_contrast(page: Any, selector: str, minimum: float = 4.5) -> tuple[int, l
     """How many text elements under ``selector`` were measured, and those below ``minimum``."""
     found = page.evaluate(CONTRAST_JS, selector)
     return len(found), [f for f in found if f["ratio"] < minimum]
+
+
+def chart_colours(page: Any, selector: str) -> list[dict | None]:
+    """``{"bg": luminance, "ink": luminance}`` of every chart matched by ``selector`` (None: not drawn)."""
+    return page.evaluate(CHART_COLOURS_JS, selector)
 
 
 def axe_serious(page: Any, selector: str) -> list[str]:

@@ -24,16 +24,19 @@ from pathlib import Path
 
 import pytest
 from harness import (  # noqa: F401 (fixtures)
+    CHART_COLOURS_JS,
     THEMES,
     artifacts,
     axe_serious,
     browser,
+    chart_colours,
     jupyter_lab,
     low_contrast,
     script_failures,
     set_theme,
     write_notebook,
 )
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 pytestmark = pytest.mark.browser
 
@@ -84,16 +87,42 @@ def check_theme(page, theme: str) -> None:
     assert all(v == [] for v in violations.values()), (theme, violations)
 
 
+#: the charts of the panels: 1 in the comparison, 3 in the drift panel, 1 in the deploy panel
+CHARTS, N_CHARTS = ", ".join(f"{p} .mlops-chart" for p in PANELS.values()), 5
+#: WCAG luminance bounds of a chart's background and axis labels in each theme
+CHART_OK = {
+    THEMES[0]: "(c) => c !== null && c.bg > 0.5 && c.ink !== null && c.ink < 0.2",
+    THEMES[1]: "(c) => c !== null && c.bg < 0.2 && c.ink !== null && c.ink > 0.4",
+}
+
+
+def charts_follow(page, theme: str) -> None:
+    """Every chart of the panels drawn for ``theme``: in Dark on the dark page (no white
+    box) with light axis labels, in Light the reverse. The kernel redraws its panels' charts
+    when the lab tells it the theme changed: wait for that (bounded), then check."""
+    ok = CHART_OK[theme]
+    done = f"(sel) => {{ const c = ({CHART_COLOURS_JS})(sel); return c.length === {N_CHARTS} && c.every({ok}); }}"
+    try:
+        page.wait_for_function(done, arg=CHARTS, timeout=20_000)
+    except PlaywrightTimeout:
+        pass  # the assertion below says what the charts look like
+    colours = chart_colours(page, CHARTS)
+    assert len(colours) == N_CHARTS and page.evaluate(f"(c) => c.every({ok})", colours), (theme, colours)
+
+
 def both_themes(page, artifacts: Path) -> None:
     """The panels in JupyterLab Light (as drawn) and Dark (screenshots of each), then Light again."""
     check_theme(page, THEMES[0])
+    charts_follow(page, THEMES[0])
     set_theme(page, THEMES[1])
     check_theme(page, THEMES[1])
+    charts_follow(page, THEMES[1])  # drawn in Light, redrawn in Dark: no white chart box
     for name, sel in PANELS.items():
         panel = page.locator(sel)
         panel.scroll_into_view_if_needed()
         panel.screenshot(path=str(artifacts / f"{name}-panel-dark.png"))
     set_theme(page, THEMES[0])
+    charts_follow(page, THEMES[0])
 
 
 def reopen_after_a_kernel_restart(page, lab, artifacts: Path) -> None:

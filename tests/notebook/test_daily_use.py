@@ -273,12 +273,74 @@ def test_panel_html_uses_jupyterlab_colours_and_charts_follow_the_theme(churn):
     assert "color-mix(in srgb, var(--jp-warn-color1" in html
     theme.set_theme("dark")
     try:
-        spec = ComparisonPanel(p, experiment="churn").build_chart().to_dict()
+        spec = ComparisonPanel(p, experiment="churn").chart.spec  # what the live chart draws
     finally:
         theme.set_theme("light")
     assert spec["config"]["axis"]["labelColor"] == "#e0e0e0" and spec["config"]["background"] == "transparent"
     with pytest.raises(ValidationError, match="light"):
         theme.set_theme("solarized")
+
+
+def _chart_ink(chart_widget) -> tuple[str, str]:
+    """The label colour and the background a live chart draws with."""
+    config = chart_widget.spec["config"]
+    return config["axis"]["labelColor"], config["background"]
+
+
+def test_a_new_chart_theme_redraws_the_charts_of_every_live_panel_and_keeps_their_state(churn):
+    import altair as alt
+
+    from mlops_jupyter.notebook.widgets import ComparisonPanel, DeployPanel, DriftPanel, theme
+
+    p, ids = churn
+    theme.set_theme("light")
+    notebook_theme = alt.theme.active
+    alt.theme.enable("default")  # the notebook's own charts keep their altair theme throughout
+    try:
+        comparison, deploy, drift = (
+            ComparisonPanel(p, experiment="churn"),
+            DeployPanel(p, "churn"),
+            DriftPanel(p, "churn"),
+        )
+        charts = [comparison.chart, deploy.chart, drift.scores_chart, drift.distribution_chart, drift.timeline_chart]
+        comparison.select(ids[:2])
+        loaded = [panel.loaded_at for panel in (comparison, deploy, drift)]
+        assert {_chart_ink(c) for c in charts} == {("#1f1f1f", "transparent")}  # themed from the first chart
+        redrawn: list[str] = []
+        for c in charts:
+            c.observe(lambda change: redrawn.append(change["name"]), "spec")
+
+        theme.set_theme("dark")
+        assert {_chart_ink(c) for c in charts} == {("#e0e0e0", "transparent")}
+        assert len(redrawn) == len(charts)  # each chart redrawn once, at once
+        dark = json.dumps([c.spec for c in charts])
+        assert '"black"' not in dark and "#333" not in dark  # no dark ink left on the dark page
+        assert comparison.selected == ids[:2] and comparison._chart_rows == 2  # the selection stays
+        assert [panel.loaded_at for panel in (comparison, deploy, drift)] == loaded  # no reload from the store
+
+        theme.set_theme("dark")  # the lab says so after every cell: nothing to redraw
+        assert len(redrawn) == len(charts)
+        deploy.close()
+        theme.set_theme("light")
+        assert {_chart_ink(c) for c in charts if c is not deploy.chart} == {("#1f1f1f", "transparent")}
+        assert _chart_ink(deploy.chart)[0] == "#e0e0e0"  # a closed panel follows nothing
+        assert alt.theme.active == "default"
+
+        # a chart equal to the one shown sends nothing when assigned: the panel asks it to follow
+        from mlops_jupyter.notebook.widgets._offline import chart_widget
+
+        def plain():
+            return alt.Chart(alt.Data(values=[{"x": 1}])).mark_point().encode(x="x:Q")
+
+        same = chart_widget(plain())
+        theme.set_theme("dark")
+        same.chart = plain()
+        assert _chart_ink(same)[0] == "#1f1f1f"
+        assert same.follow_theme() is True and _chart_ink(same)[0] == "#e0e0e0"
+        assert same.follow_theme() is False
+    finally:
+        theme.set_theme("light")
+        alt.theme.enable(notebook_theme)
 
 
 def test_table_headers_and_rows_are_reachable_with_the_keyboard():
@@ -310,15 +372,18 @@ def test_a_real_kernel_answers_its_tenant_to_a_silent_request(home, monkeypatch)
     from jupyter_client.manager import start_new_kernel
 
     monkeypatch.setenv("MLOPS_HOME", str(home))
+    monkeypatch.setenv("MLOPS_CHART_THEME", "dark")  # what the lab sets in a kernel under JupyterLab Dark
     km, kc = start_new_kernel(kernel_name="python3")
     try:
         for code in ("%load_ext mlops_jupyter", "%mlops init --tenant acme --experiment churn", "%mlops autolog on"):
             reply = kc.execute_interactive(code, timeout=120, output_hook=lambda _m: None)
             assert reply["content"]["status"] == "ok", reply["content"]
         expr = '__import__("mlops_jupyter.notebook", fromlist=["kernel_state"]).kernel_state()'
+        chart_theme = '__import__("mlops_jupyter.notebook.widgets.theme", fromlist=["current"]).current()'
         reply = kc.execute_interactive(
-            "", silent=True, store_history=False, user_expressions={"mlops": expr}, timeout=60
+            "", silent=True, store_history=False, user_expressions={"mlops": expr, "theme": chart_theme}, timeout=60
         )
+        assert reply["content"]["user_expressions"]["theme"]["data"]["text/plain"] == "'dark'"  # from the 1st chart
         answer = reply["content"]["user_expressions"]["mlops"]
         assert answer["status"] == "ok", answer
         state = json.loads(answer["data"]["text/plain"])  # plain JSON, no Python quoting

@@ -130,9 +130,33 @@ class Panel(widgets.VBox):
         return {_bus.model_topic(self.pipeline.settings.tenant, model)} if model else set()
 
     def on_bus(self, topic: str) -> None:
-        """Something this panel shows changed in the kernel: reload it (unless busy)."""
-        if not self.busy:
-            self.refresh()
+        """Something this panel shows changed in the kernel: reload it (unless busy). A new
+        chart theme only redraws the charts from what the panel holds (no store read, the
+        selection stays); a refresh under way draws with the new theme anyway."""
+        if self.busy:
+            return
+        if topic == _bus.CHART_THEME:
+            charts = self.chart_widgets()
+            if all(c.chart is None for c in charts):  # nothing drawn yet: the first refresh uses the new theme
+                return
+            try:
+                self._render_charts()  # colours picked for the theme (chart inks) follow
+            except Exception as exc:  # what the panel holds cannot be drawn (its load failed): keep its charts
+                log.debug("mlops_jupyter: %s could not redraw its charts: %s", type(self).__name__, exc)
+            for chart in charts:
+                chart.follow_theme()  # charts equal to the ones shown were not sent again
+            return
+        self.refresh()
+
+    def chart_widgets(self) -> list[Any]:
+        """The live charts among the panel's widgets, at any depth."""
+        found, todo = [], list(self.children)
+        while todo:
+            w = todo.pop()
+            if hasattr(w, "follow_theme"):
+                found.append(w)
+            todo.extend(getattr(w, "children", ()))
+        return found
 
     def changed(self, topic: str | None = None) -> int:
         """Tell the kernel's other live panels that what this panel shows changed."""
@@ -214,6 +238,10 @@ class Panel(widgets.VBox):
         raise NotImplementedError
 
     def _render(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _render_charts(self) -> None:  # pragma: no cover - abstract
+        """Draw the charts (only) from what the panel holds; ``_render`` calls it too."""
         raise NotImplementedError
 
     # -- static view -------------------------------------------------------------------

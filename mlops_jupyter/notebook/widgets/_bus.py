@@ -4,8 +4,8 @@ A deploy or rollback done in one ``DeployPanel`` (or by ``%mlops deploy``) chang
 every other panel of that model shows; a cell that logs a run changes what a
 ``ComparisonPanel`` of the tenant shows. Whoever changes something publishes a topic
 (:func:`model_topic`, :func:`runs_topic`); every live panel of this kernel whose
-``bus_topics()`` holds it refreshes. Panels are held weakly: a panel that is gone is
-never called.
+``bus_topics()`` holds it refreshes. :data:`CHART_THEME` is heard by every live panel
+(it redraws its charts only). Panels are held weakly: a panel that is gone is never called.
 
 Example:
     >>> model_topic("acme", "churn")
@@ -22,6 +22,10 @@ from typing import Any
 log = logging.getLogger(__name__)
 _PANELS: weakref.WeakSet[Any] = weakref.WeakSet()
 _LOCK = threading.Lock()
+#: The chart theme changed (:func:`.theme.set_theme`): every live panel redraws its charts.
+CHART_THEME = "chart-theme"
+#: Topics every live panel hears, whatever its ``bus_topics()``.
+BROADCAST = frozenset({CHART_THEME})
 
 
 def model_topic(tenant: str, model_id: str) -> str:
@@ -51,7 +55,7 @@ def listeners(topic: str) -> list[Any]:
     out = []
     for p in panels:
         try:
-            if topic in p.bus_topics():
+            if topic in BROADCAST or topic in p.bus_topics():
                 out.append(p)
         except Exception:  # a half-built panel hears nothing
             continue

@@ -6,10 +6,15 @@ vl-convert. Building it takes about 2 s, so the bundle is cached on disk per alt
 vl-convert version (``$XDG_CACHE_HOME/mlops-jupyter``, else ``~/.cache/mlops-jupyter``);
 later kernels read it in milliseconds. Any problem with the cache falls back to
 ``enable_offline()``.
+
+A panel's chart widget turns every chart it is given into a spec under the panel theme
+(:func:`.theme.applied`): dark charts in JupyterLab Dark from the first one, with no
+white Vega-Lite background, whatever altair theme the notebook's own charts use.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -56,10 +61,38 @@ def ensure_offline() -> None:
             log.debug("mlops_jupyter: could not cache the offline chart bundle: %s", exc)
 
 
-def chart_widget(chart: Any = None) -> Any:
-    """A ``JupyterChart`` for ``chart`` that renders offline, without vega-embed's actions
-    menu (its links lead to the network)."""
+@functools.cache
+def _panel_chart_class() -> type:
     import altair as alt
+    import traitlets
 
+    from mlops_jupyter.notebook.widgets import theme
+
+    class PanelChart(alt.JupyterChart):
+        """A ``JupyterChart`` whose spec always carries the panel theme."""
+
+        #: The panel theme its spec was made in.
+        drawn_in = ""
+
+        @traitlets.observe("chart")
+        def _on_change_chart(self, change: Any) -> None:
+            with theme.applied():
+                super()._on_change_chart(change)
+                self.drawn_in = theme.current()
+
+        def follow_theme(self) -> bool:
+            """Make the spec again if it was made in another theme (True when it was).
+            Assigning a chart equal to the one shown sends nothing, hence this."""
+            if self.chart is None or self.drawn_in == theme.current():
+                return False
+            self._on_change_chart(traitlets.Bunch(name="chart", old=self.chart, new=self.chart, owner=self))
+            return True
+
+    return PanelChart
+
+
+def chart_widget(chart: Any = None) -> Any:
+    """A ``JupyterChart`` for ``chart`` that renders offline, in the panel theme, without
+    vega-embed's actions menu (its links lead to the network)."""
     ensure_offline()
-    return alt.JupyterChart(chart, embed_options={"actions": False})
+    return _panel_chart_class()(chart, embed_options={"actions": False})

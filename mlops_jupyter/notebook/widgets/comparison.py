@@ -458,6 +458,8 @@ class ComparisonPanel(Panel):
         self.chart.chart = chart
         self.chart_note.value = views.note_html(self._chart_note)
 
+    _render_charts = _render_chart  # a new chart theme redraws the one chart (and its note)
+
     def _sorted_frame(self) -> Any:
         if self._sorted is None:
             self._sorted = data.sort_runs(self.frame, self.sort_by, self.ascending)

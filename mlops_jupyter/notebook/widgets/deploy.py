@@ -383,8 +383,11 @@ class DeployPanel(Panel):
         self._render_title()
         self._render_live()
         self._render_versions()
-        self.chart.chart = self.build_chart()
+        self._render_charts()
         self._render_controls()
+
+    def _render_charts(self) -> None:
+        self.chart.chart = self.build_chart()
 
     def _render_title(self) -> None:
         from mlops_jupyter.notebook.magics import ui

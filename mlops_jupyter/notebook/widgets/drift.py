@@ -328,12 +328,15 @@ class DriftPanel(Panel):
             self._syncing = False
         self.feature_dropdown.value = self.feature if self.feature in self.features else (self.features or [""])[0]
         self.summary.value = self.summary_html()
+        self.performance_html.value = self.performance_table()
+        self.alerts_html.value = self.alerts_table()
+        self._render_charts()
+        self._render_status()
+
+    def _render_charts(self) -> None:
         self.scores_chart.chart = self.build_scores_chart()
         self._render_distribution()
-        self.performance_html.value = self.performance_table()
         self.timeline_chart.chart = self.build_timeline_chart()
-        self.alerts_html.value = self.alerts_table()
-        self._render_status()
 
     def _render_distribution(self) -> None:
         self.distribution_chart.chart = self.build_distribution_chart()

@@ -34,9 +34,9 @@ STATIC_NOTE = "Static view (a snapshot taken when the cell ran). Run the cell to
 
 def chart_svg(chart: alt.TopLevelMixin) -> str:
     """The chart as an SVG document, rendered by vl-convert (no browser, no network)."""
-    theme.enable()
     buf = io.StringIO()
-    chart.properties(background=theme.paper()).save(buf, format="svg")  # readable wherever it is shown
+    with theme.applied():
+        chart.properties(background=theme.paper()).save(buf, format="svg")  # readable wherever it is shown
     return buf.getvalue()
 
 

@@ -8,14 +8,23 @@ tint under dark text in the light theme, a dark tint under light text in the dar
 
 Charts are drawn by Vega, which cannot read CSS variables: :func:`set_theme` picks the
 altair theme (``mlops-light`` or ``mlops-dark``: transparent background, text and grid in
-the theme's colours). The JupyterLab extension calls it when the lab's theme changes;
-``$MLOPS_CHART_THEME`` (``light``/``dark``) sets it for a kernel.
+the theme's colours). The JupyterLab extension calls it when the lab's theme changes, and
+sets ``$MLOPS_CHART_THEME`` (``light``/``dark``) in every kernel it connects to, so the first
+panel of a kernel started under JupyterLab Dark is dark from its first chart. A change of
+theme redraws the charts of every live panel of the kernel (published on :mod:`._bus`).
+Panel charts are always serialised under the panel theme (:func:`applied`), whatever altair
+theme the notebook's own charts use (:func:`enable` gives them the panel theme, if wanted).
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+
+from mlops_jupyter.notebook.widgets import _bus
 
 TEXT = "var(--jp-ui-font-color1, #1f1f1f)"
 MUTED = "var(--jp-ui-font-color2, #616161)"
@@ -86,7 +95,10 @@ def current() -> str:
 
 
 def set_theme(name: str) -> str:
-    """Use the ``light`` or ``dark`` chart theme from now on (live panels redraw on refresh).
+    """Use the ``light`` or ``dark`` chart theme from now on; when that is a change, every
+    live panel of the kernel redraws its charts at once (only its charts: its data and
+    selections stay). The lab extension calls this after every cell, so an unchanged theme
+    redraws nothing.
 
     Raises:
         ValidationError: another name.
@@ -96,16 +108,40 @@ def set_theme(name: str) -> str:
         from mlops_jupyter.errors import ValidationError
 
         raise ValidationError(f"Unknown chart theme {name!r}.", value=name, allowed=sorted(_PALETTES))
-    _current = name
-    enable()
+    changed, _current = name != _current, name
+    if changed:
+        _bus.publish(_bus.CHART_THEME)
     return name
 
 
-def enable() -> None:
-    """Register both altair themes and turn the current one on (idempotent)."""
+def _register() -> None:
     import altair as alt
 
     for n in _PALETTES:
         if f"mlops-{n}" not in alt.theme.names():
             alt.theme.register(f"mlops-{n}", enable=False)(lambda n=n: chart_config(n))
+
+
+def enable() -> None:
+    """Turn the current panel theme on for the notebook's own altair charts too (opt-in:
+    panels never change the altair theme the notebook uses; idempotent)."""
+    import altair as alt
+
+    _register()
     alt.theme.enable(f"mlops-{_current}")
+
+
+_APPLY_LOCK = threading.RLock()
+
+
+@contextmanager
+def applied() -> Iterator[None]:
+    """The current panel theme in force while a panel chart becomes a Vega-Lite spec; the
+    altair theme in use before (the notebook's own, e.g. ``alt.theme.enable("dark")``)
+    comes back afterwards. Panels refresh in threads too, hence the lock."""
+    import altair as alt
+
+    with _APPLY_LOCK:
+        _register()
+        with alt.theme.enable(f"mlops-{_current}"):
+            yield

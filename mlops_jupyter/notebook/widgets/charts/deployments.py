@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from mlops_jupyter.notebook.widgets.charts.common import GRAY, GREEN, WIDTH, _empty
+from mlops_jupyter.notebook.widgets.charts.common import GRAY, GREEN, WIDTH, _empty, ink
 
 if TYPE_CHECKING:  # pragma: no cover
     import altair as alt
@@ -140,7 +140,7 @@ def version_lineage(
         )
     )
     layers.append(nodes_chart.mark_text(dy=-16, fontWeight="bold").encode(text="version:N"))
-    layers.append(nodes_chart.mark_text(dy=18, fontSize=10, color="#333").encode(text="live:N"))
+    layers.append(nodes_chart.mark_text(dy=18, fontSize=10, color=ink("muted")).encode(text="live:N"))
     return alt.layer(*layers).properties(
         title=f"versions of {lineage.get('model_id', '')} (parent → child)",
         width=width,

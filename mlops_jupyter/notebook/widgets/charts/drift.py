@@ -15,6 +15,7 @@ from mlops_jupyter.notebook.widgets.charts.common import (
     RED,
     WIDTH,
     _empty,
+    ink,
     is_numeric,
 )
 
@@ -80,7 +81,7 @@ def drift_scores(features: Mapping[str, Mapping[str, Any]], threshold: float, *,
         )
     )
     rule_df = pd.DataFrame({"threshold": [float(threshold)], "label": [f"threshold {threshold:g}"]})
-    rule = alt.Chart(rule_df).mark_rule(color="black", strokeDash=[4, 3]).encode(x="threshold:Q")
+    rule = alt.Chart(rule_df).mark_rule(color=ink("text"), strokeDash=[4, 3]).encode(x="threshold:Q")
     label = (
         alt.Chart(rule_df)
         .mark_text(align="left", dx=3, baseline="top", fontSize=10)
