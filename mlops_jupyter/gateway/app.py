@@ -288,15 +288,7 @@ class Gateway(AdminRoutes, Batching, HealthMetrics):
         stats.client_errors += 1
         stats.observe(latency)
         message = cap_text(message)
-        self.predlog.append(
-            route.tenant,
-            route.model_id,
-            version=lv.version,
-            environment=route.environment,
-            latency_s=latency,
-            success=False,
-            error=message,
-        )
+        self.log_failed(route, lv, latency, message)
         conn.respond(status, error_body(code, message), extra=b"X-Model-Version: %s\r\n" % lv.version.encode())
 
     def close(self) -> None:

@@ -314,7 +314,13 @@ class Batching:
         """A failed request's outcome, logged with its error text capped."""
         message = cap_text(message)
         latency = time.perf_counter() - it.t0
-        route = it.route
+        self.log_failed(it.route, lv, latency, message, it.ts)
+        return Outcome(status, error_body(code, message), latency, kind)
+
+    def log_failed(
+        self, route: Route, lv: LoadedVersion, latency: float, message: str, ts: float | None = None
+    ) -> None:
+        """Record a failed request in the prediction log (its error text already capped)."""
         self.predlog.append(
             route.tenant,
             route.model_id,
@@ -323,6 +329,5 @@ class Batching:
             latency_s=latency,
             success=False,
             error=message,
-            timestamp=it.ts,
+            timestamp=ts,
         )
-        return Outcome(status, error_body(code, message), latency, kind)

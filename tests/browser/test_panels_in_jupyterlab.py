@@ -105,7 +105,7 @@ def charts_follow(page, theme: str) -> None:
     try:
         page.wait_for_function(done, arg=CHARTS, timeout=20_000)
     except PlaywrightTimeout:
-        pass  # the assertion below says what the charts look like
+        raise AssertionError(f"charts not drawn for {theme} within 20 s: {chart_colours(page, CHARTS)}") from None
     colours = chart_colours(page, CHARTS)
     assert len(colours) == N_CHARTS and page.evaluate(f"(c) => c.every({ok})", colours), (theme, colours)
 
