@@ -50,6 +50,8 @@ from mlops_jupyter.storage.state import open_embedded_store
 
 GIL_SWITCH_S = 0.001
 """The interpreter's thread switch interval in a gateway process (see ``Gateway.__init__``)."""
+KNOWN_TOKENS = 1024
+"""Valid ``Authorization`` header values remembered by a gateway (see ``Gateway.authenticate``)."""
 UNAUTHORIZED_TEXT = (
     "A valid 'Authorization: Bearer <token>' header is required (deployment.get_token() gives the tenant's token)."
 )
@@ -92,6 +94,7 @@ class Gateway(AdminRoutes, Batching, HealthMetrics):
         self.started = time.time()
         self.info: dict[str, Any] = {}
         self.tokens: dict[bytes, str] = {}
+        self._known: dict[str, str] = {}
         self._tokens_mtime = 0
         self.reload_tokens()
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mlops-gw-admin")
@@ -113,16 +116,31 @@ class Gateway(AdminRoutes, Batching, HealthMetrics):
     def reload_tokens(self) -> None:
         self._tokens_mtime = self._secrets_mtime()
         self.tokens = auth.load_digests(self.home)
+        self._known = {}
 
     def authenticate(self, headers: Mapping[str, str]) -> str | None:
+        """The tenant (or :data:`~mlops_jupyter.deployment.tokens.ADMIN`) of the request's bearer token, or None.
+
+        Valid ``Authorization`` values are remembered (at most :data:`KNOWN_TOKENS`, forgotten
+        whenever the tokens are reloaded), so a request costs one dict lookup, not a SHA-256.
+        """
         h = headers.get("authorization")
-        if not h or h[:7].lower() != "bearer ":
+        if not h:
+            return None
+        who = self._known.get(h)
+        if who is not None:
+            return who
+        if h[:7].lower() != "bearer ":
             return None
         d = auth.digest(h[7:].strip())
         who = self.tokens.get(d)
         if who is None and self._secrets_mtime() != self._tokens_mtime:
             self.reload_tokens()  # a token was minted since the last look
             who = self.tokens.get(d)
+        if who is not None:
+            if len(self._known) >= KNOWN_TOKENS:
+                self._known.clear()
+            self._known[h] = who
         return who
 
     # -- request dispatch ----------------------------------------------------------------

@@ -44,6 +44,7 @@ from mlops_jupyter.config.settings import GatewayLimits
 from mlops_jupyter.gateway.decoding import SLICE_ROWS
 from mlops_jupyter.gateway.http import cap_text, error_body
 from mlops_jupyter.gateway.models import ClientError, LoadedVersion, to_jsonable
+from mlops_jupyter.monitoring.predlog import request_record
 
 if TYPE_CHECKING:
     from mlops_jupyter.gateway.http import HttpConnection
@@ -252,10 +253,12 @@ class Batching:
         except Exception:
             return [self._solo(lv, it) for it in items]  # find the request that made the batch fail
         out = []
+        records: list[tuple[Any, ...]] = []
         start = 0
         for it in items:
-            out.append(self._success(lv, it, y[start : start + it.n]))
+            out.append(self._success(lv, it, y[start : start + it.n], records))
             start += it.n
+        self.predlog.append_many(records)  # one lock and one write-ahead write for the batch
         return out
 
     def _solo(self, lv: LoadedVersion, it: BatchItem) -> Outcome:
@@ -272,7 +275,11 @@ class Batching:
             return self._failure(lv, it, f"The model raised {type(exc).__name__}: {exc}")
         return self._success(lv, it, y)
 
-    def _success(self, lv: LoadedVersion, it: BatchItem, y: Any) -> Outcome:
+    def _success(
+        self, lv: LoadedVersion, it: BatchItem, y: Any, records: list[tuple[Any, ...]] | None = None
+    ) -> Outcome:
+        """A request's answer; its log record goes to ``records`` (the batch's, appended
+        together by the caller) or, without one, to the log at once."""
         try:
             body = b'{"predictions": ' + self._encode(y) + b"}"
         except (TypeError, ValueError) as exc:
@@ -280,7 +287,7 @@ class Batching:
         latency = time.perf_counter() - it.t0
         route = it.route
         if not it.done:
-            self.predlog.append(
+            rec = request_record(
                 route.tenant,
                 route.model_id,
                 version=lv.version,
@@ -292,6 +299,10 @@ class Batching:
                 output=y,
                 timestamp=it.ts,
             )
+            if records is None:
+                self.predlog.append_many([rec])
+            else:
+                records.append(rec)
         return Outcome(200, body, latency, "ok")
 
     def _encode(self, y: Any) -> bytes:

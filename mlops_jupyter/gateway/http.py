@@ -162,6 +162,7 @@ class HttpConnection(asyncio.Protocol):
         "counted",
         "current",
         "deadline",
+        "eof",
         "err",
         "gw",
         "head_bytes",
@@ -203,6 +204,7 @@ class HttpConnection(asyncio.Protocol):
         self.read_paused = False
         self.write_paused = False
         self.counted = False
+        self.eof = False
         self.phase = IDLE
         self.deadline = NEVER
         self.err: Refusal | None = None
@@ -274,9 +276,10 @@ class HttpConnection(asyncio.Protocol):
         self._refuse(Refusal(408, "REQUEST_TIMEOUT", f"The request's {what} did not arrive within {secs:g} s."))
 
     def eof_received(self) -> bool | None:
-        if self.phase == CLOSING or (not self.busy and not self.queue):
+        if self.phase == CLOSING or (not self.busy and not self.queue and not self.backlog):
             return None  # close
-        return True  # keep the write side open until the pending answers are written
+        self.eof = True  # closed by pump() once the pending answers are written
+        return True  # keep the write side open until then
 
     # -- reading -------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
@@ -293,10 +296,12 @@ class HttpConnection(asyncio.Protocol):
         else:
             self._feed(data)
         if self.queue:
-            if not self.read_paused and self.transport is not None:
+            self.pump()
+            # requests still queued wait behind one being answered (pipelining): read no
+            # more until they are answered (a lone request costs no pause/resume syscalls)
+            if self.queue and not self.read_paused and self.transport is not None:
                 self.read_paused = True
                 self.transport.pause_reading()
-            self.pump()
 
     def _feed(self, data: bytes) -> None:
         """Parse ``data`` a slice at a time; once requests are queued keep the rest for later,
@@ -487,6 +492,9 @@ class HttpConnection(asyncio.Protocol):
                 return
             if self.backlog:
                 self.loop.call_soon(self._resume_backlog)
+                return
+            if self.eof:  # the client sent all it will send and has every answer
+                self.transport.close()
                 return
             if self.read_paused:
                 self.read_paused = False

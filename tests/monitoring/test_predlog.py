@@ -6,6 +6,7 @@ appended before it is readable, even while the background thread is writing)."""
 from __future__ import annotations
 
 import logging
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -508,6 +509,61 @@ def test_a_torn_last_record_is_dropped_and_the_records_before_it_kept():
     flipped[-2] ^= 0xFF  # a bad checksum on the last record
     got, torn = decode_records(bytes(flipped))
     assert len(got) == 2 and torn == len(recs[2])
+
+
+def test_a_requests_arrays_come_back_from_the_write_ahead_log_with_their_dtypes():
+    """The gateway's records (NumPy features and output) are written with their arrays as raw
+    bytes (kind "Q") and read back as the same arrays; other shapes stay plain pickles."""
+    from mlops_jupyter.monitoring.predlog.wal import decode_records, encode_record
+
+    x = np.array([[5.1, 3.5], [6.2, np.pi]])
+    labels = np.array(["setosa", "virginica"])
+    ints = np.array([0, 2], dtype=np.int32)
+    recs = [
+        (T0, "t", "m", "1", "prod", 0.001, True, x, ["a", "b"], labels, None),
+        (T0, "t", "m", "1", "prod", 0.001, True, x[:1], ["a", "b"], ints[:1], None),
+        (T0, "t", "m", "1", "", 0.002, False, {"a": 1.0}, None, None, "boom"),
+    ]
+    framed = [encode_record("q", r) for r in recs]
+    kinds = [pickle.loads(f[8:])[0] for f in framed]  # past the <length><crc32> header
+    assert kinds == ["Q", "Q", "q"]  # arrays as raw bytes; a dict of features stays a pickle
+    data = b"".join(framed)
+    got, torn = decode_records(data)
+    assert torn == 0 and [k for k, _ in got] == ["q", "q", "q"]
+    (_, a), (_, b), (_, c) = got
+    assert a[7].dtype == np.float64 and a[7].tolist() == x.tolist() and a[9].tolist() == ["setosa", "virginica"]
+    assert b[7].shape == (1, 2) and b[9].dtype == np.int32 and b[9].tolist() == [0]
+    assert c == recs[2]
+    assert a[:7] == recs[0][:7] and a[8] == ["a", "b"] and a[10] is None
+
+
+def test_a_batch_appended_at_once_is_replayed_like_one_flushed(tmp_path):
+    """``append_many`` (one lock, one write for a micro-batch) then SIGKILL: the replayed rows
+    equal those of the same batch flushed normally, arrays and all."""
+    code = """
+        import os, signal, sys
+        import numpy as np
+        from mlops_jupyter.monitoring.predlog import PredictionLog, request_record
+        log = PredictionLog(sys.argv[1], background=False, wal=True)
+        x = np.arange(12, dtype=float).reshape(6, 2)
+        recs = [request_record("t", "m", version="1", environment="prod", latency_s=0.001, success=True,
+                               features=x[i : i + 2], columns=["i", "j"], output=np.array([i, i + 1]),
+                               timestamp={T0} + i) for i in range(0, 6, 2)]
+        log.append_many(recs)
+        if sys.argv[2] == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        log.close()
+        """
+    homes = {}
+    for how in ("kill", "flush"):
+        home = tmp_path / how
+        home.mkdir()
+        proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code.format(T0=T0)), str(home), how], timeout=WAIT)
+        assert proc.returncode == (-9 if how == "kill" else 0)
+        homes[how] = PredictionLog(home, background=False).read("t", "m")
+    kept = ["feature.i", "feature.j", "prediction", "version", "environment", "success"]
+    assert homes["kill"]["feature.i"].tolist() == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
+    pd.testing.assert_frame_equal(homes["kill"][kept], homes["flush"][kept])
 
 
 def test_a_writer_killed_with_sigkill_loses_nothing_and_its_torn_tail_is_dropped(tmp_path):

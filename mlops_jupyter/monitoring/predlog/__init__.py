@@ -39,7 +39,7 @@ Example:
     0   1.0.0           41           1
 """
 
-from mlops_jupyter.monitoring.predlog.buffer import DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_BUFFERED
+from mlops_jupyter.monitoring.predlog.buffer import DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_BUFFERED, request_record
 from mlops_jupyter.monitoring.predlog.compaction import (
     COMPACT_MIN_FILES,
     COMPACT_ON_READ,
@@ -71,6 +71,7 @@ __all__ = [
     "ROW_GROUP_ROWS",
     "PredictionLog",
     "_to_us",
+    "request_record",
     "sort_by_time",
     "unify_tables",
 ]

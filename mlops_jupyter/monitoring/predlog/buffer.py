@@ -95,6 +95,38 @@ class _Ids:
         return first
 
 
+def request_record(
+    tenant: str,
+    model_id: str,
+    *,
+    version: str,
+    environment: str = "",
+    latency_s: float,
+    success: bool,
+    features: Any = None,
+    columns: Sequence[str] | None = None,
+    output: Any = None,
+    error: str | None = None,
+    timestamp: float | None = None,
+) -> tuple[Any, ...]:
+    """One request's record for :meth:`PredictionBuffer.append_many` (arguments as for
+    :meth:`PredictionBuffer.append`): a plain tuple in :class:`~.encoding.Request`'s field
+    order (the NamedTuple would cost ~100 ns more)."""
+    return (
+        timestamp if timestamp is not None else time.time(),
+        tenant,
+        model_id,
+        version,
+        environment,
+        latency_s,
+        success,
+        features,
+        columns,
+        output,
+        error,
+    )
+
+
 class PredictionBuffer:
     """The writing half of :class:`~.log.PredictionLog`: buffer, flush, close (its arguments
     are documented there)."""
@@ -173,28 +205,36 @@ class PredictionBuffer:
             >>> log.append("acme", "churn", version="1.0.0", latency_s=0.002,
             ...            success=True, features={"age": 41}, output=1)
         """
-        # a plain tuple in Request's field order (the NamedTuple would cost ~100 ns more)
-        rec = (
-            timestamp if timestamp is not None else time.time(),
-            tenant,
-            model_id,
-            version,
-            environment,
-            latency_s,
-            success,
-            features,
-            columns,
-            output,
-            error,
+        self.append_many(
+            [
+                request_record(
+                    tenant,
+                    model_id,
+                    version=version,
+                    environment=environment,
+                    latency_s=latency_s,
+                    success=success,
+                    features=features,
+                    columns=columns,
+                    output=output,
+                    error=error,
+                    timestamp=timestamp,
+                )
+            ]
         )
+
+    def append_many(self, records: list[tuple[Any, ...]]) -> None:
+        """Buffer several requests made by :func:`request_record` at once (a micro-batch's):
+        one lock and, with the write-ahead log, one ``write`` for all of them."""
         with self._buf_lock:
-            self._buf.append(rec)
+            self._buf.extend(records)
             if self._segment is not None:
-                self._log_ahead("q", rec)
+                self._log_ahead_many("q", records)
             if len(self._buf) > self.max_buffered:
-                del self._buf[: len(self._buf) - self.max_buffered]
-                self._count_drop(1)
-        if self._closed:  # no background writer any more: write now, or the row is lost
+                over = len(self._buf) - self.max_buffered
+                del self._buf[:over]
+                self._count_drop(over)
+        if self._closed:  # no background writer any more: write now, or the rows are lost
             self.flush()
 
     def append_row(
@@ -344,11 +384,15 @@ class PredictionBuffer:
 
     def _log_ahead(self, kind: str, rec: tuple[Any, ...]) -> None:
         """Append one record to the current segment (under ``_buf_lock``)."""
+        self._log_ahead_many(kind, [rec])
+
+    def _log_ahead_many(self, kind: str, records: list[tuple[Any, ...]]) -> None:
+        """Append records to the current segment in one write (under ``_buf_lock``)."""
         seg = self._segment
         if seg.broken:
             return
         try:
-            seg.write(encode_record(kind, rec))
+            seg.write(b"".join([encode_record(kind, rec) for rec in records]), len(records))
         except Exception as exc:  # disk full, unpicklable features: the record stays in memory only
             seg.broken = True  # a partial write ends what a replay can read; rotate at the next flush
             self._note_failure(f"cannot append to the write-ahead log {seg.path}: {exc}")
