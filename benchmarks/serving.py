@@ -9,7 +9,12 @@ durably and applies its limits, as in production). MLServer 1.7.1 with mlserver-
 (the runtime KServe uses for MLflow models; ``parallel_workers: 0``, its inference pool
 crashed at start-up otherwise) gets the same row in its V2 protocol
 (``/v2/models/iris/infer``); it runs from the side environment ``.venv-mlserver``
-(``make mlserver-env``) and is skipped, with a note, when that is missing.
+(``make mlserver-env``) and is skipped, with a note, when that is missing. The same model
+also runs on the ``ray`` deployment target (issue 13: Ray Serve on a local Ray started here,
+2 CPUs, one replica behind the ingress), loaded with the same script: the cost of the
+distributed path (HTTP proxy -> ingress replica -> version replica, each a process) on one
+machine, as a ratio to our 1-worker gateway. ``--no-ray`` leaves it out; it is skipped, with
+a note, when the ``ray`` extra is not installed.
 
 Measured: requests/s with 8 connections (``wrk -t2 -c8``), and p50/p99 latency with 1
 connection (``wrk -t1 -c1 --latency``). Goals (issue 12): at least 20x both peers at 8
@@ -17,7 +22,7 @@ connections, p50 under 1 ms at 1 connection, one worker per core at least 1.6x o
 and, while a second route whose model takes 20 ms per call is loaded by 8 connections,
 the fast route's p99 under 5 ms.
 
-Usage: python benchmarks/serving.py [--duration 10] [--keep] [--workers N]
+Usage: python benchmarks/serving.py [--duration 10] [--keep] [--workers N] [--no-ray] [--ray-replicas 1]
 Needs ``wrk`` (Debian package; ``make bench`` installs it).
 """
 
@@ -43,6 +48,9 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer {token}"
 """
 MLSERVER = Path(__file__).resolve().parent.parent / ".venv-mlserver" / "bin" / "mlserver"
+RAY_START_TIMEOUT = "600"
+"""Seconds the ray target may wait here for Ray's agents, Serve's replicas and its ingress
+(``MLOPS_RAY_START_TIMEOUT``, unless set): generous, as wrk and the other servers load the machine."""
 WORKERS_ENV = "MLOPS_GATEWAY_WORKERS"
 """The gateway's worker-count setting (read when a gateway starts)."""
 
@@ -228,11 +236,44 @@ def fast_next_to_slow(fast_url: str, slow_url: str, script: Path, duration: int)
     return {"fast_p50_ms": fast["p50_ms"], "fast_p99_ms": fast["p99_ms"], "slow_rps": slow_rps}
 
 
+def ray_row(home: Path, script: Path, body: str, token: str, answer: str, args: argparse.Namespace) -> dict | None:
+    """The ``ray`` target's row: the same model version deployed on Ray Serve (environment
+    ``ray``), checked to answer as the gateway did, then measured; Ray is stopped after."""
+    try:
+        import ray
+        import ray.serve
+    except ImportError as exc:
+        print(f"  ray: skipped, the ray extra is not installed (pip install 'mlops-jupyter[ray]'): {exc}")
+        return None
+    from mlops_jupyter import create_model_deployment
+
+    os.environ.setdefault("MLOPS_RAY_START_TIMEOUT", RAY_START_TIMEOUT)
+    wait = os.environ["MLOPS_RAY_START_TIMEOUT"]
+    print(
+        f"  ray: starting a local Ray and Serve (waiting up to {wait} s for its agents, replicas, ingress)", flush=True
+    )
+    dep = create_model_deployment(storage_path=home, target="ray")
+    try:
+        t0 = time.monotonic()
+        r = dep.deploy_model("iris", "1.0.0", environment="ray", config={"replicas": args.ray_replicas})
+        if r["status"] != "deployed":
+            raise SystemExit(f"the ray target did not deploy after {time.monotonic() - t0:.0f} s: {r['reason']}")
+        url = r["endpoint"] + "/invocations"
+        if json.loads(check(url, body, token)) != json.loads(answer):
+            raise SystemExit(f"the ray target and the gateway disagree: {check(url, body, token)} vs {answer}")
+        print(f"  ray: deployed in {time.monotonic() - t0:.0f} s (Ray {ray.__version__})", flush=True)
+        return measure(f"ray {args.ray_replicas}rep", url, script, args.duration)
+    finally:
+        dep.stop_gateway()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="workers of the multi-worker run")
     ap.add_argument("--keep", action="store_true", help="keep the temp store")
+    ap.add_argument("--no-ray", action="store_true", help="leave out the ray target's row")
+    ap.add_argument("--ray-replicas", type=int, default=1, help="replicas of the version on Ray (default 1)")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         print("benchmarks/serving.py needs wrk: apt-get install -y wrk (make bench does it)", file=sys.stderr)
@@ -319,6 +360,12 @@ def main() -> int:
             stop(proc)
         else:
             print(f"  mlserver: skipped, {MLSERVER} is missing (make mlserver-env)")
+        if args.no_ray:
+            print("  ray: skipped (--no-ray)")
+        else:
+            ray_res = ray_row(home, script, body, token, gw_answer, args)
+            if ray_res is not None:
+                results["ray"] = ray_res
 
         one, many = results["gateway-1w"], results[f"gateway-{args.workers}w"]
         best = max(one["rps_8"], many["rps_8"])
@@ -334,6 +381,13 @@ def main() -> int:
             f"fast route p99 next to the 20 ms route: {side['fast_p99_ms']:.3f} ms "
             f"(goal < 5 ms: {goal(side['fast_p99_ms'] < 5)})"
         )
+        if "ray" in results:
+            on_ray = results["ray"]
+            print(
+                f"ray target (the distributed path on one machine): {on_ray['rps_8']:.0f} req/s at 8 connections = "
+                f"{on_ray['rps_8'] / one['rps_8']:.2f}x the 1-worker gateway's; p50 at 1 connection "
+                f"{on_ray['p50_1_ms']:.3f} ms = {on_ray['p50_1_ms'] / one['p50_1_ms']:.1f}x the gateway's"
+            )
         print(json.dumps({**results, "fast_next_to_slow": side}))
     finally:
         for proc in procs:

@@ -31,7 +31,7 @@ from mlops_jupyter.config import env
 from mlops_jupyter.config.names import validate_environment
 from mlops_jupyter.config.settings import Settings
 from mlops_jupyter.config.times import iso_from_seconds
-from mlops_jupyter.deployment.targets import TARGETS, DeploymentTarget
+from mlops_jupyter.deployment.targets import TARGETS, DeploymentTarget, RecordTargets
 from mlops_jupyter.deployment.validation import validate_config
 from mlops_jupyter.errors import DeploymentError, NotFoundError, ValidationError
 
@@ -56,7 +56,10 @@ class ModelDeployment:
 
     A tenant's deployment object sees and changes only that tenant's deployments: model
     ids are resolved through the tenant's versioning, and every record and route carries
-    the tenant.
+    the tenant. ``target`` is where *new* deployments go; it lists and reads the tenant's
+    deployments of every target, and a change to an existing one (traffic, rollback,
+    undeploy, from an alert's action as from a notebook) goes to the target its record was
+    made with (:class:`~mlops_jupyter.deployment.targets.routing.RecordTargets`).
 
     Example:
         >>> deployment = create_model_deployment(tenant_id="tenant_123")
@@ -73,6 +76,7 @@ class ModelDeployment:
     ) -> None:
         self.settings = settings
         self.tenancy = settings.tenancy
+        chosen = target is not None
         if target is None:
             target = os.environ.get(env.MLOPS_DEPLOY_TARGET) or "local"
         if isinstance(target, str):
@@ -86,6 +90,7 @@ class ModelDeployment:
                 allowed=[*TARGETS, "an object implementing DeploymentTarget"],
             )
         self.target: Any = target
+        self._targets = RecordTargets(settings.home, target, TARGETS, chosen=chosen)
         self._versioning = versioning
 
     @property
@@ -101,13 +106,13 @@ class ModelDeployment:
         return self._versioning
 
     # -- helpers -------------------------------------------------------------------------
-    def _spec(self, model_id: str, version: str) -> tuple[str, dict[str, Any]]:
-        """(semver, what the gateway needs to load it) for a version, semver or alias."""
+    def _spec(self, model_id: str, version: str, target: Any) -> tuple[str, dict[str, Any]]:
+        """(semver, what ``target`` needs to load it) for a version, semver or alias."""
         v = self.versioning.get_version(model_id, version)
         semver = v["version"]
         path = self.versioning.model_dir(model_id, semver)
         spec: dict[str, Any] = {"path": str(path), "sha256": v["sha256"], "registry_version": v["registry_version"]}
-        if getattr(self.target, "needs_artifact_uri", False):  # a cluster reads the artifact where MLflow keeps it
+        if getattr(target, "needs_artifact_uri", False):  # a cluster reads the artifact where MLflow keeps it
             mv = self.versioning.client.get_model_version(self.tenancy.model_name(model_id), str(v["registry_version"]))
             spec["artifact_uri"] = mv.source
         if v.get("has_reference"):
@@ -129,9 +134,9 @@ class ModelDeployment:
         return semver, spec
 
     def _record(self, model_id: str, environment: str) -> dict[str, Any]:
-        rec = self.target.get(self.tenant, environment, model_id)
+        rec = self._targets.get(self.tenant, environment, model_id)
         if rec is None:
-            mine = [f"{r['environment']}/{r['model_id']}" for r in self.target.list(self.tenant)]
+            mine = [f"{r['environment']}/{r['model_id']}" for r in self._targets.list(self.tenant)]
             raise NotFoundError(
                 f"Model {model_id!r} is not deployed in environment {environment!r} for tenant {self.tenant!r}.",
                 value=f"{environment}/{model_id}",
@@ -142,19 +147,20 @@ class ModelDeployment:
     def _describe(self, rec: Mapping[str, Any]) -> dict[str, Any]:
         from mlops_jupyter.deployment.traffic import rollback_target, top_version
 
+        target = self._targets.for_record(rec)
         return {
             "deployment_id": rec["deployment_id"],
             "model_id": rec["model_id"],
             "environment": rec["environment"],
             "status": rec["status"],
             "reason": rec.get("reason"),
-            "endpoint": self.target.endpoint(self.tenant, rec["environment"], rec["model_id"]),
+            "endpoint": target.endpoint(self.tenant, rec["environment"], rec["model_id"]),
             "version": top_version(rec["traffic"]),
             "traffic": dict(rec["traffic"]),
             "versions": list(rec["traffic"]),
             "config": rec.get("config") or {},
-            "target": self.target.name,
-            "config_effect": getattr(self.target, "config_effect", None),
+            "target": target.name,
+            "config_effect": getattr(target, "config_effect", None),
             "target_status": {k: v for k, v in (rec.get("extra") or {}).items() if k != "target"},
             "revision": rec.get("revision"),
             "previous_traffic": (rec.get("history") or [])[-5:],
@@ -164,12 +170,13 @@ class ModelDeployment:
             "updated_at": iso_from_seconds(rec.get("updated_at")),
         }
 
-    def _change(self, op: dict[str, Any]) -> dict[str, Any]:
+    def _change(self, op: dict[str, Any], target: Any) -> dict[str, Any]:
+        """Apply ``op`` on ``target`` (the one of the record it changes: ``self._targets``)."""
         from mlops_jupyter.deployment import tokens as auth
 
         auth.tenant_token(self.settings.home, self.tenant)  # the gateway must know the tenant's token
         op = {**op, "tenant": self.tenant}
-        out = self.target.apply(op)
+        out = target.apply(op)
         rec = out.get("record") if out.get("ok") else None
         if rec is not None and rec.get("status") == "deployed":  # the registry's production alias follows
             from mlops_jupyter.deployment.traffic import top_version
@@ -225,7 +232,9 @@ class ModelDeployment:
 
         Raises:
             InvalidNameError: bad environment or model id.
-            ValidationError: bad percentage or config (unknown keys list the known ones).
+            ValidationError: bad percentage or config (unknown keys list the known ones); or
+                ``target`` was named and the deployment runs on another target (without a
+                named target, a deploy into an existing deployment goes where it runs).
             ModelNotFoundError, VersionNotFoundError: no such model or version for the tenant.
             GatewayError: the gateway could not be started.
 
@@ -244,7 +253,8 @@ class ModelDeployment:
         self.tenancy.model_name(model_id)
         pct = check_percentage(traffic_percentage)
         cfg = validate_config(config) if config is not None else None
-        semver, spec = self._spec(model_id, version)
+        target = self._targets.for_deploy(self._targets.get(self.tenant, env, model_id))
+        semver, spec = self._spec(model_id, version, target)
         out = self._change(
             {
                 "op": "deploy",
@@ -254,7 +264,8 @@ class ModelDeployment:
                 "traffic_percentage": pct,
                 "specs": {semver: spec},
                 "config": cfg,
-            }
+            },
+            target,
         )
         rec = out.get("record")
         status, reason = out.get("status") or "deployed", None
@@ -262,7 +273,7 @@ class ModelDeployment:
             status, reason = "failed", out.get("message")
         elif status == "deployed":
             try:
-                health = self.target.verify()
+                health = target.verify()
                 if health.get("status") != "ok":
                     status, reason = "failed", f"the gateway's health check answered {health}"
             except Exception as exc:
@@ -274,7 +285,7 @@ class ModelDeployment:
             "deployment_id": rec["deployment_id"] if rec else None,
             "status": status,
             "environment": env,
-            "endpoint": self.target.endpoint(self.tenant, env, model_id),
+            "endpoint": target.endpoint(self.tenant, env, model_id),
             "model_id": model_id,
             "version": semver,
             "traffic": dict(rec["traffic"]) if rec else {},
@@ -282,8 +293,8 @@ class ModelDeployment:
             "config": (rec.get("config") if rec else cfg) or {},
             "revision": rec.get("revision") if rec else None,
             "reason": reason,
-            "target": self.target.name,
-            "config_effect": getattr(self.target, "config_effect", None),
+            "target": target.name,
+            "config_effect": getattr(target, "config_effect", None),
             "target_status": {k: v for k, v in ((rec or {}).get("extra") or {}).items() if k != "target"},
         }
 
@@ -313,15 +324,17 @@ class ModelDeployment:
         env = validate_environment(environment)
         table = check_table(traffic)
         rec = self._record(model_id, env)
+        target = self._targets.for_record(rec)
         resolved, specs = {}, {}
         for v, p in table.items():
             semver = self.versioning.get_version(model_id, v)["version"]
             resolved[semver] = resolved.get(semver, 0) + p
             if semver not in rec["versions"]:
-                specs[semver] = self._spec(model_id, semver)[1]
+                specs[semver] = self._spec(model_id, semver, target)[1]
         return self._finish(
             self._change(
-                {"op": "traffic", "environment": env, "model_id": model_id, "traffic": resolved, "specs": specs}
+                {"op": "traffic", "environment": env, "model_id": model_id, "traffic": resolved, "specs": specs},
+                target,
             ),
             "set_traffic",
         )
@@ -363,10 +376,12 @@ class ModelDeployment:
                 )
         else:
             target = self.versioning.get_version(model_id, to_version)["version"]
-        specs = {} if target in rec["versions"] else {target: self._spec(model_id, target)[1]}
+        where = self._targets.for_record(rec)
+        specs = {} if target in rec["versions"] else {target: self._spec(model_id, target, where)[1]}
         return self._finish(
             self._change(
-                {"op": "rollback", "environment": env, "model_id": model_id, "version": target, "specs": specs}
+                {"op": "rollback", "environment": env, "model_id": model_id, "version": target, "specs": specs},
+                where,
             ),
             "rollback",
         )
@@ -396,7 +411,10 @@ class ModelDeployment:
                     value=semver,
                     allowed=list(rec["traffic"]),
                 )
-        out = self._change({"op": "undeploy", "environment": env, "model_id": model_id, "version": semver})
+        out = self._change(
+            {"op": "undeploy", "environment": env, "model_id": model_id, "version": semver},
+            self._targets.for_record(rec),
+        )
         if out.get("ok") and out.get("record") is None:
             return {
                 "deployment_id": rec["deployment_id"],
@@ -419,7 +437,7 @@ class ModelDeployment:
             [('ticket_classifier', {'1.0.0': 50, '1.1.0': 50})]
         """
         env = validate_environment(environment) if environment is not None else None
-        return [self._describe(r) for r in self.target.list(self.tenant, env)]
+        return [self._describe(r) for r in self._targets.list(self.tenant, env)]
 
     def get_deployment(self, model_id: str, environment: str = "production") -> dict[str, Any]:
         """One deployment: status, endpoint, traffic, config, recent traffic history.
@@ -458,14 +476,19 @@ class ModelDeployment:
         from mlops_jupyter.deployment.client import DeploymentClient
 
         rec = self._record(model_id, validate_environment(environment))
-        self.target.ensure_running()  # the gateway outlives kernels, not reboots: start it if needed
+        target = self._targets.for_record(rec)
+        target.ensure_running()  # the gateway outlives kernels, not reboots: start it if needed
         return DeploymentClient(
-            self.target.endpoint(self.tenant, rec["environment"], model_id), self.get_token(), timeout=timeout
+            target.endpoint(self.tenant, rec["environment"], model_id), self.get_token(), timeout=timeout
         )
 
     def endpoint(self, model_id: str, environment: str = "production") -> str:
-        """The URL of a deployment (``POST {endpoint}/invocations`` predicts)."""
-        return self.target.endpoint(self.tenant, validate_environment(environment), model_id)
+        """The URL of a deployment (``POST {endpoint}/invocations`` predicts), on the target that
+        serves it (this object's target for one not deployed yet)."""
+        env = validate_environment(environment)
+        return self._targets.for_record(self._targets.get(self.tenant, env, model_id)).endpoint(
+            self.tenant, env, model_id
+        )
 
     def gateway_status(self) -> dict[str, Any]:
         """Whether the serving side runs, and where (``running``, ``url``, ``pid``...)."""
@@ -487,7 +510,7 @@ class ModelDeployment:
         alias moves its deployments too. Starts nothing when nothing is deployed.
         """
         out = []
-        for rec in self.target.list(self.tenant):
+        for rec in self._targets.list(self.tenant):
             if rec["model_id"] == model_id and rec["traffic"]:
                 out.append(self.rollback(model_id, rec["environment"], to_version=version))
         return out

@@ -258,3 +258,114 @@ def test_refusals_and_undeploy(ray_dep):
     left = {a: str(s.status) for a, s in serve.status().applications.items() if a.startswith("mlops-acme-")}
     assert all(st.endswith("DELETING") for st in left.values()), left  # unrouted, then drained by Serve
     assert d.list_deployments() == []
+
+
+def _get(url: str, token: str) -> dict[str, Any]:
+    """``GET`` a deployment's description, as the Ray ingress answers it."""
+    u = urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    try:
+        conn.request("GET", u.path, headers={"Authorization": f"Bearer {token}"})
+        resp = conn.getresponse()
+        assert resp.status == 200
+        return json.loads(resp.read())
+    finally:
+        conn.close()
+
+
+def _versions_answering(url: str, token: str, body: bytes, n: int) -> Counter[str]:
+    """Which versions answer ``n`` keyed requests (every one must succeed)."""
+    seen: Counter[str] = Counter()
+    for k in range(n):
+        code, _, headers = _post(
+            url + "/invocations", body, {"Authorization": f"Bearer {token}", "X-Request-Key": f"probe-{k}"}
+        )
+        assert code == 200
+        seen[headers["x-model-version"]] += 1
+    return seen
+
+
+def test_a_ray_record_is_changed_on_ray_whatever_the_default_target(ray_dep, monkeypatch):
+    """A deploy, rollback, traffic change and the endpoint of a record made on Ray go to Ray Serve
+    even from a deployment API whose target is ``local`` (MLOPS_DEPLOY_TARGET): no gateway starts.
+    A target named explicitly that is not the deployment's is refused."""
+    from mlops_jupyter import create_model_deployment
+
+    d, X = ray_dep["d"], ray_dep["X"]
+    config = {"replicas": 1, "resources": {"cpu": "0.25", "memory": "200Mi"}}
+    assert d.deploy_model("iris", "1.0.0", environment="canary", config=config)["status"] == "deployed"
+    monkeypatch.setenv("MLOPS_DEPLOY_TARGET", "local")
+    plain = create_model_deployment(tenant_id=TENANT, storage_path=ray_dep["home"])
+    assert plain.target.name == "local"
+    r = plain.deploy_model("iris", "1.1.0", environment="canary", traffic_percentage=60)  # follows the deployment
+    assert r["status"] == "deployed" and r["traffic"] == {"1.0.0": 40, "1.1.0": 60} and r["target"] == "ray"
+    named = create_model_deployment(tenant_id=TENANT, storage_path=ray_dep["home"], target="local")
+    with pytest.raises(ValidationError, match="deployed on the 'ray' target") as refused:
+        named.deploy_model("iris", "1.1.0", environment="canary")
+    assert refused.value.value == "local" and refused.value.allowed == ["ray"]
+    assert plain.endpoint("iris", "canary") == r["endpoint"]  # the Ray ingress's URL, not the gateway's
+    assert [(x["environment"], x["target"]) for x in plain.list_deployments()] == [("canary", "ray")]
+    token = plain.get_token()
+    back = plain.rollback("iris", "canary")
+    assert back["traffic"] == {"1.0.0": 100} and back["target"] == "ray" and back["endpoint"] == r["endpoint"]
+    assert _get(r["endpoint"], token)["traffic"] == {"1.0.0": 100}  # asked of the Ray ingress
+    assert _versions_answering(r["endpoint"], token, _body(X, 1), 20) == {"1.0.0": 20}
+    again = plain.set_traffic("iris", "canary", {"1.0.0": 40, "1.1.0": 60})
+    assert again["traffic"] == {"1.0.0": 40, "1.1.0": 60} and again["target"] == "ray"
+    assert _get(r["endpoint"], token)["traffic"] == {"1.0.0": 40, "1.1.0": 60}
+    assert plain.gateway_status()["running"] is False  # the local gateway was never started
+
+
+def test_an_error_rate_alert_rolls_a_ray_deployment_back_on_ray(ray_dep, monkeypatch):
+    """Bad requests through the Ray endpoint make ``error_rate`` fire; its ``rollback`` action,
+    run by a monitoring object whose deployment API defaults to ``local``, rolls Serve back."""
+    from ray import serve
+
+    monkeypatch.setenv("MLOPS_DEPLOY_TARGET", "local")
+    # one attempt, bounded generously: a change on Serve takes seconds on a busy 2-core machine,
+    # and an attempt cut short by the default 10 s would leave its rollback running beside a retry
+    monkeypatch.setenv("MLOPS_ALERT_ACTION_TIMEOUT", "300")
+    monkeypatch.setenv("MLOPS_ALERT_ACTION_ATTEMPTS", "1")
+    d, m, X = ray_dep["d"], ray_dep["m"], ray_dep["X"]
+    url, token = d.endpoint("iris", "canary"), d.get_token()
+    assert _get(url, token)["traffic"] == {"1.0.0": 40, "1.1.0": 60}  # left by the test above
+    rule = m.set_alert("iris", "error_rate > 0.3", action="rollback", cooldown="1h")
+    headers = {"Authorization": f"Bearer {token}"}
+    bad = json.dumps({"dataframe_split": {"columns": ["x"], "data": [[1]]}}).encode()
+    for k in range(600):  # 60 % of the default window (the last 1 000 predictions) fails
+        code, _, _ = _post(url + "/invocations", bad, {**headers, "X-Request-Key": f"bad-{k}"})
+        assert code == 400
+    fired: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 60
+    while not fired:  # each replica writes its part of the prediction log about once a second
+        assert time.monotonic() < deadline, m.performance("iris", window="1h")
+        fired = [c for c in m.evaluate_alerts("iris") if "fire" in c["transitions"]]
+    assert [c["alert_id"] for c in fired] == [rule["alert_id"]]
+    assert m.wait_for_alert_actions(timeout=300) == 0
+    event = m.alerts("iris")[0]
+    assert event["delivered"], event
+    result = event["action_result"]
+    assert [a["ok"] for a in result["attempts"]] == [True], result
+    assert result["environment"] == "canary" and result["version"] == "1.0.0", result
+    assert result["from"] == {"1.0.0": 40, "1.1.0": 60} and result["to"] == {"1.0.0": 100}
+    # Serve's state really changed: the ingress routes all traffic to 1.0.0 and 1.1.0 goes
+    assert _get(url, token)["traffic"] == {"1.0.0": 100}
+    assert _versions_answering(url, token, _body(X, 1), 30) == {"1.0.0": 30}
+    gone = serve.status().applications.get("mlops-acme-canary-iris-1.1.0")
+    assert gone is None or str(gone.status).endswith("DELETING")
+    # and the record says so
+    rec = d.get_deployment("iris", "canary")
+    assert rec["traffic"] == {"1.0.0": 100} and rec["target"] == "ray"
+    assert rec["previous_traffic"][-1] == {"1.0.0": 40, "1.1.0": 60}
+    assert m.deployment.target.name == "local" and m.deployment.gateway_status()["running"] is False
+    m.delete_alert(rule["alert_id"])
+    assert m.deployment.undeploy("iris", "canary")["status"] == "undeployed"  # undeploy too goes to Ray
+    assert d.list_deployments() == [] and "mlops-acme-canary-iris-1.0.0" not in _routed(d)
+
+
+def _routed(d: Any) -> set[str]:
+    """The version applications Serve still runs (not being deleted)."""
+    from ray import serve
+
+    apps = serve.status().applications
+    return {a for a, s in apps.items() if a.startswith("mlops-acme-") and not str(s.status).endswith("DELETING")}

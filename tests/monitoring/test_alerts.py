@@ -415,15 +415,16 @@ def test_lifecycle_step(state, holds, now, extra, expected):
 
 
 class FakeDeployment:
-    """What the rollback action uses of ModelDeployment: list_deployments, target.get, rollback."""
+    """What the rollback action uses of ModelDeployment: list_deployments, get_deployment, rollback."""
 
     def __init__(self, traffic, history, environments=("production", "staging")):
-        self.rec = {"traffic": traffic, "history": history}
+        from mlops_jupyter.deployment.traffic import rollback_target
+
+        self.rec = {"traffic": traffic, "rollback_to": rollback_target(traffic, history)}
         self.environments = environments
-        self.target = self
         self.rolled: list[tuple] = []
 
-    def get(self, tenant, environment, model_id):
+    def get_deployment(self, model_id, environment):
         return self.rec
 
     def list_deployments(self):

@@ -73,11 +73,18 @@ class StoreBackedTarget(TargetRecords):
                 failed["extra"] = {"target": self.name}
                 self.store.put_deployment(failed)
             return {"ok": False, "error_code": exc.code, "message": str(exc), "record": failed or current}
-        record["extra"] = {"target": self.name, **extra}
+        record["extra"] = {"target": self.name, **({"target_options": self.options} if self.options else {}), **extra}
         if extra.get("status"):  # e.g. kserve's "rendered": the record says what the target did
             record["status"] = extra["status"]
         self.store.put_deployment(record)
         return {"ok": True, "record": record, "status": extra.get("status")}
+
+    @classmethod
+    def record_options(cls, rec: Mapping[str, Any]) -> dict[str, Any]:
+        """The ``target_options`` to reach ``rec``'s deployment again from any process (those
+        it was made with, kept in its ``extra``), for
+        :class:`~mlops_jupyter.deployment.targets.routing.RecordTargets`."""
+        return dict((rec.get("extra") or {}).get("target_options") or {})
 
     # -- what each target does --------------------------------------------------------------
     def realize(self, change: Plan, record: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,9 +2,14 @@
 
 Where: the Ray cluster of ``target_options={"address": ...}`` or ``$RAY_ADDRESS``; with
 neither, a local Ray started here and bounded for a small machine (``MLOPS_RAY_NUM_CPUS``,
-default 2; a 100 MB object store; no dashboard), which lives as long as this process. (Ray's
-raylet gives its agents 15 s to start, not configurable: on a machine whose cores are saturated
-by other work a local start can fail; it then says so, and a second call starts again.)
+default 2; a 100 MB object store; no dashboard), which lives as long as this process. Every
+wait on Ray is bounded by ``MLOPS_RAY_START_TIMEOUT`` (default 300 s, generous: on a machine
+whose cores are saturated by other work Ray's agents, Serve's replicas and its proxy start
+slowly): the local Ray's agents get that long to register (Ray's own default is 15 s), and a
+change waits that long for its replicas and for the ingress; an error says what it waited for.
+A record keeps the address of the cluster it runs on, so another process (the gateway's alert
+scheduler, the server extension) changes it on that cluster
+(:meth:`RayServeTarget.record_options`).
 
 What runs (the serving code is the gateway's, :mod:`mlops_jupyter.gateway.ray_app`, named by
 import path as Serve's ``serve run module:app`` does, so this layer never imports it):
@@ -41,7 +46,7 @@ from typing import Any
 from mlops_jupyter.config import env
 from mlops_jupyter.deployment.plan import Plan
 from mlops_jupyter.deployment.targets.planned import StoreBackedTarget, TargetFailure
-from mlops_jupyter.errors import ValidationError
+from mlops_jupyter.errors import GatewayError, ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +58,9 @@ DEFAULTS = {
     env.MLOPS_RAY_REPLICA_CPUS: 0.25,
     env.MLOPS_RAY_INGRESS_CPUS: 0.1,
     env.MLOPS_RAY_MAX_ONGOING: 64,
+    env.MLOPS_RAY_START_TIMEOUT: 300.0,
 }
 OBJECT_STORE_BYTES = 100 * 1024 * 1024
-START_TIMEOUT = 300.0
-"""Seconds a change may take on Serve (replicas loading a large model included)."""
 FLUSH_INTERVAL = 1.0
 _MEMORY_UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
 
@@ -120,9 +124,21 @@ class RayServeTarget(StoreBackedTarget):
         if unknown:
             raise ValidationError(f"Unknown target_options {unknown} for 'ray'.", value=unknown, allowed=OPTIONS)
         self.address = self.options.get("address") or os.environ.get("RAY_ADDRESS") or None
+        self.cluster_address: str | None = None
+        """The address of the cluster in use (the local one's GCS address when started here)."""
         self.started_local = False
         self._url: str | None = None
         self._generation = 0
+
+    @classmethod
+    def record_options(cls, rec: Mapping[str, Any]) -> dict[str, Any]:
+        """The options a record was made with, and the address of the cluster it runs on (so
+        a process that did not start the local Ray reaches the same one)."""
+        options = super().record_options(rec)
+        address = (rec.get("extra") or {}).get("ray_address")
+        if not options.get("address") and address and address != "local":
+            options["address"] = address
+        return options
 
     # -- the cluster -----------------------------------------------------------------------
     def ensure_running(self) -> dict[str, Any]:
@@ -130,28 +146,18 @@ class RayServeTarget(StoreBackedTarget):
         from ray import serve
 
         if not ray.is_initialized():
-            if self.address:
-                ray.init(address=self.address, log_to_driver=False)
-            else:
-                cpus = setting(env.MLOPS_RAY_NUM_CPUS)
-                ray.init(
-                    address="local",  # a new one: never a cluster another process left in /tmp/ray
-                    num_cpus=cpus,
-                    object_store_memory=OBJECT_STORE_BYTES,
-                    include_dashboard=False,
-                    log_to_driver=False,
-                )
-                self.started_local = True
-                log.warning(
-                    "mlops_jupyter: no Ray address given (target_options={'address': ...} or RAY_ADDRESS): "
-                    "started a local Ray with %s CPUs for the 'ray' target; it stops with this process.",
-                    cpus,
-                )
+            self._start_ray()
+        if self.cluster_address is None:
+            self.cluster_address = self.address or ray.get_runtime_context().gcs_address
         if self._url is None:
-            port = int(self.options.get("http_port") or _free_port())
-            serve.start(http_options={"host": "127.0.0.1", "port": port})
             from ray.serve.context import _get_global_client
+            from ray.serve.exceptions import RayServeException
 
+            try:  # a Serve already running (started by another target object or process) is reused
+                _get_global_client()
+            except RayServeException:
+                port = int(self.options.get("http_port") or _free_port())
+                serve.start(http_options={"host": "127.0.0.1", "port": port})
             http = _get_global_client().http_config
             host = "127.0.0.1" if http.host in ("0.0.0.0", "::", "") else http.host
             self._url = f"http://{host}:{http.port}"
@@ -160,6 +166,43 @@ class RayServeTarget(StoreBackedTarget):
             else:  # a Serve this process did not configure: adopt its routing table's generation
                 self._generation = int(self._health().get("generation") or 0)
         return {"url": self._url, "address": self.address or "local", "started_local": self.started_local}
+
+    def _start_ray(self) -> None:
+        """Connect to the cluster at :attr:`address`, or start a local one (bounded for a small
+        machine), giving its agents ``MLOPS_RAY_START_TIMEOUT`` seconds to register."""
+        import ray
+
+        if self.address:
+            ray.init(address=self.address, log_to_driver=False)
+            return
+        cpus, timeout = setting(env.MLOPS_RAY_NUM_CPUS), setting(env.MLOPS_RAY_START_TIMEOUT)
+        t0 = time.monotonic()
+        try:
+            ray.init(
+                address="local",  # a new one: never a cluster another process left in /tmp/ray
+                num_cpus=cpus,
+                object_store_memory=OBJECT_STORE_BYTES,
+                include_dashboard=False,
+                log_to_driver=False,
+                _system_config={"agent_register_timeout_ms": int(timeout * 1000)},
+            )
+        except Exception as exc:
+            if ray.is_initialized():
+                ray.shutdown()
+            raise GatewayError(
+                f"A local Ray ({cpus:g} CPUs) did not start after {time.monotonic() - t0:.0f} s: waited for its GCS, "
+                f"raylet and agents (agents get {env.MLOPS_RAY_START_TIMEOUT}={timeout:.0f} s to register; a "
+                f"saturated machine starts them slowly): {type(exc).__name__}: {exc}",
+                value=timeout,
+                allowed=f"a larger {env.MLOPS_RAY_START_TIMEOUT}, or a running cluster in RAY_ADDRESS",
+            ) from exc
+        self.started_local = True
+        log.warning(
+            "mlops_jupyter: no Ray address given (target_options={'address': ...} or RAY_ADDRESS): "
+            "started a local Ray with %s CPUs for the 'ray' target in %.1f s; it stops with this process.",
+            cpus,
+            time.monotonic() - t0,
+        )
 
     def _restore(self) -> None:
         """Serve every stored Ray deployment again (a new cluster, or after :meth:`stop`)."""
@@ -247,7 +290,8 @@ class RayServeTarget(StoreBackedTarget):
         from ray import serve
 
         names = {app_name(r["tenant"], r["environment"], r["model_id"], v) for r in wanted for v in r["traffic"]}
-        deadline = time.monotonic() + START_TIMEOUT
+        timeout = setting(env.MLOPS_RAY_START_TIMEOUT)
+        deadline = time.monotonic() + timeout
         while True:
             apps = serve.status().applications
             states = {n: str(apps[n].status).rsplit(".", 1)[-1] if n in apps else "MISSING" for n in names}
@@ -257,7 +301,10 @@ class RayServeTarget(StoreBackedTarget):
             if all(st == "RUNNING" for st in states.values()):
                 return
             if time.monotonic() > deadline:
-                raise TargetFailure(f"Ray Serve did not start {sorted(names)} within {START_TIMEOUT:.0f} s: {states}")
+                raise TargetFailure(
+                    f"Ray Serve did not start the replicas of {sorted(names)} within {timeout:.0f} s "
+                    f"({env.MLOPS_RAY_START_TIMEOUT}); application states: {states}"
+                )
             time.sleep(0.1)
 
     def _health(self) -> dict[str, Any]:
@@ -281,7 +328,8 @@ class RayServeTarget(StoreBackedTarget):
         """Wait until the ingress serves the routing table of ``generation``."""
         import http.client
 
-        deadline = time.monotonic() + START_TIMEOUT
+        timeout = setting(env.MLOPS_RAY_START_TIMEOUT)
+        deadline = time.monotonic() + timeout
         last: Any = None
         while time.monotonic() < deadline:
             try:
@@ -292,7 +340,8 @@ class RayServeTarget(StoreBackedTarget):
                 last = exc
             time.sleep(0.05)
         raise TargetFailure(
-            f"Ray Serve's ingress did not take the new routing table within {START_TIMEOUT:.0f} s: {last}"
+            f"Ray Serve's ingress did not answer GET /health with routing table generation {generation} "
+            f"within {timeout:.0f} s ({env.MLOPS_RAY_START_TIMEOUT}); last answer: {last}"
         )
 
     # -- changes -------------------------------------------------------------------------
@@ -317,7 +366,11 @@ class RayServeTarget(StoreBackedTarget):
         self._apply_config(after, both, generation)
         self._wait_ingress(generation)
         self._apply_config(after, after, generation)
-        return {"ray_address": self.address or "local", "applications": [app_name(*key, v) for v in record["traffic"]]}
+        return {
+            "ray_address": self.cluster_address,
+            "url": self._url,
+            "applications": [app_name(*key, v) for v in record["traffic"]],
+        }
 
     def remove(self, change: Plan) -> None:
         self.ensure_running()
@@ -330,7 +383,17 @@ class RayServeTarget(StoreBackedTarget):
 
     # -- reading -------------------------------------------------------------------------
     def endpoint(self, tenant: str, environment: str, model_id: str) -> str:
-        return f"{self._url or 'http://127.0.0.1:PORT'}/tenants/{tenant}/{environment}/models/{model_id}"
+        """The deployment's URL on Serve's proxy: this process's Serve when Ray runs here, else
+        the URL its record kept when it was last changed (Ray is not imported for this)."""
+        import sys
+
+        ray = sys.modules.get("ray")
+        url = self._url
+        if url is None and ray is not None and ray.is_initialized():
+            url = self.ensure_running()["url"]
+        if url is None:
+            url = ((self.get(tenant, environment, model_id) or {}).get("extra") or {}).get("url")
+        return f"{url or 'http://127.0.0.1:PORT'}/tenants/{tenant}/{environment}/models/{model_id}"
 
     def verify(self) -> dict[str, Any]:
         """The ingress answers ``/health`` over Serve's proxy with the current routing table."""
@@ -381,7 +444,7 @@ class RayServeTarget(StoreBackedTarget):
         if self.started_local:
             ray.shutdown()
             self.started_local = False
-        self._url = None
+        self._url = self.cluster_address = None
         return {"stopped": True, "target": self.name}
 
 

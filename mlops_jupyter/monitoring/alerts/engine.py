@@ -368,14 +368,13 @@ def rollback(dep: Any, tenant: str, model_id: str, environment: str | None, seen
                 value=deployed,
                 allowed="an action 'rollback:<environment>'",
             )
-    from mlops_jupyter.deployment.traffic import rollback_target, top_version
+    from mlops_jupyter.deployment.traffic import top_version
     from mlops_jupyter.registry.semver import compare, is_semver
 
-    rec = dep.target.get(tenant, environment, model_id)
-    if rec is None:
-        dep.get_deployment(model_id, environment)  # raises NotFoundError naming what is deployed
-    before = dict(rec["traffic"])
-    live, target = top_version(before), rollback_target(before, rec.get("history") or [])
+    # whatever target the deployment runs on: the deployment API changes it there
+    now = dep.get_deployment(model_id, environment)  # raises NotFoundError naming what is deployed
+    before = dict(now["traffic"])
+    live, target = top_version(before), now["rollback_to"]
     if live and target and is_semver(live) and is_semver(target) and compare(target, live) > 0:
         # an alert firing again after an earlier rollback must not roll forward
         return {
