@@ -19,6 +19,8 @@ export interface IRun {
   metrics: Record<string, number | null>;
   tags: Record<string, string>;
   parent_run_id?: string | null;
+  /** Its metric names, the key one first (the server's `runs_query.key_metrics`). */
+  key_metrics?: string[];
 }
 
 export interface IRunSummary {
@@ -230,50 +232,23 @@ export function pickExperiment(experiments: Pick<IExperiment, 'name' | 'kind'>[]
 
 // -- runs ------------------------------------------------------------------------------
 
-/** Metric names shown first, in this order, when a run has them. */
-export const PREFERRED_METRICS = [
-  'accuracy',
-  'f1',
-  'f1_score',
-  'roc_auc',
-  'auc',
-  'precision',
-  'recall',
-  'r2',
-  'rmse',
-  'mae',
-  'mse',
-  'loss',
-  'val_accuracy',
-  'val_loss'
-];
-
-/** Bookkeeping metrics of cell autolog: shown last, never as a run's key metric. */
-export const NOISE_METRICS = ['cell_duration_s'];
-
 /**
- * The `n` metrics worth showing in a run's row, as `[name, formatted value]`: the
- * experiment's sort metric first, then well-known quality metrics, then the others by
- * name, and bookkeeping (`cell_duration_s`) last.
+ * The `n` metrics worth showing in a run's row, as `[name, formatted value]`: in the order of
+ * `order`, the run's `key_metrics` from the server (the experiment's sort metric first, then
+ * well-known quality metrics, cell autolog's bookkeeping last: the rule the ComparisonPanel
+ * uses too, `runs_query.key_metrics` in Python), then any others by name.
  */
 export function keyMetrics(
   metrics: Record<string, number | null> | null | undefined,
   n = 3,
-  sortMetric: string | null = null
+  order: readonly string[] | null | undefined = null
 ): [string, string][] {
-  const names = Object.keys(metrics ?? {});
-  const rank = (k: string): number => {
-    if (sortMetric !== null && k === sortMetric) {
-      return -1;
-    }
-    if (NOISE_METRICS.includes(k)) {
-      return PREFERRED_METRICS.length + 1;
-    }
-    const i = PREFERRED_METRICS.indexOf(k.toLowerCase());
-    return i < 0 ? PREFERRED_METRICS.length : i;
-  };
-  names.sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
-  return names.slice(0, Math.max(0, n)).map(k => [k, formatNumber((metrics ?? {})[k])]);
+  const values = metrics ?? {};
+  const ranked = (order ?? []).filter(k => k in values);
+  const rest = Object.keys(values)
+    .filter(k => !ranked.includes(k))
+    .sort((a, b) => a.localeCompare(b));
+  return [...new Set([...ranked, ...rest])].slice(0, Math.max(0, n)).map(k => [k, formatNumber(values[k])]);
 }
 
 /** A CSS modifier for a run or deployment status. */
@@ -562,35 +537,12 @@ export function statusText(autolog: 'on' | 'off' | null, gateway: IGateway | nul
 }
 
 
-/** One attempt to run an alert's action (`action_result.attempts[i]` of the alert history). */
-export interface IDeliveryAttempt {
-  n: number;
-  at?: string;
-  seconds?: number;
-  ok?: boolean;
-  status?: number;
-  error?: string;
-  reason?: string;
-}
-
 /**
- * How an alert's action was delivered, from the history entry's `delivery` and its
- * attempts: `webhook:… delivered (2 attempts)`, `pager retrying: attempt 1 failed: timed out`.
- * Empty when the entry records no action delivery.
+ * How an alert's action was delivered, as the server extension words it (`delivery_text`,
+ * the line the DriftPanel shows too): `rolled back iris production to 1.0.0 (1 attempt)`,
+ * `pager retrying: attempt 1 failed: timed out after 10 s`. Empty when the entry records
+ * no action delivery.
  */
 export function deliveryText(alert: IAlert): string {
-  const delivery = typeof alert.delivery === 'string' ? alert.delivery : '';
-  if (!delivery) {
-    return '';
-  }
-  const result = (alert.action_result ?? {}) as { attempts?: IDeliveryAttempt[] };
-  const attempts = Array.isArray(result.attempts) ? result.attempts : [];
-  const action = typeof alert.action === 'string' ? alert.action : 'action';
-  const tries = attempts.length ? ` (${plural(attempts.length, 'attempt')})` : '';
-  const last = attempts[attempts.length - 1];
-  const why = last && !last.ok && (last.error || last.reason) ? `: ${last.error || last.reason}` : '';
-  if (delivery === 'retrying' && last) {
-    return `${action} retrying: attempt ${last.n} failed${why}`;
-  }
-  return `${action} ${delivery}${tries}${delivery === 'failed' ? why : ''}`;
+  return typeof alert.delivery_text === 'string' ? alert.delivery_text : '';
 }

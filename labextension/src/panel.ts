@@ -536,14 +536,13 @@ export class MLOpsPanel extends Widget {
         );
       })
     );
-    const sortMetric = this.experiments.find(e => e.name === this.selectedExperiment)?.sort_metric ?? null;
     const children = new Map<string, number>();
     for (const r of this.runs) {
       if (r.parent_run_id) {
         children.set(r.parent_run_id, (children.get(r.parent_run_id) ?? 0) + 1);
       }
     }
-    const rows = this.runs.map(r => (isSession(r) ? this.sessionRow(r, children.get(r.run_id) ?? 0) : this.runRow(r, sortMetric)));
+    const rows = this.runs.map(r => (isSession(r) ? this.sessionRow(r, children.get(r.run_id) ?? 0) : this.runRow(r)));
     setChildren(
       body,
       list,
@@ -571,12 +570,15 @@ export class MLOpsPanel extends Widget {
     );
   }
 
-  private runRow(r: IRun, sortMetric: string | null): HTMLElement {
+  private runRow(r: IRun): HTMLElement {
     const open = r.run_id === this.openRun;
     const name = r.run_name ?? r.run_id.slice(0, 8);
     const toggle = () => {
-      this.openRun = open ? null : r.run_id;
-      if (!open && !this.details.has(r.run_id)) {
+      // from the state now, not from when this row was drawn: a refresh under way (e.g. after
+      // the experiment was clicked again) may still show a row that is no longer open
+      const opening = this.openRun !== r.run_id;
+      this.openRun = opening ? r.run_id : null;
+      if (opening && !this.details.has(r.run_id)) {
         void this.loadDetail(r.run_id);
       }
       this.renderExperiments();
@@ -602,7 +604,7 @@ export class MLOpsPanel extends Widget {
       h(
         'div',
         { class: 'jp-MLOps-metrics' },
-        keyMetrics(r.metrics, 3, sortMetric).map(([k, v], i) =>
+        keyMetrics(r.metrics, 3, r.key_metrics).map(([k, v], i) =>
           h('span', { class: `jp-MLOps-metric${i === 0 ? ' jp-MLOps-keyMetric' : ''}` }, `${k} `, h('b', {}, v))
         )
       ),

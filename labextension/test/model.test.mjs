@@ -66,9 +66,10 @@ test('formatRelative says how long ago', () => {
   assert.equal(formatRelative('not a date', now), '—');
 });
 
-test('keyMetrics puts well-known metrics first, then the rest by name', () => {
+test('keyMetrics follows the server\'s key_metrics order, then the rest by name', () => {
   const m = { zeta: 1, loss: 0.25, accuracy: 0.912345, alpha: 2, f1: 0.8 };
-  assert.deepEqual(keyMetrics(m), [
+  // the order the server sends (runs_query.key_metrics): the sort metric or well-known first
+  assert.deepEqual(keyMetrics(m, 3, ['accuracy', 'f1', 'loss', 'zeta', 'alpha']), [
     ['accuracy', '0.9123'],
     ['f1', '0.8'],
     ['loss', '0.25']
@@ -78,7 +79,11 @@ test('keyMetrics puts well-known metrics first, then the rest by name', () => {
     ['b', '1']
   ]);
   assert.deepEqual(keyMetrics(null), []);
-  assert.deepEqual(keyMetrics({ Accuracy: 0.5, x: 1 }, 1), [['Accuracy', '0.5']]);
+  // names of the order the run does not have are skipped; names it left out follow by name
+  assert.deepEqual(keyMetrics({ x: 1, y: 2, Accuracy: 0.5 }, 2, ['gone', 'y']), [
+    ['y', '2'],
+    ['Accuracy', '0.5']
+  ]);
 });
 
 test('statusLevel maps statuses to badge levels', () => {
@@ -225,13 +230,6 @@ test('plural counts things', () => {
   assert.equal(plural(3, 'version'), '3 versions');
 });
 
-test('keyMetrics puts the sort metric first and cell_duration_s last', () => {
-  const m = { cell_duration_s: 0.5, accuracy: 0.9, zeta: 1, loss: 0.2 };
-  assert.deepEqual(keyMetrics(m, 4).map(([k]) => k), ['accuracy', 'loss', 'zeta', 'cell_duration_s']);
-  assert.deepEqual(keyMetrics(m, 2, 'zeta').map(([k]) => k), ['zeta', 'accuracy']);
-  assert.deepEqual(keyMetrics({ cell_duration_s: 1, my_score: 3 }, 1), [['my_score', '3']]);
-});
-
 test('a session run is shown as the session; cell runs name their cell', () => {
   assert.equal(isSession({ tags: { 'mlops.kind': 'session' } }), true);
   assert.equal(isSession({ tags: { 'mlops.kind': 'cell' } }), false);
@@ -278,22 +276,10 @@ test('statusText says autolog and the gateway state', () => {
   assert.equal(statusText(null, null), 'MLOps: autolog — · gateway —');
 });
 
-test('deliveryText says how an alert action was delivered, attempt by attempt', () => {
+test('deliveryText shows the server\'s delivery line (the one the DriftPanel shows)', () => {
   const base = { alert_id: 'a', model_id: 'm', condition: 'error_rate > 0.1', state: 'firing' };
   assert.equal(deliveryText(base), ''); // no action delivery recorded
-  const ok = { n: 2, ok: true, status: 204 };
-  const timedOut = { n: 1, ok: false, error: 'timed out after 10 s' };
-  assert.equal(
-    deliveryText({ ...base, action: 'webhook:http://hook', delivery: 'delivered', action_result: { attempts: [timedOut, ok] } }),
-    'webhook:http://hook delivered (2 attempts)'
-  );
-  assert.equal(
-    deliveryText({ ...base, action: 'pager', delivery: 'retrying', action_result: { attempts: [timedOut] } }),
-    'pager retrying: attempt 1 failed: timed out after 10 s'
-  );
-  assert.equal(
-    deliveryText({ ...base, action: 'pager', delivery: 'failed', action_result: { attempts: [timedOut] } }),
-    'pager failed (1 attempt): timed out after 10 s'
-  );
-  assert.equal(deliveryText({ ...base, action: 'log', delivery: 'queued', action_result: {} }), 'log queued');
+  const line = 'rolled back m production to 1.0.0 (1 attempt)';
+  assert.equal(deliveryText({ ...base, delivery: 'delivered', delivery_text: line }), line);
+  assert.equal(deliveryText({ ...base, delivery_text: 42 }), '');
 });

@@ -24,6 +24,8 @@ from typing import Any, TypeVar
 
 from mlops_jupyter.config.settings import Settings
 from mlops_jupyter.errors import NotFoundError, ValidationError
+from mlops_jupyter.monitoring.alerts.describe import delivery_text
+from mlops_jupyter.tracking import runs_query
 
 T = TypeVar("T")
 
@@ -39,7 +41,7 @@ MAX_HISTORY_METRICS = 20
 MAX_HISTORY_POINTS = 1000
 """... and keeps at most this many (the last) points of each."""
 MAX_CELL_SOURCE = 20000
-SORT_METRIC_TAG = "mlops.sort_metric"
+SORT_METRIC_TAG = runs_query.SORT_METRIC_TAG
 """Experiment tag naming the metric runs are ranked by (shown first in the sidebar)."""
 HEALTH_TIMEOUT = 2.0
 
@@ -193,24 +195,31 @@ class MLOpsService:
                     "run_count_complete": complete,
                     "last_run": _run_summary(last) if last else None,
                     "last_run_at": last["start_time"] if last else None,
-                    "sort_metric": (e.tags or {}).get(SORT_METRIC_TAG),
+                    "sort_metric": runs_query.sort_metric_of(e),
                 }
             )
         out.sort(key=lambda x: (x["kind"] == "experiment", x["last_run_at"] or x["updated_at"] or ""), reverse=True)
         return {"tenant": self.tenant, "experiments": out}
 
     def runs(self, experiment: str | None = None, limit: int = DEFAULT_RUNS) -> dict[str, Any]:
-        """The newest runs (of one experiment, or of all), with params, metrics and tags."""
+        """The newest runs (of one experiment, or of all), with params, metrics and tags, and
+        ``key_metrics``: their metric names, the key one first (the experiment's sort metric,
+        else the usual quality metrics: ``runs_query.key_metrics``, as the panels pick it)."""
         t = self.pipeline.tracker
+        experiments = self._experiments()
+        sort_metrics = {e.experiment_id: runs_query.sort_metric_of(e) for e in experiments}
         if experiment is not None:
-            names = sorted(t.tenancy.plain_experiment_name(e.name) for e in self._experiments())
+            names = sorted(t.tenancy.plain_experiment_name(e.name) for e in experiments)
             if experiment not in names:
                 raise NotFoundError(
                     f"No experiment {experiment!r} for tenant {self.tenant!r}.",
                     value=experiment,
                     allowed=names or "(no experiments yet)",
                 )
-        runs = t.list_experiments(experiment_name=experiment, max_results=limit)
+        runs = [
+            {**r, "key_metrics": runs_query.key_metrics(r.get("metrics") or {}, sort_metrics.get(r["experiment_id"]))}
+            for r in t.list_experiments(experiment_name=experiment, max_results=limit)
+        ]
         return {"tenant": self.tenant, "experiment": experiment, "limit": limit, "runs": runs}
 
     def run(self, run_id: str) -> dict[str, Any]:
@@ -395,7 +404,8 @@ class MLOpsService:
         return {
             "tenant": self.tenant,
             "model_id": model_id,
-            "alerts": m.alerts(model_id=model_id, limit=limit),
+            # each entry's action delivery as one line, as the DriftPanel shows it
+            "alerts": [{**a, "delivery_text": delivery_text(a)} for a in m.alerts(model_id=model_id, limit=limit)],
             "rules": m.list_alert_rules(model_id),
         }
 

@@ -353,3 +353,21 @@ def read_runs(
     finally:
         con.close()
     return RunRows(exps, runs, params, metrics, tags)
+
+
+def read_experiment_tag(db: Path, tenancy: Tenancy, experiment: str, key: str) -> str | None:
+    """Tag ``key`` of the tenant's active experiment ``experiment`` (its plain name), read
+    straight from MLflow's tables as :func:`read_runs` reads runs (no MLflow import on the
+    panels' fast path); None when there is no such experiment of the tenant or no such tag."""
+    con = _connect_readonly(db)
+    try:
+        row = con.execute(
+            "SELECT v.value FROM experiments e "
+            "JOIN experiment_tags t ON t.experiment_id = e.experiment_id AND t.key = ? AND t.value = ? "
+            "JOIN experiment_tags v ON v.experiment_id = e.experiment_id AND v.key = ? "
+            "WHERE e.lifecycle_stage = 'active' AND e.name = ?",
+            (TENANT_TAG, tenancy.tenant, key, tenancy.experiment_name(experiment)),
+        ).fetchone()
+    finally:
+        con.close()
+    return str(row[0]) if row and row[0] else None

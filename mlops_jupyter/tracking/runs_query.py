@@ -40,6 +40,7 @@ BASE_COLUMNS = (
     "end_time",
     "duration",
     "cell",
+    "cell_id",
     "kind",
     "parent_run_id",
     "report",
@@ -48,7 +49,7 @@ BASE_COLUMNS = (
 _TAGS = {
     "mlflow.parentRunId": "parent_run_id",
     "mlops.execution_count": "_count",
-    "mlops.cell_id": "_cell_id",
+    "mlops.cell_id": "cell_id",
     "mlops.kind": "kind",
     "mlops.report.path": "report",
 }
@@ -78,7 +79,8 @@ def runs_frame(
 
     Returns:
         A DataFrame with :data:`BASE_COLUMNS` (``start_time``/``end_time`` as UTC
-        timestamps, ``duration`` in seconds, ``cell`` as ``[n]`` for cell runs), then
+        timestamps, ``duration`` in seconds, ``cell`` as ``[n]`` and ``cell_id`` (JupyterLab's id
+        of the cell) for cell runs), then
         ``params.<key>`` (strings, as MLflow stores them) and ``metrics.<key>`` (floats,
         the latest value) columns, each group sorted by key.
 
@@ -119,7 +121,7 @@ def frame_from_runs(runs: Sequence[dict[str, Any]] | pd.DataFrame) -> pd.DataFra
         row["parent_run_id"] = r.get("parent_run_id") or tags.get("mlflow.parentRunId")
         row["kind"] = tags.get("mlops.kind")
         row["_count"] = tags.get("mlops.execution_count")
-        row["_cell_id"] = tags.get("mlops.cell_id")
+        row["cell_id"] = tags.get("mlops.cell_id")
         row["report"] = tags.get("mlops.report.path")
         row.update({f"params.{k}": v if isinstance(v, str) else str(v) for k, v in (r.get("params") or {}).items()})
         row.update({f"metrics.{k}": v for k, v in (r.get("metrics") or {}).items()})
@@ -190,11 +192,12 @@ def _finish(df: pd.DataFrame) -> pd.DataFrame:
 
     if "_count" in df.columns:
         df["cell"] = df["_count"].map(lambda c: f"[{c}]" if c not in (None, "") and not pd.isna(c) else "")
-    df = df.drop(columns=[c for c in ("_count", "_cell_id") if c in df.columns])
+    df = df.drop(columns=[c for c in ("_count",) if c in df.columns])
     for col in BASE_COLUMNS:
         if col not in df.columns:
-            df[col] = "" if col in ("cell", "report") else None
+            df[col] = "" if col in ("cell", "cell_id", "report") else None
     df["report"] = df["report"].fillna("").astype(str)  # the local HTML of a report run
+    df["cell_id"] = df["cell_id"].fillna("").astype(str)  # JupyterLab's id of the cell (cell autolog)
     for col in ("start_time", "end_time"):
         if not pd.api.types.is_datetime64_any_dtype(df[col]):
             df[col] = pd.to_datetime(df[col], utc=True, errors="coerce")
@@ -204,3 +207,84 @@ def _finish(df: pd.DataFrame) -> pd.DataFrame:
     for c in metrics:
         df[c] = pd.to_numeric(df[c], errors="coerce")
     return df[list(BASE_COLUMNS) + params + metrics].reset_index(drop=True)
+
+
+# -- a run's key metric: one rule for the panels and the sidebar -------------------------------
+#: Experiment tag naming the metric its runs are ranked by (shown first everywhere).
+SORT_METRIC_TAG = "mlops.sort_metric"
+#: Metrics tried first as a run's key metric when its experiment names none, in this order.
+PREFERRED_METRICS = (
+    "accuracy",
+    "f1",
+    "f1_score",
+    "auc",
+    "roc_auc",
+    "r2",
+    "precision",
+    "recall",
+    "score",
+    "val_accuracy",
+    "loss",
+    "val_loss",
+    "rmse",
+    "mae",
+)
+#: Metrics that cell autolog records on every cell: listed last, never the key metric
+#: unless a run has nothing else.
+HOUSEKEEPING_METRICS = ("cell_duration_s", "cells_not_logged")
+
+
+def key_metrics(metrics: Iterable[str], sort_metric: str | None = None) -> list[str]:
+    """Metric names, the key one first: the experiment's sort metric (tag
+    :data:`SORT_METRIC_TAG`), then the usual quality metrics (:data:`PREFERRED_METRICS`, in
+    that order), then the others as given, and cell autolog's bookkeeping last.
+
+    The ComparisonPanel's default metric and the sidebar's run rows (through the server
+    extension) both come from here, so a run's key metric is the same in both.
+
+    >>> key_metrics(["cell_duration_s", "loss", "throughput", "accuracy"])
+    ['accuracy', 'loss', 'throughput', 'cell_duration_s']
+    >>> key_metrics(["loss", "accuracy", "throughput"], sort_metric="throughput")
+    ['throughput', 'accuracy', 'loss']
+    """
+    names = list(dict.fromkeys(metrics))
+
+    def rank(i_name: tuple[int, str]) -> tuple[int, int]:
+        i, name = i_name
+        if sort_metric and name == sort_metric:
+            return (0, 0)
+        if name in HOUSEKEEPING_METRICS:
+            return (3, i)
+        if name.lower() in PREFERRED_METRICS:
+            return (1, PREFERRED_METRICS.index(name.lower()))
+        return (2, i)
+
+    return [name for _, name in sorted(enumerate(names), key=rank)]
+
+
+def key_metric(metrics: Iterable[str], sort_metric: str | None = None) -> str:
+    """The first of :func:`key_metrics` (``""`` with no metric).
+
+    >>> key_metric(["cell_duration_s", "throughput"]), key_metric(["cell_duration_s"]), key_metric([])
+    ('throughput', 'cell_duration_s', '')
+    """
+    return (key_metrics(metrics, sort_metric) or [""])[0]
+
+
+def sort_metric_of(experiment: Any) -> str | None:
+    """The metric an MLflow experiment's runs are ranked by (its tag), or None."""
+    value = (getattr(experiment, "tags", None) or {}).get(SORT_METRIC_TAG)
+    return str(value) if value else None
+
+
+def experiment_sort_metric(tracker: ExperimentTracker, experiment_name: str | None) -> str | None:
+    """The sort metric of the tenant's experiment ``experiment_name`` (None: no such
+    experiment of this tenant, no tag, or no name)."""
+    if not experiment_name:
+        return None
+    tenancy = tracker.tenancy
+    db = tracker.store.sqlite_db
+    if db is not None and db.is_file() and mlflow_sql.read_schema_ok(db):  # as runs_frame: no MLflow import
+        return mlflow_sql.read_experiment_tag(db, tenancy, experiment_name, SORT_METRIC_TAG)
+    exp = tracker.store.client.get_experiment_by_name(tenancy.experiment_name(experiment_name))
+    return sort_metric_of(exp) if exp is not None and tenancy.owns_experiment(exp) else None

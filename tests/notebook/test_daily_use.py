@@ -230,6 +230,21 @@ def test_register_links_the_version_to_the_run_that_fitted_the_variable(autolog_
 
 
 # -- 5. links ----------------------------------------------------------------------------------
+def _group_cmdlines(pgid: int) -> list[str]:
+    """The command lines of the processes in process group ``pgid`` (from /proc)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                if not entry.isdigit() or int(f.read().rsplit(")", 1)[1].split()[2]) != pgid:
+                    continue
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                out.append(f.read().replace(b"\0", b" ").decode(errors="replace"))
+        except (OSError, ValueError, IndexError):
+            continue  # exited meanwhile, or not a process
+    return out
+
+
 def test_mlops_ui_starts_one_mlflow_ui_on_the_store_and_panels_link_to_it(mlops_ip, churn):
     import urllib.request
 
@@ -242,6 +257,8 @@ def test_mlops_ui_starts_one_mlflow_ui_on_the_store_and_panels_link_to_it(mlops_
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+", url) and "<a href=" in url._repr_html_()
         proc = ui._UIS[p.settings.tracking_uri].proc
         assert mlops_ip.run_cell("%mlops ui").result == url and ui._UIS[p.settings.tracking_uri].proc is proc
+        # the UI is the server and its uvicorn worker: no job runner and huey consumers beside it
+        assert not [c for c in _group_cmdlines(proc.pid) if "mlflow.server.jobs" in c]
         with urllib.request.urlopen(f"{url}/api/2.0/mlflow/runs/get?run_id={ids[0]}", timeout=30) as r:
             assert json.load(r)["run"]["info"]["run_id"] == ids[0]  # the UI reads our store
         panel = ComparisonPanel(p, experiment="churn")

@@ -225,6 +225,72 @@ def test_runs_frame_matches_list_experiments_and_keeps_tenants_apart(store, home
 
 
 # -- DriftPanel (before the DeployPanel tests: their requests reach the prediction log) -------
+def test_a_runs_key_metric_is_the_experiments_sort_metric_in_the_panel_and_the_sidebar(store):
+    """One rule (``runs_query.key_metrics``) for the ComparisonPanel's default metric and the
+    key metric the sidebar shows first (the server extension's ``key_metrics``): the
+    experiment's ``mlops.sort_metric`` tag, else the usual quality metrics, never the
+    cell bookkeeping."""
+    from panel_data import log_runs
+
+    from mlops_jupyter import create_experiment_tracker
+    from mlops_jupyter.config.settings import resolve_settings
+    from mlops_jupyter.notebook.widgets import ComparisonPanel
+    from mlops_jupyter.server.service import MLOpsService
+    from mlops_jupyter.tracking.runs_query import SORT_METRIC_TAG, key_metrics
+
+    p = store["pipeline"]  # scoped to "sweep": another tracker logs into "ranked"
+    log_runs(create_experiment_tracker(tenant_id=TENANT, storage_path=store["home"]), 4, experiment="ranked", seed=3)
+    assert ComparisonPanel("ranked", pipeline=p).metric == "accuracy"  # no tag: a usual metric
+    exp_id = p.tracker.store.experiment_id(p.tracker.tenancy, "ranked")
+    p.tracker.store.client.set_experiment_tag(exp_id, SORT_METRIC_TAG, "loss")
+    panel = ComparisonPanel("ranked", pipeline=p)
+    assert panel.sort_metric == "loss" and panel.metric == "loss" and panel.higher_is_better is False
+    assert panel.sort_by == "metrics.loss" and panel.ascending is True  # the lowest loss first
+    # a frame of runs (no experiment named) that all belong to it: the same
+    assert ComparisonPanel(panel.frame, pipeline=p).metric == "loss"
+    # the sidebar's runs, as the server extension sends them: the same key metric first
+    service = MLOpsService(resolve_settings(tenant_id=TENANT, storage_path=store["home"]))
+    try:
+        runs = service.runs("ranked")["runs"]
+        assert len(runs) == 4 and all(r["key_metrics"] == ["loss", "accuracy", "f1"] for r in runs)
+        assert service.runs("sweep", limit=1)["runs"][0]["key_metrics"][0] == "accuracy"
+    finally:
+        service.close()
+    assert key_metrics(["cell_duration_s", "throughput", "f1"]) == ["f1", "throughput", "cell_duration_s"]
+
+
+def test_delivery_text_says_what_an_alert_action_did():
+    """The DriftPanel's and the sidebar's line for an alert's action delivery."""
+    from mlops_jupyter.monitoring.alerts.describe import delivery_text
+
+    base = {"alert_id": "a", "model_id": "churn", "condition": "error_rate > 0.1", "state": "firing"}
+    ok, timed_out = {"n": 2, "ok": True, "status": 204}, {"n": 1, "ok": False, "error": "timed out after 10 s"}
+    assert delivery_text(base) == ""  # no action delivery recorded
+    rolled = {"ok": True, "environment": "production", "version": "1.0.0", "attempts": [{"n": 1, "ok": True}]}
+    assert (
+        delivery_text({**base, "action": "rollback", "delivery": "delivered", "action_result": rolled})
+        == "rolled back churn production to 1.0.0 (1 attempt)"
+    )
+    skipped = {**rolled, "skipped": "the previous version 2.0.0 is newer than the live 1.0.0; not rolling forward"}
+    assert delivery_text(
+        {**base, "action": "rollback:production", "delivery": "delivered", "action_result": skipped}
+    ).startswith("rollback of churn production skipped: the previous version 2.0.0 is newer")
+    hook = {**base, "action": "webhook:http://hook", "delivery": "delivered"}
+    assert (
+        delivery_text({**hook, "action_result": {"ok": True, "status": 204, "attempts": [timed_out, ok]}})
+        == "webhook:http://hook delivered (HTTP 204, 2 attempts)"
+    )
+    pager = {**base, "action": "pager", "action_result": {"attempts": [timed_out]}}
+    assert delivery_text({**pager, "delivery": "retrying"}) == "pager retrying: attempt 1 failed: timed out after 10 s"
+    assert delivery_text({**pager, "delivery": "failed"}) == "pager failed (1 attempt): timed out after 10 s"
+    assert delivery_text({**base, "action": "log", "delivery": "queued", "action_result": {}}) == "log queued"
+    held = {"ok": False, "reason": "no action registered under 'notify'"}
+    assert (
+        delivery_text({**base, "action": "notify", "delivery": "undelivered", "action_result": held})
+        == "notify undelivered: no action registered under 'notify'"
+    )
+
+
 def test_drift_panel_shows_scores_distributions_performance_and_alerts(store):
     from mlops_jupyter.notebook.widgets import DriftPanel
 
@@ -255,6 +321,9 @@ def test_drift_panel_shows_scores_distributions_performance_and_alerts(store):
     # the alert that fired
     assert panel.alerts and panel.alerts[0]["condition"] == "drift_score > 0.1"
     assert "alert history" in panel.alerts_html.value and "drift_score &gt; 0.1" in panel.alerts_html.value
+    # its action's delivery as a line (as the sidebar says it), not the raw action_result
+    assert "log delivered (1 attempt)" in panel.alerts_html.value
+    assert "idempotency_key" not in panel.alerts_html.value and "{" not in panel.alerts_html.value
     html = panel.static_html()
     assert html.count("data:image/svg+xml;base64,") == 3 and "performance in the window" in html
 

@@ -110,6 +110,7 @@ function render({ model, el }) {
           const span = document.createElement("span");
           span.textContent = v;
           span.dataset.mlopsCell = count[1];
+          if (row.cell_id) span.dataset.mlopsCellId = row.cell_id;  // found even after a re-run
           span.setAttribute("role", "link");
           span.tabIndex = 0;
           span.setAttribute("aria-label", "go to cell " + count[1]);
@@ -175,7 +176,8 @@ class RunTable(anywidget.AnyWidget):
     Traits:
         columns: ``[{"key", "label", "numeric"}]``.
         rows: ``[{"id", "cells": [str, ...], "best": bool, "status": str, "url": str,
-            "links": [url or None per cell]}]`` (``url``: the run's MLflow page, opened by Enter).
+            "links": [url or None per cell], "cell_id": str}]`` (``url``: the run's MLflow page,
+            opened by Enter; ``cell_id``: JupyterLab's id of the run's cell, for its `cell [N]` link).
         sort_by, ascending: the sort the user asked for (Python applies it).
         selected: ids of the selected rows (across pages).
         caption: a line above the table.

@@ -111,6 +111,8 @@ class ComparisonPanel(Panel):
         self.frame = pd.DataFrame()
         self.metrics: list[str] = []
         self.params: list[str] = []
+        #: the metric the experiment's runs are ranked by (its ``mlops.sort_metric`` tag), if any
+        self.sort_metric: str | None = None
         self._chart_rows = 0
         self._chart_note = ""
         self._sorted: Any = None
@@ -190,7 +192,7 @@ class ComparisonPanel(Panel):
         self._render()
 
     def _load(self) -> None:
-        from mlops_jupyter.tracking.runs_query import frame_from_runs, runs_frame
+        from mlops_jupyter.tracking.runs_query import experiment_sort_metric, frame_from_runs, runs_frame
 
         tracker = self.pipeline.tracker
         if self._given is not None and self._given_ids is None:
@@ -210,6 +212,7 @@ class ComparisonPanel(Panel):
             df = runs_frame(tracker, experiment_name=self.experiment, max_results=self.max_runs)
         df, self.sessions = data.without_sessions(data.with_cell_durations(df.reset_index(drop=True)))
         self.frame = df
+        self.sort_metric = experiment_sort_metric(tracker, self._one_experiment(df))
         self._history.clear()
         self.metrics = data.names(df.columns, "metrics.")
         self.params = data.names(df.columns, "params.")
@@ -219,13 +222,22 @@ class ComparisonPanel(Panel):
         if any(s not in ids for s in self.selected):
             self.selected = [s for s in self.selected if s in ids]
         if self.metric and self.metric not in self.metrics:
-            self.metric = data.default_metric(self.metrics)
+            self.metric = data.default_metric(self.metrics, self.sort_metric)
         if self.param and self.param not in self.params:
             self.param = data.default_param(self.params, self.frame)
 
+    def _one_experiment(self, frame: Any) -> str | None:
+        """The experiment whose sort metric applies: the panel's, else the one all its runs share."""
+        if self.experiment:
+            return self.experiment
+        names = set(frame["experiment_name"].dropna().astype(str)) if len(frame) else set()
+        return names.pop() if len(names) == 1 else None
+
     def _pick_defaults(self, metric: str | None, param: str | None) -> None:
         with self.hold_trait_notifications():
-            self.metric = metric.removeprefix("metrics.") if metric else data.default_metric(self.metrics)
+            self.metric = (
+                metric.removeprefix("metrics.") if metric else data.default_metric(self.metrics, self.sort_metric)
+            )
             self.param = param.removeprefix("params.") if param else data.default_param(self.params, self.frame)
             self.higher_is_better = data.higher_is_better_for(self.metric)
             self.sort_by, self.ascending = data.default_sort(self.metric, self.higher_is_better)

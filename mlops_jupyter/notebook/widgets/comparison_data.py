@@ -24,29 +24,15 @@ from typing import TYPE_CHECKING, Any
 
 from mlops_jupyter.notebook.widgets import charts
 from mlops_jupyter.notebook.widgets.static import fmt
+from mlops_jupyter.tracking.runs_query import (
+    HOUSEKEEPING_METRICS,
+    PREFERRED_METRICS,  # noqa: F401 (re-exported; the rule lives there)
+    key_metric,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-#: Metrics tried first as the default metric, in this order.
-PREFERRED_METRICS = (
-    "accuracy",
-    "f1",
-    "f1_score",
-    "auc",
-    "roc_auc",
-    "r2",
-    "precision",
-    "recall",
-    "score",
-    "val_accuracy",
-    "loss",
-    "val_loss",
-    "rmse",
-    "mae",
-)
-#: Metrics that cell autolog records on every cell: never the default.
-HOUSEKEEPING_METRICS = ("cell_duration_s", "cells_not_logged")
 MAX_TABLE_METRICS = 6
 MAX_TABLE_PARAMS = 6
 #: Most params the parallel-coordinates view draws as axes (the chosen one first).
@@ -66,22 +52,20 @@ def names(columns: Iterable[str], prefix: str) -> list[str]:
     return [c[len(prefix) :] for c in columns if c.startswith(prefix)]
 
 
-def default_metric(metrics: Sequence[str]) -> str:
-    """The metric shown first: a usual one (:data:`PREFERRED_METRICS`, in order), else the
-    first that is not housekeeping, else the first, else ``""``.
+def default_metric(metrics: Sequence[str], sort_metric: str | None = None) -> str:
+    """The metric shown first: the run's key metric as the sidebar shows it
+    (:func:`mlops_jupyter.tracking.runs_query.key_metric`): the experiment's sort metric,
+    else a usual one (:data:`PREFERRED_METRICS`, in order), else the first that is not
+    housekeeping, else the first, else ``""``.
 
-    >>> default_metric(["loss", "accuracy"])
-    'accuracy'
+    >>> default_metric(["loss", "accuracy"]), default_metric(["loss", "accuracy"], sort_metric="loss")
+    ('accuracy', 'loss')
     >>> default_metric(["cell_duration_s", "throughput"])
     'throughput'
     >>> default_metric(["cell_duration_s"]), default_metric([])
     ('cell_duration_s', '')
     """
-    for m in PREFERRED_METRICS:
-        if m in metrics:
-            return m
-    useful = [m for m in metrics if m not in HOUSEKEEPING_METRICS]
-    return (useful or list(metrics) or [""])[0]
+    return key_metric(metrics, sort_metric)
 
 
 def default_param(params: Sequence[str], frame: pd.DataFrame | None = None) -> str:
@@ -307,7 +291,8 @@ def table_rows(
     run_url: Callable[[str], str | None] | None = None,
 ) -> list[dict[str, Any]]:
     """The rows of the table widget: the run id, its cells as text, whether it is the best,
-    and (``run_url`` given) the run's MLflow page, linked from the run's name."""
+    its notebook cell's id (cell runs), and (``run_url`` given) the run's MLflow page, linked
+    from the run's name."""
     rows = []
     for rec in page.to_dict("records"):
         rid = str(rec["run_id"])
@@ -320,6 +305,8 @@ def table_rows(
                 "status": str(rec.get("status") or ""),
                 "url": url or "",
                 "links": [url if k == "run_name" else None for k, _, _ in columns] if url else [],
+                # JupyterLab's id of the run's cell: its `cell [N]` link finds the cell after a re-run
+                "cell_id": str(rec.get("cell_id") or ""),
             }
         )
     return rows

@@ -10,24 +10,18 @@ from typing import Any
 import ipywidgets as widgets
 from traitlets import Dict, Float, List, Unicode, observe, validate
 
+from mlops_jupyter.monitoring.alerts.describe import delivery_text
 from mlops_jupyter.notebook.widgets import charts, theme
 from mlops_jupyter.notebook.widgets._base import Panel, PathLike, resolve_pipeline, split_positional
 from mlops_jupyter.notebook.widgets._offline import chart_widget
 from mlops_jupyter.notebook.widgets.static import chart_html, fmt, html_table, panel_html
 
-ALERT_COLUMNS = ("fired_at", "condition", "severity", "state", "action", "delivery", "action_result", "resolved_at")
+#: Columns of the alert history table; ``delivery`` is the action's delivery as one line
+#: (:func:`~mlops_jupyter.monitoring.alerts.describe.delivery_text`, as the sidebar shows it).
+ALERT_COLUMNS = ("fired_at", "condition", "severity", "state", "action", "delivery", "resolved_at")
 MAX_ALERTS = 50
 #: Charts sit two abreast.
 CHART_WIDTH = 400
-
-
-def attempts_text(alert: dict[str, Any]) -> str:
-    """An alert's delivery attempts in a few words: ``"2: timed out after 10 s; ok"``."""
-    tried = ((alert.get("action_result") or {}) if isinstance(alert.get("action_result"), dict) else {}).get("attempts")
-    if not tried:
-        return ""
-    outcomes = ["ok" if t.get("ok") else str(t.get("error") or t.get("status") or "failed") for t in tried]
-    return f"{len(tried)}: " + "; ".join(outcomes)
 
 
 def parse_window(text: Any) -> Any:
@@ -442,11 +436,11 @@ class DriftPanel(Panel):
         if not self.alerts:
             return f"<div style='color:{theme.MUTED}'><i>no alerts fired</i></div>"
         shown = self.alerts[:MAX_ALERTS]  # newest first, as monitoring.alerts() returns them
-        rows = [[a.get(c) for c in ALERT_COLUMNS] + [attempts_text(a)] for a in shown]
+        rows = [[delivery_text(a) if c == "delivery" else a.get(c) for c in ALERT_COLUMNS] for a in shown]
         firing = [i for i, a in enumerate(shown) if a.get("state") in ("firing", "pending")]
         return html_table(
             rows,
-            [*ALERT_COLUMNS, "attempts"],
+            list(ALERT_COLUMNS),
             caption=f"alert history ({len(self.alerts)}, newest first)",
             highlight=firing,
             mark=theme.ALERT,
