@@ -44,6 +44,9 @@ MLOPS_RAY_INGRESS_CPUS = "MLOPS_RAY_INGRESS_CPUS"
 MLOPS_RAY_MAX_ONGOING = "MLOPS_RAY_MAX_ONGOING"
 """Requests one Ray replica takes at a time (Serve's ``max_ongoing_requests``, default 64)."""
 
+MLOPS_RAY_START_TIMEOUT = "MLOPS_RAY_START_TIMEOUT"
+"""Seconds the ``ray`` target waits for Ray to start (its agents), Serve's replicas and its ingress (default 300)."""
+
 # --- Serving gateway limits (issue 12, HTTP engine; read by config.settings.gateway_limits) ---
 MLOPS_GATEWAY_HEADER_TIMEOUT = "MLOPS_GATEWAY_HEADER_TIMEOUT"
 """Seconds a client has to send a request's headers once it started it (default 10; else 408)."""
