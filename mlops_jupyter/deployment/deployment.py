@@ -1,8 +1,8 @@
 """Model deployment: versions behind real HTTP endpoints, with A/B traffic and rollback.
 
 The deployment API is target-agnostic: a :class:`~mlops_jupyter.deployment.targets.base.DeploymentTarget`
-does the work, chosen by name or given as an object. ``local`` (the default and, for now, the
-only named one) is the serving gateway (``python -m mlops_jupyter.gateway``): one long-lived
+does the work, chosen by name (``local``, ``ray``, ``kserve``: see ``targets/``) or given as an
+object. ``local`` (the default) is the serving gateway (``python -m mlops_jupyter.gateway``): one long-lived
 process per storage home, started on demand by the first deploy, detached so it outlives the
 kernel, restoring every deployment from the embedded store when it starts again. The gateway
 itself passes its in-process target, so an alert's rollback changes its routes directly.
@@ -493,6 +493,17 @@ class ModelDeployment:
     def gateway_status(self) -> dict[str, Any]:
         """Whether the serving side runs, and where (``running``, ``url``, ``pid``...)."""
         return self.target.status()
+
+    def serving_status(self, model_id: str, environment: str = "production") -> dict[str, Any]:
+        """The status (``running``, ``target``, ``url``...) of the target that serves one
+        deployment, whichever target that is; asking never starts it.
+
+        Example:
+            >>> deployment.serving_status("ticket_classifier")["running"]
+            True
+        """
+        env = validate_environment(environment)
+        return self._targets.for_record(self._targets.get(self.tenant, env, model_id)).status()
 
     def stop_gateway(self) -> dict[str, Any]:
         """Stop the local gateway; deployments stay stored and come back on the next start.

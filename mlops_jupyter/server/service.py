@@ -288,18 +288,30 @@ class MLOpsService:
         return {**lin, "edges": [list(e) for e in lin["edges"]]}
 
     # -- deployments -----------------------------------------------------------------------
-    def _with_health(self, deps: list[dict[str, Any]], gateway: dict[str, Any]) -> list[dict[str, Any]]:
-        """Add ``health`` (asked of the running gateway, never starting it)."""
+    def _with_health(self, deps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Add ``health``: asked of each deployment's own target and endpoint, never starting them."""
         from mlops_jupyter.deployment.client import DeploymentClient
 
-        token = self.pipeline.deployment.get_token() if deps and gateway.get("running") else None
+        api = self.pipeline.deployment
+        token = api.get_token() if deps else None
+        running: dict[str, bool] = {}  # per target name: its status is asked once
         for d in deps:
-            if d["status"] != "deployed":
-                d["health"] = {"state": "failed", "message": d.get("reason") or f"status {d['status']}"}
-            elif not gateway.get("running"):
+            target = d.get("target") or "?"
+            if d["status"] == "deployed" and target not in running:
+                running[target] = bool(api.serving_status(d["model_id"], d["environment"]).get("running"))
+            if d["status"] == "failed":
+                d["health"] = {"state": "failed", "message": d.get("reason") or "status failed"}
+            elif d["status"] != "deployed":  # e.g. a KServe manifest rendered, not applied
+                apply = (d.get("target_status") or {}).get("apply")
+                d["health"] = {
+                    "state": "not_serving",
+                    "message": f"{d['status']} on its target ({target}), not served"
+                    + (f"; to serve it: {apply}" if apply else ""),
+                }
+            elif not running[target]:
                 d["health"] = {
                     "state": "down",
-                    "message": "The serving gateway is not running; the next change "
+                    "message": f"Its target ({target}) is not serving from here; the next change "
                     "(or deployment.client()) starts it with every deployment restored.",
                 }
             else:
@@ -321,13 +333,13 @@ class MLOpsService:
     def deployments(self, environment: str | None = None) -> dict[str, Any]:
         d = self.pipeline.deployment
         gateway = d.gateway_status()
-        deps = self._with_health(d.list_deployments(environment), gateway)
+        deps = self._with_health(d.list_deployments(environment))
         return {"tenant": self.tenant, "gateway": _gateway_summary(gateway), "deployments": deps}
 
     def deployment(self, model_id: str, environment: str) -> dict[str, Any]:
         d = self.pipeline.deployment
         dep = d.get_deployment(model_id, environment)
-        return self._with_health([dep], d.gateway_status())[0]
+        return self._with_health([dep])[0]
 
     def change_deployment(self, model_id: str, environment: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """Deploy, change traffic, roll back or promote, from a request body.

@@ -271,6 +271,24 @@ def test_models_versions_and_lineage(api):
     assert status == 400 and err["error"] == "InvalidNameError" and "bad!id" in err["message"]
 
 
+def test_each_deployments_health_is_asked_of_its_own_target(api, store):
+    """A deployment made on another target (kserve without a cluster: rendered, not applied)
+    is 'not_serving' with its target and how to apply it, while the gateway's are 'serving'."""
+    from mlops_jupyter import create_model_deployment
+
+    kserve = create_model_deployment(tenant_id="acme", storage_path=store["home"], target="kserve")
+    kserve.deploy_model("iris", "1.0.0", environment="edge")
+    try:
+        deps = {d["environment"]: d for d in api.get("deployments")["deployments"]}
+        edge = deps["edge"]
+        assert edge["target"] == "kserve" and edge["health"]["state"] == "not_serving", edge
+        assert "rendered on its target (kserve)" in edge["health"]["message"]
+        assert "kubectl apply -f" in edge["health"]["message"]
+        assert deps["production"]["target"] == "local" and deps["production"]["health"]["state"] == "serving"
+    finally:
+        kserve.undeploy("iris", "edge")
+
+
 def test_deployments_with_endpoint_health_traffic_and_rollback_target(api, store):
     data = api.get("deployments")
     assert data["gateway"]["running"] is True
