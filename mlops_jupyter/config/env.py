@@ -82,3 +82,7 @@ MLOPS_PREDLOG_SPOOL = "MLOPS_PREDLOG_SPOOL"
 """Requests a gateway worker keeps in memory while its prediction log cannot be written (default 200 000)."""
 MLOPS_PREDLOG_DURABLE = "MLOPS_PREDLOG_DURABLE"
 """1 (default): ``track_prediction(s)`` survive kill -9 (write-ahead log); 0: buffered only, faster."""
+
+# Writes to a tracking server (read by mlops_jupyter.config.settings.server_write_concurrency).
+MLOPS_SERVER_WRITE_CONCURRENCY = "MLOPS_SERVER_WRITE_CONCURRENCY"
+"""``log_batch`` requests the background writer keeps in flight to a tracking server (default 2)."""

@@ -364,3 +364,35 @@ def gateway_limits(environ: Mapping[str, str] | None = None) -> GatewayLimits:
             ) from None
         values[field] = value
     return GatewayLimits(**values)
+
+
+DEFAULT_SERVER_WRITE_CONCURRENCY = 2
+"""Two requests in flight: the server stores one while it parses the other (and with
+``--workers 2`` or more, on two cores); more only queue on a small server."""
+
+
+def server_write_concurrency(environ: Mapping[str, str] | None = None) -> int:
+    """``$MLOPS_SERVER_WRITE_CONCURRENCY`` or :data:`DEFAULT_SERVER_WRITE_CONCURRENCY`.
+
+    Raises:
+        InvalidSettingError: not an integer from 1 to 64 (names the variable and its value).
+
+    Example:
+        >>> server_write_concurrency({"MLOPS_SERVER_WRITE_CONCURRENCY": "4"})
+        4
+    """
+    environ = os.environ if environ is None else environ
+    raw = environ.get(env.MLOPS_SERVER_WRITE_CONCURRENCY) or ""
+    if raw == "":
+        return DEFAULT_SERVER_WRITE_CONCURRENCY
+    try:
+        value = int(raw)
+        if not 1 <= value <= 64:
+            raise ValueError(raw)
+    except ValueError:
+        raise InvalidSettingError(
+            f"${env.MLOPS_SERVER_WRITE_CONCURRENCY} is {raw!r}; it must be an integer from 1 to 64.",
+            value=raw,
+            allowed="an integer from 1 to 64",
+        ) from None
+    return value

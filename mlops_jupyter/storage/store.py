@@ -165,7 +165,8 @@ class TrackingStore:
         db = self.sqlite_db
         if db is not None and mlflow_sql.bulk_schema_ok(db):
             return mlflow_sql.SqliteSink(db), True
-        return ClientSink(client), False
+        concurrency = layout.server_write_concurrency() if self.tracking_uri.startswith(("http://", "https://")) else 1
+        return ClientSink(client, concurrency), False
 
     # -- recovery ----------------------------------------------------------------------
     def recover_for_read(self) -> None:

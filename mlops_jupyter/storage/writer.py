@@ -2,25 +2,38 @@
 
 ``submit`` appends the op to the journal (so a kill loses nothing) and to the in-memory
 queue, and returns. The writer thread takes everything queued, writes it through the sink
-in one batch, and discards the journal segment. ``flush`` waits until everything submitted
-before it is stored, and raises :class:`StoreError` if the store keeps failing (the data
+in one batch, and discards the journal segment (if the sink stored only part of it, the
+segment is rewritten with the rest, which alone is retried). ``flush`` waits until
+everything submitted before it is stored, and raises :class:`StoreError` if the store keeps failing (the data
 stays queued and journaled, and is retried, or replayed by the next process).
 """
 
 from __future__ import annotations
 
 import logging
+import marshal
+import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from mlops_jupyter.errors import StoreError
 from mlops_jupyter.storage.journal import Journal
-from mlops_jupyter.storage.sinks import Sink
+from mlops_jupyter.storage.sinks import PartialWriteError, Sink
 
 log = logging.getLogger(__name__)
 
 RETRY_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0)
+
+
+def _rewrite_segment(path: Path, ops: list[dict[str, Any]]) -> None:
+    """Replace a taken journal segment's records with ``ops`` (what of its batch is not
+    stored yet), atomically: a crash leaves the old segment or the new one, both replayable
+    (same record format as :meth:`Journal.append`)."""
+    tmp = path.with_name(path.name + ".tmp")  # not "*.journal": never taken for a segment
+    tmp.write_bytes(b"".join(len(d).to_bytes(4, "big") + d for d in map(marshal.dumps, ops)))
+    os.replace(tmp, path)
 
 
 class BatchWriter:
@@ -89,11 +102,16 @@ class BatchWriter:
                 batch, self._pending = self._pending, []
                 segment = self.journal.rotate() if self.journal is not None else None
             attempt = 0
+            todo = batch
             while True:
                 try:
-                    self.sink.write(batch)
+                    self.sink.write(todo)
                     break
                 except Exception as exc:  # store down, locked, ...: keep and retry
+                    if isinstance(exc, PartialWriteError):  # the rest is stored: retry, journal only this
+                        todo = exc.remaining
+                        if segment is not None:
+                            _rewrite_segment(segment, todo)
                     delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
                     attempt += 1
                     if attempt >= 3:
@@ -101,11 +119,11 @@ class BatchWriter:
                             self._error = exc
                             self._cond.notify_all()
                         if attempt == 3:
-                            log.warning("mlops_jupyter: storing %d item(s) failed, retrying: %s", len(batch), exc)
+                            log.warning("mlops_jupyter: storing %d item(s) failed, retrying: %s", len(todo), exc)
                     with self._cond:
                         if self._closing and attempt >= len(RETRY_DELAYS):
                             # give up at shutdown; the journal keeps the data for replay
-                            self._pending = batch + self._pending
+                            self._pending = todo + self._pending
                             return
                     time.sleep(delay)
             if self.journal is not None:

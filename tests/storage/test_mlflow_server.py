@@ -175,3 +175,115 @@ def test_text_artifacts_go_to_the_server(server, store_home, client, tmp_path, m
     got = client.download_artifacts(run.run_id, "cell.py", str(tmp_path))
     assert open(got).read() == "x = 1\n"
     assert sorted(os.listdir(tmp_path)) == ["cell.py", "client-home"]  # nothing written into the cwd
+
+
+# -- the concurrent write path (ClientSink with several requests in flight) -------------------
+def _log_ops(run_id: str, steps: range, keys: int, ts: int = 1_700_000_000_000) -> list[dict]:
+    return [
+        {"k": "log", "id": run_id, "ts": ts, "step": s, "m": {f"m{j}": s + j / 100 for j in range(keys)}} for s in steps
+    ]
+
+
+def test_requests_in_flight_never_share_a_run_key_and_respect_mlflow_limits():
+    from mlops_jupyter.storage.sinks import plan_requests
+
+    ops = _log_ops("a", range(300), 10)  # 3 000 points: 3 requests' worth, split into 2 lanes
+    ops.append({"k": "log", "id": "a", "ts": 1, "step": 0, "p": {f"p{i}": i for i in range(150)}, "t": {"x": "1"}})
+    ops += _log_ops("b", range(5), 3) + [{"k": "end", "id": "a", "status": "FINISHED", "end": 2}]
+    chains, ends = plan_requests(ops, lanes=2)
+    assert ends == [ops[-1]]
+    keys_of = [{(op["id"], k) for req in chain for op in req for k in op.get("m") or ()} for chain in chains]
+    assert len(chains) == 3  # run a in two lanes, run b in one
+    for i, ki in enumerate(keys_of):
+        assert all(not ki & kj for kj in keys_of[i + 1 :])
+    points, params = [], {}
+    for chain in chains:
+        for req in chain:
+            assert len({op["id"] for op in req}) == 1
+            m = sum(len(op.get("m") or ()) for op in req)
+            p = sum(len(op.get("p") or ()) for op in req)
+            t = sum(len(op.get("t") or ()) for op in req)
+            assert m <= 1000 and p <= 100 and t <= 100 and m + p + t <= 1000
+            points += [(op["id"], op["step"], k, v) for op in req for k, v in (op.get("m") or {}).items()]
+            params.update({k: v for op in req for k, v in (op.get("p") or {}).items()})
+    assert sorted(points) == sorted((op["id"], op["step"], k, v) for op in ops for k, v in (op.get("m") or {}).items())
+    assert params == {f"p{i}": i for i in range(150)}
+
+
+def test_a_failed_request_among_concurrent_ones_loses_nothing_and_only_it_is_replayed(server, client, tmp_path):
+    """Two runs, three requests in flight; the server refuses those of run B (deleted, 400):
+    A is stored and ended, the journal keeps only B's ops, and once B is restored the next
+    process replays them, stored exactly once."""
+    from mlops_jupyter.errors import StoreError
+    from mlops_jupyter.storage import journal
+    from mlops_jupyter.storage.sinks import ClientSink
+    from mlops_jupyter.storage.writer import BatchWriter
+
+    exp = client.create_experiment("concurrent-sink")
+    a, b = (client.create_run(exp).info.run_id for _ in range(2))
+    client.delete_run(b)
+    jdir = tmp_path / "journal"
+    sink = ClientSink(client, concurrency=3)
+    writer = BatchWriter(sink, journal.Journal(jdir))
+    ops = _log_ops(a, range(250), 10) + _log_ops(b, range(100), 4)
+    ops += [{"k": "end", "id": rid, "status": "FINISHED", "end": 1_700_000_001_000} for rid in (a, b)]
+    for op in ops:
+        writer.submit(op)
+    with pytest.raises(StoreError, match="not stored yet"):
+        writer.flush(timeout=60)
+    assert not writer.close()  # the process ends with B unstored: its journal stays
+    sink.close()
+    assert client.get_run(a).info.status == "FINISHED"
+    for j in range(10):
+        assert sorted(m.step for m in client.get_metric_history(a, f"m{j}")) == list(range(250))
+
+    client.restore_run(b)
+    (orphan,) = journal.orphans(jdir)
+    left = list(journal.read_segments(orphan.segments))
+    assert {op["id"] for op in left} == {b}  # nothing of A is replayed
+    assert sorted((op["step"], k) for op in left for k in op.get("m") or ()) == sorted(
+        (s, f"m{j}") for s in range(100) for j in range(4)
+    )
+    assert [op for op in left if op["k"] == "end"] == [ops[-1]]
+    replay = ClientSink(client, concurrency=3)
+    try:
+        replay.write(left)
+    finally:
+        replay.close()
+    journal.release(jdir, orphan)
+    run_b = client.get_run(b)
+    assert run_b.info.status == "FINISHED" and run_b.data.metrics["m3"] == 99.03
+    for rid, steps, keys in ((a, 250, 10), (b, 100, 4)):
+        for j in range(keys):
+            assert sorted(m.step for m in client.get_metric_history(rid, f"m{j}")) == list(range(steps))
+    assert list(jdir.glob("*.journal")) == []
+
+
+def test_non_finite_values_and_numpy_numbers_reach_the_server(server, client):
+    import math
+
+    from mlops_jupyter.storage.sinks import ClientSink
+
+    run = client.create_run(client.create_experiment("non-finite")).info.run_id
+    sink = ClientSink(client, concurrency=2)
+    try:
+        m = {"nan": float("nan"), "inf": float("inf"), "ninf": -math.inf, "np": np.float32(0.5)}
+        sink.write([{"k": "log", "id": run, "ts": np.int64(5), "step": np.int64(3), "m": m, "p": {"n": 1}}])
+    finally:
+        sink.close()
+    got = client.get_run(run).data
+    assert math.isnan(got.metrics["nan"]) and got.metrics["np"] == 0.5 and got.params == {"n": "1"}
+    assert got.metrics["inf"] > 1e308 and got.metrics["ninf"] < -1e308  # MLflow stores +-inf as +-max float
+    assert [(h.step, h.timestamp) for h in client.get_metric_history(run, "np")] == [(3, 5)]
+
+
+def test_server_write_concurrency_setting():
+    from mlops_jupyter.config.settings import server_write_concurrency
+    from mlops_jupyter.errors import InvalidSettingError
+
+    assert server_write_concurrency({}) == 2
+    assert server_write_concurrency({"MLOPS_SERVER_WRITE_CONCURRENCY": "1"}) == 1
+    for bad in ("0", "x", "65"):
+        with pytest.raises(InvalidSettingError, match="MLOPS_SERVER_WRITE_CONCURRENCY") as err:
+            server_write_concurrency({"MLOPS_SERVER_WRITE_CONCURRENCY": bad})
+        assert err.value.value == bad

@@ -190,8 +190,9 @@ class MlflowServer:
         backend_uri: ``postgresql+psycopg://...`` of a (preferably migrated) database.
         auth_db_uri: given: run ``--app-name basic-auth`` with its users in this database,
             default permission ``NO_PERMISSIONS`` and :data:`ADMIN` as the admin.
-        workers: server worker processes. One by default: with several, uvicorn's supervisor
-            kills a worker that is slow to boot (as on a loaded machine) and the start stalls.
+        workers: server worker processes (uvicorn's). Each handles requests on its own core;
+            its supervisor's health-check timeout is raised to :data:`START_TIMEOUT_S` so a
+            worker slow to boot on a loaded machine is not killed in a loop.
     """
 
     def __init__(self, root: Path, backend_uri: str, auth_db_uri: str | None = None, workers: int = 1) -> None:
@@ -224,9 +225,12 @@ class MlflowServer:
             str(self.artifacts),
             # stop within 2 s on SIGTERM, even with clients' keep-alive connections open
             "--uvicorn-opts",
-            "--timeout-graceful-shutdown 2",
+            f"--timeout-graceful-shutdown 2 --timeout-worker-healthcheck {int(START_TIMEOUT_S)}",
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING_", "MLFLOW_AUTH"))}
+        # MLflow's job runner (a runner and 7 consumer processes, each importing MLflow) serves
+        # nothing these tests or benchmarks use; on 2 cores it only slows the start
+        env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
         if self.auth_db_uri is not None:
             ini = self.root / "basic_auth.ini"
             ini.write_text(
