@@ -204,7 +204,7 @@ class MLOpsService:
     def runs(self, experiment: str | None = None, limit: int = DEFAULT_RUNS) -> dict[str, Any]:
         """The newest runs (of one experiment, or of all), with params, metrics and tags, and
         ``key_metrics``: their metric names, the key one first (the experiment's sort metric,
-        else the usual quality metrics: ``runs_query.key_metrics``, as the panels pick it)."""
+        else the last one logged: :mod:`~mlops_jupyter.tracking.key_metrics`)."""
         t = self.pipeline.tracker
         experiments = self._experiments()
         sort_metrics = {e.experiment_id: runs_query.sort_metric_of(e) for e in experiments}
@@ -217,7 +217,12 @@ class MLOpsService:
                     allowed=names or "(no experiments yet)",
                 )
         runs = [
-            {**r, "key_metrics": runs_query.key_metrics(r.get("metrics") or {}, sort_metrics.get(r["experiment_id"]))}
+            {
+                **r,
+                "key_metrics": runs_query.key_metrics(
+                    r.get("metrics") or {}, sort_metrics.get(r["experiment_id"]), logged_order=True
+                ),
+            }
             for r in t.list_experiments(experiment_name=experiment, max_results=limit)
         ]
         return {"tenant": self.tenant, "experiment": experiment, "limit": limit, "runs": runs}

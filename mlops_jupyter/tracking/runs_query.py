@@ -23,6 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 from mlops_jupyter.errors import ValidationError
 from mlops_jupyter.storage import mlflow_sql
+from mlops_jupyter.tracking.key_metrics import (  # noqa: F401 (re-exported: the panels import them here)
+    HOUSEKEEPING_METRICS,
+    PREFERRED_METRICS,
+    SORT_METRIC_TAG,
+    key_metric,
+    key_metrics,
+)
 from mlops_jupyter.tracking.tracker import BOOKKEEPING_EXPERIMENTS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -207,68 +214,6 @@ def _finish(df: pd.DataFrame) -> pd.DataFrame:
     for c in metrics:
         df[c] = pd.to_numeric(df[c], errors="coerce")
     return df[list(BASE_COLUMNS) + params + metrics].reset_index(drop=True)
-
-
-# -- a run's key metric: one rule for the panels and the sidebar -------------------------------
-#: Experiment tag naming the metric its runs are ranked by (shown first everywhere).
-SORT_METRIC_TAG = "mlops.sort_metric"
-#: Metrics tried first as a run's key metric when its experiment names none, in this order.
-PREFERRED_METRICS = (
-    "accuracy",
-    "f1",
-    "f1_score",
-    "auc",
-    "roc_auc",
-    "r2",
-    "precision",
-    "recall",
-    "score",
-    "val_accuracy",
-    "loss",
-    "val_loss",
-    "rmse",
-    "mae",
-)
-#: Metrics that cell autolog records on every cell: listed last, never the key metric
-#: unless a run has nothing else.
-HOUSEKEEPING_METRICS = ("cell_duration_s", "cells_not_logged")
-
-
-def key_metrics(metrics: Iterable[str], sort_metric: str | None = None) -> list[str]:
-    """Metric names, the key one first: the experiment's sort metric (tag
-    :data:`SORT_METRIC_TAG`), then the usual quality metrics (:data:`PREFERRED_METRICS`, in
-    that order), then the others as given, and cell autolog's bookkeeping last.
-
-    The ComparisonPanel's default metric and the sidebar's run rows (through the server
-    extension) both come from here, so a run's key metric is the same in both.
-
-    >>> key_metrics(["cell_duration_s", "loss", "throughput", "accuracy"])
-    ['accuracy', 'loss', 'throughput', 'cell_duration_s']
-    >>> key_metrics(["loss", "accuracy", "throughput"], sort_metric="throughput")
-    ['throughput', 'accuracy', 'loss']
-    """
-    names = list(dict.fromkeys(metrics))
-
-    def rank(i_name: tuple[int, str]) -> tuple[int, int]:
-        i, name = i_name
-        if sort_metric and name == sort_metric:
-            return (0, 0)
-        if name in HOUSEKEEPING_METRICS:
-            return (3, i)
-        if name.lower() in PREFERRED_METRICS:
-            return (1, PREFERRED_METRICS.index(name.lower()))
-        return (2, i)
-
-    return [name for _, name in sorted(enumerate(names), key=rank)]
-
-
-def key_metric(metrics: Iterable[str], sort_metric: str | None = None) -> str:
-    """The first of :func:`key_metrics` (``""`` with no metric).
-
-    >>> key_metric(["cell_duration_s", "throughput"]), key_metric(["cell_duration_s"]), key_metric([])
-    ('throughput', 'cell_duration_s', '')
-    """
-    return (key_metrics(metrics, sort_metric) or [""])[0]
 
 
 def sort_metric_of(experiment: Any) -> str | None:

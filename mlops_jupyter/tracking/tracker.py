@@ -25,6 +25,7 @@ from mlops_jupyter.errors import (
 from mlops_jupyter.storage import store as store_mod
 from mlops_jupyter.storage.store import TrackingStore
 from mlops_jupyter.tracking import param_types, server_auth
+from mlops_jupyter.tracking.key_metrics import in_logged_order
 from mlops_jupyter.tracking.validation import validate_metrics, validate_params, validate_tags
 
 log = logging.getLogger(__name__)
@@ -478,10 +479,21 @@ def run_to_dict(run: Any, experiment_names: Mapping[str, str]) -> dict[str, Any]
         "end_time": iso_from_ms(info.end_time),
         "duration": (info.end_time - info.start_time) / 1000 if info.end_time and info.start_time else None,
         "params": param_types.decode(data.params, data.tags),
-        "metrics": dict(data.metrics),
+        "metrics": _metrics_in_logged_order(data),
         "tags": {k: v for k, v in data.tags.items() if not k.startswith("mlflow.") and not param_types.is_types_tag(k)},
         "parent_run_id": data.tags.get("mlflow.parentRunId"),
     }
+
+
+def _metrics_in_logged_order(data: Any) -> dict[str, float]:
+    """A run's latest metric values, in the order they were logged (see
+    :mod:`~mlops_jupyter.tracking.key_metrics`: the last one is the run's key metric)."""
+    values = dict(data.metrics)
+    objs = getattr(data, "_metric_objs", None)  # MLflow's RunData keeps the Metric objects (timestamps)
+    if not objs:
+        return values
+    order = in_logged_order(objs)
+    return {**{k: values[k] for k in order if k in values}, **values}
 
 
 def end_open_runs_at_exit() -> None:

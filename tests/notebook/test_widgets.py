@@ -259,6 +259,33 @@ def test_a_runs_key_metric_is_the_experiments_sort_metric_in_the_panel_and_the_s
     assert key_metrics(["cell_duration_s", "throughput", "f1"]) == ["f1", "throughput", "cell_duration_s"]
 
 
+def test_without_a_sort_metric_a_runs_key_metric_is_the_last_one_logged(store):
+    """The sidebar's key metric of a run whose experiment names no sort metric: the metric it
+    logged last (not a usual one logged earlier, never the cell bookkeeping); metrics logged in
+    one call: the usual quality metric among them."""
+    from mlops_jupyter import create_experiment_tracker
+    from mlops_jupyter.config.settings import resolve_settings
+    from mlops_jupyter.server.service import MLOpsService
+
+    t = create_experiment_tracker(tenant_id=TENANT, storage_path=store["home"])
+    t.start_experiment("latest", run_name="fit-then-serve")
+    t.log_metrics({"cell_duration_s": 0.2, "loss": 0.3, "accuracy": 0.91}, step=0)
+    t.log_metrics({"latency_ms": 3.5}, step=1)
+    t.end_experiment()
+    t.start_experiment("latest", run_name="one-call")
+    t.log_metrics({"loss": 0.3, "accuracy": 0.91, "throughput": 120.0}, step=0)
+    t.end_experiment()
+    logged = {r["run_name"]: list(r["metrics"]) for r in t.list_experiments("latest")}
+    assert logged["fit-then-serve"] == ["cell_duration_s", "loss", "accuracy", "latency_ms"]  # in logging order
+    service = MLOpsService(resolve_settings(tenant_id=TENANT, storage_path=store["home"]))
+    try:
+        runs = {r["run_name"]: r["key_metrics"] for r in service.runs("latest")["runs"]}
+    finally:
+        service.close()
+    assert runs["fit-then-serve"] == ["latency_ms", "accuracy", "loss", "cell_duration_s"]
+    assert runs["one-call"][0] == "accuracy"
+
+
 def test_delivery_text_says_what_an_alert_action_did():
     """The DriftPanel's and the sidebar's line for an alert's action delivery."""
     from mlops_jupyter.monitoring.alerts.describe import delivery_text
