@@ -109,9 +109,23 @@ def request_record(
     error: str | None = None,
     timestamp: float | None = None,
 ) -> tuple[Any, ...]:
-    """One request's record for :meth:`PredictionBuffer.append_many` (arguments as for
-    :meth:`PredictionBuffer.append`): a plain tuple in :class:`~.encoding.Request`'s field
-    order (the NamedTuple would cost ~100 ns more)."""
+    """One request's record for :meth:`PredictionBuffer.append_many`: a plain tuple in
+    :class:`~.encoding.Request`'s field order (the NamedTuple would cost ~100 ns more).
+
+    Args:
+        tenant: the tenant slug.
+        model_id: the model id.
+        version: the version that answered.
+        environment: the deployment environment (``""`` for predictions made elsewhere).
+        latency_s: the request's latency in seconds.
+        success: whether the request succeeded.
+        features: the inputs: a DataFrame, a 2-D array (with ``columns``), a list of
+            rows (with ``columns``), a list of dicts, or one dict (a single row).
+        columns: feature names for array or list-of-rows ``features``.
+        output: the predictions, one per row (array, list, Series) or a scalar.
+        error: what went wrong, for a failed request.
+        timestamp: unix seconds of the request (default: now).
+    """
     return (
         timestamp if timestamp is not None else time.time(),
         tenant,
@@ -170,58 +184,15 @@ class PredictionBuffer:
             atexit.register(_close_all_at_exit)
             _EXIT_HOOKED = True
 
-    def append(
-        self,
-        tenant: str,
-        model_id: str,
-        *,
-        version: str,
-        environment: str = "",
-        latency_s: float,
-        success: bool,
-        features: Any = None,
-        columns: Sequence[str] | None = None,
-        output: Any = None,
-        error: str | None = None,
-        timestamp: float | None = None,
-    ) -> None:
-        """Buffer one request's predictions (no I/O; returns in about a microsecond).
-
-        Args:
-            tenant: the tenant slug.
-            model_id: the model id.
-            version: the version that answered.
-            environment: the deployment environment (``""`` for predictions made elsewhere).
-            latency_s: the request's latency in seconds.
-            success: whether the request succeeded.
-            features: the inputs: a DataFrame, a 2-D array (with ``columns``), a list of
-                rows (with ``columns``), a list of dicts, or one dict (a single row).
-            columns: feature names for array or list-of-rows ``features``.
-            output: the predictions, one per row (array, list, Series) or a scalar.
-            error: what went wrong, for a failed request.
-            timestamp: unix seconds of the request (default: now).
+    def append(self, tenant: str, model_id: str, **fields: Any) -> None:
+        """Buffer one request's predictions: the arguments of :func:`request_record` (no I/O but
+        one ``write`` to the write-ahead log when it is on).
 
         Example:
             >>> log.append("acme", "churn", version="1.0.0", latency_s=0.002,
             ...            success=True, features={"age": 41}, output=1)
         """
-        self.append_many(
-            [
-                request_record(
-                    tenant,
-                    model_id,
-                    version=version,
-                    environment=environment,
-                    latency_s=latency_s,
-                    success=success,
-                    features=features,
-                    columns=columns,
-                    output=output,
-                    error=error,
-                    timestamp=timestamp,
-                )
-            ]
-        )
+        self.append_many([request_record(tenant, model_id, **fields)])
 
     def append_many(self, records: list[tuple[Any, ...]]) -> None:
         """Buffer several requests made by :func:`request_record` at once (a micro-batch's):

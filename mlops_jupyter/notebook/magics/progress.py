@@ -9,11 +9,14 @@ thread right after ``%mlops init``, so most first commands are not cold at all.
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 def is_cold(pipeline: Any) -> bool:
@@ -86,8 +89,8 @@ def warm_up(pipeline: Any, shell: Any = None) -> threading.Thread:
         try:
             store.writer  # noqa: B018 - builds the client (imports MLflow), recovers, starts the writer
             import pandas  # noqa: F401 - the panels and %mlops runs need it
-        except Exception:
-            pass  # reported by the first command that needs the store
+        except Exception:  # the first command that needs the store reports it to the user
+            log.debug("mlops_jupyter: background warm-up failed", exc_info=True)
 
     t = threading.Thread(target=warm, name="mlops-warmup", daemon=True)
     _WARMING[id(pipeline)] = t
