@@ -34,14 +34,11 @@ from mlops_jupyter.config.times import iso_from_seconds
 from mlops_jupyter.monitoring.performance import performance_metrics
 from mlops_jupyter.monitoring.references import FIRST_PREDICTIONS, References, first_predictions
 from mlops_jupyter.monitoring.windows import (
-    PERF_COLUMNS,
-    READ_COLUMNS,
     Window,
     describe_window,
     drop_featureless,
     feature_frame,
     parse_window,
-    read_window,
     window_info,
 )
 
@@ -83,14 +80,16 @@ def check_args(threshold: Any, window: Any, version: Any) -> CheckArgs:
     return CheckArgs(threshold, win, version)
 
 
-def check(scope: Scope, model_id: str, args: CheckArgs, now: float, need_drift: bool = True) -> dict[str, Any]:
-    """Read the window and compare it with its reference (``model_id`` is valid).
+def check(scope: Scope, model_id: str, args: CheckArgs, now: float, df: Any, need_drift: bool = True) -> dict[str, Any]:
+    """Compare the window with its reference (``model_id`` is valid).
 
     Args:
         scope: the log and references to read.
         model_id: the model.
         args: from :func:`check_args`.
         now: the end of a time-span window (unix seconds), and ``checked_at``.
+        df: the window, read with :data:`~mlops_jupyter.monitoring.windows.READ_COLUMNS`
+            (:data:`~mlops_jupyter.monitoring.windows.PERF_COLUMNS` is enough without drift).
         need_drift: False for the performance alone (no features read, nothing compared).
 
     Returns:
@@ -105,9 +104,6 @@ def check(scope: Scope, model_id: str, args: CheckArgs, now: float, need_drift: 
     alpha, min_rows = limits.drift_alpha(), limits.drift_min_rows()
 
     threshold, win, version = args
-    df = read_window(
-        scope.predlog, scope.tenant, model_id, win, version, now, READ_COLUMNS if need_drift else PERF_COLUMNS
-    )
     result: dict[str, Any] = {
         "drift_detected": False,
         "drift_score": None,
@@ -236,14 +232,14 @@ def known_models(scope: Scope) -> list[str]:
     return sorted(names)
 
 
-def window_data(scope: Scope, model_id: str, win: Window, version: str | None, now: float) -> tuple[Any, Any]:
-    """The reference and current features that :func:`check` would compare.
+def window_data(scope: Scope, model_id: str, df: Any, version: str | None) -> tuple[Any, Any]:
+    """The reference and current features that :func:`check` would compare, from the window
+    ``df`` (read with :data:`~mlops_jupyter.monitoring.windows.READ_COLUMNS`).
 
     Returns:
         ``(reference, current)`` DataFrames with plain feature names and fresh indexes (the
         reference is empty when there is none).
     """
-    df = read_window(scope.predlog, scope.tenant, model_id, win, version, now)
     success = df["success"].to_numpy(dtype=bool, na_value=False) if len(df) else None
     current = drop_featureless(feature_frame(df), success) if len(df) else feature_frame(df)
     found = scope.references.find(model_id, version or (str(df["version"].iloc[-1]) if len(df) else None))

@@ -13,8 +13,10 @@ delegates: logging to :mod:`~mlops_jupyter.monitoring.ingest`, windows to
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from mlops_jupyter.config.names import validate_model_id
@@ -27,7 +29,7 @@ from mlops_jupyter.monitoring.drift_check import DEFAULT_THRESHOLD, Scope
 from mlops_jupyter.monitoring.predlog import PredictionLog
 from mlops_jupyter.monitoring.references import REFERENCE_ROWS, References
 from mlops_jupyter.monitoring.sync import flush_gateway
-from mlops_jupyter.monitoring.windows import PERF_COLUMNS, parse_window, read_window, to_seconds
+from mlops_jupyter.monitoring.windows import PERF_COLUMNS, READ_COLUMNS, Window, parse_window, read_window, to_seconds
 
 
 class ModelMonitoring:
@@ -85,6 +87,7 @@ class ModelMonitoring:
         self.reference_rows = reference_rows
         self._valid_models: set[str] = set()
         self._references = References(settings.home, settings.tenant, lambda: self.versioning)
+        self._snap = threading.local()  # this thread's snapshot (see snapshot()), if one is open
 
     # -- plumbing ------------------------------------------------------------------------
     @property
@@ -128,7 +131,45 @@ class ModelMonitoring:
         return model_id
 
     def _now(self, now: Any = None) -> float:
-        return float(self.clock()) if now is None else to_seconds(now)
+        if now is None:
+            frozen = getattr(self._snap, "now", None)
+            return frozen if frozen is not None else float(self.clock())
+        return to_seconds(now)
+
+    @contextmanager
+    def snapshot(self) -> Iterator[ModelMonitoring]:
+        """Reads made inside (in this thread) see one moment of the log: the gateway is asked
+        to write its buffer once, "now" is fixed, and each window is read once however many
+        reads use it (``check_drift``, ``performance``, ``window_data`` and ``timeseries`` of the
+        same window share one read: a drift view of a 1 M-row window reads it once, not three
+        times). Predictions logged meanwhile show in reads after the block.
+
+        Example:
+            >>> with monitoring.snapshot():
+            ...     result = monitoring.check_drift("ticket_classifier", window="1h")
+            ...     ref, cur = monitoring.window_data("ticket_classifier", window="1h")
+        """
+        snap = self._snap
+        if getattr(snap, "now", None) is not None:  # nested: the outer snapshot holds
+            yield self
+            return
+        self._sync()
+        snap.now, snap.reads, snap.synced = float(self.clock()), {}, True
+        try:
+            yield self
+        finally:
+            snap.now = snap.reads = None
+            snap.synced = False
+
+    def _read(self, model_id: str, win: Window, version: str | None, now: float, columns: Any) -> Any:
+        """The window as a DataFrame: read, or the snapshot's copy of it."""
+        reads = getattr(self._snap, "reads", None)
+        if reads is None:
+            return read_window(self.predlog, self.tenant, model_id, win, version, now, columns)
+        key = (model_id, win, version)
+        if key not in reads:  # read the widest columns once; every read of the window uses them
+            reads[key] = read_window(self.predlog, self.tenant, model_id, win, version, now, READ_COLUMNS)
+        return reads[key]
 
     def _scope(self) -> Scope:
         return Scope(self.predlog, self.tenant, self._references, self.reference_rows)
@@ -139,13 +180,14 @@ class ModelMonitoring:
         return plog.flush() if plog is not None else 0
 
     def _sync(self) -> None:
-        """Ask the home's gateway (if one runs) to write its buffered predictions now.
+        """Ask the home's gateway (if one runs) to write its buffered predictions now (once
+        per :meth:`snapshot`).
 
         Raises:
             GatewayError: a gateway runs for the home but answered an error or could not be
                 reached (see :mod:`mlops_jupyter.monitoring.sync`).
         """
-        if self.sync_gateway:
+        if self.sync_gateway and not getattr(self._snap, "synced", False):
             flush_gateway(self.settings.home)
 
     # -- tracking ------------------------------------------------------------------------
@@ -255,7 +297,9 @@ class ModelMonitoring:
         self._model(model_id)
         args = drift_check.check_args(threshold, window, version)
         self._sync()
-        return drift_check.check(self._scope(), model_id, args, now, need_drift)
+        _, win, version = args
+        df = self._read(model_id, win, version, now, READ_COLUMNS if need_drift else PERF_COLUMNS)
+        return drift_check.check(self._scope(), model_id, args, now, df, need_drift)
 
     def check_drift(
         self, model_id: str, threshold: float = DEFAULT_THRESHOLD, window: Any = None, version: str | None = None
@@ -328,7 +372,8 @@ class ModelMonitoring:
         win = parse_window(window)
         now = self._now()
         self._sync()
-        return drift_check.window_data(self._scope(), model_id, win, version, now)
+        df = self._read(model_id, win, version, now, READ_COLUMNS)
+        return drift_check.window_data(self._scope(), model_id, df, version)
 
     def timeseries(self, model_id: str, freq: str = "1min", window: Any = None) -> Any:
         """Traffic, latency and success over time, per version (for charts).
@@ -354,7 +399,7 @@ class ModelMonitoring:
         win = parse_window(window)
         now = self._now()
         self._sync()
-        return perf.timeseries(read_window(self.predlog, self.tenant, model_id, win, None, now, PERF_COLUMNS), freq)
+        return perf.timeseries(self._read(model_id, win, None, now, PERF_COLUMNS), freq)
 
     # -- alerts --------------------------------------------------------------------------
     def set_alert(

@@ -138,14 +138,21 @@ def timeseries(df: Any, freq: str) -> Any:
     if len(df) == 0:
         dtypes = {"time": "datetime64[us, UTC]", "version": "object", "count": "int64"}
         return pd.DataFrame({c: pd.Series(dtype=dtypes.get(c, "float64")) for c in cols})
-    df = df.assign(version=df["version"].astype(str), success=df["success"].astype(float))
+    version = df["version"]
+    if not isinstance(version.dtype, pd.CategoricalDtype):  # the log's is (grouping strings costs 0.25 s per 1M)
+        version = version.astype(str).astype("category")
+    df = df.assign(version=version, success=df["success"].astype(float))
     g = df.groupby([pd.Grouper(key="timestamp", freq=freq), "version"], observed=True, sort=True)
-    out = g.agg(
-        count=("latency_s", "size"),
-        avg_latency=("latency_s", "mean"),
-        p95_latency=("latency_s", lambda s: s.quantile(0.95)),
-        success_rate=("success", "mean"),
+    latency = g["latency_s"]
+    out = pd.DataFrame(
+        {
+            "count": latency.size(),
+            "avg_latency": latency.mean(),
+            "p95_latency": latency.quantile(0.95),  # vectorised: a lambda per group costs 0.2 s on 1M rows
+            "success_rate": g["success"].mean(),
+        }
     )
     out = out[out["count"] > 0].reset_index().rename(columns={"timestamp": "time"})
+    out["version"] = out["version"].astype(str)
     out["count"] = out["count"].astype("int64")
     return out[cols]

@@ -524,3 +524,42 @@ def test_a_read_asks_the_running_gateway_to_flush_and_fails_loudly_when_it_canno
         assert ei.value.reason == "gateway_unreachable" and f"127.0.0.1:{port}" in str(ei.value)
     mon.sync_gateway = False
     assert mon.check_drift("g")["performance_metrics"]["prediction_count"] == 1
+
+
+def test_a_snapshot_reads_each_window_once_at_one_moment_and_syncs_the_gateway_once(home, mon):
+    import os
+
+    mon.set_reference("s", frame(300, 0))
+    mon.track_predictions("s", predictions(frame(300, 1)))
+    mon.flush()
+    reads = []
+    read_table = mon.predlog.read_table
+
+    def counting_read_table(*args, **kwargs):
+        reads.append(kwargs.get("version"))
+        return read_table(*args, **kwargs)
+
+    mon.predlog.read_table = counting_read_table
+    ok, got = flush_server(200)
+    try:
+        write_gateway_info(home, os.getpid(), ok.server_address[1])
+        with mon.snapshot():
+            drift = mon.check_drift("s", window=300)
+            mon.track_predictions("s", predictions(frame(50, 2)))
+            mon.flush()  # written meanwhile: not part of this moment
+            ref, cur = mon.window_data("s", window=300)
+            series = mon.timeseries("s", freq="1h", window=300)
+            perf = mon.performance("s", window=300)
+        assert len(got) == 1  # the gateway was asked to write its buffer once, before the reads
+        assert reads == [None]  # one read of the window for the four calls
+        assert drift["n_current"] == len(cur) == 300 and len(ref) == 300
+        assert perf["prediction_count"] == int(series["count"].sum()) == 300
+        assert perf == drift["performance_metrics"]
+        # after the block, reads are fresh again: the 50 new predictions are in the window
+        assert mon.performance("s", window=300)["prediction_count"] == 300
+        assert mon.performance("s", window=350)["prediction_count"] == 350
+        assert len(got) == 3 and reads == [None, None, None]
+    finally:
+        mon.predlog.read_table = read_table
+        ok.shutdown()
+        ok.server_close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import math
+from contextlib import ExitStack
 from typing import Any
 
 import ipywidgets as widgets
@@ -239,6 +240,13 @@ class DriftPanel(Panel):
         if drift is None and self._call("window", check_window, window) is None:
             self.set_trait("result", None)  # a bad window is one error, not one per part
             return
+        with ExitStack() as stack:  # the parts read the window once, at one moment
+            if self._call("window", stack.enter_context, self.monitoring.snapshot()) is None:
+                self.set_trait("result", None)  # the gateway could not write its buffer first
+                return
+            self._load_parts(drift, window)
+
+    def _load_parts(self, drift: Any, window: Any) -> None:
         self._check(drift)
         data = self._call("distributions", self.monitoring.window_data, self.model, window=window, version=self.version)
         self.reference, self.current = data if data is not None else (None, None)
