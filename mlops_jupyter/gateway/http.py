@@ -21,6 +21,9 @@ each a ``MLOPS_GATEWAY_*`` setting), each answered cleanly:
 - header, body and keep-alive idle timeouts (408, 408, a silent close), checked by one
   sweep of all connections a few times per timeout rather than a timer per request;
 - at most ``max_connections`` connections: one more gets ``503`` with ``Retry-After``;
+  at most :data:`~.http_state.OVERFLOW_MAX` such refusals are pending at once (each lingers
+  while its answer is read), further connections are closed without an answer, so a flood
+  over the cap never takes the file descriptors kept for the logs;
 - the request line and headers at most ``max_header_bytes``, counted as the parser
   completes them (so however the bytes arrive) and, for a line that never ends, as bytes
   received without one: 431; at most ``max_headers`` lines: 431;
@@ -48,7 +51,7 @@ from typing import Any, Protocol
 
 import httptools
 
-from mlops_jupyter.gateway.http_state import HttpState
+from mlops_jupyter.gateway.http_state import OVERFLOW_MAX, HttpState
 
 log = logging.getLogger("mlops_jupyter.gateway")
 
@@ -172,6 +175,7 @@ class HttpConnection(asyncio.Protocol):
         "linger_left",
         "loop",
         "nheaders",
+        "overflow",
         "parser",
         "phase",
         "queue",
@@ -216,6 +220,7 @@ class HttpConnection(asyncio.Protocol):
         self.acc = 0
         self.nheaders = 0
         self.linger_left = 0
+        self.overflow = False
 
     # -- connection lifecycle ------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -226,6 +231,12 @@ class HttpConnection(asyncio.Protocol):
         self.gw.connections.add(self)
         transport.set_write_buffer_limits(high=self.lim.write_buffer_bytes, low=self.lim.write_buffer_bytes // 4)
         if state.active >= state.max_connections:
+            if state.overflow >= OVERFLOW_MAX:  # a flood over the cap: no answer, no linger
+                state.overflow_closed += 1
+                transport.abort()
+                return
+            state.overflow += 1
+            self.overflow = True
             self.keep_alive = False
             self.busy = True
             self.respond(
@@ -247,6 +258,9 @@ class HttpConnection(asyncio.Protocol):
         if self.counted:
             self.state.active -= 1
             self.counted = False
+        if self.overflow:
+            self.state.overflow -= 1
+            self.overflow = False
         self._drop_queue()
         for r in (self.current, self.req):
             if r is not None:

@@ -25,6 +25,9 @@ log = logging.getLogger("mlops_jupyter.gateway")
 
 FD_RESERVE = 64
 """File descriptors kept free of connections (logs, the state DB, model files...)."""
+OVERFLOW_MAX = FD_RESERVE // 2
+"""Connections over ``max_connections`` answered 503 at once (each holds its descriptor
+while it lingers); past this, one more is closed without an answer."""
 
 
 def effective_max_connections(limits: GatewayLimits) -> int:
@@ -54,6 +57,8 @@ class HttpState:
         self.max_connections = effective_max_connections(limits)
         self.inflight_body = 0
         self.active = 0
+        self.overflow = 0  # connections over the cap being answered 503 (see OVERFLOW_MAX)
+        self.overflow_closed = 0  # connections over the cap closed without an answer
         self.loop: asyncio.AbstractEventLoop | None = None
         self.accept_errors = 0
         self.accept_errors_logged_at = 0.0

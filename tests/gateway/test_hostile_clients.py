@@ -449,27 +449,15 @@ def test_a_pipelining_flood_that_never_reads_is_bounded(gw):
 
 
 # -- file descriptors ------------------------------------------------------------------------
-def test_out_of_file_descriptors_logs_a_counted_line_per_interval_and_recovers(tmp_path: Path):
-    """A gateway with 200 file descriptors, a connection cap of 40 and 300 clients at once.
-
-    The cap answers 503 with Retry-After; the clients hold their sockets, so the gateway
-    runs out of descriptors: accept errors are logged once per interval with a count (not a
-    traceback per attempt), every client gets an answer or a close, and it serves after.
-    """
+def start_limited_gateway(tmp_path: Path, nofile: int, **settings: str) -> tuple[subprocess.Popen, int, Path, int]:
+    """A 1-worker gateway with ``nofile`` file descriptors: (process, port, log file, worker pid)."""
     home = tmp_path / "store"
     home.mkdir()
     logf = tmp_path / "gateway.log"
-    env = dict(
-        os.environ,
-        MLOPS_GATEWAY_WORKERS="1",
-        MLOPS_GATEWAY_MAX_CONNECTIONS="40",
-        MLOPS_GATEWAY_HEADER_TIMEOUT="2",
-        MLOPS_GATEWAY_IDLE_TIMEOUT="2",
-        MLOPS_GATEWAY_ACCEPT_ERROR_INTERVAL="30",
-    )
+    env = dict(os.environ, MLOPS_GATEWAY_WORKERS="1", **settings)
 
     def limit_fds() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (200, 200))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
     with open(logf, "wb") as out:
         proc = subprocess.Popen(
@@ -479,13 +467,32 @@ def test_out_of_file_descriptors_logs_a_counted_line_per_interval_and_recovers(t
             env=env,
             preexec_fn=limit_fds,
         )
+    deadline = time.monotonic() + 60
+    while not (home / "gateway.json").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, logf.read_text()[-2000:]
+        time.sleep(0.1)
+    info = json.loads((home / "gateway.json").read_text())
+    assert Http(info["port"]).call("GET", "/ping")[0] == 200
+    return proc, info["port"], logf, info["worker_pids"][0]
+
+
+def test_out_of_file_descriptors_logs_a_counted_line_per_interval_and_recovers(tmp_path: Path):
+    """A gateway with 160 file descriptors, a connection cap of 120 set above them and 300
+    clients at once.
+
+    The clients hold their sockets, so the gateway runs out of descriptors: accept errors are
+    logged once per interval with a count (not a traceback per attempt), every client gets an
+    answer or a close, and it serves after.
+    """
+    proc, port, logf, _ = start_limited_gateway(
+        tmp_path,
+        160,
+        MLOPS_GATEWAY_MAX_CONNECTIONS="120",
+        MLOPS_GATEWAY_HEADER_TIMEOUT="2",
+        MLOPS_GATEWAY_IDLE_TIMEOUT="2",
+        MLOPS_GATEWAY_ACCEPT_ERROR_INTERVAL="30",
+    )
     try:
-        deadline = time.monotonic() + 60
-        while not (home / "gateway.json").exists():
-            assert proc.poll() is None and time.monotonic() < deadline, logf.read_text()[-2000:]
-            time.sleep(0.1)
-        port = json.loads((home / "gateway.json").read_text())["port"]
-        assert Http(port).call("GET", "/ping")[0] == 200
         size0 = logf.stat().st_size
         answers: list[bytes] = []
         with sockets(port, 300) as socks:
@@ -493,14 +500,49 @@ def test_out_of_file_descriptors_logs_a_counted_line_per_interval_and_recovers(t
                 got, closed = read_until_closed(s, 20)
                 assert closed or got, "a client hung"
                 answers.append(got)
-        busy = [a for a in answers if a.startswith(b"HTTP/1.1 503 ")]
-        assert busy and all(b"Retry-After: 1" in a for a in busy)
-        assert all(a == b"" or a.startswith(b"HTTP/1.1 503 ") for a in answers)
+        assert any(answers) and all(a == b"" or a.startswith((b"HTTP/1.1 503 ", b"HTTP/1.1 408 ")) for a in answers)
+        assert all(b"Retry-After: 1" in a for a in answers if a.startswith(b"HTTP/1.1 503 "))
         assert Http(port).call("GET", "/ping")[0] == 200
         text = logf.read_text()[size0:]
         refused = [x for x in text.splitlines() if "accept(s) refused" in x]
         assert len(refused) in (1, 2), text[-3000:]
         assert "socket.accept() out of system resource" not in text and len(text) < 50_000, text[-3000:]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_a_flood_over_the_connection_cap_keeps_the_descriptors_reserved_for_the_logs(tmp_path: Path):
+    """300 clients hold their sockets against a cap of 40: 40 are served, at most
+    OVERFLOW_MAX more get 503 with Retry-After while they linger, the rest are closed at once
+    without an answer. Half a second later, with every client still holding its socket, the
+    worker holds at most cap + OVERFLOW_MAX descriptors more than before (refusals that all
+    lingered would hold 300 for 2 s), and it serves after."""
+    from mlops_jupyter.gateway.http_state import OVERFLOW_MAX
+
+    proc, port, logf, worker = start_limited_gateway(
+        tmp_path, 400, MLOPS_GATEWAY_MAX_CONNECTIONS="40", MLOPS_GATEWAY_HEADER_TIMEOUT="30"
+    )
+
+    def open_fds() -> int:
+        return len(os.listdir(f"/proc/{worker}/fd"))
+
+    try:
+        fds0 = open_fds()
+        answers: list[bytes] = []
+        with sockets(port, 300) as socks:
+            time.sleep(0.5)  # every connection accepted (or closed) by now
+            held = open_fds()
+            for s in socks[40:]:  # the first 40 are served: they wait for a request
+                got, closed = read_until_closed(s, 10)
+                assert closed, "a client over the cap hung"
+                answers.append(got)
+        busy = [a for a in answers if a]
+        assert 1 <= len(busy) <= OVERFLOW_MAX + 5, len(busy)  # + those freed meanwhile
+        assert all(a.startswith(b"HTTP/1.1 503 ") and b"Retry-After: 1" in a for a in busy)
+        assert held <= fds0 + 40 + OVERFLOW_MAX, (fds0, held)
+        assert Http(port).call("GET", "/ping")[0] == 200
+        assert "accept(s) refused" not in logf.read_text()
     finally:
         proc.terminate()
         proc.wait(timeout=30)
