@@ -28,7 +28,8 @@ The modules, each with its part of the format or protocol written down at its to
 * :mod:`.log`: :class:`PredictionLog`, the buffer plus reading and compaction.
 
 Example:
-    >>> log = PredictionLog("/tmp/store")
+    >>> import tempfile
+    >>> log = PredictionLog(tempfile.mkdtemp(), background=False)
     >>> log.append("acme", "churn", version="1.0.0", environment="production",
     ...            latency_s=0.0004, success=True, features={"age": 41, "plan": "pro"},
     ...            output=[1])

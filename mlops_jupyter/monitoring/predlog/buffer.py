@@ -189,8 +189,13 @@ class PredictionBuffer:
         one ``write`` to the write-ahead log when it is on).
 
         Example:
+            >>> import tempfile
+            >>> from mlops_jupyter.monitoring.predlog import PredictionLog
+            >>> log = PredictionLog(tempfile.mkdtemp(), background=False)
             >>> log.append("acme", "churn", version="1.0.0", latency_s=0.002,
             ...            success=True, features={"age": 41}, output=1)
+            >>> log.flush()
+            1
         """
         self.append_many([request_record(tenant, model_id, **fields)])
 
@@ -227,8 +232,14 @@ class PredictionBuffer:
         ``prediction`` is a scalar (or JSON text). No I/O, no copy of ``features``.
 
         Example:
+            >>> import tempfile
+            >>> from mlops_jupyter.monitoring.predlog import PredictionLog
+            >>> log = PredictionLog(tempfile.mkdtemp(), background=False)
             >>> log.append_row("acme", "churn", time.time(), "1.0.0", "", 0.15, True,
             ...                {"priority": 1, "category": "technical"}, 1)
+            >>> log.read("acme", "churn")[["feature.category", "prediction"]]
+              feature.category  prediction
+            0        technical           1
         """
         # a plain tuple in Row's field order (the NamedTuple would cost ~100 ns more)
         rec = (timestamp, tenant, model_id, version, environment, latency_s, success, features, prediction, error)
@@ -250,7 +261,16 @@ class PredictionBuffer:
         them before returning.
 
         Example:
-            >>> log.append_table("acme", "churn", pa.table({"timestamp": ..., "latency_s": ...}))
+            >>> import tempfile
+            >>> from mlops_jupyter.monitoring.predlog import PredictionLog
+            >>> log = PredictionLog(tempfile.mkdtemp(), background=False)
+            >>> import pandas as pd
+            >>> import pyarrow as pa
+            >>> now = pd.Timestamp.now(tz="UTC")
+            >>> log.append_table("acme", "churn", pa.table({"timestamp": [now, now],
+            ...     "latency_s": [0.002, 0.003], "success": [True, False]}))
+            >>> log.flush()
+            2
         """
         with self._buf_lock:
             self._tables.append((tenant, model_id, table))
@@ -268,6 +288,12 @@ class PredictionBuffer:
         spool and :attr:`write_error` says why.
 
         Example:
+            >>> import tempfile
+            >>> from mlops_jupyter.monitoring.predlog import PredictionLog
+            >>> log = PredictionLog(tempfile.mkdtemp(), background=False)
+            >>> for age in (41, 35, 52):
+            ...     log.append("acme", "churn", version="1.0.0", latency_s=0.002,
+            ...                success=True, features={"age": age}, output=1)
             >>> log.flush()
             3
         """

@@ -41,9 +41,14 @@ class PredictionLog(PredictionBuffer):
         background: start the background writer thread (False: only explicit flushes).
 
     Example:
-        >>> log = PredictionLog(home)
+        >>> import tempfile
+        >>> import pandas as pd
+        >>> df = pd.DataFrame({"sepal_length": [5.1, 4.9, 6.2], "sepal_width": [3.5, 3.0, 2.9]})
+        >>> log = PredictionLog(tempfile.mkdtemp(), background=False)
         >>> log.append("default", "iris", version="1.0.0", environment="production",
-        ...            latency_s=0.001, success=True, features=df.head(3), output=[0, 0, 1])
+        ...            latency_s=0.001, success=True, features=df, output=[0, 0, 1])
+        >>> log.flush()
+        3
     """
 
     def read(self, tenant: str, model_id: str, since: Any = None, last_n: int | None = None) -> Any:
@@ -68,8 +73,17 @@ class PredictionLog(PredictionBuffer):
             ValidationError: bad ``since`` or ``last_n``.
 
         Example:
-            >>> df = log.read("acme", "churn", last_n=1000)
-            >>> df.groupby("version").size()
+            >>> import pandas as pd
+            >>> import tempfile
+            >>> log = PredictionLog(tempfile.mkdtemp(), background=False)
+            >>> for version, rows in (("1.0.0", [[5.1, 3.5], [4.9, 3.0]]), ("1.1.0", [[6.2, 2.9]])):
+            ...     log.append("acme", "churn", version=version, latency_s=0.001, success=True,
+            ...                features=pd.DataFrame(rows, columns=["a", "b"]), output=[1] * len(rows))
+            >>> log.read("acme", "churn", last_n=1000).groupby("version").size()
+            version
+            1.0.0    2
+            1.1.0    1
+            dtype: int64
         """
         import pandas as pd
 
@@ -118,9 +132,15 @@ class PredictionLog(PredictionBuffer):
             ValidationError: bad ``since``, ``until``, ``last_n`` or ``first_n``.
 
         Example:
-            >>> t = log.read_table("acme", "churn", last_n=1000, columns=["latency_s", "feature.*"])
-            >>> t.num_rows
-            1000
+            >>> import pandas as pd
+            >>> import tempfile
+            >>> log = PredictionLog(tempfile.mkdtemp(), background=False)
+            >>> for version, rows in (("1.0.0", [[5.1, 3.5], [4.9, 3.0]]), ("1.1.0", [[6.2, 2.9]])):
+            ...     log.append("acme", "churn", version=version, latency_s=0.001, success=True,
+            ...                features=pd.DataFrame(rows, columns=["a", "b"]), output=[1] * len(rows))
+            >>> t = log.read_table("acme", "churn", last_n=2, columns=["latency_s", "feature.*"])
+            >>> t.num_rows, t.column_names
+            (2, ['timestamp', 'latency_s', 'feature.a', 'feature.b'])
         """
         validate_tenant(tenant)
         validate_model_id(model_id)
@@ -156,8 +176,14 @@ class PredictionLog(PredictionBuffer):
         """How many rows are stored for a model (from file metadata; no data read).
 
         Example:
+            >>> import pandas as pd
+            >>> import tempfile
+            >>> log = PredictionLog(tempfile.mkdtemp(), background=False)
+            >>> for version, rows in (("1.0.0", [[5.1, 3.5], [4.9, 3.0]]), ("1.1.0", [[6.2, 2.9]])):
+            ...     log.append("acme", "churn", version=version, latency_s=0.001, success=True,
+            ...                features=pd.DataFrame(rows, columns=["a", "b"]), output=[1] * len(rows))
             >>> log.row_count("acme", "churn")
-            1000000
+            3
         """
         validate_tenant(tenant)
         validate_model_id(model_id)
@@ -193,8 +219,20 @@ class PredictionLog(PredictionBuffer):
             dropped}`` (zeros when there was nothing to do or the model was busy).
 
         Example:
-            >>> log.compact("acme", "churn")
-            {'merged_files': 120, 'written_files': 1, 'rows': 120000, 'deleted_files': 0, 'dropped_rows': 0}
+            >>> import pandas as pd
+            >>> import tempfile
+            >>> log = PredictionLog(tempfile.mkdtemp(), background=False)
+            >>> for version, rows in (("1.0.0", [[5.1, 3.5], [4.9, 3.0]]), ("1.1.0", [[6.2, 2.9]])):
+            ...     log.append("acme", "churn", version=version, latency_s=0.001, success=True,
+            ...                features=pd.DataFrame(rows, columns=["a", "b"]), output=[1] * len(rows))
+            >>> log.flush()  # one part
+            3
+            >>> log.append("acme", "churn", version="1.1.0", latency_s=0.001, success=True,
+            ...            features={"a": 5.9, "b": 3.0}, output=1)
+            >>> log.flush()  # a second part
+            1
+            >>> log.compact("acme", "churn", min_files=2)
+            {'merged_files': 2, 'written_files': 1, 'rows': 4, 'deleted_files': 0, 'dropped_rows': 0}
         """
         validate_tenant(tenant)
         validate_model_id(model_id)
