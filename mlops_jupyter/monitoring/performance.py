@@ -153,6 +153,7 @@ def timeseries(df: Any, freq: str) -> Any:
         }
     )
     out = out[out["count"] > 0].reset_index().rename(columns={"timestamp": "time"})
-    out["version"] = out["version"].astype(str)
+    out["version"] = out["version"].astype(str)  # and in text order, whatever the categories' order
+    out = out.sort_values(["time", "version"], kind="stable", ignore_index=True)
     out["count"] = out["count"].astype("int64")
     return out[cols]

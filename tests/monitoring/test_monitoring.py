@@ -563,3 +563,23 @@ def test_a_snapshot_reads_each_window_once_at_one_moment_and_syncs_the_gateway_o
         mon.predlog.read_table = read_table
         ok.shutdown()
         ok.server_close()
+
+
+def test_timeseries_rows_are_in_time_then_version_order_whatever_the_logs_categories():
+    from mlops_jupyter.monitoring.performance import timeseries
+
+    df = pd.DataFrame(
+        {
+            "timestamp": pd.to_datetime([0, 1, 2, 61, 62, 63], unit="s", utc=True),
+            # the log reads versions as categories in the order they were first written
+            "version": pd.Categorical(["2.0.0", "1.0.0", "2.0.0", "1.0.0", "2.0.0", "1.0.0"], ["2.0.0", "1.0.0"]),
+            "latency_s": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5],
+            "success": [True, True, False, True, True, True],
+        }
+    )
+    out = timeseries(df, "1min")
+    assert out["version"].tolist() == ["1.0.0", "2.0.0", "1.0.0", "2.0.0"]
+    assert out["count"].tolist() == [1, 2, 2, 1]
+    assert out["success_rate"].tolist() == [1.0, 0.5, 1.0, 1.0]
+    assert out["p95_latency"].tolist() == pytest.approx([0.1, 0.19, 0.49, 0.4])
+    assert out.equals(timeseries(df.assign(version=df["version"].astype(str)), "1min"))
