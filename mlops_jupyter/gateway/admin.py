@@ -127,7 +127,9 @@ class AdminRoutes:
             return self._unauthorized(conn)
         if who != auth.ADMIN:
             return conn.respond(403, error_body("FORBIDDEN", "The control plane needs the admin token."))
-        if path == "/admin/state" and method == "GET":
+        if path == "/admin/state":
+            if method not in ("GET", "HEAD"):
+                return self._method(conn, method, path, b"GET, HEAD")
             return conn.respond(200, self._json_dumps([r.describe() for r in self.routes.values()]).encode())
         if method != "POST":
             return self._method(conn, method, path, b"POST")

@@ -8,6 +8,8 @@ Routes (``T`` tenant, ``E`` environment, ``M`` model id)::
     GET  /metrics                            Prometheus text (a tenant's token sees its own)
     /admin/...                               control plane (admin token): see :mod:`.admin`
 
+Every GET route answers HEAD too (the same head, no body).
+
 Every model route needs ``Authorization: Bearer <token>`` of the tenant in the path (401
 without a valid token, 403 with another tenant's). Answers carry ``X-Model-Version``.
 
@@ -56,6 +58,18 @@ UNAUTHORIZED_TEXT = (
     "A valid 'Authorization: Bearer <token>' header is required (deployment.get_token() gives the tenant's token)."
 )
 UNAUTHORIZED_EXTRA = b'WWW-Authenticate: Bearer realm="mlops"\r\n'
+READ = ("GET", "HEAD")
+"""The methods of a read-only route: HEAD is a GET whose answer has no body (RFC 9110 9.1)."""
+
+
+def json_media_type(ctype: str) -> bool:
+    """Whether a ``Content-Type`` value is ``application/json`` (case-insensitive, any parameters).
+
+    Example:
+        >>> json_media_type("Application/JSON; charset=utf-8"), json_media_type("application/jsonl")
+        (True, False)
+    """
+    return ctype.split(";", 1)[0].strip().lower() == "application/json"
 
 
 class Gateway(AdminRoutes, Batching, HealthMetrics):
@@ -187,16 +201,16 @@ class Gateway(AdminRoutes, Batching, HealthMetrics):
                 ),
             )
         if path == "/ping":
-            if method != "GET":
-                return self._method(conn, method, path, b"GET")
+            if method not in READ:
+                return self._method(conn, method, path, b"GET, HEAD")
             return conn.respond(200, b"\n", b"text/plain; charset=utf-8")
         if path == "/health":
-            if method != "GET":
-                return self._method(conn, method, path, b"GET")
+            if method not in READ:
+                return self._method(conn, method, path, b"GET, HEAD")
             return self.health_route(conn, headers)
         if path == "/metrics":
-            if method != "GET":
-                return self._method(conn, method, path, b"GET")
+            if method not in READ:
+                return self._method(conn, method, path, b"GET, HEAD")
             who = self.authenticate(headers)
             if who is None:
                 return self._unauthorized(conn)
@@ -251,13 +265,13 @@ class Gateway(AdminRoutes, Batching, HealthMetrics):
                 ),
             )
         if not invocations:
-            if method != "GET":
-                return self._method(conn, method, "/".join(parts), b"GET")
+            if method not in READ:
+                return self._method(conn, method, "/".join(parts), b"GET, HEAD")
             return conn.respond(200, self._json_dumps(route.describe()).encode())
         if method != "POST":
             return self._method(conn, method, "/".join(parts), b"POST")
         ctype = headers.get("content-type")
-        if ctype and not ctype.startswith("application/json"):
+        if ctype and ctype != "application/json" and not json_media_type(ctype):
             return conn.respond(
                 415,
                 error_body(

@@ -10,9 +10,18 @@ need the protocol's hands on the socket.
 
 Framing is strict RFC 9112, as llhttp is by default: a duplicate or malformed
 ``Content-Length``, an obs-folded header line, a bare LF, ``Transfer-Encoding`` together
-with ``Content-Length``: 400 and the connection is closed. ``Transfer-Encoding`` alone gets
-411 (send ``Content-Length``); a protocol other than HTTP/1.0 or 1.1 gets 505 (a request
+with ``Content-Length``, a ``Transfer-Encoding`` whose last coding is not ``chunked``: 400 and
+the connection is closed. ``Transfer-Encoding: chunked`` alone gets 411 (send
+``Content-Length``); a protocol other than HTTP/1.0 or 1.1 gets 505 (a request
 line without one, 400); ``Upgrade``/``CONNECT`` are answered and the connection closed.
+An HTTP/1.1 request without ``Host`` is 400 (RFC 9112 3.2); an absolute-form target
+(``GET http://host/ping``, what proxies send) is served as its path and query. A HEAD is
+answered as its GET would be, without the body (the application routes HEAD like GET).
+``Expect: 100-continue`` is answered ``100 Continue`` once the request is admitted (its
+401/403/413/503 instead, before any body byte), after the answers to the requests before
+it and only to HTTP/1.1 clients. An HTTP/1.0 connection kept alive says so
+(``Connection: keep-alive``), else such a client waits for the close. Every answer
+carries ``Date`` (RFC 9110 6.6.1; formatted once a second by :class:`~.http_state.HttpState`).
 
 Requests are answered strictly in order; pipelined ones wait in a queue, and while one
 waits the connection is not read. Limits (:class:`~mlops_jupyter.config.settings.GatewayLimits`,
@@ -26,7 +35,8 @@ each a ``MLOPS_GATEWAY_*`` setting), each answered cleanly:
   over the cap never takes the file descriptors kept for the logs;
 - the request line and headers at most ``max_header_bytes``, counted as the parser
   completes them (so however the bytes arrive) and, for a line that never ends, as bytes
-  received without one: 431; at most ``max_headers`` lines: 431;
+  received without one: 431 (414 when the target alone is longer); at most
+  ``max_headers`` lines: 431;
 - a body at most ``max_body_bytes`` (413), and all bodies held at once at most
   ``max_inflight_body_bytes`` (503): both decided from ``Content-Length``, before any body
   byte is kept;
@@ -77,6 +87,7 @@ REASONS = {
     409: b"Conflict",
     411: b"Length Required",
     413: b"Payload Too Large",
+    414: b"URI Too Long",
     415: b"Unsupported Media Type",
     422: b"Unprocessable Entity",
     431: b"Request Header Fields Too Large",
@@ -89,6 +100,10 @@ REASONS = {
 # connection phases (what the sweep checks the deadline of)
 IDLE, HEAD, BODY, BUSY, CLOSING = range(5)
 NEVER = float("inf")
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+CLOSE = b"Connection: close\r\n"
+KEEP_ALIVE = b"Connection: keep-alive\r\n"
+"""Said to an HTTP/1.0 client whose connection stays open: without it, it waits for the close."""
 
 
 def cap_text(text: str, limit: int = ERROR_TEXT_MAX) -> str:
@@ -103,6 +118,23 @@ def cap_text(text: str, limit: int = ERROR_TEXT_MAX) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}... (cut: {len(text)} characters in all)"
+
+
+def origin_form(url: bytes) -> str:
+    """The path and query of an absolute-form request target (RFC 9112 3.2.2: a server MUST
+    accept it), which proxies send; ``*`` (``OPTIONS *``) is kept as is.
+
+    Example:
+        >>> origin_form(b"http://127.0.0.1:8080/ping?x=1")
+        '/ping?x=1'
+        >>> origin_form(b"http://example.com")
+        '/'
+    """
+    if url == b"*":
+        return "*"
+    u = httptools.parse_url(url)  # llhttp's URL parser; raises HttpParserInvalidURLError
+    target = (u.path or b"/").decode("latin-1")
+    return f"{target}?{u.query.decode('latin-1')}" if u.query else target
 
 
 def error_body(code: str, message: str) -> bytes:
@@ -143,7 +175,7 @@ class Application(Protocol):
 class Request:
     """One parsed request waiting for (or getting) its answer."""
 
-    __slots__ = ("body", "headers", "keep_alive", "method", "reserved", "target")
+    __slots__ = ("body", "headers", "keep_alive", "legacy", "method", "reserved", "target")
 
     def __init__(self, method: str, target: str, headers: dict[str, str], keep_alive: bool, reserved: int) -> None:
         self.method = method
@@ -151,6 +183,7 @@ class Request:
         self.headers = headers
         self.keep_alive = keep_alive
         self.reserved = reserved
+        self.legacy = False  # HTTP/1.0: a kept-alive connection must be announced
         self.body: list[bytes] = []
 
 
@@ -162,6 +195,7 @@ class HttpConnection(asyncio.Protocol):
         "backlog",
         "busy",
         "closed_write",
+        "continue_pending",
         "counted",
         "current",
         "deadline",
@@ -203,6 +237,7 @@ class HttpConnection(asyncio.Protocol):
         self.req: Request | None = None
         self.busy = False
         self.closed_write = False
+        self.continue_pending = False
         self.keep_alive = True
         self.in_loop = False
         self.read_paused = False
@@ -387,7 +422,7 @@ class HttpConnection(asyncio.Protocol):
         self.head_bytes += len(url)
         self.acc += len(url)
         if self.head_bytes > self.lim.max_header_bytes:
-            self.err = self._too_large_head()
+            self.err = Refusal(414, "URI_TOO_LONG", f"The request target exceeds {self.lim.max_header_bytes} bytes.")
             raise self.err
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -423,11 +458,36 @@ class HttpConnection(asyncio.Protocol):
             raise self.err
         req.method = p.get_method().decode("ascii")
         self.acc += len(req.method) + 14  # the request line's other bytes and the empty line
-        req.target = self.url.decode("latin-1")
+        if self.url[:1] == b"/":
+            req.target = self.url.decode("latin-1")
+        else:
+            try:
+                req.target = origin_form(self.url)
+            except httptools.HttpParserInvalidURLError:  # CONNECT's host:port, a bare word...
+                self.err = Refusal(
+                    400,
+                    "BAD_REQUEST",
+                    f"The request target {self.url.decode('latin-1')!r} is neither a path nor an http(s) URL.",
+                )
+                raise self.err from None
         req.keep_alive = p.should_keep_alive()
+        req.legacy = version == "1.0"
         headers = req.headers
+        if version == "1.1" and "host" not in headers:  # RFC 9112 3.2: MUST be answered 400
+            self.err = Refusal(400, "BAD_REQUEST", "An HTTP/1.1 request needs a Host header.")
+            raise self.err
         if "transfer-encoding" in headers:
-            self.err = Refusal(411, "LENGTH_REQUIRED", "Chunked request bodies are not supported; send Content-Length.")
+            te = headers["transfer-encoding"]
+            if te.rsplit(",", 1)[-1].strip().lower() != "chunked":  # RFC 9112 6.3: MUST be 400
+                self.err = Refusal(
+                    400,
+                    "BAD_REQUEST",
+                    f"Transfer-Encoding {te!r} does not end in chunked: the body has no length; send Content-Length.",
+                )
+            else:
+                self.err = Refusal(
+                    411, "LENGTH_REQUIRED", "Chunked request bodies are not supported; send Content-Length."
+                )
             raise self.err
         length = int(headers.get("content-length", "0"))  # llhttp checked it: digits only, once
         lim = self.lim
@@ -458,16 +518,22 @@ class HttpConnection(asyncio.Protocol):
             req.reserved = length
             self.phase = BODY
             self.deadline = self.loop.time() + lim.body_timeout
-            if headers.get("expect", "").lower() == "100-continue":
-                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            if version == "1.1" and headers.get("expect", "").lower() == "100-continue":
+                # after the answers to the requests before it, never ahead of them (RFC 9110 15.2)
+                if self.busy or self.queue:
+                    self.continue_pending = True
+                else:
+                    self.transport.write(CONTINUE)
 
     def on_body(self, body: bytes) -> None:
+        self.continue_pending = False  # the client did not wait for it
         self.acc += len(body)
         self.req.body.append(body)
 
     def on_message_complete(self) -> None:
         req = self.req
         self.req = None
+        self.continue_pending = False
         self.phase = BUSY
         self.deadline = NEVER
         self.queue.append(req)
@@ -513,6 +579,9 @@ class HttpConnection(asyncio.Protocol):
             if self.read_paused:
                 self.read_paused = False
                 self.transport.resume_reading()
+            if self.continue_pending:  # the request after the ones just answered awaits it
+                self.continue_pending = False
+                self.transport.write(CONTINUE)
             if self.phase == BUSY:
                 self.phase = IDLE
                 self.deadline = self.loop.time() + self.lim.idle_timeout
@@ -547,8 +616,11 @@ class HttpConnection(asyncio.Protocol):
         t = self.transport
         self.busy = False
         cur = self.current
+        length = len(body)
         if cur is not None:
             self.current = None
+            if cur.method == "HEAD":  # the answer a GET would get, without its body (RFC 9110 9.3.2)
+                body = b""
             if cur.reserved:
                 self.state.inflight_body -= cur.reserved
                 cur.reserved = 0
@@ -557,14 +629,15 @@ class HttpConnection(asyncio.Protocol):
         if t is None or self.closed_write:
             return
         t.write(
-            b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s%s\r\n%s"
+            b"HTTP/1.1 %d %s\r\n%sContent-Type: %s\r\nContent-Length: %d\r\n%s%s\r\n%s"
             % (
                 status,
                 REASONS.get(status, b"Unknown"),
+                self.state.date,
                 ctype,
-                len(body),
+                length,
                 extra,
-                b"" if self.keep_alive else b"Connection: close\r\n",
+                CLOSE if not self.keep_alive else KEEP_ALIVE if cur is not None and cur.legacy else b"",
                 body,
             )
         )

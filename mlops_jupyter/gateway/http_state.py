@@ -5,7 +5,8 @@ Timeouts are checked by one sweep of all connections a few times per timeout (ea
 connection keeps a ``deadline`` and an ``expire()``), not by a timer per request. Accept
 errors (EMFILE, ENFILE...) reach the loop's exception handler once per failed accept
 (asyncio then pauses accepting for a second); they are counted and logged once per
-``accept_error_interval`` with their count, never one traceback per attempt.
+``accept_error_interval`` with their count, never one traceback per attempt. The ``Date``
+header every answer carries (RFC 9110 6.6.1) is formatted by the same sweep, not per answer.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import logging
 import resource
 import time
+from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
 from mlops_jupyter.config.settings import GatewayLimits
@@ -65,12 +67,23 @@ class HttpState:
         self._sweeper: asyncio.TimerHandle | None = None
         self._default_handler: Any = None
         self.sweep_every = max(0.05, min(1.0, limits.header_timeout / 4, limits.idle_timeout / 4))
+        self.date = b""
+        self._date_at = 0
+        self.update_date()
+
+    def update_date(self) -> None:
+        """Format the ``Date`` header line once per second (its resolution), not per answer."""
+        now = int(time.time())
+        if now != self._date_at:
+            self._date_at = now
+            self.date = b"Date: %s\r\n" % formatdate(now, usegmt=True).encode()
 
     def attach(self, loop: asyncio.AbstractEventLoop, conns: set[HttpConnection]) -> None:
         """Start the timeout sweep and the accept-error filter on ``loop`` (once)."""
         if self.loop is loop:
             return
         self.loop = loop
+        self.update_date()
         self._default_handler = loop.get_exception_handler()
         loop.set_exception_handler(self._exception)
         self._sweeper = loop.call_later(self.sweep_every, self._sweep, conns)
@@ -99,6 +112,7 @@ class HttpState:
 
     def _sweep(self, conns: set[HttpConnection]) -> None:
         loop = self.loop
+        self.update_date()
         now = loop.time()
         for c in [c for c in conns if c.deadline <= now]:
             c.expire()
