@@ -22,7 +22,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from mlops_jupyter.config.times import now_ms
 
@@ -31,11 +31,59 @@ SESSION_TAG = "mlops.session"
 the runs a dead process left RUNNING can be marked KILLED."""
 
 
+class Rejected(NamedTuple):
+    """One item (a single metric, param or tag, as a one-entry op) that the store refused for
+    good, with the store's error: retrying can never store it (see :func:`is_refusal`)."""
+
+    op: dict[str, Any]
+    error: BaseException
+
+
+_KINDS = {"p": "param", "t": "tag", "m": "metric"}
+
+
+def rejection_error(rejected: list[Rejected]) -> Exception:
+    """The typed error that tells the user which logged items the store refused for good.
+
+    Its class follows the first item (a param: ``InvalidParamError``, a metric:
+    ``InvalidMetricError``, a tag: ``InvalidNameError``, a run's end: ``RunStateError``);
+    ``.value`` is that item's value, ``.allowed`` the server's reason, ``.items`` every
+    refused item as ``(run_id, kind, key, value)``.
+    """
+    from mlops_jupyter import errors
+
+    items = []
+    for r in rejected:
+        field = next((f for f in ("p", "t", "m") if r.op.get(f)), None)
+        if field is None:
+            items.append((r.op.get("id"), "end", "status", r.op.get("status")))
+        else:
+            ((key, value),) = r.op[field].items()
+            items.append((r.op["id"], _KINDS[field], key, value))
+    _, kind, _, value = items[0]
+    cls = {
+        "param": errors.InvalidParamError,
+        "metric": errors.InvalidMetricError,
+        "tag": errors.InvalidNameError,
+    }.get(kind, errors.RunStateError)
+    reason = getattr(rejected[0].error, "message", None) or str(rejected[0].error)
+    shown = ", ".join(f"{k} {key!r}={v!r} (run {rid})" for rid, k, key, v in items[:5])
+    more = f" and {len(items) - 5} more" if len(items) > 5 else ""
+    err = cls(
+        f"The tracking server refused {len(items)} logged item(s): {shown}{more}. Server's reason: {reason} "
+        "Sending them again cannot succeed, so they were dropped; everything else logged was stored.",
+        value=value,
+        allowed=f"what the server accepts ({reason})",
+    )
+    err.items = items
+    return err
+
+
 class Sink(Protocol):
     """What the background writer needs from a store."""
 
-    def write(self, ops: Iterable[dict[str, Any]]) -> None:
-        """Store a batch of ops (idempotent)."""
+    def write(self, ops: Iterable[dict[str, Any]]) -> list[Rejected] | None:
+        """Store a batch of ops (idempotent); returns the items refused for good, if any."""
 
     def mark_killed(self, session_token: str) -> int:
         """Mark the RUNNING runs of a dead session KILLED; returns how many."""
@@ -73,11 +121,35 @@ def write_text_artifacts(ops: Iterable[dict[str, Any]], tracking_uri: str | None
 
 class PartialWriteError(Exception):
     """Some requests of a batch were acknowledged, others failed: ``remaining`` holds the ops
-    that are not stored yet (valid ops, so the writer retries and journals only those)."""
+    that are not stored yet (valid ops, so the writer retries and journals only those), and
+    ``rejected`` the items refused for good on the way (dropped, reported to the user)."""
 
-    def __init__(self, remaining: list[dict[str, Any]], cause: BaseException) -> None:
+    def __init__(
+        self, remaining: list[dict[str, Any]], cause: BaseException, rejected: list[Rejected] | None = None
+    ) -> None:
         super().__init__(f"{len(remaining)} op(s) not stored: {cause}")
         self.remaining = remaining
+        self.rejected = rejected or []
+
+
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status of a store error (MLflow's exceptions carry one; a
+    :class:`PartialWriteError` has its cause's), else None."""
+    if isinstance(exc, PartialWriteError) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    get = getattr(exc, "get_http_status_code", None)
+    try:
+        return int(get()) if get is not None else None
+    except Exception:
+        return None
+
+
+def is_refusal(exc: BaseException) -> bool:
+    """True if the server refused the request's content (HTTP 400: MLflow's
+    ``INVALID_PARAMETER_VALUE``, e.g. a param re-logged with another value by another
+    process): sending it again can never succeed. Everything else (server down, 5xx, 401,
+    403, a deleted run) may pass later and is kept and retried."""
+    return http_status(exc) == 400
 
 
 class ClientSink:
@@ -90,7 +162,10 @@ class ClientSink:
     :func:`plan_requests` for which ones may overlap): the server's time per request is mostly
     its Python (MLflow's validation and SQLAlchemy ORM), so a server with several workers
     stores a batch on several cores. A batch is acknowledged only when every request of it
-    is; if some fail, :class:`PartialWriteError` names the ops still to store.
+    is; if some fail, :class:`PartialWriteError` names the ops still to store. A request the
+    server refuses (HTTP 400) is split until the refused items are alone: the others are
+    stored, those are returned as :class:`Rejected` (see :func:`is_refusal`). Requests are
+    sent without MLflow's own retries (the writer retries, and reports a store that is down).
     """
 
     def __init__(self, client: Any, concurrency: int = 1) -> None:
@@ -101,42 +176,88 @@ class ClientSink:
         if self.concurrency > 1:
             self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="mlops-sink")
 
-    def write(self, ops: Iterable[dict[str, Any]]) -> None:
+    def write(self, ops: Iterable[dict[str, Any]]) -> list[Rejected]:
         ops = list(ops)
         write_text_artifacts(ops, self.client.tracking_uri)
         chains, ends = plan_requests(ops, self.concurrency)
-        remaining, errors = self._run_chains(chains, self._send_log)
+        remaining, errors, rejected = self._run_chains(chains, self._send_log)
         failed_runs = {op["id"] for op in remaining}
         todo = [[[op]] for op in ends if op["id"] not in failed_runs]
         remaining += [op for op in ends if op["id"] in failed_runs]
-        not_ended, end_errors = self._run_chains(todo, lambda req: self._send_end(req[0]))
+        not_ended, end_errors, end_rejected = self._run_chains(todo, lambda req: self._send_end(req[0]))
         remaining += not_ended
         errors += end_errors
+        rejected += end_rejected
         if errors:
-            raise PartialWriteError(remaining, errors[0]) from errors[0]
+            raise PartialWriteError(remaining, errors[0], rejected) from errors[0]
+        return rejected
 
     def _run_chains(
         self, chains: list[list[list[dict[str, Any]]]], send: Callable[[list[dict[str, Any]]], None]
-    ) -> tuple[list[dict[str, Any]], list[BaseException]]:
+    ) -> tuple[list[dict[str, Any]], list[BaseException], list[Rejected]]:
         """Send each chain's requests in order, chains side by side on the pool; returns the ops
-        of the requests not acknowledged (a chain stops at its first failure) and the errors."""
+        of the requests not acknowledged (a chain stops at its first failure), the errors, and
+        the items refused for good (a refused request's other items are stored, see
+        :meth:`_isolate`)."""
 
-        def run(chain: list[list[dict[str, Any]]]) -> tuple[list[dict[str, Any]], BaseException | None]:
+        def run(chain: list[list[dict[str, Any]]]) -> tuple[list[dict[str, Any]], BaseException | None, list[Rejected]]:
+            rejected: list[Rejected] = []
             for i, req in enumerate(chain):
                 try:
-                    send(req)
+                    try:
+                        send(req)
+                    except Exception as exc:
+                        if not is_refusal(exc) or not self._run_is_active(req[0]["id"]):
+                            raise
+                        rejected += self._isolate(list(_items(req)), send, refused=exc)
                 except Exception as exc:
-                    return [op for r in chain[i:] for op in r], exc
-            return [], None
+                    return [op for r in chain[i:] for op in r], exc, rejected
+            return [], None, rejected
 
         results = map(run, chains) if self._pool is None or len(chains) < 2 else self._pool.map(run, chains)
         remaining: list[dict[str, Any]] = []
         errors: list[BaseException] = []
-        for left, exc in results:
+        rejected: list[Rejected] = []
+        for left, exc, refused in results:
             remaining += left
+            rejected += refused
             if exc is not None:
                 errors.append(exc)
-        return remaining, errors
+        return remaining, errors, rejected
+
+    def _isolate(
+        self,
+        items: list[dict[str, Any]],
+        send: Callable[[list[dict[str, Any]]], None],
+        refused: BaseException | None = None,
+    ) -> list[Rejected]:
+        """Store the items of a refused request that the server accepts, by halves (MLflow
+        refuses a whole ``log_batch`` for one bad item); return the ones it refuses alone
+        (``refused``: the server's answer when ``items`` were just sent together). One bad
+        item among ``n`` costs about ``2 * log2(n)`` requests. Raises what is not a refusal
+        (server down meanwhile: the caller keeps the whole request and resends it; the
+        stores are idempotent)."""
+        if refused is None:
+            try:
+                send(items)
+                return []
+            except Exception as exc:
+                if not is_refusal(exc):
+                    raise
+                refused = exc
+        if len(items) == 1:
+            return [Rejected(items[0], refused)]
+        mid = len(items) // 2
+        return self._isolate(items[:mid], send) + self._isolate(items[mid:], send)
+
+    def _run_is_active(self, run_id: str) -> bool:
+        """Whether the run exists and is not deleted: a refusal then concerns the request's
+        items, not the run (a deleted run's ops are kept: the run may be restored)."""
+        try:
+            run = self.client.get_run(run_id)
+        except Exception:
+            return False
+        return run.info.lifecycle_stage == "active"
 
     def _send_log(self, req: list[dict[str, Any]]) -> None:
         """One ``log_batch`` request from (sub-)ops of one run, within MLflow's limits."""
@@ -154,8 +275,6 @@ class ClientSink:
                 tags=[RunTag(k, _text(v)) for k, v in tags.items()],
             )
             return
-        from mlflow.utils.rest_utils import http_request, verify_rest_response
-
         body = {
             "run_id": rid,
             "metrics": [
@@ -164,12 +283,23 @@ class ClientSink:
             "params": [{"key": k, "value": _text(v)} for k, v in params.items()],
             "tags": [{"key": k, "value": _text(v)} for k, v in tags.items()],
         }
+        self._post(_LOG_BATCH, body)
+
+    def _post(self, endpoint: str, body: dict[str, Any]) -> None:
+        """POST with MLflow's REST helper but without its retries: by default it retries a
+        server that is down for ~4 minutes per request, during which ``flush()`` could say
+        nothing; the writer retries itself and reports the failure at once (the data is kept)."""
+        from mlflow.utils.rest_utils import http_request, verify_rest_response
+
         store = self.client._tracking_client.store
-        response = http_request(store.get_host_creds(), _LOG_BATCH, "POST", json=body)
-        verify_rest_response(response, _LOG_BATCH)
+        response = http_request(store.get_host_creds(), endpoint, "POST", max_retries=0, json=body)
+        verify_rest_response(response, endpoint)
 
     def _send_end(self, op: dict[str, Any]) -> None:
-        self._terminate(op["id"], op["status"], op["end"])
+        if self._rest:
+            self._post(_UPDATE_RUN, {"run_id": op["id"], "status": op["status"], "end_time": op["end"] or now_ms()})
+        else:
+            self._terminate(op["id"], op["status"], op["end"])
 
     def _terminate(self, run_id: str, status: str, end_ms: int | None) -> None:
         """``set_terminated`` without its "View run at" line: from the writer thread MLflow
@@ -200,6 +330,7 @@ class ClientSink:
 
 
 _LOG_BATCH = "/api/2.0/mlflow/runs/log-batch"
+_UPDATE_RUN = "/api/2.0/mlflow/runs/update"
 MAX_METRICS, MAX_PARAMS, MAX_TAGS, MAX_ENTITIES = 1000, 100, 100, 1000
 """MLflow's limits per ``log_batch`` request."""
 
@@ -262,6 +393,18 @@ def plan_requests(
                     subs[lane].append({"k": "log", "id": rid, "ts": op["ts"], "step": op["step"], "m": m})
         chains += [_pack(lane_ops) for lane_ops in subs if lane_ops]
     return chains, ends
+
+
+def _items(req: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """A request's ops, one op per metric, param or tag (an ``end`` op as it is)."""
+    for op in req:
+        if op["k"] != "log":
+            yield op
+            continue
+        base = {"k": "log", "id": op["id"], "ts": op["ts"], "step": op["step"]}
+        for field in ("p", "t", "m"):
+            for k, v in (op.get(field) or {}).items():
+                yield {**base, field: {k: v}}
 
 
 def _pieces(op: dict[str, Any]) -> Iterator[dict[str, Any]]:

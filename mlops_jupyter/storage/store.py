@@ -34,7 +34,7 @@ from mlops_jupyter.config.settings import Settings
 from mlops_jupyter.config.times import now_ms
 from mlops_jupyter.errors import StoreError, TenantAccessError
 from mlops_jupyter.storage import journal as journal_mod
-from mlops_jupyter.storage.sinks import SESSION_TAG, Sink
+from mlops_jupyter.storage.sinks import SESSION_TAG, Sink, rejection_error
 from mlops_jupyter.storage.writer import BatchWriter
 
 log = logging.getLogger(__name__)
@@ -197,8 +197,9 @@ class TrackingStore:
         for orphan in journal_mod.orphans(jdir):
             ops = list(journal_mod.read_segments(orphan.segments))
             try:
-                if ops:
-                    sink.write(ops)
+                rejected = sink.write(ops) if ops else None
+                if rejected:  # refused for good: replaying again could never store them
+                    log.warning("mlops_jupyter: replaying journal %s: %s", orphan.token, rejection_error(rejected))
                 killed = sink.mark_killed(orphan.token)
             except Exception as exc:
                 log.warning("mlops_jupyter: could not recover journal %s yet: %s", orphan.token, exc)

@@ -6,6 +6,11 @@ in one batch, and discards the journal segment (if the sink stored only part of 
 segment is rewritten with the rest, which alone is retried). ``flush`` waits until
 everything submitted before it is stored, and raises :class:`StoreError` if the store keeps failing (the data
 stays queued and journaled, and is retried, or replayed by the next process).
+
+An item the store refuses for good (a tracking server's HTTP 400, e.g. a param another
+kernel logged into the same run with another value) is not retried forever, holding back
+what follows it: the sink stores the rest of its batch, and the next ``flush`` raises a typed
+error naming the item (:func:`~.sinks.rejection_error`).
 """
 
 from __future__ import annotations
@@ -18,9 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlops_jupyter.errors import StoreError
+from mlops_jupyter.errors import InvalidSettingError, MLOpsError, StoreError, TenantAccessError
 from mlops_jupyter.storage.journal import Journal
-from mlops_jupyter.storage.sinks import PartialWriteError, Sink
+from mlops_jupyter.storage.sinks import PartialWriteError, Rejected, Sink, http_status, rejection_error
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +49,9 @@ class BatchWriter:
         self._pending: list[dict[str, Any]] = []
         self._submitted = 0
         self._stored = 0
-        self._error: BaseException | None = None
+        self._error: BaseException | None = None  # the store's last error while it keeps failing
+        self._failures = 0  # failed attempts reported in _error so far
+        self._rejected: list[Rejected] = []  # refused for good, not reported by flush() yet
         self._closing = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -66,18 +73,20 @@ class BatchWriter:
 
         Raises:
             StoreError: the store failed on every retry (data is kept and retried), or the
-                timeout passed.
+                timeout passed; ``TenantAccessError`` / ``InvalidSettingError`` when the
+                server refuses the user (HTTP 403 / 401; kept and retried too).
+            MLOpsError: the store refused some items for good (see
+                :func:`~.sinks.rejection_error`; everything else is stored). Reported once.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             target = self._submitted
+            failures = self._failures
             while self._stored < target:
-                if self._error is not None:
-                    err = self._error
-                    raise StoreError(
-                        f"{target - self._stored} logged item(s) are not stored yet: {err}. "
-                        "They are kept in the write journal and retried; nothing was dropped."
-                    ) from err
+                # an error is reported once an attempt made during this flush failed: one from
+                # before (the server has come back since) must not fail it
+                if self._error is not None and self._failures > failures:
+                    raise _kept_error(self._error, target - self._stored) from self._error
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise StoreError(
@@ -85,6 +94,9 @@ class BatchWriter:
                         "item(s) to be stored; they stay queued and journaled."
                     )
                 self._cond.wait(remaining)
+            rejected, self._rejected = self._rejected, []
+        if rejected:
+            raise rejection_error(rejected)
 
     @property
     def backlog(self) -> int:
@@ -105,10 +117,11 @@ class BatchWriter:
             todo = batch
             while True:
                 try:
-                    self.sink.write(todo)
+                    self._note_rejected(self.sink.write(todo) or [])
                     break
                 except Exception as exc:  # store down, locked, ...: keep and retry
                     if isinstance(exc, PartialWriteError):  # the rest is stored: retry, journal only this
+                        self._note_rejected(exc.rejected)
                         todo = exc.remaining
                         if segment is not None:
                             _rewrite_segment(segment, todo)
@@ -117,6 +130,7 @@ class BatchWriter:
                     if attempt >= 3:
                         with self._cond:
                             self._error = exc
+                            self._failures += 1
                             self._cond.notify_all()
                         if attempt == 3:
                             log.warning("mlops_jupyter: storing %d item(s) failed, retrying: %s", len(todo), exc)
@@ -133,6 +147,14 @@ class BatchWriter:
                 self._error = None
                 self._cond.notify_all()
 
+    def _note_rejected(self, rejected: list[Rejected]) -> None:
+        """Keep items refused for good for the next :meth:`flush` to report (and say so now,
+        for a user who never flushes); they leave the journal with their batch."""
+        if rejected:
+            log.warning("mlops_jupyter: %s", rejection_error(rejected))
+            with self._cond:
+                self._rejected += rejected
+
     def close(self, timeout: float = 30.0) -> bool:
         """Store what is queued and stop; returns True if everything was stored."""
         try:
@@ -141,6 +163,8 @@ class BatchWriter:
         except StoreError as exc:
             log.warning("mlops_jupyter: %s", exc)
             ok = False
+        except MLOpsError:  # items refused for good: already logged; the rest is stored
+            ok = True
         with self._cond:
             self._closing = True
             self._cond.notify_all()
@@ -148,3 +172,24 @@ class BatchWriter:
         if self.journal is not None:
             self.journal.close(keep_data=not ok)
         return ok
+
+
+def _kept_error(err: BaseException, waiting: int) -> MLOpsError:
+    """What :meth:`BatchWriter.flush` raises while the store keeps failing: a typed error
+    saying how many items wait and why (the server refusing the user's credentials or
+    permissions is said so), and that they are kept and retried."""
+    kept = f"{waiting} logged item(s) are not stored yet: {err}. They are kept in the write journal and retried; "
+    status = http_status(err)
+    if status == 401:
+        return InvalidSettingError(
+            kept + "the server does not accept the credentials (MLFLOW_TRACKING_USERNAME / _PASSWORD).",
+            value=os.environ.get("MLFLOW_TRACKING_USERNAME"),
+            allowed="a user of the tracking server and its password",
+        )
+    if status == 403:
+        return TenantAccessError(
+            kept + "the server denies this user permission on the run's experiment.",
+            value=os.environ.get("MLFLOW_TRACKING_USERNAME"),
+            allowed="a user with EDIT permission on the experiment (see provision_tenant)",
+        )
+    return StoreError(kept + "nothing was dropped.")

@@ -121,12 +121,7 @@ def isolation_mode(tracking_uri: str) -> Isolation:
         if resp.status_code == 200 and resp.json().get("is_basic_auth", True):
             iso = Isolation(SERVER, resp.json().get("user", {}).get("username"), "MLflow basic-auth")
         elif resp.status_code == 401:
-            raise InvalidSettingError(
-                f"The MLflow server {tracking_uri} enforces authentication and refused the credentials "
-                f"({USERNAME_ENV}={os.environ.get(USERNAME_ENV)!r}).",
-                value=os.environ.get(USERNAME_ENV),
-                allowed=f"an MLflow user of the server in {USERNAME_ENV} and its password in {PASSWORD_ENV}",
-            )
+            raise credentials_refused(tracking_uri)
         else:
             iso = Isolation(NAMESPACE, None, "the MLflow server runs without its auth app")
     with _LOCK:
@@ -134,9 +129,20 @@ def isolation_mode(tracking_uri: str) -> Isolation:
     return iso
 
 
+def credentials_refused(tracking_uri: str) -> InvalidSettingError:
+    """The error for a server answering 401: it does not accept the user's credentials."""
+    return InvalidSettingError(
+        f"The MLflow server {tracking_uri} enforces authentication and refused the credentials "
+        f"({USERNAME_ENV}={os.environ.get(USERNAME_ENV)!r}).",
+        value=os.environ.get(USERNAME_ENV),
+        allowed=f"an MLflow user of the server in {USERNAME_ENV} and its password in {PASSWORD_ENV}",
+    )
+
+
 @contextlib.contextmanager
-def refused_as_tenant_error(what: str) -> Iterator[None]:
-    """Turn the server's 403 (its auth app refusing this user) into :class:`TenantAccessError`.
+def refused_as_tenant_error(what: str, tracking_uri: str = "") -> Iterator[None]:
+    """Turn the server's 403 (its auth app refusing this user) into :class:`TenantAccessError`,
+    and its 401 (credentials not accepted) into :class:`InvalidSettingError`.
 
     Example:
         >>> with refused_as_tenant_error("experiment 'acme/churn'"):
@@ -147,6 +153,8 @@ def refused_as_tenant_error(what: str) -> Iterator[None]:
     try:
         yield
     except MlflowException as exc:
+        if exc.get_http_status_code() == 401:
+            raise credentials_refused(tracking_uri or "tracking server") from exc
         if exc.get_http_status_code() != 403:
             raise
         user = os.environ.get(USERNAME_ENV)

@@ -26,7 +26,7 @@ from mlops_jupyter.storage import store as store_mod
 from mlops_jupyter.storage.store import TrackingStore
 from mlops_jupyter.tracking import param_types, server_auth
 from mlops_jupyter.tracking.key_metrics import in_logged_order
-from mlops_jupyter.tracking.validation import validate_metrics, validate_params, validate_tags
+from mlops_jupyter.tracking.validation import validate_metrics, validate_params, validate_step, validate_tags
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +210,8 @@ class ExperimentTracker:
         if self.active_run is not None:
             log.warning("mlops_jupyter: ending open run %r before starting %r", self._run.run_name, name)
             self.end_experiment()
-        with server_auth.refused_as_tenant_error(f"experiment {self.tenancy.experiment_name(exp)!r}"):
+        what = f"experiment {self.tenancy.experiment_name(exp)!r}"
+        with server_auth.refused_as_tenant_error(what, self.store.tracking_uri):
             exp_id = self.store.experiment_id(self.tenancy, exp)
         server_auth.share(self.store.tracking_uri, "experiment", exp_id)  # to the tenant's members
         run_tags = self.tenancy.tags(user_tags)
@@ -222,7 +223,8 @@ class ExperimentTracker:
             self.store.get_run(self.tenancy, parent_run_id)
             run_tags["mlflow.parentRunId"] = parent_run_id
         start = now_ms()
-        created = self.store.create_run(exp_id, name, run_tags, start)
+        with server_auth.refused_as_tenant_error(what, self.store.tracking_uri):  # e.g. READ but no EDIT
+            created = self.store.create_run(exp_id, name, run_tags, start)
         self._run = self.last_run = ActiveRun(self, created.run_id, exp_id, exp, name, created.artifact_uri, start)
         return self._run
 
@@ -280,10 +282,7 @@ class ExperimentTracker:
         """Log metrics at ``step`` (default 0, as MLflow). Values must be finite real numbers."""
         r = self._current(run)
         values = validate_metrics(metrics)
-        if step is None:
-            step = 0
-        elif isinstance(step, bool) or not isinstance(step, int) or step < 0:
-            raise ValidationError(f"Invalid step {step!r}.", value=step, allowed="a non-negative int")
+        step = validate_step(step)
         ts = now_ms()
         with r._lock:
             for k, v in values.items():

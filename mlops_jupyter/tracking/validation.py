@@ -19,6 +19,9 @@ from mlops_jupyter.errors import InvalidMetricError, InvalidNameError, InvalidPa
 MAX_ENTITY_KEY_LENGTH = 250
 MAX_PARAM_VAL_LENGTH = 6000
 MAX_TAG_VAL_LENGTH = 8000
+MAX_STEP = 2**63 - 1
+"""Steps are 64-bit signed integers in MLflow's schema (and its protobuf messages)."""
+_FLOAT_INT_LIMIT = 2**1023
 KEY_RE = re.compile(r"[/\w.\- :]+")
 KEY_RULE = (
     f"1 to {MAX_ENTITY_KEY_LENGTH} characters of letters, digits, '_', '-', '.', ' ', ':', '/', "
@@ -67,7 +70,7 @@ def metric_value(key: str, value: Any) -> float:
     if t is float:
         if value - value == 0.0:  # false for NaN and +-inf
             return value
-    elif t is int:
+    elif t is int and -_FLOAT_INT_LIMIT < value < _FLOAT_INT_LIMIT:
         return float(value)
     if isinstance(value, bool) or type(value).__name__ == "bool_" or not isinstance(value, numbers.Real):
         raise InvalidMetricError(
@@ -75,7 +78,10 @@ def metric_value(key: str, value: Any) -> float:
             value=value,
             allowed="a finite real number (int or float)",
         )
-    f = float(value)
+    try:
+        f = float(value)
+    except OverflowError:  # an int (or Fraction, Decimal) beyond the largest double
+        f = math.inf
     if not math.isfinite(f):
         raise InvalidMetricError(
             f"Invalid value for metric {key!r}: {value!r} is not finite.",
@@ -140,3 +146,14 @@ def validate_tags(tags: Any) -> dict[str, str]:
             )
         out[k] = s
     return out
+
+
+def validate_step(step: Any) -> int:
+    """A metric step: a non-negative int that fits MLflow's 64-bit step column (None: 0)."""
+    if step is None:
+        return 0
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or not 0 <= step <= MAX_STEP:
+        raise InvalidMetricError(
+            f"Invalid step {step!r}.", value=step, allowed=f"an int from 0 to {MAX_STEP} (MLflow's 64-bit steps)"
+        )
+    return int(step)

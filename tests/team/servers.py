@@ -196,6 +196,7 @@ class MlflowServer:
     """
 
     def __init__(self, root: Path, backend_uri: str, auth_db_uri: str | None = None, workers: int = 1) -> None:
+        self.port = 0  # chosen at the first start, kept by a restart (clients keep their URL)
         self.root = Path(root)
         self.backend_uri = backend_uri
         self.auth_db_uri = auth_db_uri
@@ -208,7 +209,7 @@ class MlflowServer:
     def start(self) -> MlflowServer:
         """Launch the process (see :meth:`wait_ready`)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        port = free_port()
+        port = self.port = self.port or free_port()
         cmd = [
             str(Path(sys.executable).with_name("mlflow")),
             "server",
