@@ -46,7 +46,7 @@ from typing import Any, NamedTuple
 
 from mlops_jupyter.config.names import TENANT_TAG, Tenancy
 from mlops_jupyter.config.times import now_ms
-from mlops_jupyter.storage.sinks import SESSION_TAG, write_text_artifacts
+from mlops_jupyter.storage.sinks import SESSION_TAG, Rejected, write_text_artifacts
 
 # Columns the bulk path writes, per table. The sink is only used when the installed
 # MLflow's tables have (at least) these columns and no other NOT NULL column without a
@@ -93,6 +93,13 @@ _UPSERT_LATEST = (
     " > (latest_metrics.step, latest_metrics.timestamp, latest_metrics.value)"
 )
 _END_RUN = "UPDATE runs SET status=?, end_time=? WHERE run_uuid=?"
+# the batch's params whose stored value differs (another process logged the key first)
+_PARAM_CONFLICTS = (
+    "SELECT b.column1, b.column2, b.column3, p.value FROM (VALUES {rows}) AS b "
+    "JOIN params p ON p.key = b.column1 AND p.run_uuid = b.column3 WHERE p.value != b.column2"
+)
+_CONFLICT_CHUNK = 300
+"""Params looked up per conflict query (3 SQL variables each)."""
 _KILL_SESSION = (
     "UPDATE runs SET status='KILLED', end_time=? WHERE status='RUNNING' AND run_uuid IN "
     "(SELECT run_uuid FROM tags WHERE key=? AND value=?)"
@@ -159,6 +166,29 @@ def read_schema_ok(db: Path) -> bool:
 
 
 # -- the bulk write path --------------------------------------------------------------------
+def _param_conflicts(con: sqlite3.Connection, params: list[tuple[str, str, str]]) -> list[tuple[str, ...]]:
+    """``(key, value, run_id, stored value)`` of the params whose run holds another value."""
+    found = []
+    for i in range(0, len(params), _CONFLICT_CHUNK):
+        chunk = params[i : i + _CONFLICT_CHUNK]
+        sql = _PARAM_CONFLICTS.format(rows=",".join(["(?,?,?)"] * len(chunk)))
+        found += con.execute(sql, [x for row in chunk for x in row]).fetchall()
+    return found
+
+
+def _refused_param(key: str, value: str, run_id: str, stored: str) -> Rejected:
+    """A param refused as MLflow's own stores refuse it (same error code and text)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+    error = MlflowException(
+        f"Changing param values is not allowed. Param with key='{key}' was already logged with "
+        f"value='{stored}' for run ID='{run_id}'. Attempted logging new value '{value}'.",
+        INVALID_PARAMETER_VALUE,
+    )
+    return Rejected({"k": "log", "id": run_id, "p": {key: value}}, error)
+
+
 class SqliteSink:
     """Writes batches of ops (see :mod:`mlops_jupyter.storage.sinks`) into MLflow's tables,
     one transaction per batch. Idempotent: a journal can be replayed after a crash."""
@@ -173,13 +203,16 @@ class SqliteSink:
             self._con = connect_sqlite(self.db)
         return self._con
 
-    def write(self, ops: Iterable[dict[str, Any]]) -> None:
+    def write(self, ops: Iterable[dict[str, Any]]) -> list[Rejected]:
+        """Store the ops; returns the params refused as MLflow refuses them: a key the run
+        already has with another value (logged by another process) keeps its first value."""
         ops = list(ops)
-        self._write_rows(ops)
+        rejected = self._write_rows(ops)
         if any(op["k"] == "art" for op in ops):
             write_text_artifacts(ops)
+        return rejected
 
-    def _write_rows(self, ops: list[dict[str, Any]]) -> None:
+    def _write_rows(self, ops: list[dict[str, Any]]) -> list[Rejected]:
         runs, tags, params, metrics, ends = [], [], [], [], []
         latest: dict[tuple[str, str], tuple] = {}
         for op in ops:
@@ -224,8 +257,10 @@ class SqliteSink:
                     con.executemany(_INSERT_RUN, runs)
                 if tags:
                     con.executemany(_UPSERT_TAG, tags)
+                conflicts = []
                 if params:
                     con.executemany(_INSERT_PARAM, params)
+                    conflicts = _param_conflicts(con, params)
                 if metrics:
                     con.executemany(_INSERT_METRIC, metrics)
                     con.executemany(_UPSERT_LATEST, list(latest.values()))
@@ -235,6 +270,7 @@ class SqliteSink:
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+        return [_refused_param(*c) for c in conflicts]
 
     def mark_killed(self, session_token: str) -> int:
         """Mark RUNNING runs opened by a dead session KILLED; returns how many."""

@@ -338,6 +338,52 @@ def test_changing_a_param_in_a_run_is_refused(tracker, client):
     assert client.get_run(run.run_id).data.params == {"max_depth": "10", "lr": "0.1"}
 
 
+OTHER_KERNEL = r"""
+import sys
+from mlops_jupyter import create_experiment_tracker
+from mlops_jupyter.errors import InvalidParamError
+tracker = create_experiment_tracker(tenant_id="tenant_123")
+tracker.resume(sys.argv[1])  # before the other kernel logs `who`: this one cannot know it
+print("@@ready", flush=True)
+sys.stdin.readline()
+tracker.log_params({"who": "b", "batch": 64})
+tracker.log_metrics({"loss": 0.5}, step=1)
+try:
+    tracker.end_experiment()
+    print("@@ok", flush=True)
+except InvalidParamError as exc:
+    print("@@refused", exc.value, exc.items, flush=True)
+"""
+
+
+def test_a_param_another_process_logged_differently_is_refused_as_a_server_refuses_it(tracker, client):
+    """The embedded store keeps a param's first value, as MLflow does, and the kernel whose
+    value lost is told (it was dropped silently); the rest of its batch is stored."""
+    import subprocess
+    import sys
+
+    run = tracker.start_experiment("shared")
+    other = subprocess.Popen(
+        [sys.executable, "-c", OTHER_KERNEL, run.run_id],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert other.stdout.readline().strip() == "@@ready", other.stderr.read()[-3000:]
+        tracker.log_params({"who": "a"})
+        tracker.flush()
+        out, err = other.communicate("go\n", timeout=120)
+    finally:
+        if other.poll() is None:
+            other.kill()
+    assert other.returncode == 0, err[-3000:]
+    assert f"@@refused b [('{run.run_id}', 'param', 'who', 'b')]" in out, out + err[-2000:]
+    data = client.get_run(run.run_id).data
+    assert data.params == {"who": "a", "batch": "64"} and data.metrics == {"loss": 0.5}
+
+
 def test_flush_makes_data_visible_while_the_run_is_open(tracker, client):
     run = tracker.start_experiment("e")
     for i in range(100):
