@@ -10,9 +10,13 @@ need the protocol's hands on the socket.
 
 Framing is strict RFC 9112, as llhttp is by default: a duplicate or malformed
 ``Content-Length``, an obs-folded header line, a bare LF, ``Transfer-Encoding`` together
-with ``Content-Length``, a ``Transfer-Encoding`` whose last coding is not ``chunked``: 400 and
-the connection is closed. ``Transfer-Encoding: chunked`` alone gets 411 (send
-``Content-Length``); a protocol other than HTTP/1.0 or 1.1 gets 505 (a request
+with ``Content-Length``, a ``Transfer-Encoding`` whose last coding is not ``chunked``, a
+malformed chunk size: 400 and the connection is closed. A ``Transfer-Encoding: chunked``
+body (RFC 9112 7.1: a recipient MUST parse it; Go's net/http, requests with a generator
+body and streaming Java/Node clients send it) is decoded by llhttp; another coding before
+``chunked`` (``gzip, chunked``) is 415, as nothing here decompresses. Trailer fields are
+read and dropped, never merged into the request's headers (a trailer ``Authorization``
+authenticates nothing). A protocol other than HTTP/1.0 or 1.1 gets 505 (a request
 line without one, 400); ``Upgrade``/``CONNECT`` are answered and the connection closed.
 An HTTP/1.1 request without ``Host`` is 400 (RFC 9112 3.2); an absolute-form target
 (``GET http://host/ping``, what proxies send) is served as its path and query. A HEAD is
@@ -27,7 +31,8 @@ Requests are answered strictly in order; pipelined ones wait in a queue, and whi
 waits the connection is not read. Limits (:class:`~mlops_jupyter.config.settings.GatewayLimits`,
 each a ``MLOPS_GATEWAY_*`` setting), each answered cleanly:
 
-- header, body and keep-alive idle timeouts (408, 408, a silent close), checked by one
+- header, body (the whole body, chunked or not) and keep-alive idle timeouts (408, 408, a
+  silent close), checked by one
   sweep of all connections a few times per timeout rather than a timer per request;
 - at most ``max_connections`` connections: one more gets ``503`` with ``Retry-After``;
   at most :data:`~.http_state.OVERFLOW_MAX` such refusals are pending at once (each lingers
@@ -38,8 +43,10 @@ each a ``MLOPS_GATEWAY_*`` setting), each answered cleanly:
   received without one: 431 (414 when the target alone is longer); at most
   ``max_headers`` lines: 431;
 - a body at most ``max_body_bytes`` (413), and all bodies held at once at most
-  ``max_inflight_body_bytes`` (503): both decided from ``Content-Length``, before any body
-  byte is kept;
+  ``max_inflight_body_bytes`` (503 with ``Retry-After``): decided from ``Content-Length``
+  before any body byte is kept, or for a chunked body counted as its bytes arrive (413 or
+  503 as soon as the count passes, then close); the chunk-size lines, chunk extensions and
+  trailer fields between two pieces of data at most ``max_header_bytes`` (431);
 - authentication decided from the headers (``Application.admit``) before any body is
   buffered: 401/403, then close;
 - write back-pressure: above ``write_buffer_bytes`` of unsent answers the connection is
@@ -75,6 +82,9 @@ FEED_BYTES = 2048
 """While parsed requests wait, received bytes are parsed this many at a time (the rest later)."""
 PUMP_BATCH = 4
 """Queued requests of one connection answered per loop turn before others get theirs."""
+PIECES_PER_TURN = 1024
+"""Pieces of a chunked body decoded per loop turn before others get theirs (a body of
+1-byte chunks costs ~0.35 us a piece: a 256 KiB read of them would hold the loop 15 ms)."""
 
 REASONS = {
     200: b"OK",
@@ -137,6 +147,39 @@ def origin_form(url: bytes) -> str:
     return f"{target}?{u.query.decode('latin-1')}" if u.query else target
 
 
+def transfer_coding_refusal(te: str) -> Refusal | None:
+    """Why a request with ``Transfer-Encoding: te`` is refused, or None for plain ``chunked``.
+
+    Not chunked last: the body has no length (RFC 9112 6.3: 400). Another coding before
+    chunked (``gzip, chunked``): 415, as for an unsupported ``Content-Encoding`` (RFC 9110
+    15.5.16), since the gateway does not decompress; the client can resend without it.
+
+    Example:
+        >>> transfer_coding_refusal("chunked") is None
+        True
+        >>> transfer_coding_refusal("gzip, chunked").status
+        415
+        >>> transfer_coding_refusal("chunked, gzip").status
+        400
+    """
+    codings = [c.strip().lower() for c in te.split(",")]
+    if codings[-1] != "chunked":  # RFC 9112 6.3: MUST be 400
+        return Refusal(
+            400,
+            "BAD_REQUEST",
+            f"Transfer-Encoding {te!r} does not end in chunked: the body has no length; "
+            "send Content-Length or Transfer-Encoding: chunked.",
+        )
+    if len(codings) > 1:
+        return Refusal(
+            415,
+            "UNSUPPORTED_TRANSFER_CODING",
+            f"Transfer-Encoding {te!r}: only chunked is decoded here, not {', '.join(codings[:-1])}; "
+            "send the body uncompressed, with Transfer-Encoding: chunked or Content-Length.",
+        )
+    return None
+
+
 def error_body(code: str, message: str) -> bytes:
     """The JSON body of an error answer (the message capped by :func:`cap_text`).
 
@@ -194,6 +237,7 @@ class HttpConnection(asyncio.Protocol):
         "acc",
         "backlog",
         "busy",
+        "chunked",
         "closed_write",
         "continue_pending",
         "counted",
@@ -212,6 +256,7 @@ class HttpConnection(asyncio.Protocol):
         "overflow",
         "parser",
         "phase",
+        "pieces",
         "queue",
         "read_paused",
         "refusal",
@@ -236,6 +281,7 @@ class HttpConnection(asyncio.Protocol):
         self.current: Request | None = None
         self.req: Request | None = None
         self.busy = False
+        self.chunked = False
         self.closed_write = False
         self.continue_pending = False
         self.keep_alive = True
@@ -256,6 +302,7 @@ class HttpConnection(asyncio.Protocol):
         self.nheaders = 0
         self.linger_left = 0
         self.overflow = False
+        self.pieces = 0
 
     # -- connection lifecycle ------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -353,13 +400,20 @@ class HttpConnection(asyncio.Protocol):
                 self.transport.pause_reading()
 
     def _feed(self, data: bytes) -> None:
-        """Parse ``data`` a slice at a time; once requests are queued keep the rest for later,
-        so one client pipelining thousands of requests costs the loop a slice per turn."""
+        """Parse ``data`` a slice at a time; once requests are queued, or a turn's worth of chunk
+        pieces is decoded, keep the rest for later, so one client pipelining thousands of
+        requests or sending a body of 1-byte chunks costs the loop a slice per turn."""
         view = memoryview(data)
         k = 0
+        self.pieces = 0
         while k < len(view) and self.phase != CLOSING and self.transport is not None:
-            if self.queue:
+            if self.queue or self.pieces > PIECES_PER_TURN:
                 self.backlog = bytes(view[k:])
+                if not self.queue:  # tiny chunks: the rest on a later turn, with reading paused
+                    if not self.read_paused:
+                        self.read_paused = True
+                        self.transport.pause_reading()
+                    self.loop.call_soon(self._resume_backlog)
                 return
             self._parse(view[k : k + FEED_BYTES])
             k += FEED_BYTES
@@ -399,6 +453,40 @@ class HttpConnection(asyncio.Protocol):
             self.unseen = max(len(data) - self.acc, 0) if self.seen else self.unseen + len(data)
             if self.unseen + self.head_bytes > self.lim.max_header_bytes:
                 self._refuse(self._too_large_head())
+        elif self.chunked and self.phase == BODY:  # chunk-size lines, extensions, trailers since the last data
+            self.unseen = max(len(data) - self.acc, 0) if self.seen else self.unseen + len(data)
+            if self.unseen > self.lim.max_header_bytes:
+                self._refuse(
+                    Refusal(
+                        431,
+                        "HEADERS_TOO_LARGE",
+                        f"The chunked body has more than {self.lim.max_header_bytes} bytes of chunk-size lines, "
+                        "chunk extensions or trailer fields between two pieces of data.",
+                    )
+                )
+
+    def _too_large_body(self, size: str) -> Refusal:
+        lim = self.lim
+        return Refusal(
+            413,
+            "PAYLOAD_TOO_LARGE",
+            f"The request body has {size} bytes; at most {lim.max_body_bytes} bytes "
+            f"({lim.max_body_bytes / (1024 * 1024):g} MiB) are accepted.",
+        )
+
+    def _reserve(self, req: Request, n: int) -> None:
+        """Count ``n`` more body bytes of ``req`` in the budget of all bodies held at once (503 past it)."""
+        state = self.state
+        if state.inflight_body + n > self.lim.max_inflight_body_bytes:
+            self.err = Refusal(
+                503,
+                "BUSY",
+                "The gateway holds as many request bodies as it may at once; retry shortly.",
+                b"Retry-After: 1\r\n",
+            )
+            raise self.err
+        state.inflight_body += n
+        req.reserved += n
 
     def _too_large_head(self) -> Refusal:
         return Refusal(
@@ -412,6 +500,7 @@ class HttpConnection(asyncio.Protocol):
         self.head_bytes = 0
         self.nheaders = 0
         self.unseen = 0
+        self.chunked = False
         self.phase = HEAD
         self.req = Request("", "", {}, True, 0)
         self.deadline = self.loop.time() + self.lim.header_timeout
@@ -426,6 +515,8 @@ class HttpConnection(asyncio.Protocol):
             raise self.err
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.phase != HEAD:  # a trailer field after a chunked body: never one of the request's headers
+            return  # (its bytes count as framing in _parse)
         self.seen = True
         self.head_bytes += len(name) + len(value) + 4
         self.acc += len(name) + len(value) + 4
@@ -477,45 +568,23 @@ class HttpConnection(asyncio.Protocol):
             self.err = Refusal(400, "BAD_REQUEST", "An HTTP/1.1 request needs a Host header.")
             raise self.err
         if "transfer-encoding" in headers:
-            te = headers["transfer-encoding"]
-            if te.rsplit(",", 1)[-1].strip().lower() != "chunked":  # RFC 9112 6.3: MUST be 400
-                self.err = Refusal(
-                    400,
-                    "BAD_REQUEST",
-                    f"Transfer-Encoding {te!r} does not end in chunked: the body has no length; send Content-Length.",
-                )
-            else:
-                self.err = Refusal(
-                    411, "LENGTH_REQUIRED", "Chunked request bodies are not supported; send Content-Length."
-                )
-            raise self.err
+            self.err = transfer_coding_refusal(headers["transfer-encoding"])
+            if self.err is not None:
+                raise self.err
+            self.chunked = True  # llhttp decodes the chunks; on_body counts them against the limits
         length = int(headers.get("content-length", "0"))  # llhttp checked it: digits only, once
         lim = self.lim
         if length > lim.max_body_bytes:
-            self.err = Refusal(
-                413,
-                "PAYLOAD_TOO_LARGE",
-                f"The request body has {length} bytes; at most {lim.max_body_bytes} bytes "
-                f"({lim.max_body_bytes / (1024 * 1024):g} MiB) are accepted.",
-            )
+            self.err = self._too_large_body(str(length))
             raise self.err
         try:
             self.gw.admit(req.method, req.target, headers)
         except Refusal as exc:
             self.err = exc
             raise
-        if length:
-            state = self.state
-            if state.inflight_body + length > lim.max_inflight_body_bytes:
-                self.err = Refusal(
-                    503,
-                    "BUSY",
-                    "The gateway holds as many request bodies as it may at once; retry shortly.",
-                    b"Retry-After: 1\r\n",
-                )
-                raise self.err
-            state.inflight_body += length
-            req.reserved = length
+        if length or self.chunked:
+            if length:
+                self._reserve(req, length)
             self.phase = BODY
             self.deadline = self.loop.time() + lim.body_timeout
             if version == "1.1" and headers.get("expect", "").lower() == "100-continue":
@@ -528,11 +597,35 @@ class HttpConnection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self.continue_pending = False  # the client did not wait for it
         self.acc += len(body)
-        self.req.body.append(body)
+        if self.chunked:
+            self._chunk_data(body)
+        else:
+            self.req.body.append(body)
+
+    def _chunk_data(self, body: bytes) -> None:
+        """Keep a piece of chunked body once the limits allow it: its size is known only as it arrives.
+
+        Pieces go into one ``bytearray`` (a body of a million one-byte chunks must not become a
+        million ``bytes`` objects, each ~40 times its byte).
+        """
+        req = self.req
+        n = len(body)
+        if req.reserved + n > self.lim.max_body_bytes:
+            self.err = self._too_large_body(f"more than {self.lim.max_body_bytes}")
+            raise self.err
+        self._reserve(req, n)
+        self.seen = True
+        self.pieces += 1
+        if req.body:
+            req.body[0] += body
+        else:
+            req.body.append(bytearray(body))
 
     def on_message_complete(self) -> None:
         req = self.req
         self.req = None
+        if self.chunked and req.body:
+            req.body[0] = bytes(req.body[0])
         self.continue_pending = False
         self.phase = BUSY
         self.deadline = NEVER
