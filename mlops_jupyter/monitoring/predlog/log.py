@@ -135,9 +135,8 @@ class PredictionLog(PredictionBuffer):
             >>> import pandas as pd
             >>> import tempfile
             >>> log = PredictionLog(tempfile.mkdtemp(), background=False)
-            >>> for version, rows in (("1.0.0", [[5.1, 3.5], [4.9, 3.0]]), ("1.1.0", [[6.2, 2.9]])):
-            ...     log.append("acme", "churn", version=version, latency_s=0.001, success=True,
-            ...                features=pd.DataFrame(rows, columns=["a", "b"]), output=[1] * len(rows))
+            >>> log.append("acme", "churn", version="1.0.0", latency_s=0.001, success=True,
+            ...            features=pd.DataFrame({"a": [5.1, 4.9, 6.2], "b": [3.5, 3.0, 2.9]}), output=[1, 1, 0])
             >>> t = log.read_table("acme", "churn", last_n=2, columns=["latency_s", "feature.*"])
             >>> t.num_rows, t.column_names
             (2, ['timestamp', 'latency_s', 'feature.a', 'feature.b'])
@@ -179,9 +178,8 @@ class PredictionLog(PredictionBuffer):
             >>> import pandas as pd
             >>> import tempfile
             >>> log = PredictionLog(tempfile.mkdtemp(), background=False)
-            >>> for version, rows in (("1.0.0", [[5.1, 3.5], [4.9, 3.0]]), ("1.1.0", [[6.2, 2.9]])):
-            ...     log.append("acme", "churn", version=version, latency_s=0.001, success=True,
-            ...                features=pd.DataFrame(rows, columns=["a", "b"]), output=[1] * len(rows))
+            >>> log.append("acme", "churn", version="1.0.0", latency_s=0.001, success=True,
+            ...            features=pd.DataFrame({"a": [5.1, 4.9, 6.2], "b": [3.5, 3.0, 2.9]}), output=[1, 1, 0])
             >>> log.row_count("acme", "churn")
             3
         """
@@ -222,9 +220,8 @@ class PredictionLog(PredictionBuffer):
             >>> import pandas as pd
             >>> import tempfile
             >>> log = PredictionLog(tempfile.mkdtemp(), background=False)
-            >>> for version, rows in (("1.0.0", [[5.1, 3.5], [4.9, 3.0]]), ("1.1.0", [[6.2, 2.9]])):
-            ...     log.append("acme", "churn", version=version, latency_s=0.001, success=True,
-            ...                features=pd.DataFrame(rows, columns=["a", "b"]), output=[1] * len(rows))
+            >>> log.append("acme", "churn", version="1.0.0", latency_s=0.001, success=True,
+            ...            features=pd.DataFrame({"a": [5.1, 4.9, 6.2], "b": [3.5, 3.0, 2.9]}), output=[1, 1, 0])
             >>> log.flush()  # one part
             3
             >>> log.append("acme", "churn", version="1.1.0", latency_s=0.001, success=True,
