@@ -258,8 +258,9 @@ class SqliteSink:
                 if tags:
                     con.executemany(_UPSERT_TAG, tags)
                 conflicts = []
-                if params:
-                    con.executemany(_INSERT_PARAM, params)
+                # rows not inserted are already there: the same value again, or another
+                # process' value (looked up only then: the query costs ~0.25 ms a batch)
+                if params and con.executemany(_INSERT_PARAM, params).rowcount != len(params):
                     conflicts = _param_conflicts(con, params)
                 if metrics:
                     con.executemany(_INSERT_METRIC, metrics)
