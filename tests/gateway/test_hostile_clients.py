@@ -540,7 +540,7 @@ def test_a_flood_over_the_connection_cap_keeps_the_descriptors_reserved_for_the_
                 assert closed, "a client over the cap hung"
                 answers.append(got)
         busy = [a for a in answers if a]
-        assert 1 <= len(busy) <= OVERFLOW_MAX + 5, len(busy)  # + those freed meanwhile
+        assert busy and len(busy) <= OVERFLOW_MAX + 5, len(busy)  # + those freed meanwhile
         assert all(a.startswith(b"HTTP/1.1 503 ") and b"Retry-After: 1" in a for a in busy)
         assert held <= fds0 + 40 + OVERFLOW_MAX, (fds0, held)
         assert Http(port).call("GET", "/ping")[0] == 200
