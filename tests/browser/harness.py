@@ -222,6 +222,22 @@ def browser() -> Iterator[Any]:
 
 
 # -- themes, contrast and axe-core ---------------------------------------------------------------
+KERNEL_IDLE = """() => {
+  const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
+  return !!k && k.status === 'idle';
+}"""
+"""Page predicate: the current notebook's kernel is connected and idle."""
+ALL_RAN = """(n) => {
+  const w = window.jupyterapp.shell.currentWidget;
+  const cells = w.content.model.cells;
+  let done = 0;
+  for (let i = 0; i < cells.length; i++) { if (cells.get(i).executionCount) done++; }
+  return done === n && w.sessionContext.session.kernel.status === 'idle';
+}"""
+"""Page predicate (argument ``n``): ``n`` cells have run and the kernel is idle again."""
+
+
 THEMES = ("JupyterLab Light", "JupyterLab Dark")
 
 #: Colour helpers of the page checks below (JS, in the scope of each check): parse a computed

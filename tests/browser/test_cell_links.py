@@ -15,7 +15,15 @@ import shutil
 import time
 
 import pytest
-from harness import artifacts, browser, jupyter_lab, script_failures, write_notebook  # noqa: F401 (fixtures)
+from harness import (  # noqa: F401 (fixtures)
+    ALL_RAN,
+    KERNEL_IDLE,
+    artifacts,
+    browser,
+    jupyter_lab,
+    script_failures,
+    write_notebook,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -32,18 +40,6 @@ CELLS = [
     TALL,
     "from mlops_jupyter.widgets import ComparisonPanel\nComparisonPanel('links')",
 ]
-KERNEL_IDLE = """() => {
-  const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
-  const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
-  return !!k && k.status === 'idle';
-}"""
-ALL_RAN = """(n) => {
-  const w = window.jupyterapp.shell.currentWidget;
-  const cells = w.content.model.cells;
-  let done = 0;
-  for (let i = 0; i < cells.length; i++) { if (cells.get(i).executionCount) done++; }
-  return done === n && w.sessionContext.session.kernel.status === 'idle';
-}"""
 #: whether cell ``i`` of the current notebook is the active cell and shown in the notebook's
 #: scrolled area (its prompt inside the visible part of the scroller)
 ACTIVE_AND_SHOWN = """(i) => {

@@ -24,7 +24,9 @@ from pathlib import Path
 
 import pytest
 from harness import (  # noqa: F401 (fixtures)
+    ALL_RAN,
     CHART_COLOURS_JS,
+    KERNEL_IDLE,
     THEMES,
     artifacts,
     axe_serious,
@@ -50,19 +52,6 @@ CELLS = [
 ]
 PANELS = {"comparison": ".mlops-comparison", "drift": ".mlops-drift", "deploy": ".mlops-deploy-panel"}
 
-KERNEL_IDLE = """() => {
-  const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
-  const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
-  return !!k && k.status === 'idle';
-}"""
-ALL_RAN = """(n) => {
-  const w = window.jupyterapp.shell.currentWidget;
-  const cells = w.content.model.cells;
-  let done = 0;
-  for (let i = 0; i < cells.length; i++) { if (cells.get(i).executionCount) done++; }
-  const k = w.sessionContext.session.kernel;
-  return done === n && k.status === 'idle';
-}"""
 ERROR_OUTPUTS = """() => {
   const cells = window.jupyterapp.shell.currentWidget.content.model.cells;
   const out = [];

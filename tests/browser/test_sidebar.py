@@ -25,6 +25,7 @@ import pytest
 
 # artifacts and browser are fixtures (tests/browser/harness.py, shared with the panels' test)
 from harness import (  # noqa: F401
+    KERNEL_IDLE,
     THEMES,
     artifacts,
     axe_serious,
@@ -41,11 +42,6 @@ pytestmark = pytest.mark.browser
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 SIDEBAR = "#mlops-sidebar"
 PROD = f'{SIDEBAR} .jp-MLOps-deployment[data-model="iris"][data-environment="production"]'
-KERNEL_IDLE = """() => {
-  const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
-  const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
-  return !!k && k.status === 'idle';
-}"""
 CELL_SOURCES = """() => {
   const cells = window.jupyterapp.shell.currentWidget.content.model.cells;
   const out = [];

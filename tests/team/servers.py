@@ -97,6 +97,23 @@ def stop_process(proc: subprocess.Popen, timeout: float = 20.0) -> None:
         proc.wait()
 
 
+def run_in_step(procs: list[subprocess.Popen], timeout: float) -> list[str]:
+    """Run kernels that print ``@@ready`` and wait for a line on stdin: once all are ready,
+    let them go together; returns their outputs (every one is killed if this fails)."""
+    try:
+        for p in procs:
+            assert next(line for line in p.stdout if line.startswith("@@")).strip() == "@@ready"
+        for p in procs:
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        return [p.communicate(timeout=timeout)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, 9)
+
+
 class Postgres:
     """A throw-away PostgreSQL cluster under ``root`` (see the module docstring).
 

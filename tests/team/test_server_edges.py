@@ -12,7 +12,6 @@ Checked with plain ``MlflowClient`` reads and the journal folder on disk.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -37,7 +36,7 @@ from mlops_jupyter.storage import journal
 from mlops_jupyter.storage.sinks import ClientSink
 from mlops_jupyter.tracking import server_auth
 from mlops_jupyter.tracking.validation import MAX_STEP
-from team.servers import ADMIN, MlflowServer
+from team.servers import ADMIN, MlflowServer, run_in_step
 
 pytestmark = pytest.mark.server
 
@@ -250,17 +249,7 @@ def test_two_kernels_logging_into_one_run(server_url, client_home, tmp_path):
         )
         for who in ("a", "b")
     ]
-    try:
-        for p in procs:
-            assert next(line for line in p.stdout if line.startswith("@@")).strip() == "@@ready"
-        for p in procs:
-            p.stdin.write("go\n")
-            p.stdin.flush()
-        outs = [p.communicate(timeout=120)[0] for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
+    outs = run_in_step(procs, timeout=120)
     assert [p.returncode for p in procs] == [0, 0], outs
     results = sorted(out.split("@@")[-1].split()[0] for out in outs)
     assert results == ["ok", "refused"], outs  # exactly one kernel's `who` was refused, and it was told

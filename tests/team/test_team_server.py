@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ from panel_data import EXPERIMENT, MODEL, seed_panel_store
 from test_guide_example import run_the_guide, stop_the_gateway
 
 from mlops_jupyter import create_experiment_tracker, create_model_versioning
+from team.servers import run_in_step
 
 pytestmark = pytest.mark.server
 
@@ -202,17 +202,7 @@ def test_two_kernels_logging_at_once_lose_nothing(server_url, client, tmp_path):
                 start_new_session=True,
             )
         )
-    try:
-        for p in procs:
-            assert next(line for line in p.stdout if line.startswith("@@")).strip() == "@@ready"
-        for p in procs:  # both start logging together
-            p.stdin.write("go\n")
-            p.stdin.flush()
-        outs = [p.communicate(timeout=300)[0] for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
+    outs = run_in_step(procs, timeout=300)  # both start logging together
     assert [p.returncode for p in procs] == [0, 0], outs
     exp = client.get_experiment_by_name("kernels/shared")
     for who, out in zip(("k1", "k2"), outs):
