@@ -154,12 +154,11 @@ class ModelMonitoring:
             yield self
             return
         self._sync()
-        snap.now, snap.reads, snap.synced = float(self.clock()), {}, True
+        snap.now, snap.reads = float(self.clock()), {}
         try:
             yield self
         finally:
             snap.now = snap.reads = None
-            snap.synced = False
 
     def _read(self, model_id: str, win: Window, version: str | None, now: float, columns: Any) -> Any:
         """The window as a DataFrame: read, or the snapshot's copy of it."""
@@ -187,7 +186,7 @@ class ModelMonitoring:
             GatewayError: a gateway runs for the home but answered an error or could not be
                 reached (see :mod:`mlops_jupyter.monitoring.sync`).
         """
-        if self.sync_gateway and not getattr(self._snap, "synced", False):
+        if self.sync_gateway and getattr(self._snap, "reads", None) is None:  # not inside a snapshot
             flush_gateway(self.settings.home)
 
     # -- tracking ------------------------------------------------------------------------
