@@ -356,6 +356,47 @@ def test_a_delivery_left_by_a_dead_process_is_taken_over(mon, clock):
     assert event["delivered"] and [a["n"] for a in event["action_result"]["attempts"]] == [1, 2]
 
 
+def test_a_slow_rollback_is_waited_for_never_started_twice_and_kept_alive(mon, clock, monkeypatch):
+    """A rollback longer than the attempt timeout (a deploy onto Ray takes ~18 s) is not
+    abandoned and retried beside itself (the retry would see the first one's result and roll
+    back one version further); meanwhile its entry stays fresh, so no process takes it over."""
+    import time
+
+    from mlops_jupyter.monitoring.alerts import delivery
+
+    monkeypatch.setenv("MLOPS_ALERT_ACTION_ATTEMPTS", "1")
+    mon.set_alert("rb", "error_rate > 0.1", "rollback")
+    traffic(mon, "rb", errors=1.0)
+    mon.evaluate_alerts("rb")  # nothing is deployed: this first delivery fails at once
+    assert mon.wait_for_alert_actions() == 0
+    [event] = mon.alerts("rb")
+    mon.store.update_alert_event(event["event_id"], {"delivery": "queued", "updated_at": 1.0})  # left by a dead process
+
+    monkeypatch.setenv("MLOPS_ALERT_ACTION_TIMEOUT", "0.2")
+    monkeypatch.setenv("MLOPS_ALERT_ACTION_ATTEMPTS", "3")
+    calls: list[str] = []
+    seen_updates: list[float] = []
+
+    def slow_rollback(model_id, environment):  # the deployment API's rollback, 6 attempt timeouts long
+        calls.append(model_id)
+        for _ in range(2):
+            time.sleep(0.6)
+            [e] = mon.store.list_alert_events(mon.tenant, model_id="rb")
+            seen_updates.append(e["updated_at"])
+        return {"environment": "production", "version": "1.0.0"}
+
+    assert delivery.resume_stale(mon.store, mon.tenant, time.time(), rollback=slow_rollback) == 1
+    assert mon.wait_for_alert_actions() == 0
+    assert calls == ["rb"]  # one rollback, although it outlasted the timeout 6 times
+    [event] = mon.alerts("rb")
+    assert event["delivery"] == "delivered" and event["action_result"]["version"] == "1.0.0"
+    assert [a["ok"] for a in event["action_result"]["attempts"]] == [False, True]  # the failed one, then this
+    assert event["action_result"]["attempts"][1]["seconds"] >= 1.2
+    # touched while it ran: never older than two timeouts, far below the takeover age
+    assert seen_updates[1] > seen_updates[0] > 1.0
+    assert delivery.resume_stale(mon.store, mon.tenant, time.time(), rollback=slow_rollback) == 0
+
+
 def test_two_evaluators_racing_fire_an_alert_once(home, clock):
     calls: list[str] = []
     a = create_model_monitoring(tenant_id="race")

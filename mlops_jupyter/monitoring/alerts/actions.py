@@ -133,6 +133,11 @@ def is_builtin(action: str) -> bool:
     return action in ("log", "rollback") or action.startswith(("webhook:", "rollback:"))
 
 
+def is_rollback(action: str) -> bool:
+    """Whether ``action`` is the built-in ``rollback[:<environment>]``."""
+    return action == "rollback" or action.startswith("rollback:")
+
+
 def register_action(tenant: str, name: str, fn: Callable[[dict[str, Any]], Any]) -> None:
     """Register ``fn`` as the action ``name`` of ``tenant`` in this process.
 
@@ -245,7 +250,7 @@ def deliver(
         if action.startswith("webhook:"):
             result = _post_json(action[len("webhook:") :], payload, timeout)
             return Delivery("delivered" if result["ok"] else "failed", result)
-        if action == "rollback" or action.startswith("rollback:"):
+        if is_rollback(action):
             if rollback is None:
                 return Delivery("failed", {"ok": False, "error": "no deployment API available to roll back"})
             env = action[len("rollback:") :] if ":" in action else None

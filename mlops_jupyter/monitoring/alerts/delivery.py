@@ -6,6 +6,11 @@ attempts, so a slow webhook delays neither the evaluation nor any other alert.
 
 * **Timeout**: each attempt runs in its own thread and is abandoned after
   ``$MLOPS_ALERT_ACTION_TIMEOUT`` seconds (10); a webhook's socket timeout is the same.
+  A ``rollback`` is never abandoned: a second one started beside a slow first one (a
+  deploy onto Ray takes longer than 10 s) could see the first one's result and roll back
+  one version further. Its own waits are bounded (``MLOPS_RAY_START_TIMEOUT``, the
+  gateway's start), so its attempt runs to its end; meanwhile the entry is touched every
+  timeout period, so no other process takes it over as left by a dead one.
 * **Retries**: an attempt that fails or times out is retried after 1 s, 2 s, 4 s, ... up to
   ``$MLOPS_ALERT_ACTION_ATTEMPTS`` attempts (5); then the entry is ``failed``. An action
   name with no callable registered in the process is ``undelivered`` (held for
@@ -50,8 +55,11 @@ def idempotency_key(alert_id: str, fired_at: float | None) -> str:
     return f"{alert_id}@{iso_from_seconds(fired_at)}"
 
 
-def _attempt(action: str, payload: dict[str, Any], tenant: str, rollback: Any, timeout: float) -> actions.Delivery:
-    """One attempt, abandoned after ``timeout`` seconds (the thread is left to finish)."""
+def _attempt(
+    action: str, payload: dict[str, Any], tenant: str, rollback: Any, timeout: float, touch: Callable[[], Any]
+) -> actions.Delivery:
+    """One attempt, abandoned after ``timeout`` seconds (the thread is left to finish), except
+    a rollback, which is waited for while ``touch`` marks the entry alive every ``timeout``."""
     box: list[actions.Delivery] = []
     worker = threading.Thread(
         target=lambda: box.append(actions.deliver(action, payload, tenant, rollback=rollback, timeout=timeout)),
@@ -60,6 +68,9 @@ def _attempt(action: str, payload: dict[str, Any], tenant: str, rollback: Any, t
     )
     worker.start()
     worker.join(timeout)
+    while actions.is_rollback(action) and worker.is_alive():
+        touch()
+        worker.join(timeout)
     if not box:
         return actions.Delivery("failed", {"ok": False, "error": f"timed out after {timeout:g} s"})
     return box[0]
@@ -71,9 +82,13 @@ def _run(
     timeout, attempts = limits.alert_action_timeout(), limits.alert_action_attempts()
     tried = list(result.get("attempts") or [])
     status = "failed"
+
+    def touch() -> None:  # only its last update time changes: this delivery's owner is alive
+        store.update_alert_event(event_id, {})
+
     for i in range(attempts):
         start = time.time()
-        done = _attempt(action, payload, tenant, rollback, timeout)
+        done = _attempt(action, payload, tenant, rollback, timeout, touch)
         rec = {
             "n": len(tried) + 1,
             "at": iso_from_seconds(start),
