@@ -33,6 +33,7 @@ import http.client
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -118,7 +119,24 @@ def to_ms(value: str) -> float:
     return n / 1000 if unit == "us" else n if unit == "ms" else n * 1000
 
 
+def machine_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU time of the whole machine so far, from ``/proc/stat`` (all cores)."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    return sum(ticks) - ticks[3] - ticks[4], sum(ticks)  # idle and iowait are not busy
+
+
+def children_cpu() -> float:
+    """CPU seconds used so far by this script's finished child processes (the wrk runs)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def run_wrk(url: str, script: Path, connections: int, threads: int, duration: int) -> dict[str, float]:
+    """One wrk run; besides its figures, how many cores the machine had busy meanwhile and how
+    many of them wrk itself took (what was left for the server under test)."""
+    busy0, total0 = machine_jiffies()
+    wrk0, t0 = children_cpu(), time.perf_counter()
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url],
         capture_output=True,
@@ -132,7 +150,10 @@ def run_wrk(url: str, script: Path, connections: int, threads: int, duration: in
     if errors or sock:
         print(out)
         raise SystemExit(f"wrk saw errors against {url}")
-    return {"rps": rps, "p50_ms": to_ms(lat["50"]), "p99_ms": to_ms(lat["99"])}
+    busy1, total1 = machine_jiffies()
+    cores = (os.cpu_count() or 1) * (busy1 - busy0) / max(1, total1 - total0)
+    wrk = (children_cpu() - wrk0) / (time.perf_counter() - t0)
+    return {"rps": rps, "p50_ms": to_ms(lat["50"]), "p99_ms": to_ms(lat["99"]), "busy_cores": cores, "wrk_cores": wrk}
 
 
 def measure(name: str, url: str, script: Path, duration: int) -> dict[str, float]:
@@ -146,11 +167,13 @@ def measure(name: str, url: str, script: Path, duration: int) -> dict[str, float
         "rps_1": one["rps"],
         "p50_8_ms": many["p50_ms"],
         "p99_8_ms": many["p99_ms"],
+        "busy_cores_8": many["busy_cores"],
+        "wrk_cores_8": many["wrk_cores"],
     }
     print(
         f"  {name:<8} 8 conns: {res['rps_8']:>8.0f} req/s (p50 {res['p50_8_ms']:.2f} ms, p99 "
-        f"{res['p99_8_ms']:.2f} ms) | 1 conn: {res['rps_1']:>6.0f} req/s, p50 {res['p50_1_ms']:.3f} ms, "
-        f"p99 {res['p99_1_ms']:.3f} ms",
+        f"{res['p99_8_ms']:.2f} ms; {res['busy_cores_8']:.2f} cores busy, {res['wrk_cores_8']:.2f} of them wrk) "
+        f"| 1 conn: {res['rps_1']:>6.0f} req/s, p50 {res['p50_1_ms']:.3f} ms, p99 {res['p99_1_ms']:.3f} ms",
         flush=True,
     )
     return res
@@ -376,6 +399,13 @@ def main() -> int:
                 print(f"throughput at 8 connections: {ratio:.1f}x {peer} (goal >= 20x: {goal(ratio >= 20)})")
         scale = many["rps_8"] / one["rps_8"]
         print(f"{args.workers} workers vs 1: {scale:.2f}x (goal >= 1.6x: {goal(scale >= 1.6)})")
+        ncpu = os.cpu_count() or 1
+        left = ncpu - one["busy_cores_8"]
+        print(
+            f"  the 1-worker run kept {one['busy_cores_8']:.2f} of {ncpu} cores busy (wrk {one['wrk_cores_8']:.2f}), "
+            f"so more workers had {left:.2f} core(s) to add; {args.workers} workers: "
+            f"{many['busy_cores_8']:.2f} busy (wrk {many['wrk_cores_8']:.2f})"
+        )
         print(f"p50 at 1 connection: {one['p50_1_ms']:.3f} ms (goal < 1 ms: {goal(one['p50_1_ms'] < 1)})")
         print(
             f"fast route p99 next to the 20 ms route: {side['fast_p99_ms']:.3f} ms "
