@@ -316,6 +316,44 @@ def test_a_ray_record_is_changed_on_ray_whatever_the_default_target(ray_dep, mon
     assert plain.gateway_status()["running"] is False  # the local gateway was never started
 
 
+def test_a_ray_address_nothing_answers_at_is_never_waited_for(ray_dep, tmp_path):
+    """``ray.init`` waits without end (over 5 minutes) for an address nothing listens at. A
+    recorded one (a local Ray that stopped with the kernel that started it) is dropped, so a new
+    local Ray serves the records again; a given one is refused at once with the address."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import ray
+
+    from mlops_jupyter.deployment.targets.ray_serve import RayServeTarget
+
+    ray_dep["d"].target.ensure_running()  # this module's local Ray (started by an earlier test, or now)
+    live = ray.get_runtime_context().gcs_address
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"  # bound, never listening: connections are refused
+        rec = {"environment": "production", "model_id": "iris", "extra": {"target": "ray", "ray_address": dead}}
+        assert "address" not in RayServeTarget.record_options(rec)
+        assert RayServeTarget.record_options({**rec, "extra": {"ray_address": live}})["address"] == live
+        code = (
+            "from mlops_jupyter import create_model_deployment\n"
+            "from mlops_jupyter.errors import GatewayError\n"
+            f"d = create_model_deployment(tenant_id='acme', storage_path={str(tmp_path)!r}, target='ray',"
+            f" target_options={{'address': {dead!r}}})\n"
+            "try:\n"
+            "    d.target.ensure_running()\n"
+            "except GatewayError as exc:\n"
+            "    print('refused', exc.value)\n"
+        )
+        t0 = time.monotonic()
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=os.environ)
+        took = time.monotonic() - t0
+    assert out.stdout.strip() == f"refused {dead}", out.stderr[-2000:]
+    assert took < 60  # an import of Ray and one refused connection, not Ray's endless wait
+
+
 def test_an_error_rate_alert_rolls_a_ray_deployment_back_on_ray(ray_dep, monkeypatch):
     """Bad requests through the Ray endpoint make ``error_rate`` fire; its ``rollback`` action,
     run by a monitoring object whose deployment API defaults to ``local``, rolls Serve back."""

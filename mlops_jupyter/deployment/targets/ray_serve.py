@@ -9,7 +9,10 @@ slowly): the local Ray's agents get that long to register (Ray's own default is 
 change waits that long for its replicas and for the ingress; an error says what it waited for.
 A record keeps the address of the cluster it runs on, so another process (the gateway's alert
 scheduler, the server extension) changes it on that cluster
-(:meth:`RayServeTarget.record_options`).
+(:meth:`RayServeTarget.record_options`). An address nothing answers at is never handed to
+``ray.init``, which would wait for it without end (over 5 minutes, measured): a recorded one
+is a local Ray that stopped with its process, so a new local Ray serves the records again; a
+given one is refused at once (:func:`reachable`).
 
 What runs (the serving code is the gateway's, :mod:`mlops_jupyter.gateway.ray_app`, named by
 import path as Serve's ``serve run module:app`` does, so this layer never imports it):
@@ -105,6 +108,23 @@ def app_name(tenant: str, environment: str, model_id: str, version: str) -> str:
     return f"mlops-{tenant}-{environment}-{model_id}-{version}"
 
 
+PROBE_TIMEOUT_S = 2.0
+"""How long :func:`reachable` waits for a Ray address to accept a connection."""
+
+
+def reachable(address: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """Whether something accepts connections at a plain ``host:port`` Ray (GCS) address;
+    other forms (``auto``, ``ray://...``) are left to Ray and count as reachable."""
+    host, sep, port = address.rpartition(":")
+    if "://" in address or not sep or not port.isdigit():
+        return True
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 class RayServeTarget(StoreBackedTarget):
     """The ``ray`` target (see the module docstring).
 
@@ -137,7 +157,16 @@ class RayServeTarget(StoreBackedTarget):
         options = super().record_options(rec)
         address = (rec.get("extra") or {}).get("ray_address")
         if not options.get("address") and address and address != "local":
-            options["address"] = address
+            if reachable(address):
+                options["address"] = address
+            else:
+                log.warning(
+                    "mlops_jupyter: the Ray cluster at %s that served %s/%s is gone (a local Ray stops with the "
+                    "process that started it); a new local Ray will serve the stored deployments again.",
+                    address,
+                    rec.get("environment"),
+                    rec.get("model_id"),
+                )
         return options
 
     # -- the cluster -----------------------------------------------------------------------
@@ -173,6 +202,14 @@ class RayServeTarget(StoreBackedTarget):
         import ray
 
         if self.address:
+            if not reachable(self.address):  # ray.init would wait for it without end
+                raise GatewayError(
+                    f"No Ray cluster answers at {self.address!r} (nothing accepted a connection within "
+                    f"{PROBE_TIMEOUT_S:g} s).",
+                    value=self.address,
+                    allowed="the address of a running Ray cluster (ray start --head prints it), or none: "
+                    "target_options without 'address' and no RAY_ADDRESS start a local Ray",
+                )
             ray.init(address=self.address, log_to_driver=False)
             return
         cpus, timeout = setting(env.MLOPS_RAY_NUM_CPUS), setting(env.MLOPS_RAY_START_TIMEOUT)
