@@ -89,9 +89,30 @@ def tenant_artifact_root(home: _PathLike, tenant: str) -> Path:
     return artifact_root(home) / validate_tenant(tenant)
 
 
-def journal_dir(home: _PathLike) -> Path:
-    """The write journals of the processes logging into a home (see ``storage.journal``)."""
-    return Path(home) / JOURNAL_DIR
+def journal_dir(home: _PathLike, tracking_uri: str | None = None) -> Path:
+    """The write journals of the processes logging into a home (see ``storage.journal``).
+
+    Journals are kept per tracking store, since a dead process's journal may only be replayed
+    into the store it was written for (another server does not know its runs): the home's
+    own embedded store (``tracking_uri`` None or its ``sqlite:///`` URI) uses ``journal/``,
+    any other store ``journal/<16 hex digits of the URI's SHA-256>/`` (no credentials in a
+    folder name).
+
+    Example:
+        >>> journal_dir("/h", "sqlite:////h/mlflow.db") == journal_dir("/h")
+        True
+        >>> journal_dir("/h", "http://team:5000/") == journal_dir("/h", "http://team:5000")
+        True
+        >>> journal_dir("/h", "http://team:5000") == journal_dir("/h", "http://other:5000")
+        False
+    """
+    root = Path(home) / JOURNAL_DIR
+    db = sqlite_db_path(tracking_uri) if tracking_uri is not None else None
+    if tracking_uri is None or (db is not None and db.absolute() == tracking_db_path(home).absolute()):
+        return root
+    import hashlib
+
+    return root / hashlib.sha256(tracking_uri.rstrip("/").encode()).hexdigest()[:16]
 
 
 def state_db_path(home: _PathLike) -> Path:

@@ -39,42 +39,74 @@ class Rejected(NamedTuple):
     error: BaseException
 
 
+class RunGone(Exception):
+    """The server refused a request because its run is not there to log into: deleted
+    (``stage="deleted"``, HTTP 400 "must be in 'active' state"; it may be restored) or purged
+    (``stage="purged"``, HTTP 404 ``RESOURCE_DOES_NOT_EXIST``: ``mlflow gc``, its experiment
+    purged). Either way sending the ops again cannot store them while it stays so: they are
+    :class:`Rejected` with this error, as MLflow's own logging drops what the server refuses."""
+
+    def __init__(self, run_id: str, stage: str, cause: BaseException, server: str = "") -> None:
+        reason = getattr(cause, "message", None) or str(cause)
+        where = f"the tracking server {server}" if server else "the tracking server"
+        how = "was deleted on" if stage == "deleted" else "no longer exists on"
+        super().__init__(f"run {run_id} {how} {where} (server's reason: {reason})")
+        self.run_id, self.stage, self.message = run_id, stage, reason
+
+
 _KINDS = {"p": "param", "t": "tag", "m": "metric"}
+
+
+def _describe(op: dict[str, Any]) -> tuple[Any, str, str, Any]:
+    """A one-entry op as ``(run_id, kind, key, value)`` (an ``end`` op: ``"end", "status"``)."""
+    field = next((f for f in ("p", "t", "m") if op.get(f)), None)
+    if field is None:
+        return (op.get("id"), "end", "status", op.get("status"))
+    ((key, value),) = op[field].items()
+    return (op["id"], _KINDS[field], key, value)
 
 
 def rejection_error(rejected: list[Rejected]) -> Exception:
     """The typed error that tells the user which logged items the store refused for good.
 
-    Its class follows the first item (a param: ``InvalidParamError``, a metric:
-    ``InvalidMetricError``, a tag: ``InvalidNameError``, a run's end: ``RunStateError``);
-    ``.value`` is that item's value, ``.allowed`` the server's reason, ``.items`` every
-    refused item as ``(run_id, kind, key, value)``.
+    Items whose run was deleted or purged on the server (:class:`RunGone`) make it a
+    ``RunStateError`` whose ``.value`` is that run's id. Otherwise its class follows the first
+    item (a param: ``InvalidParamError``, a metric: ``InvalidMetricError``, a tag:
+    ``InvalidNameError``, a run's end: ``RunStateError``) and ``.value`` is that item's value.
+    ``.allowed`` gives the server's reason, ``.items`` every refused item as
+    ``(run_id, kind, key, value)``.
     """
     from mlops_jupyter import errors
 
-    items = []
-    for r in rejected:
-        field = next((f for f in ("p", "t", "m") if r.op.get(f)), None)
-        if field is None:
-            items.append((r.op.get("id"), "end", "status", r.op.get("status")))
-        else:
-            ((key, value),) = r.op[field].items()
-            items.append((r.op["id"], _KINDS[field], key, value))
-    _, kind, _, value = items[0]
-    cls = {
-        "param": errors.InvalidParamError,
-        "metric": errors.InvalidMetricError,
-        "tag": errors.InvalidNameError,
-    }.get(kind, errors.RunStateError)
-    reason = getattr(rejected[0].error, "message", None) or str(rejected[0].error)
-    shown = ", ".join(f"{k} {key!r}={v!r} (run {rid})" for rid, k, key, v in items[:5])
+    items = [_describe(r.op) for r in rejected]
+    gone = {r.error.run_id: r.error for r in rejected if isinstance(r.error, RunGone)}
     more = f" and {len(items) - 5} more" if len(items) > 5 else ""
-    err = cls(
-        f"The tracking server refused {len(items)} logged item(s): {shown}{more}. Server's reason: {reason} "
-        "Sending them again cannot succeed, so they were dropped; everything else logged was stored.",
-        value=value,
-        allowed=f"what the server accepts ({reason})",
-    )
+    shown = ", ".join(f"{k} {key!r}={v!r} (run {rid})" for rid, k, key, v in items[:5]) + more
+    if gone:
+        first = next(iter(gone.values()))
+        err: Exception = errors.RunStateError(
+            f"{len(items)} logged item(s) were dropped because their run is gone: "
+            + "; ".join(map(str, gone.values()))
+            + f". Items: {shown}. They cannot be stored while the run is deleted or purged "
+            "(a deleted run can be restored with MlflowClient.restore_run, then logged into again; "
+            "a purged one cannot); everything else logged was stored.",
+            value=first.run_id,
+            allowed=f"an active run on the tracking server ({first.message})",
+        )
+    else:
+        _, kind, _, value = items[0]
+        cls = {
+            "param": errors.InvalidParamError,
+            "metric": errors.InvalidMetricError,
+            "tag": errors.InvalidNameError,
+        }.get(kind, errors.RunStateError)
+        reason = getattr(rejected[0].error, "message", None) or str(rejected[0].error)
+        err = cls(
+            f"The tracking server refused {len(items)} logged item(s): {shown}. Server's reason: {reason} "
+            "Sending them again cannot succeed, so they were dropped; everything else logged was stored.",
+            value=value,
+            allowed=f"what the server accepts ({reason})",
+        )
     err.items = items
     return err
 
@@ -93,8 +125,9 @@ class Sink(Protocol):
 
 
 def write_text_artifacts(ops: Iterable[dict[str, Any]], tracking_uri: str | None = None) -> None:
-    """Write queued text artifacts: directly for local ``file://`` roots, else through MLflow
-    (``tracking_uri`` resolves a tracking server's ``mlflow-artifacts:/`` URIs)."""
+    """Write queued text artifacts: directly for local ``file://`` roots, with one bounded PUT
+    for a tracking server's (``mlflow-artifacts:/``, resolved against ``tracking_uri``) or any
+    HTTP artifact root (see :func:`_put_text`), else through MLflow's artifact repository."""
     import os
     import tempfile
     from urllib.parse import unquote, urlparse
@@ -110,6 +143,9 @@ def write_text_artifacts(ops: Iterable[dict[str, Any]], tracking_uri: str | None
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(op["text"])
             continue
+        if scheme in ("mlflow-artifacts", "http", "https"):
+            _put_text(uri, op["file"], op["text"], tracking_uri)
+            continue
         from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
         with tempfile.TemporaryDirectory() as tmp:
@@ -117,6 +153,41 @@ def write_text_artifacts(ops: Iterable[dict[str, Any]], tracking_uri: str | None
             local.write_text(op["text"])
             sub = os.path.dirname(op["file"]) or None
             get_artifact_repository(uri, tracking_uri=tracking_uri).log_artifact(str(local), sub)
+
+
+def _put_text(artifact_uri: str, file: str, text: str, tracking_uri: str | None) -> None:
+    """Upload one small text file as MLflow's HTTP artifact repository does (``PUT`` of the
+    file under the run's artifact root, MLflow's credentials and TLS settings), but without
+    MLflow's retries: they wait ~4 minutes per request for a server that is down, blocking
+    ``flush()``; the writer retries itself (an upload is idempotent)."""
+    import mimetypes
+    import posixpath
+
+    from mlflow.store.artifact.mlflow_artifacts_repo import MlflowArtifactsRepository
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.request_utils import augmented_raise_for_status
+    from mlflow.utils.rest_utils import http_request
+
+    base = artifact_uri
+    if artifact_uri.startswith("mlflow-artifacts:"):
+        base = MlflowArtifactsRepository.resolve_uri(artifact_uri, tracking_uri or _default_tracking_uri())
+    endpoint = posixpath.join("/", file)
+    mime = mimetypes.guess_type(file)[0] or "text/plain"
+    resp = http_request(
+        get_default_host_creds(base),
+        endpoint,
+        "PUT",
+        max_retries=0,
+        data=text.encode(),
+        extra_headers={"Content-Type": mime},
+    )
+    augmented_raise_for_status(resp)
+
+
+def _default_tracking_uri() -> str:
+    import mlflow
+
+    return mlflow.get_tracking_uri()
 
 
 class PartialWriteError(Exception):
@@ -148,7 +219,8 @@ def is_refusal(exc: BaseException) -> bool:
     """True if the server refused the request's content (HTTP 400: MLflow's
     ``INVALID_PARAMETER_VALUE``, e.g. a param re-logged with another value by another
     process): sending it again can never succeed. Everything else (server down, 5xx, 401,
-    403, a deleted run) may pass later and is kept and retried."""
+    403) may pass later and is kept and retried; a run deleted or purged on the server is
+    told apart by :meth:`ClientSink._run_stage` (see :class:`RunGone`)."""
     return http_status(exc) == 400
 
 
@@ -164,8 +236,10 @@ class ClientSink:
     stores a batch on several cores. A batch is acknowledged only when every request of it
     is; if some fail, :class:`PartialWriteError` names the ops still to store. A request the
     server refuses (HTTP 400) is split until the refused items are alone: the others are
-    stored, those are returned as :class:`Rejected` (see :func:`is_refusal`). Requests are
-    sent without MLflow's own retries (the writer retries, and reports a store that is down).
+    stored, those are returned as :class:`Rejected` (see :func:`is_refusal`), and so is every
+    op of a run deleted or purged on the server (:class:`RunGone`). Requests (and text
+    artifact uploads) are sent without MLflow's own retries (the writer retries, and reports a
+    store that is down).
     """
 
     def __init__(self, client: Any, concurrency: int = 1) -> None:
@@ -197,19 +271,29 @@ class ClientSink:
     ) -> tuple[list[dict[str, Any]], list[BaseException], list[Rejected]]:
         """Send each chain's requests in order, chains side by side on the pool; returns the ops
         of the requests not acknowledged (a chain stops at its first failure), the errors, and
-        the items refused for good (a refused request's other items are stored, see
-        :meth:`_isolate`)."""
+        the items refused for good: a refused request's other items are stored (see
+        :meth:`_isolate`), and every item of a run found deleted or purged is refused
+        (:class:`RunGone`, asked once per run and call: its other requests are not sent)."""
+        gone: dict[str, RunGone] = {}
 
         def run(chain: list[list[dict[str, Any]]]) -> tuple[list[dict[str, Any]], BaseException | None, list[Rejected]]:
             rejected: list[Rejected] = []
             for i, req in enumerate(chain):
                 try:
-                    try:
-                        send(req)
-                    except Exception as exc:
-                        if not is_refusal(exc) or not self._run_is_active(req[0]["id"]):
-                            raise
-                        rejected += self._isolate(list(_items(req)), send, refused=exc)
+                    rid = req[0]["id"]
+                    if rid not in gone:
+                        try:
+                            send(req)
+                            continue
+                        except Exception as exc:
+                            stage = self._run_stage(rid) if http_status(exc) in (400, 404) else None
+                            if stage is None or (stage == "active" and not is_refusal(exc)):
+                                raise
+                            if stage == "active":
+                                rejected += self._isolate(list(_items(req)), send, refused=exc)
+                                continue
+                            gone.setdefault(rid, RunGone(rid, stage, exc, str(self.client.tracking_uri)))
+                    rejected += [Rejected(item, gone[rid]) for item in _items(req)]
                 except Exception as exc:
                     return [op for r in chain[i:] for op in r], exc, rejected
             return [], None, rejected
@@ -250,14 +334,30 @@ class ClientSink:
         mid = len(items) // 2
         return self._isolate(items[:mid], send) + self._isolate(items[mid:], send)
 
-    def _run_is_active(self, run_id: str) -> bool:
-        """Whether the run exists and is not deleted: a refusal then concerns the request's
-        items, not the run (a deleted run's ops are kept: the run may be restored)."""
+    def _run_stage(self, run_id: str) -> str | None:
+        """The run's lifecycle stage on the server (``"active"``, ``"deleted"``), ``"purged"``
+        if MLflow says it does not exist (``RESOURCE_DOES_NOT_EXIST``, not any 404: a wrong URL
+        or a proxy's 404 keeps the ops), None if that cannot be known now (server down,
+        credentials refused: the caller keeps the ops and retries). Asked after a refusal: it
+        tells whether the request's items or its run were refused. On a tracking server one
+        GET without MLflow's retries (see :meth:`_post`)."""
         try:
-            run = self.client.get_run(run_id)
-        except Exception:
-            return False
-        return run.info.lifecycle_stage == "active"
+            if not self._rest:
+                return str(self.client.get_run(run_id).info.lifecycle_stage)
+            from mlflow.utils.rest_utils import http_request, verify_rest_response
+
+            response = http_request(self._creds(), _GET_RUN, "GET", max_retries=0, params={"run_id": run_id})
+            verify_rest_response(response, _GET_RUN)
+            return str(response.json()["run"]["info"]["lifecycle_stage"])
+        except Exception as exc:
+            return "purged" if getattr(exc, "error_code", None) == "RESOURCE_DOES_NOT_EXIST" else None
+
+    def _creds(self) -> Any:
+        """The tracking server's host credentials, as MLflow's REST store builds them (its
+        ``MLFLOW_TRACKING_*`` environment: user, password, token, TLS settings)."""
+        from mlflow.utils.credentials import get_default_host_creds
+
+        return get_default_host_creds(str(self.client.tracking_uri))
 
     def _send_log(self, req: list[dict[str, Any]]) -> None:
         """One ``log_batch`` request from (sub-)ops of one run, within MLflow's limits."""
@@ -291,8 +391,7 @@ class ClientSink:
         nothing; the writer retries itself and reports the failure at once (the data is kept)."""
         from mlflow.utils.rest_utils import http_request, verify_rest_response
 
-        store = self.client._tracking_client.store
-        response = http_request(store.get_host_creds(), endpoint, "POST", max_retries=0, json=body)
+        response = http_request(self._creds(), endpoint, "POST", max_retries=0, json=body)
         verify_rest_response(response, endpoint)
 
     def _send_end(self, op: dict[str, Any]) -> None:
@@ -302,8 +401,10 @@ class ClientSink:
             self._terminate(op["id"], op["status"], op["end"])
 
     def _terminate(self, run_id: str, status: str, end_ms: int | None) -> None:
-        """``set_terminated`` without its "View run at" line: from the writer thread MLflow
-        would print it into whichever notebook cell is running (same store call otherwise)."""
+        """``set_terminated`` without its "View run at" line (from the writer thread MLflow
+        would print it into whichever notebook cell is running) and without its stopping of
+        MLflow's own async logging on the shared store; MLflow has no public call that sets
+        a run's end time otherwise (``MlflowClient.update_run`` takes no end time)."""
         from mlflow.entities import RunStatus
 
         self.client._tracking_client.store.update_run_info(
@@ -319,7 +420,7 @@ class ClientSink:
                 filter_string=f"tags.`{SESSION_TAG}` = '{session_token}' and attributes.status = 'RUNNING'",
                 max_results=50000,
             ):
-                self._terminate(run.info.run_id, "KILLED", None)
+                self._send_end({"id": run.info.run_id, "status": "KILLED", "end": None})
                 n += 1
         return n
 
@@ -331,6 +432,7 @@ class ClientSink:
 
 _LOG_BATCH = "/api/2.0/mlflow/runs/log-batch"
 _UPDATE_RUN = "/api/2.0/mlflow/runs/update"
+_GET_RUN = "/api/2.0/mlflow/runs/get"
 MAX_METRICS, MAX_PARAMS, MAX_TAGS, MAX_ENTITIES = 1000, 100, 100, 1000
 """MLflow's limits per ``log_batch`` request."""
 

@@ -146,7 +146,7 @@ class TrackingStore:
     def _make_writer(self) -> BatchWriter:
         self._sink, self._fast = self._open_sink()
         self._recover(self._sink)
-        journal = journal_mod.Journal(layout.journal_dir(self.home))
+        journal = journal_mod.Journal(layout.journal_dir(self.home, self.tracking_uri))
         writer = BatchWriter(self._sink, journal)
         _register_exit(self)
         return writer
@@ -180,7 +180,7 @@ class TrackingStore:
         now = time.monotonic()
         if now - self._recovered_at < _RECOVERY_CHECK_S:
             return
-        jdir = layout.journal_dir(self.home)
+        jdir = layout.journal_dir(self.home, self.tracking_uri)
         with self._lock:
             self._recovered_at = now
             if self._writer is not None or not any(True for _ in journal_mod.orphans_peek(jdir)):
@@ -193,7 +193,7 @@ class TrackingStore:
 
     def _recover(self, sink: Sink) -> None:
         """Replay journals of dead processes and mark their open runs KILLED."""
-        jdir = layout.journal_dir(self.home)
+        jdir = layout.journal_dir(self.home, self.tracking_uri)
         for orphan in journal_mod.orphans(jdir):
             ops = list(journal_mod.read_segments(orphan.segments))
             try:

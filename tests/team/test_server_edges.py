@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -29,6 +30,7 @@ from mlops_jupyter.errors import (
     InvalidNameError,
     InvalidParamError,
     InvalidSettingError,
+    RunStateError,
     StoreError,
     TenantAccessError,
 )
@@ -45,8 +47,9 @@ EDGE_STEPS = (0, 2**31, 2**53 + 1, MAX_STEP)
 
 
 def journal_segments(home) -> list:
-    """The journal segments holding data not stored yet (the open one is empty)."""
-    return sorted(p for p in layout.journal_dir(home).glob("*.journal") if p.stat().st_size)
+    """The journal segments holding data not stored yet (the open one is empty), of every
+    store's journal folder in the home."""
+    return sorted(p for p in layout.journal_dir(home).rglob("*.journal") if p.stat().st_size)
 
 
 def history(client: MlflowClient, run_id: str, key: str) -> list[tuple[float, int, int]]:
@@ -197,7 +200,7 @@ def test_a_crashed_kernels_journal_with_a_refused_item_is_replayed_not_stuck(ser
     client = MlflowClient(server_url)
     run_id = client.create_run(client.create_experiment("edges-replay")).info.run_id
     client.log_param(run_id, "lr", "0.1")
-    dead = journal.Journal(layout.journal_dir(client_home))
+    dead = journal.Journal(layout.journal_dir(client_home, server_url))
     dead.append({"k": "log", "id": run_id, "ts": 1_700_000_000_000, "step": 2, "p": {"lr": "0.2"}, "m": {"loss": 0.5}})
     dead.append({"k": "end", "id": run_id, "status": "FINISHED", "end": 1_700_000_000_001})
     dead.close(keep_data=True)  # its process is gone: the lock is free, the segment stays
@@ -209,7 +212,116 @@ def test_a_crashed_kernels_journal_with_a_refused_item_is_replayed_not_stuck(ser
     assert run.info.status == "FINISHED"
     assert any("refused 1 logged item(s): param 'lr'='0.2'" in r.getMessage() for r in caplog.records)
     assert journal_segments(client_home) == []
-    assert list(layout.journal_dir(client_home).glob(f"{dead.token}.*")) == []
+    assert list(layout.journal_dir(client_home, server_url).glob(f"{dead.token}.*")) == []
+
+
+def test_a_dead_kernels_journal_is_replayed_only_into_the_store_it_was_written_for(server_url, client_home):
+    """Journals are kept per tracking store: a process on the home's embedded store does not
+    replay a dead kernel's journal for the team server (that store does not know its runs, so
+    the ops would be refused and lost); the next process on the server does."""
+    client = MlflowClient(server_url)
+    run_id = client.create_run(client.create_experiment("edges-own-store")).info.run_id
+    dead = journal.Journal(layout.journal_dir(client_home, server_url))
+    dead.append({"k": "log", "id": run_id, "ts": 1_700_000_000_000, "step": 0, "m": {"loss": 0.25}})
+    dead.close(keep_data=True)
+
+    embedded = create_experiment_tracker(tenant_id="edges")  # same home, its own sqlite store
+    _ = embedded.store.writer  # replays the embedded store's dead journals as it starts
+    assert journal_segments(client_home) and client.get_run(run_id).data.metrics == {}
+
+    tracker = create_experiment_tracker(tenant_id="edges", mlflow_uri=server_url)
+    _ = tracker.store.writer
+    assert client.get_run(run_id).data.metrics == {"loss": 0.25}
+    assert journal_segments(client_home) == []
+
+
+def purge_runs(server: MlflowServer, *run_ids: str) -> None:
+    """Purge deleted runs as a team's admin does: ``mlflow gc`` against the server's PostgreSQL
+    (the tracking URI lets it delete their proxied artifacts)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["MLFLOW_TRACKING_URI"] = server.url
+    cmd = [str(Path(sys.executable).with_name("mlflow")), "gc", "--backend-store-uri", server.backend_uri]
+    subprocess.run([*cmd, "--run-ids", ",".join(run_ids)], env=env, check=True, capture_output=True, timeout=120)
+
+
+def gone_warnings(caplog, run_id: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and f"run {run_id} " in r.getMessage()]
+
+
+def test_a_run_deleted_or_purged_on_the_server_drops_its_ops_with_one_typed_error(
+    team, server_url, client_home, caplog
+):
+    """Someone deletes the run in the UI (or ``mlflow gc`` purges it) while the kernel still logs
+    into it: the server refuses every write for it (400 "must be in 'active' state" / 404).
+    As MLflow's own logging does, those writes are dropped, not retried forever: a warning at
+    once, one ``RunStateError`` naming the run at the next flush, an empty journal (nothing
+    left for a later process to replay), and the tracker keeps working."""
+    client = MlflowClient(server_url)
+    tracker = create_experiment_tracker(tenant_id="edges", mlflow_uri=server_url)
+    purged = tracker.start_experiment("purged")
+    tracker.log_metrics({"loss": 1.0}, step=0)
+    tracker.flush()
+    client.delete_run(purged.run_id)
+    purge_runs(team.open_server, purged.run_id)
+    tracker.log_params({"lr": 0.1})
+    for step in (1, 2):
+        tracker.log_metrics({f"m{j}": j for j in range(1500)}, step=step)  # several requests
+    with pytest.raises(RunStateError) as err:
+        tracker.end_experiment()
+    assert err.value.value == purged.run_id and "no longer exists on the tracking server" in str(err.value)
+    assert len(err.value.items) == 2 + 2 * 1500 + 1  # the param and its type tag, every point, the run's end
+    assert (purged.run_id, "end", "status", "FINISHED") in err.value.items
+    assert gone_warnings(caplog, purged.run_id)  # said at once, for a user who never flushes
+    assert journal_segments(client_home) == [] and tracker.store.writer.backlog == 0
+    tracker.flush()  # reported once
+
+    deleted = tracker.start_experiment("deleted")
+    tracker.log_metrics({"loss": 1.0}, step=0)
+    tracker.flush()
+    client.delete_run(deleted.run_id)
+    tracker.log_metrics({"loss": 0.5}, step=1)
+    with pytest.raises(RunStateError) as err:
+        tracker.end_experiment()
+    assert err.value.value == deleted.run_id
+    assert "was deleted on the tracking server" in str(err.value) and "restore_run" in str(err.value)
+    assert err.value.items == [(deleted.run_id, "metric", "loss", 0.5), (deleted.run_id, "end", "status", "FINISHED")]
+    stored = client.get_run(deleted.run_id)
+    assert stored.info.lifecycle_stage == "deleted" and stored.info.status == "RUNNING"
+    assert (
+        history(client, deleted.run_id, "loss")[0][:2] == (1.0, 0) and len(history(client, deleted.run_id, "loss")) == 1
+    )
+    assert journal_segments(client_home) == []
+
+    with tracker.start_experiment("after") as run:  # nothing is stuck
+        tracker.log_metrics({"loss": 0.1})
+    assert client.get_run(run.run_id).data.metrics == {"loss": 0.1}
+
+
+def test_a_dead_kernels_journal_for_deleted_and_purged_runs_is_replayed_once(team, server_url, client_home, caplog):
+    """A kernel died with ops for runs that were deleted or purged since: the next process stores
+    the other runs' ops, warns naming the gone runs, and releases the journal (before, every
+    later process failed to replay it, forever)."""
+    client = MlflowClient(server_url)
+    exp = client.create_experiment("edges-gone-replay")
+    live, deleted, purged = (client.create_run(exp).info.run_id for _ in range(3))
+    client.delete_run(deleted)
+    client.delete_run(purged)
+    purge_runs(team.open_server, purged)
+    dead = journal.Journal(layout.journal_dir(client_home, server_url))
+    for rid in (live, deleted, purged):
+        dead.append({"k": "log", "id": rid, "ts": 1_700_000_000_000, "step": 1, "p": {"lr": "0.1"}, "m": {"loss": 0.5}})
+        dead.append({"k": "end", "id": rid, "status": "FINISHED", "end": 1_700_000_000_001})
+    dead.close(keep_data=True)
+
+    tracker = create_experiment_tracker(tenant_id="edges", mlflow_uri=server_url)
+    _ = tracker.store.writer  # replays as it starts
+    stored = client.get_run(live)
+    assert stored.data.metrics == {"loss": 0.5} and stored.info.status == "FINISHED"
+    kept = client.get_run(deleted)
+    assert kept.data.metrics == {} and kept.info.lifecycle_stage == "deleted" and kept.info.status == "RUNNING"
+    assert gone_warnings(caplog, deleted) and gone_warnings(caplog, purged)
+    assert journal_segments(client_home) == []
+    assert list(layout.journal_dir(client_home, server_url).glob(f"{dead.token}.*")) == []
 
 
 KERNEL = r"""
@@ -276,26 +388,38 @@ def test_the_server_going_away_mid_run_loses_nothing_and_stores_nothing_twice(te
         for step in range(100):
             tracker.log_metrics({"loss": 1 / (step + 1), "acc": step / 100}, step=step)
         tracker.flush()
+        client.log_param(run.run_id, "owner", "kernel-2")  # another kernel: ours will be refused later
 
         server.stop()
         t0 = time.monotonic()
+        # a cell's source first: the upload is in the batch the writer retries while the server is down
+        tracker.log_text("print('offline')", "cell.py")
         for step in range(100, 300):
             tracker.log_metrics({"loss": 1 / (step + 1), "acc": step / 100}, step=step)
         tracker.set_tags({"phase": "offline"})
+        tracker.log_params({"owner": "kernel-1"})
         assert time.monotonic() - t0 < 2.0  # logging does not wait for the server
         t0 = time.monotonic()
         with pytest.raises(StoreError, match=r"not stored yet.*kept in the write journal") as err:
             tracker.end_experiment()
         assert time.monotonic() - t0 < 15.0  # says so at once, not after MLflow's minutes of retries
-        assert "202 logged item(s)" in str(err.value)  # 200 metric calls, the tag, the run's end
+        assert "204 logged item(s)" in str(err.value)  # 200 metric calls, tag, artifact, param, run's end
         assert journal_segments(client_home)  # kept on disk meanwhile
+        # after a refusal the sink asks whether the run is still active: bounded too
+        t0 = time.monotonic()
+        assert ClientSink(client)._run_stage(run.run_id) is None  # unknown: the ops are kept
+        assert time.monotonic() - t0 < 5.0
 
         server.start().wait_ready()  # same port: the tracker's URL is unchanged
-        tracker.flush(timeout=60)
+        with pytest.raises(InvalidParamError) as refused:
+            tracker.flush(timeout=60)
+        assert refused.value.items == [(run.run_id, "param", "owner", "kernel-1")]
         stored = client.get_run(run.run_id)
         assert stored.info.status == "FINISHED" and stored.data.tags["phase"] == "offline"
+        assert stored.data.params["owner"] == "kernel-2"
         for key in ("loss", "acc"):
             assert sorted(m.step for m in client.get_metric_history(run.run_id, key)) == list(range(300))  # no dups
+        assert Path(client.download_artifacts(run.run_id, "cell.py", str(tmp_path))).read_text() == "print('offline')"
         assert journal_segments(client_home) == []
     finally:
         server.stop()
