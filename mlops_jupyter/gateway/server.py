@@ -252,7 +252,7 @@ def run_gateway(
         start; 2 for a bad setting; 3 if another gateway already serves this home).
 
     Example:
-        $ python -m mlops_jupyter.gateway --foreground --home ./.mlops --workers 2
+        $ python -m mlops_jupyter.gateway --home ./.mlops --workers 2
     """
     home = Path(home).absolute()
     home.mkdir(parents=True, exist_ok=True)
