@@ -332,6 +332,8 @@ class GatewayLimits:
     max_body_bytes: int = 8 * 1024 * 1024
     max_inflight_body_bytes: int = 256 * 1024 * 1024
     write_buffer_bytes: int = 256 * 1024
+    send_timeout: float = 10.0
+    max_outbound_bytes: int = 256 * 1024 * 1024
     inference_threads: int = 8
     model_concurrency: int = 4
     accept_error_interval: float = 10.0
@@ -348,6 +350,8 @@ _GATEWAY_LIMIT_VARS = {
     "max_body_bytes": env.MLOPS_GATEWAY_MAX_BODY_BYTES,
     "max_inflight_body_bytes": env.MLOPS_GATEWAY_MAX_INFLIGHT_BODY_BYTES,
     "write_buffer_bytes": env.MLOPS_GATEWAY_WRITE_BUFFER_BYTES,
+    "send_timeout": env.MLOPS_GATEWAY_SEND_TIMEOUT,
+    "max_outbound_bytes": env.MLOPS_GATEWAY_MAX_OUTBOUND_BYTES,
     "inference_threads": env.MLOPS_GATEWAY_INFERENCE_THREADS,
     "model_concurrency": env.MLOPS_GATEWAY_MODEL_CONCURRENCY,
     "accept_error_interval": env.MLOPS_GATEWAY_ACCEPT_ERROR_INTERVAL,

@@ -60,6 +60,16 @@ UNAUTHORIZED_TEXT = (
 UNAUTHORIZED_EXTRA = b'WWW-Authenticate: Bearer realm="mlops"\r\n'
 READ = ("GET", "HEAD")
 """The methods of a read-only route: HEAD is a GET whose answer has no body (RFC 9110 9.1)."""
+FIXED_ROUTES = {
+    "/ping": "GET, HEAD",
+    "/health": "GET, HEAD",
+    "/metrics": "GET, HEAD",
+    "/admin/state": "GET, HEAD",
+    "/admin/shutdown": "POST",
+    "/admin/flush": "POST",
+    "/admin/apply": "POST",
+}
+"""The routes outside ``/tenants/`` and their methods (for :meth:`Gateway.route_refusal`)."""
 
 
 def json_media_type(ctype: str) -> bool:
@@ -186,6 +196,32 @@ class Gateway(AdminRoutes, Batching, HealthMetrics):
                 "FORBIDDEN",
                 f"This token belongs to another tenant; it cannot reach tenant {tenant!r}'s deployments.",
             )
+
+    def route_refusal(self, method: str, target: str) -> Refusal | None:
+        """The 404 or 405 :meth:`dispatch` would answer, decided from the method and target alone.
+
+        Asked (after :meth:`admit`) of a request with a body that expects ``100-continue``, so
+        that it gets that answer instead (RFC 9110 10.1.1) and its client never sends the body.
+        """
+        path = target.split("?", 1)[0]
+        if path.startswith("/tenants/"):
+            parts = path.split("/")
+            shaped = len(parts) in (6, 7) and parts[4] == "models" and all(parts[2:6])
+            if not shaped or parts[6:] not in ([], ["invocations"]):
+                return Refusal(404, "NOT_FOUND", f"No such path {path!r}.")
+            tenant, env, model_id = parts[2], parts[3], parts[5]
+            if (tenant, env, model_id) not in self.routes:
+                msg = f"Model {model_id!r} is not deployed in environment {env!r} for tenant {tenant!r}."
+                return Refusal(404, "NOT_FOUND", msg)
+            allow = "POST" if len(parts) == 7 else "GET, HEAD"
+        else:
+            allow = FIXED_ROUTES.get(path)
+            if allow is None:
+                return Refusal(404, "NOT_FOUND", f"No such path {path!r}.")
+        if method not in allow.split(", "):
+            msg = f"{method} is not allowed on {path}; use {allow}."
+            return Refusal(405, "METHOD_NOT_ALLOWED", msg, b"Allow: %s\r\n" % allow.encode())
+        return None
 
     def dispatch(self, conn: HttpConnection, method: str, target: str, headers: Mapping[str, str], body: bytes) -> None:
         path = target.split("?", 1)[0]

@@ -116,7 +116,7 @@ def add_counters(into: dict[str, Any], snap: dict[str, Any]) -> dict[str, Any]:
     codes = into.setdefault("codes", {})
     for c, n in (snap.get("codes") or {}).items():
         codes[str(c)] = codes.get(str(c), 0) + n
-    for k in ("dropped", "log_failures"):
+    for k in ("dropped", "log_failures", "send_timeouts", "outbound_closed"):
         into[k] = into.get(k, 0) + (snap.get(k) or 0)
     return into
 
@@ -141,6 +141,8 @@ def own_counters(gw: Gateway) -> dict[str, Any]:
         "codes": {str(c): n for c, n in dict(gw.codes).items()},
         "dropped": gw.predlog.dropped,
         "log_failures": gw.predlog.write_failures,
+        "send_timeouts": gw.http.send_timeouts,
+        "outbound_closed": gw.http.outbound_closed,
     }
 
 

@@ -107,5 +107,7 @@ class HealthMetrics:
                 "prediction_log_spooled": sum(st.get("spooled", 0) for st in logs),
                 "prediction_log_degraded": sum(1 for st in logs if st.get("error")),
                 "gateway_workers": len(logs),
+                "gateway_send_timeouts_total": total.get("send_timeouts", 0),
+                "gateway_outbound_closed_total": total.get("outbound_closed", 0),
             },
         )

@@ -22,8 +22,11 @@ An HTTP/1.1 request without ``Host`` is 400 (RFC 9112 3.2); an absolute-form tar
 (``GET http://host/ping``, what proxies send) is served as its path and query. A HEAD is
 answered as its GET would be, without the body (the application routes HEAD like GET).
 ``Expect: 100-continue`` is answered ``100 Continue`` once the request is admitted (its
-401/403/413/503 instead, before any body byte), after the answers to the requests before
-it and only to HTTP/1.1 clients. An HTTP/1.0 connection kept alive says so
+401/403/404/405/413/503 instead, before any body byte, then the close: RFC 9110 10.1.1; a
+client may send the body anyway, which must not be read as requests), after the answers to
+the requests before it and only to HTTP/1.1 clients. A method the gateway does not
+recognise is 501, then close (RFC 9110 15.6.2; :mod:`.methods`); a known one a route does
+not take, 405 with ``Allow``. An HTTP/1.0 connection kept alive says so
 (``Connection: keep-alive``), else such a client waits for the close. Every answer
 carries ``Date`` (RFC 9110 6.6.1; formatted once a second by :class:`~.http_state.HttpState`).
 
@@ -50,7 +53,10 @@ each a ``MLOPS_GATEWAY_*`` setting), each answered cleanly:
 - authentication decided from the headers (``Application.admit``) before any body is
   buffered: 401/403, then close;
 - write back-pressure: above ``write_buffer_bytes`` of unsent answers the connection is
-  no longer read nor its queued requests answered, until the client reads;
+  no longer read nor its queued requests answered, until the client reads; such a
+  connection that drains nothing for ``send_timeout`` seconds is closed, and all their
+  unsent answers together are kept under ``max_outbound_bytes`` by closing those holding
+  the most (:meth:`~.http_state.HttpState.hold`), each counted in ``/metrics``;
 - an answer that closes the connection half-closes it and drops what the client still
   sends for a short while (so the client reads the answer instead of a reset);
 - accept errors (EMFILE, ENFILE...) are logged once per ``accept_error_interval`` with
@@ -68,7 +74,8 @@ from typing import Any, Protocol
 
 import httptools
 
-from mlops_jupyter.gateway.http_state import OVERFLOW_MAX, HttpState
+from mlops_jupyter.gateway.http_state import OVERFLOW_MAX, HttpState, unsent_bytes
+from mlops_jupyter.gateway.methods import KNOWN_METHODS, not_implemented_text, unknown_method
 
 log = logging.getLogger("mlops_jupyter.gateway")
 
@@ -102,6 +109,7 @@ REASONS = {
     422: b"Unprocessable Entity",
     431: b"Request Header Fields Too Large",
     500: b"Internal Server Error",
+    501: b"Not Implemented",
     503: b"Service Unavailable",
     504: b"Gateway Timeout",
     505: b"HTTP Version Not Supported",
@@ -190,6 +198,11 @@ def error_body(code: str, message: str) -> bytes:
     return json.dumps({"error_code": code, "message": cap_text(message)}).encode()
 
 
+def not_implemented(method: str) -> Refusal:
+    """The 501 of a method the gateway does not recognise (RFC 9110 15.6.2; see :mod:`.methods`)."""
+    return Refusal(501, "NOT_IMPLEMENTED", not_implemented_text(method))
+
+
 class Refusal(Exception):
     """A request answered with an error before its body is read; the connection closes."""
 
@@ -210,6 +223,9 @@ class Application(Protocol):
 
     def admit(self, method: str, target: str, headers: Mapping[str, str]) -> None:
         """Raise :class:`Refusal` if the request must not be read further (e.g. no valid token)."""
+
+    def route_refusal(self, method: str, target: str) -> Refusal | None:
+        """The 404 or 405 ``dispatch`` would answer, from the method and target alone (None: neither)."""
 
     def dispatch(self, conn: HttpConnection, method: str, target: str, headers: Mapping[str, str], body: bytes) -> None:
         """Answer one request (now, or later through ``conn.respond``)."""
@@ -265,6 +281,7 @@ class HttpConnection(asyncio.Protocol):
         "state",
         "transport",
         "unseen",
+        "unsent",
         "url",
         "write_paused",
     )
@@ -297,6 +314,7 @@ class HttpConnection(asyncio.Protocol):
         self.url = b""
         self.head_bytes = 0
         self.unseen = 0
+        self.unsent = 0
         self.seen = False
         self.acc = 0
         self.nheaders = 0
@@ -337,6 +355,7 @@ class HttpConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         self.gw.connections.discard(self)
+        self.state.held.discard(self)
         if self.counted:
             self.state.active -= 1
             self.counted = False
@@ -351,10 +370,13 @@ class HttpConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
-        self.deadline = min(self.deadline, self.loop.time() + self.lim.idle_timeout)
+        self.unsent = unsent_bytes(self.transport)
+        self.deadline = min(self.deadline, self.loop.time() + self.state.send_timeout)
+        self.state.hold(self)
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        self.state.held.discard(self)
         if self.phase == IDLE and not self.queue:
             self.deadline = self.loop.time() + self.lim.idle_timeout
         self.pump()
@@ -364,8 +386,16 @@ class HttpConnection(asyncio.Protocol):
         t = self.transport
         if t is None:
             return
-        if self.write_paused or self.phase in (IDLE, CLOSING, BUSY):
-            t.abort() if self.write_paused else t.close()
+        if self.write_paused:  # closed unless the client read some of its answers since the last look
+            left = unsent_bytes(t)
+            if left < self.unsent:
+                self.unsent = left
+                self.deadline = self.loop.time() + self.state.send_timeout
+            else:
+                self.state.send_timed_out(self)
+            return
+        if self.phase in (IDLE, CLOSING, BUSY):
+            t.close()
             return
         what = "headers" if self.phase == HEAD else "body"
         secs = self.lim.header_timeout if self.phase == HEAD else self.lim.body_timeout
@@ -445,7 +475,12 @@ class HttpConnection(asyncio.Protocol):
         except Exception as exc:
             if self.transport is None:
                 return
-            err = self.err or Refusal(400, "BAD_REQUEST", f"Malformed HTTP request: {exc}.")
+            method = None
+            if isinstance(exc, httptools.HttpParserInvalidMethodError) and self.seen:  # (seen: its first byte here)
+                method = unknown_method(data)
+            err = self.err or (
+                not_implemented(method) if method else Refusal(400, "BAD_REQUEST", f"Malformed HTTP request: {exc}.")
+            )
             self.err = None
             self._refuse(err)
             return
@@ -548,6 +583,9 @@ class HttpConnection(asyncio.Protocol):
             self.err = Refusal(505, "HTTP_VERSION_NOT_SUPPORTED", f"HTTP/{version} is not served; use HTTP/1.1.")
             raise self.err
         req.method = p.get_method().decode("ascii")
+        if req.method not in KNOWN_METHODS:
+            self.err = not_implemented(req.method)
+            raise self.err
         self.acc += len(req.method) + 14  # the request line's other bytes and the empty line
         if self.url[:1] == b"/":
             req.target = self.url.decode("latin-1")
@@ -583,11 +621,16 @@ class HttpConnection(asyncio.Protocol):
             self.err = exc
             raise
         if length or self.chunked:
+            expects = version == "1.1" and headers.get("expect", "").lower() == "100-continue"
+            if expects:  # its 404/405 instead of 100 Continue: the client need not send the body
+                self.err = self.gw.route_refusal(req.method, req.target)
+                if self.err is not None:
+                    raise self.err
             if length:
                 self._reserve(req, length)
             self.phase = BODY
             self.deadline = self.loop.time() + lim.body_timeout
-            if version == "1.1" and headers.get("expect", "").lower() == "100-continue":
+            if expects:
                 # after the answers to the requests before it, never ahead of them (RFC 9110 15.2)
                 if self.busy or self.queue:
                     self.continue_pending = True
@@ -677,7 +720,8 @@ class HttpConnection(asyncio.Protocol):
                 self.transport.write(CONTINUE)
             if self.phase == BUSY:
                 self.phase = IDLE
-                self.deadline = self.loop.time() + self.lim.idle_timeout
+                if not self.write_paused:  # else the send timeout runs (resume_writing starts this one)
+                    self.deadline = self.loop.time() + self.lim.idle_timeout
 
     def _refuse(self, err: Refusal) -> None:
         """Answer a request refused before (or while) its body arrives, then close.

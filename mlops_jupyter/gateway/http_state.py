@@ -1,5 +1,6 @@
 """What all connections of one gateway process share: limits, the body budget, the timeout
-sweep, the connection count and the accept-error log (see :mod:`.http` for the protocol).
+sweep, the connection count, the budget of unread answers and the accept-error log (see
+:mod:`.http` for the protocol).
 
 Timeouts are checked by one sweep of all connections a few times per timeout (each
 connection keeps a ``deadline`` and an ``expire()``), not by a timer per request. Accept
@@ -7,13 +8,27 @@ errors (EMFILE, ENFILE...) reach the loop's exception handler once per failed ac
 (asyncio then pauses accepting for a second); they are counted and logged once per
 ``accept_error_interval`` with their count, never one traceback per attempt. The ``Date``
 header every answer carries (RFC 9110 6.6.1) is formatted by the same sweep, not per answer.
+
+Unread answers: a connection whose unsent answers pass ``write_buffer_bytes`` is paused
+(:meth:`HttpState.hold`; below that mark an answer costs nothing here, so the hot path of small
+answers is untouched). A paused connection that drains nothing for ``send_timeout`` seconds is
+closed (checked by the sweep, counting the bytes still in the kernel's send queue too: a
+client reading slowly drains those long before the gateway's buffer moves); and the paused
+connections' unsent bytes together are kept under ``max_outbound_bytes``: when a new one
+passes it, those holding the most are closed first until under it. (Connections under the
+mark hold less than ``write_buffer_bytes`` each, at most ``max_connections`` of them; what the
+kernel's socket buffers take is not the process' memory.) Both are counted (``/metrics``) and logged once per
+``accept_error_interval`` with their count.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import resource
+import struct
+import termios
 import time
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
@@ -30,6 +45,17 @@ FD_RESERVE = 64
 OVERFLOW_MAX = FD_RESERVE // 2
 """Connections over ``max_connections`` answered 503 at once (each holds its descriptor
 while it lingers); past this, one more is closed without an answer."""
+
+
+def unsent_bytes(transport: Any) -> int:
+    """The bytes ``transport`` has not delivered: in its buffer and in the kernel's send queue
+    (``SIOCOUTQ``: sent but not acknowledged, or not sent yet; 0 where it is not available)."""
+    n = transport.get_write_buffer_size()
+    sock = transport.get_extra_info("socket")
+    try:
+        return n + struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+    except (AttributeError, OSError):
+        return n
 
 
 def effective_max_connections(limits: GatewayLimits) -> int:
@@ -51,6 +77,24 @@ def effective_max_connections(limits: GatewayLimits) -> int:
     return limits.max_connections
 
 
+class Throttled:
+    """A warning counted per event and logged at most once per ``interval`` seconds, with the count."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.count = 0
+        self.logged_at = 0.0
+
+    def add(self, n: int, fmt: str, *args: Any) -> None:
+        """Count ``n`` events; log ``fmt % (count, interval, *args)`` if the interval has passed."""
+        self.count += n
+        now = time.monotonic()
+        if now - self.logged_at >= self.interval:
+            log.error(fmt, self.count, self.interval, *args)
+            self.count = 0
+            self.logged_at = now
+
+
 class HttpState:
     """What all connections of one gateway share: limits, the body budget, the sweep, accept errors."""
 
@@ -62,11 +106,15 @@ class HttpState:
         self.overflow = 0  # connections over the cap being answered 503 (see OVERFLOW_MAX)
         self.overflow_closed = 0  # connections over the cap closed without an answer
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.accept_errors = 0
-        self.accept_errors_logged_at = 0.0
+        self.accept_errors = Throttled(limits.accept_error_interval)
+        self.held: set[HttpConnection] = set()  # connections paused on unread answers (see hold)
+        self.send_timeout = min(limits.send_timeout, limits.idle_timeout)
+        self.send_timeouts = 0  # connections closed for draining nothing within send_timeout
+        self.outbound_closed = 0  # connections closed past max_outbound_bytes
+        self.closes = Throttled(limits.accept_error_interval)
         self._sweeper: asyncio.TimerHandle | None = None
         self._default_handler: Any = None
-        self.sweep_every = max(0.05, min(1.0, limits.header_timeout / 4, limits.idle_timeout / 4))
+        self.sweep_every = max(0.05, min(1.0, limits.header_timeout / 4, self.send_timeout / 4))
         self.date = b""
         self._date_at = 0
         self.update_date()
@@ -91,24 +139,56 @@ class HttpState:
     def _exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         """Count accept errors (EMFILE...) and log them once per interval; pass the rest on."""
         if str(context.get("message", "")).startswith("socket.accept() out of system resource"):
-            self.accept_errors += 1
-            now = time.monotonic()
-            if now - self.accept_errors_logged_at >= self.limits.accept_error_interval:
-                exc = context.get("exception")
-                log.error(
-                    "gateway: %d accept(s) refused by the system in the last %.0f s (%s); %d connections open",
-                    self.accept_errors,
-                    self.limits.accept_error_interval,
-                    exc,
-                    self.active,
-                )
-                self.accept_errors = 0
-                self.accept_errors_logged_at = now
+            self.accept_errors.add(
+                1,
+                "gateway: %d accept(s) refused by the system in the last %.0f s (%s); %d connections open",
+                context.get("exception"),
+                self.active,
+            )
             return
         if self._default_handler is not None:
             self._default_handler(loop, context)
         else:
             loop.default_exception_handler(context)
+
+    def hold(self, conn: HttpConnection) -> None:
+        """``conn``'s unsent answers passed ``write_buffer_bytes``: count it among the held ones and,
+        if they hold more than ``max_outbound_bytes`` together, close those holding the most
+        (aborted: their unsent answers are freed at once) until under it."""
+        self.held.add(conn)
+        sizes = [(c.transport.get_write_buffer_size(), c) for c in self.held if c.transport is not None]
+        total = sum(n for n, _ in sizes)
+        budget = self.limits.max_outbound_bytes
+        if total <= budget:
+            return
+        sizes.sort(key=lambda x: x[0], reverse=True)
+        cut = 0
+        for n, c in sizes:
+            if total <= budget:
+                break
+            total -= n
+            cut += 1
+            self.held.discard(c)
+            c.transport.abort()
+        self.outbound_closed += cut
+        self.closes.add(
+            cut,
+            "gateway: %d connection(s) closed in the last %.0f s holding unread answers past the %d-byte budget "
+            "(%d bytes held now)",
+            budget,
+            total,
+        )
+
+    def send_timed_out(self, conn: HttpConnection) -> None:
+        """Close ``conn``: its unread answers drained nothing for ``send_timeout`` seconds."""
+        self.send_timeouts += 1
+        self.held.discard(conn)
+        conn.transport.abort()
+        self.closes.add(
+            1,
+            "gateway: %d connection(s) closed in the last %.0f s: unread answers drained nothing in %g s",
+            self.send_timeout,
+        )
 
     def _sweep(self, conns: set[HttpConnection]) -> None:
         loop = self.loop

@@ -14,6 +14,7 @@ only writer). :func:`render` writes them as::
     mlops_prediction_log_spooled                                           gauge
     mlops_prediction_log_degraded                                          gauge (workers that cannot write)
     mlops_gateway_workers                                                  gauge
+    mlops_gateway_send_timeouts_total / _outbound_closed_total             counter (see :mod:`.http_state`)
 
 A tenant's token sees its own series only (its response counts are those of its model
 routes); the admin token sees every tenant's and the gateway-wide status codes. With
@@ -155,4 +156,6 @@ _LOG_SERIES = (
     ("prediction_log_spooled", "gauge", "Prediction records waiting in memory to be written."),
     ("prediction_log_degraded", "gauge", "Workers whose prediction log cannot be written now."),
     ("gateway_workers", "gauge", "Serving worker processes alive."),
+    ("gateway_send_timeouts_total", "counter", "Connections closed: their unread answers drained nothing in time."),
+    ("gateway_outbound_closed_total", "counter", "Connections closed: unread answers past the worker's byte budget."),
 )

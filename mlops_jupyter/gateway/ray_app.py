@@ -18,7 +18,15 @@ monitoring reads Ray's predictions unchanged.
   :class:`~mlops_jupyter.deployment.traffic.Router`, 4xx JSON errors). Its routing table and
   token digests are its ``user_config``: a change is a Serve in-place ``reconfigure`` (no
   replica restarts), swapped in one assignment, so requests in flight finish on the table
-  they started with.
+  they started with. A body over ``MLOPS_GATEWAY_MAX_BODY_BYTES`` is 413 before it reaches a
+  model replica, a method a route does not take 405 with ``Allow``, a media type other than
+  ``application/json`` (compared as the gateway does) 415.
+
+Ray's HTTP proxy (uvicorn, with llhttp through httptools) parses the request and reads the
+whole body before this code runs: the gateway's limits on the wire (header and body
+timeouts, bodies refused from their headers before they are read, connection caps, unread
+answers) are the proxy's, not this module's. What is checked here, it checks after the proxy
+read the body; a request line llhttp refuses (an unknown method) never reaches this code.
 """
 
 from __future__ import annotations
@@ -30,8 +38,10 @@ from typing import Any
 
 from ray import serve
 
+from mlops_jupyter.config.settings import gateway_limits
 from mlops_jupyter.deployment import tokens as auth
 from mlops_jupyter.deployment.traffic import Router
+from mlops_jupyter.gateway.app import json_media_type
 from mlops_jupyter.gateway.http import cap_text, error_body
 from mlops_jupyter.gateway.models import ClientError, load_version, quiet_feature_name_warnings, to_jsonable
 
@@ -122,6 +132,7 @@ class Ingress:
         self.routes: dict[tuple[str, str, str], _Route] = {}
         self.tokens: dict[bytes, str] = {}
         self.generation = 0
+        self.max_body_bytes = gateway_limits().max_body_bytes
 
     def reconfigure(self, config: Mapping[str, Any]) -> None:
         """Serve's in-place update: ``{"routes": [...], "tokens": {sha256 hex: tenant},
@@ -135,13 +146,11 @@ class Ingress:
     async def __call__(self, request: Any) -> Any:
         from starlette.responses import Response
 
-        status, body, version = await self.answer(request)
-        headers = {"X-Model-Version": version} if version else None
-        if status == 401:
-            headers = {"WWW-Authenticate": 'Bearer realm="mlops"'}
+        status, body, headers = await self.answer(request)
         return Response(body, status_code=status, media_type=JSON_TYPE, headers=headers)
 
-    async def answer(self, request: Any) -> tuple[int, bytes, str | None]:
+    async def answer(self, request: Any) -> tuple[int, bytes, dict[str, str] | None]:
+        """``(status, JSON body, extra headers)`` of one request."""
         path, method = request.url.path, request.method
         if path in ("/ping", "/health"):
             health = {"status": "ok", "deployments": len(self.routes), "generation": self.generation}
@@ -162,31 +171,39 @@ class Ingress:
             mine = ", ".join(sorted(f"{e}/{m}" for (t, e, m) in self.routes if t == tenant)) or "(none)"
             msg = f"Model {model_id!r} is not deployed in environment {env!r} for tenant {tenant!r}. Deployed: {mine}."
             return 404, error_body("NOT_FOUND", msg), None
-        want = "POST" if len(parts) == 7 else "GET"
-        if method != want:
-            return 405, error_body("METHOD_NOT_ALLOWED", f"{method} is not allowed on {path}; use {want}."), None
-        if want == "GET":
+        allow = "POST" if len(parts) == 7 else "GET, HEAD"
+        if method not in allow.split(", "):
+            msg = f"{cap_text(method, 64)} is not allowed on {path}; use {allow}."
+            return 405, error_body("METHOD_NOT_ALLOWED", msg), {"Allow": allow}
+        if allow != "POST":
             return 200, json.dumps(route.describe).encode(), None
         ctype = request.headers.get("content-type")
-        if ctype and not ctype.startswith(JSON_TYPE):
+        if ctype and not json_media_type(ctype):
             msg = f"Content-Type {ctype!r} is not supported; send application/json in MLflow's scoring format."
             return 415, error_body("UNSUPPORTED_MEDIA_TYPE", msg), None
         if route.router is None:
             msg = f"Model {model_id!r} in {env!r} has no live version: {route.reason or 'its deployment failed'}."
             return 503, error_body("NOT_SERVING", msg), None
+        length = request.headers.get("content-length", "")
+        declared = int(length) if length.isdigit() else 0  # (a chunked body has none)
+        body = b"" if declared > self.max_body_bytes else await request.body()
+        if max(declared, len(body)) > self.max_body_bytes:
+            size = max(declared, len(body))
+            msg = f"The request body has {size} bytes; at most {self.max_body_bytes} bytes are accepted."
+            return 413, error_body("PAYLOAD_TOO_LARGE", msg), None
         key = request.headers.get("x-request-key")
         version = route.router.pick(key.encode() if key else None)
-        status, body = await route.handles[version].predict.remote(await request.body())
-        return status, body, version
+        status, body = await route.handles[version].predict.remote(body)
+        return status, body, {"X-Model-Version": version}
 
-    def _check_token(self, header: str | None, tenant: str) -> tuple[int, bytes, None] | None:
+    def _check_token(self, header: str | None, tenant: str) -> tuple[int, bytes, dict[str, str] | None] | None:
         who = self.tokens.get(auth.digest(header[7:].strip())) if header and header[:7].lower() == "bearer " else None
         if who is None:
             msg = (
                 "A valid 'Authorization: Bearer <token>' header is required "
                 "(deployment.get_token() gives the tenant's token)."
             )
-            return 401, error_body("UNAUTHORIZED", msg), None
+            return 401, error_body("UNAUTHORIZED", msg), {"WWW-Authenticate": 'Bearer realm="mlops"'}
         if who != tenant and who != auth.ADMIN:
             msg = f"This token belongs to another tenant; it cannot reach tenant {tenant!r}'s deployments."
             return 403, error_body("FORBIDDEN", msg), None

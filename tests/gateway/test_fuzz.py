@@ -115,7 +115,7 @@ def test_mangled_requests_never_get_a_500_nor_hang(gw, cut, drop, insert, splits
         k += n
     pieces.append(data[k:])
     answer = exchange(gw["port"], [p for p in pieces if p])
-    assert all(code < 500 or code == 505 for code in statuses(answer)), answer[:300]
+    assert all(code < 500 or code in (501, 505) for code in statuses(answer)), answer[:300]  # 501: a mangled method
     assert_still_serves(gw)
 
 

@@ -224,3 +224,77 @@ def test_a_transfer_encoding_not_ending_in_chunked_is_400_and_gzip_chunked_415_b
             s.sendall(post_head(gw, f"Transfer-Encoding: {te}").replace(b"Content-Length", b"X-Length", 1))
             got, closed = read_until_closed(s, 10)  # answered from the headers: no body was sent
         assert got.startswith(b"HTTP/1.1 " + status) and closed, (te, got)
+
+
+def test_expect_100_continue_gets_its_404_or_405_instead_then_the_close(gw):
+    # RFC 9110 10.1.1: the final answer, never 100 Continue, so the client need not send the
+    # body; the connection then closes (a client that sends the body anyway is not read as requests)
+    smuggled = head("GET", "/ping")
+    tok = f"Authorization: Bearer {gw['token']}"
+    for method, target, status, allow in (
+        ("POST", "/nowhere", b"404", None),
+        ("POST", "/ping", b"405", b"GET, HEAD"),
+        ("PUT", path(), b"405", b"POST"),
+        ("POST", path(suffix=""), b"405", b"GET, HEAD"),
+        ("POST", path(model="nothing"), b"404", None),
+        ("POST", "/admin/state", b"405", b"GET, HEAD"),
+    ):
+        lines = (tok if target.startswith("/tenants") else f"Authorization: Bearer {gw['admin']}",)
+        with connect(gw) as s:
+            s.settimeout(10)
+            s.sendall(head(method, target, *lines, f"Content-Length: {len(smuggled)}", "Expect: 100-continue"))
+            got = recv_answer(s)
+            assert got.startswith(b"HTTP/1.1 " + status) and b"Connection: close" in got, (target, got)
+            assert (b"\r\nAllow: " + allow + b"\r\n" in got) if allow else b"Allow:" not in got, got
+            s.sendall(smuggled)  # the body, sent anyway: dropped, never answered as a request
+            rest, closed = read_until_closed(s, 10)
+            assert rest == b"" and closed, (target, rest)
+    # the same request without the expectation: its body is read and dropped, the connection kept in step
+    with connect(gw) as s:
+        s.sendall(head("POST", "/nowhere", f"Content-Length: {len(smuggled)}") + smuggled + head("GET", "/ping"))
+        assert recv_answer(s).startswith(b"HTTP/1.1 404 ")
+        got = recv_answer(s)
+        assert got.startswith(b"HTTP/1.1 200 ") and got.endswith(b"\r\n\r\n\n"), got
+        s.settimeout(0.3)
+        with pytest.raises(TimeoutError):  # and nothing more: the body was no request
+            s.recv(100)
+
+
+def test_an_unknown_method_is_501_naming_it_and_a_known_one_405_with_allow(gw):
+    # RFC 9110 15.6.2: a method the server does not recognise is 501 (then close), whether
+    # llhttp knows the token (PROPFIND) or not (BREW); malformed method bytes stay 400
+    for line, name in (
+        (b"BREW /pot HTTP/1.1", b"'BREW'"),
+        (b"PROPFIND /ping HTTP/1.1", b"'PROPFIND'"),
+        (b"get /ping HTTP/1.1", b"'get'"),
+        (b"X" * 5000 + b" /ping HTTP/1.1", b"'" + b"X" * 64 + b"... (cut: "),  # (parsed 2 KiB at a time)
+    ):
+        with connect(gw) as s:
+            s.sendall(head("GET", "/ping") + line + b"\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+            got, closed = read_until_closed(s, 10)
+        first, _, second = got.partition(b"HTTP/1.1 501 ")
+        assert first.startswith(b"HTTP/1.1 200 ") and closed and b"Connection: close" in second, got
+        body = json.loads(second.split(b"\r\n\r\n", 1)[1])
+        assert body["error_code"] == "NOT_IMPLEMENTED" and name.decode() in body["message"], body
+        assert "GET, HEAD, POST" in body["message"] and len(body["message"]) < 300, body
+    for data in (b"GET\x01 /ping HTTP/1.1\r\nHost: x\r\n\r\n", b"\x16\x03\x01\x02\x00 /ping HTTP/1.1\r\n\r\n"):
+        with connect(gw) as s:
+            s.sendall(data)
+            got, closed = read_until_closed(s, 10)
+        assert got.startswith(b"HTTP/1.1 400 ") and closed, got
+    # a method it knows that the route does not take: 405 naming what it takes, the connection kept
+    c = http.client.HTTPConnection("127.0.0.1", gw["port"], timeout=10)
+    token = {"Authorization": f"Bearer {gw['token']}"}
+    for method, target, allow in (
+        ("DELETE", path(suffix=""), "GET, HEAD"),
+        ("GET", path(), "POST"),
+        ("OPTIONS", "/health", "GET, HEAD"),
+        ("PATCH", "/metrics", "GET, HEAD"),
+    ):
+        c.request(method, target, headers=token)
+        r = c.getresponse()
+        assert (r.status, r.getheader("Allow")) == (405, allow), (method, target)
+        assert json.loads(r.read())["error_code"] == "METHOD_NOT_ALLOWED"
+    c.request("GET", "/ping")
+    assert c.getresponse().status == 200
+    c.close()
