@@ -181,17 +181,14 @@ class Batching:
 
     def _timed_out(self, lv: LoadedVersion, it: BatchItem) -> None:
         it.done = True
-        it.stats.model_errors += 1
-        it.stats.observe(time.perf_counter() - it.t0)
-        it.conn.respond(
-            504,
-            error_body(
-                "TIMEOUT",
-                f"The prediction did not finish within {self.limits.request_timeout:g} s "
-                "(MLOPS_GATEWAY_REQUEST_TIMEOUT).",
-            ),
-            extra=b"X-Model-Version: %s\r\n" % lv.version.encode(),
+        latency = time.perf_counter() - it.t0
+        message = (
+            f"The prediction did not finish within {self.limits.request_timeout:g} s (MLOPS_GATEWAY_REQUEST_TIMEOUT)."
         )
+        it.stats.model_errors += 1
+        it.stats.observe(latency)
+        self.log_failed(it.route, lv, latency, message, it.ts)
+        it.conn.respond(504, error_body("TIMEOUT", message), extra=b"X-Model-Version: %s\r\n" % lv.version.encode())
 
     def _release(self, job: Job) -> None:
         """Give the job's slot back and start what waits for it."""
@@ -322,16 +319,23 @@ class Batching:
     def _log_failure(
         self, lv: LoadedVersion, it: BatchItem, status: int, code: str, message: str, kind: str
     ) -> Outcome:
-        """A failed request's outcome, logged with its error text capped."""
+        """A failed request's outcome, its error text capped; a model error is also logged (a
+        client's refused request never reached the model: see :meth:`log_failed`)."""
         message = cap_text(message)
         latency = time.perf_counter() - it.t0
-        self.log_failed(it.route, lv, latency, message, it.ts)
+        if kind == "model":
+            self.log_failed(it.route, lv, latency, message, it.ts)
         return Outcome(status, error_body(code, message), latency, kind)
 
     def log_failed(
         self, route: Route, lv: LoadedVersion, latency: float, message: str, ts: float | None = None
     ) -> None:
-        """Record a failed request in the prediction log (its error text already capped)."""
+        """Record a request the model failed (it raised, or ran past the deadline) in the
+        prediction log, its error text already capped: monitoring's ``error_rate`` and an
+        ``error_rate`` alert read these rows. A request refused as the client's error (4xx:
+        a bad body, a non-finite value...) never reached the model and is not a prediction:
+        it is counted in ``/metrics`` (``mlops_errors_total{kind="client"}``) and not logged,
+        so bad clients cannot raise a model's error rate (nor trigger its rollback)."""
         self.predlog.append(
             route.tenant,
             route.model_id,

@@ -70,7 +70,7 @@ class VersionServer:
         self.predlog = PredictionLog(home, flush_interval=flush_interval)
 
     def predict(self, body: bytes) -> tuple[int, bytes]:
-        """``(HTTP status, JSON body)`` for one scoring request; every request is logged.
+        """``(HTTP status, JSON body)`` for one scoring request; every prediction and model failure is logged.
 
         The body is read by the gateway's own :meth:`LoadedVersion.parse
         <mlops_jupyter.gateway.models.LoadedVersion.parse>`, so a bad body (not JSON, a
@@ -89,10 +89,12 @@ class VersionServer:
         return 200, out
 
     def _failed(self, t0: float, ts: float, status: int, code: str, message: str) -> tuple[int, bytes]:
-        """A failed request's answer, logged; its error text capped as the gateway caps it
-        (an exception's text can echo a whole request body)."""
+        """A failed request's answer, its error text capped as the gateway caps it (an
+        exception's text can echo a whole request body); logged only when the model failed
+        (5xx), as the gateway logs (a client's 4xx never reached the model)."""
         message = cap_text(message)
-        self._log(t0, ts, success=False, error=message)
+        if status >= 500:
+            self._log(t0, ts, success=False, error=message)
         return status, error_body(code, message)
 
     def _log(self, t0: float, ts: float, **outcome: Any) -> None:

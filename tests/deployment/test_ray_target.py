@@ -22,10 +22,24 @@ from mlops_jupyter.errors import ValidationError
 TENANT = "acme"
 
 
+class NegativeLengthFails:
+    """Mixed into version 1.1.0: it raises on a negative sepal length, a valid input its decoder
+    accepts, so the requests are the model's errors (500), not the client's (400)."""
+
+    def predict(self, X):
+        import numpy as np
+
+        if (np.asarray(X, dtype=float)[:, 0] < 0).any():
+            raise ValueError("a negative sepal length")
+        return super().predict(X)
+
+
 @pytest.fixture(scope="module")
 def ray_dep(tmp_path_factory: pytest.TempPathFactory, template_db: Path):
     import shutil
+    import sys
 
+    import cloudpickle
     import ray
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
@@ -39,7 +53,15 @@ def ray_dep(tmp_path_factory: pytest.TempPathFactory, template_db: Path):
     X, y = load_iris(return_X_y=True, as_frame=True)
     v = create_model_versioning(tenant_id=TENANT, storage_path=home)
     v.create_version("iris", model=LogisticRegression(max_iter=500).fit(X, y), reference_data=X)
-    v.create_version("iris", model=DecisionTreeClassifier(max_depth=2, random_state=0).fit(X, y), reference_data=X)
+
+    class Tree(NegativeLengthFails, DecisionTreeClassifier):
+        pass
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the replicas load it from the model folder
+    try:
+        v.create_version("iris", model=Tree(max_depth=2, random_state=0).fit(X, y), reference_data=X)
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     d = create_model_deployment(tenant_id=TENANT, storage_path=home, target="ray")
     try:
         yield {
@@ -255,7 +277,7 @@ def test_predictions_reach_the_log_and_monitoring_reads_them(ray_dep):
         time.sleep(0.2)
     assert perf["per_version"]["1.0.0"]["prediction_count"] >= 1000
     assert perf["per_version"]["1.1.0"]["prediction_count"] >= 1000
-    assert perf["error_count"] == 7  # the seven bad inputs of the first test (401/403/404/405/413 reach no version)
+    assert perf["error_count"] == 0  # the first test's bad requests were the client's: none reached a version
     drift = m.check_drift("iris", window=500)
     assert drift["status"] == "ok" and drift["n_current"] == 500
     # every request sent the first rows of the reference data over and over: not its distribution
@@ -371,7 +393,8 @@ def test_a_ray_address_nothing_answers_at_is_never_waited_for(ray_dep, tmp_path)
 
 
 def test_an_error_rate_alert_rolls_a_ray_deployment_back_on_ray(ray_dep, monkeypatch):
-    """Bad requests through the Ray endpoint make ``error_rate`` fire; its ``rollback`` action,
+    """Model errors through the Ray endpoint (version 1.1.0 fails on some valid inputs) make
+    ``error_rate`` fire, while bad requests (the client's errors) do not; its ``rollback`` action,
     run by a monitoring object whose deployment API defaults to ``local``, rolls Serve back."""
     from ray import serve
 
@@ -386,15 +409,24 @@ def test_an_error_rate_alert_rolls_a_ray_deployment_back_on_ray(ray_dep, monkeyp
     rule = m.set_alert("iris", "error_rate > 0.3", action="rollback", cooldown="1h")
     headers = {"Authorization": f"Bearer {token}"}
     bad = json.dumps({"dataframe_split": {"columns": ["x"], "data": [[1]]}}).encode()
-    for k in range(600):  # 60 % of the default window (the last 1 000 predictions) fails
-        code, _, _ = _post(url + "/invocations", bad, {**headers, "X-Request-Key": f"bad-{k}"})
-        assert code == 400
+    for k in range(300):  # the client's errors: not predictions, so no error_rate
+        assert _post(url + "/invocations", bad, {**headers, "X-Request-Key": f"bad-{k}"})[0] == 400
+    failing = json.dumps({"dataframe_split": {"columns": list(X.columns), "data": [[-1.0, 3.0, 1.4, 0.2]]}}).encode()
+    codes = Counter(
+        _post(url + "/invocations", failing, {**headers, "X-Request-Key": f"fail-{k}"})[0] for k in range(1000)
+    )
+    assert set(codes) == {200, 500} and codes[500] > 450, codes  # 1.1.0's share (60 %) fails
     fired: list[dict[str, Any]] = []
     deadline = time.monotonic() + 60
     while not fired:  # each replica writes its part of the prediction log about once a second
         assert time.monotonic() < deadline, m.performance("iris", window="1h")
         fired = [c for c in m.evaluate_alerts("iris") if "fire" in c["transitions"]]
     assert [c["alert_id"] for c in fired] == [rule["alert_id"]]
+    deadline = time.monotonic() + 60
+    while (errors := m.performance("iris", window="1h")["error_count"]) < codes[500]:
+        assert time.monotonic() < deadline, errors
+        time.sleep(0.2)
+    assert errors == codes[500]  # the model's failures only: the 300 refused requests are not counted
     assert m.wait_for_alert_actions(timeout=300) == 0
     event = m.alerts("iris")[0]
     assert event["delivered"], event

@@ -596,6 +596,15 @@ def test_a_slow_model_delays_only_itself_and_a_stuck_one_gets_504(gw):
     assert 9 < stuck["s"] < 13
     assert min(slow) >= 0.02
     assert_p99_holds(gw, fast, 0.005, pct=50)  # the fast route does not wait for the stuck one
+    from mlops_jupyter.monitoring.predlog import PredictionLog
+
+    assert Http(gw["port"], gw["admin"]).call("POST", "/admin/flush", {})[0] == 200
+    plog = PredictionLog(gw["home"], background=False)
+    try:  # the model ran past its deadline: a model error, logged (so it counts in error_rate)
+        df = plog.read("acme", "slow")
+        assert df.loc[~df["success"], "error"].str.contains("did not finish within 10 s").any()
+    finally:
+        plog.close()
 
 
 # -- bad values are client errors ---------------------------------------------------------------
@@ -637,10 +646,9 @@ def test_a_huge_bad_cell_is_not_echoed_whole(gw):
     assert int(headers["content-length"]) < 2048
     assert Http(gw["port"], gw["admin"]).call("POST", "/admin/flush", {})[0] == 200
     plog = PredictionLog(gw["home"], background=False)
-    try:
+    try:  # every request sent to "values" was refused as the client's error: none is a prediction
         df = plog.read("acme", "iris")
-        failed = df[(~df["success"]) & (df["environment"] == "values")]
-        assert len(failed) and failed["error"].str.len().max() < 1200
+        assert len(df) and not (df["environment"] == "values").any()
     finally:
         plog.close()
 
