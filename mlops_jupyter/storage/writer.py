@@ -3,7 +3,9 @@
 ``submit`` appends the op to the journal (so a kill loses nothing) and to the in-memory
 queue, and returns. The writer thread takes everything queued, writes it through the sink
 in one batch, and discards the journal segment (if the sink stored only part of it, the
-segment is rewritten with the rest, which alone is retried). ``flush`` waits until
+segment is rewritten with the rest, which alone is retried; what is logged meanwhile joins
+each retry, so a run the store keeps refusing, e.g. one whose experiment the user may no
+longer edit, holds back no other run). ``flush`` waits until
 everything submitted before it is stored, and raises :class:`StoreError` if the store keeps failing (the data
 stays queued and journaled, and is retried, or replayed by the next process).
 
@@ -111,10 +113,10 @@ class BatchWriter:
                     self._cond.wait()
                 if not self._pending and self._closing:
                     return
-                batch, self._pending = self._pending, []
-                segment = self.journal.rotate() if self.journal is not None else None
+                todo, self._pending = self._pending, []
+                segments = [self.journal.rotate() if self.journal is not None else None]
+            taken = len(todo)
             attempt = 0
-            todo = batch
             while True:
                 try:
                     self._note_rejected(self.sink.write(todo) or [])
@@ -123,8 +125,11 @@ class BatchWriter:
                     if isinstance(exc, PartialWriteError):  # the rest is stored: retry, journal only this
                         self._note_rejected(exc.rejected)
                         todo = exc.remaining
-                        if segment is not None:
-                            _rewrite_segment(segment, todo)
+                        if segments[0] is not None:
+                            _rewrite_segment(segments[0], todo)
+                            for seg in segments[1:]:  # their ops are in the first one now (a crash
+                                Journal.discard(seg)  # in between leaves both: replay is idempotent)
+                        segments = segments[:1]
                     delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
                     attempt += 1
                     if attempt >= 3:
@@ -140,10 +145,17 @@ class BatchWriter:
                             self._pending = todo + self._pending
                             return
                     time.sleep(delay)
+                    with self._cond:  # what was logged meanwhile joins the retry: a run the store
+                        if self._pending:  # keeps refusing (e.g. 403) must not hold back the others
+                            todo = todo + self._pending
+                            taken += len(self._pending)
+                            self._pending = []
+                            segments.append(self.journal.rotate() if self.journal is not None else None)
             if self.journal is not None:
-                Journal.discard(segment)
+                for seg in segments:
+                    Journal.discard(seg)
             with self._cond:
-                self._stored += len(batch)
+                self._stored += taken
                 self._error = None
                 self._cond.notify_all()
 
@@ -156,15 +168,16 @@ class BatchWriter:
                 self._rejected += rejected
 
     def close(self, timeout: float = 30.0) -> bool:
-        """Store what is queued and stop; returns True if everything was stored."""
+        """Store what is queued and stop; returns True if everything was stored (or refused for
+        good); else the journal keeps what is not stored, for the next process to replay."""
         try:
             self.flush(timeout)
-            ok = True
-        except StoreError as exc:
-            log.warning("mlops_jupyter: %s", exc)
-            ok = False
-        except MLOpsError:  # items refused for good: already logged; the rest is stored
-            ok = True
+        except MLOpsError as exc:
+            # kept for a later try (store down, timeout, credentials or permission refused: not
+            # only StoreError) or refused for good (dropped, logged when refused): the backlog tells
+            if self.backlog:
+                log.warning("mlops_jupyter: %s", exc)
+        ok = self.backlog == 0
         with self._cond:
             self._closing = True
             self._cond.notify_all()

@@ -210,55 +210,6 @@ def test_requests_in_flight_never_share_a_run_key_and_respect_mlflow_limits():
     assert params == {f"p{i}": i for i in range(150)}
 
 
-def test_a_failed_request_among_concurrent_ones_loses_nothing_and_only_it_is_replayed(server, client, tmp_path):
-    """Two runs, three requests in flight; the server refuses those of run B (deleted, 400):
-    A is stored and ended, the journal keeps only B's ops, and once B is restored the next
-    process replays them, stored exactly once."""
-    from mlops_jupyter.errors import StoreError
-    from mlops_jupyter.storage import journal
-    from mlops_jupyter.storage.sinks import ClientSink
-    from mlops_jupyter.storage.writer import BatchWriter
-
-    exp = client.create_experiment("concurrent-sink")
-    a, b = (client.create_run(exp).info.run_id for _ in range(2))
-    client.delete_run(b)
-    jdir = tmp_path / "journal"
-    sink = ClientSink(client, concurrency=3)
-    writer = BatchWriter(sink, journal.Journal(jdir))
-    ops = _log_ops(a, range(250), 10) + _log_ops(b, range(100), 4)
-    ops += [{"k": "end", "id": rid, "status": "FINISHED", "end": 1_700_000_001_000} for rid in (a, b)]
-    for op in ops:
-        writer.submit(op)
-    with pytest.raises(StoreError, match="not stored yet"):
-        writer.flush(timeout=60)
-    assert not writer.close()  # the process ends with B unstored: its journal stays
-    sink.close()
-    assert client.get_run(a).info.status == "FINISHED"
-    for j in range(10):
-        assert sorted(m.step for m in client.get_metric_history(a, f"m{j}")) == list(range(250))
-
-    client.restore_run(b)
-    (orphan,) = journal.orphans(jdir)
-    left = list(journal.read_segments(orphan.segments))
-    assert {op["id"] for op in left} == {b}  # nothing of A is replayed
-    assert sorted((op["step"], k) for op in left for k in op.get("m") or ()) == sorted(
-        (s, f"m{j}") for s in range(100) for j in range(4)
-    )
-    assert [op for op in left if op["k"] == "end"] == [ops[-1]]
-    replay = ClientSink(client, concurrency=3)
-    try:
-        replay.write(left)
-    finally:
-        replay.close()
-    journal.release(jdir, orphan)
-    run_b = client.get_run(b)
-    assert run_b.info.status == "FINISHED" and run_b.data.metrics["m3"] == 99.03
-    for rid, steps, keys in ((a, 250, 10), (b, 100, 4)):
-        for j in range(keys):
-            assert sorted(m.step for m in client.get_metric_history(rid, f"m{j}")) == list(range(steps))
-    assert list(jdir.glob("*.journal")) == []
-
-
 def test_non_finite_values_and_numpy_numbers_reach_the_server(server, client):
     import math
 

@@ -492,3 +492,59 @@ def test_credentials_and_permissions_refused_are_typed_errors_and_lose_nothing(e
     assert [(m.step, m.value) for m in admin.get_metric_history(drun.run_id, "loss")] == [(0, 0.5), (1, 0.4)]
     assert admin.get_run(drun.run_id).info.status == "FINISHED"
     close_stores(client_home / "dave")
+
+
+def test_a_failed_request_among_concurrent_ones_loses_nothing_and_only_it_is_replayed(
+    edge_tenant, tmp_path, monkeypatch
+):
+    """Two runs, three requests in flight; the server refuses those of run B for now (403: the
+    user may only read B's experiment): A is stored and ended, the journal keeps only B's ops,
+    and once EDIT is granted the next process replays them, stored exactly once."""
+    from mlops_jupyter.storage.writer import BatchWriter
+
+    url = edge_tenant
+    act_as(monkeypatch, ADMIN.username, ADMIN.password)
+    admin = MlflowClient(url)
+    (a, exp_a), (b, exp_b) = (
+        (admin.create_run(e).info.run_id, e) for e in (admin.create_experiment(f"concurrent-{x}") for x in "ab")
+    )
+    grant(url, "dave", exp_a, "EDIT")
+    grant(url, "dave", exp_b, "READ")
+    act_as(monkeypatch, "dave", "dave-pass-0123")
+    steps = {a: (250, 10), b: (100, 4)}
+    ops = [
+        {"k": "log", "id": rid, "ts": 1_700_000_000_000, "step": s, "m": {f"m{j}": s + j / 100 for j in range(keys)}}
+        for rid, (n, keys) in steps.items()
+        for s in range(n)
+    ]
+    ops += [{"k": "end", "id": rid, "status": "FINISHED", "end": 1_700_000_001_000} for rid in (a, b)]
+    jdir = tmp_path / "journal"
+    sink = ClientSink(MlflowClient(url), concurrency=3)
+    writer = BatchWriter(sink, journal.Journal(jdir))
+    for op in ops:
+        writer.submit(op)
+    with pytest.raises(TenantAccessError, match="kept in the write journal"):
+        writer.flush(timeout=60)
+    assert not writer.close()  # the process ends with B unstored: its journal stays
+    sink.close()
+    assert admin.get_run(a).info.status == "FINISHED"
+
+    grant(url, "dave", exp_b, "EDIT")
+    (orphan,) = journal.orphans(jdir)
+    left = list(journal.read_segments(orphan.segments))
+    assert {op["id"] for op in left} == {b}  # nothing of A is replayed
+    assert sorted((op["step"], k) for op in left for k in op.get("m") or ()) == sorted(
+        (s, f"m{j}") for s in range(100) for j in range(4)
+    )
+    assert [op for op in left if op["k"] == "end"] == [ops[-1]]
+    replay = ClientSink(MlflowClient(url), concurrency=3)
+    try:
+        assert replay.write(left) == []
+    finally:
+        replay.close()
+    journal.release(jdir, orphan)
+    assert admin.get_run(b).info.status == "FINISHED" and admin.get_run(b).data.metrics["m3"] == 99.03
+    for rid, (n, keys) in steps.items():
+        for j in range(keys):
+            assert sorted(m.step for m in admin.get_metric_history(rid, f"m{j}")) == list(range(n))
+    assert list(jdir.glob("*.journal")) == []
