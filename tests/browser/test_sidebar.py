@@ -278,6 +278,9 @@ def test_sidebar_shows_the_store_and_rolls_a_deployment_back(browser, artifacts,
                     set_theme(page, theme)
                     sidebar.locator('[data-experiment="churn"]').click()
                     sidebar.locator('[data-experiment="churn"].jp-mod-selected').wait_for(timeout=10_000)
+                    # selecting starts a refresh ("refreshing…" until it has re-rendered the list): a
+                    # click whose mouse-down and mouse-up land on rows of two renderings is lost
+                    sidebar.locator(".jp-MLOps-status", has_text="updated").wait_for(timeout=20_000)
                     sidebar.locator(".jp-MLOps-run", has_text="depth-5").click()
                     sidebar.locator(".jp-MLOps-run.jp-mod-open .jp-MLOps-details").wait_for(timeout=10_000)
                     n, low = low_contrast(
