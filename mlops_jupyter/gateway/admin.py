@@ -54,7 +54,7 @@ from mlops_jupyter.gateway.cluster import wait_for_peers, workers_dir
 from mlops_jupyter.gateway.http import error_body
 from mlops_jupyter.gateway.metrics import Stats, StatsKey
 from mlops_jupyter.gateway.models import LoadedVersion, LoadError, load_version
-from mlops_jupyter.gateway.routes import Route, RouteChange
+from mlops_jupyter.gateway.routes import FIXED_ROUTES, Route, RouteChange
 
 if TYPE_CHECKING:
     from mlops_jupyter.gateway.http import HttpConnection
@@ -115,7 +115,7 @@ class AdminRoutes:
     authenticate: Callable[[Mapping[str, str]], str | None]
     reload_tokens: Callable[[], None]
     _unauthorized: Callable[[HttpConnection], None]
-    _method: Callable[[HttpConnection, str, str, bytes], None]
+    _method: Callable[[HttpConnection, str, str, str], None]
     worker_pid: int | None = None  # set in a worker process (:mod:`.worker`); None in process
     supervisor_pid: int | None = None
 
@@ -127,12 +127,13 @@ class AdminRoutes:
             return self._unauthorized(conn)
         if who != auth.ADMIN:
             return conn.respond(403, error_body("FORBIDDEN", "The control plane needs the admin token."))
+        allow = FIXED_ROUTES.get(path)
+        if allow is None:
+            return conn.respond(404, error_body("NOT_FOUND", f"No such admin path {path!r}."))
+        if method not in allow.split(", "):
+            return self._method(conn, method, path, allow)
         if path == "/admin/state":
-            if method not in ("GET", "HEAD"):
-                return self._method(conn, method, path, b"GET, HEAD")
             return conn.respond(200, self._json_dumps([r.describe() for r in self.routes.values()]).encode())
-        if method != "POST":
-            return self._method(conn, method, path, b"POST")
         if path == "/admin/shutdown":
             conn.keep_alive = False
             conn.respond(200, b'{"ok": true}')
@@ -141,16 +142,14 @@ class AdminRoutes:
         if path == "/admin/flush":
             self.loop.create_task(self._flush_task(conn))
             return None
-        if path == "/admin/apply":
-            try:
-                op = json.loads(body)
-                if not isinstance(op, dict):
-                    raise ValueError("expected an object")
-            except ValueError as exc:
-                return conn.respond(400, error_body("MALFORMED_JSON", f"Bad admin request: {exc}"))
-            self.loop.create_task(self._apply_task(conn, op))
-            return None
-        return conn.respond(404, error_body("NOT_FOUND", f"No such admin path {path!r}."))
+        try:  # /admin/apply
+            op = json.loads(body)
+            if not isinstance(op, dict):
+                raise ValueError("expected an object")
+        except ValueError as exc:
+            return conn.respond(400, error_body("MALFORMED_JSON", f"Bad admin request: {exc}"))
+        self.loop.create_task(self._apply_task(conn, op))
+        return None
 
     async def _flush_task(self, conn: HttpConnection) -> None:
         """Write the buffered prediction log (off the event loop), so a reader sees it now."""

@@ -44,7 +44,7 @@ from mlops_jupyter.gateway.http import HttpConnection, Refusal, cap_text, error_
 from mlops_jupyter.gateway.http_state import HttpState
 from mlops_jupyter.gateway.metrics import Stats, StatsKey
 from mlops_jupyter.gateway.models import ClientError, LoadedVersion
-from mlops_jupyter.gateway.routes import Route
+from mlops_jupyter.gateway.routes import FIXED_ROUTES, MODEL_METHODS, Route
 from mlops_jupyter.gateway.target import monitor_factory
 from mlops_jupyter.monitoring.alerts.scheduler import AlertScheduler
 from mlops_jupyter.monitoring.predlog import PredictionLog
@@ -58,18 +58,6 @@ UNAUTHORIZED_TEXT = (
     "A valid 'Authorization: Bearer <token>' header is required (deployment.get_token() gives the tenant's token)."
 )
 UNAUTHORIZED_EXTRA = b'WWW-Authenticate: Bearer realm="mlops"\r\n'
-READ = ("GET", "HEAD")
-"""The methods of a read-only route: HEAD is a GET whose answer has no body (RFC 9110 9.1)."""
-FIXED_ROUTES = {
-    "/ping": "GET, HEAD",
-    "/health": "GET, HEAD",
-    "/metrics": "GET, HEAD",
-    "/admin/state": "GET, HEAD",
-    "/admin/shutdown": "POST",
-    "/admin/flush": "POST",
-    "/admin/apply": "POST",
-}
-"""The routes outside ``/tenants/`` and their methods (for :meth:`Gateway.route_refusal`)."""
 
 
 def json_media_type(ctype: str) -> bool:
@@ -213,7 +201,7 @@ class Gateway(AdminRoutes, Batching, HealthMetrics):
             if (tenant, env, model_id) not in self.routes:
                 msg = f"Model {model_id!r} is not deployed in environment {env!r} for tenant {tenant!r}."
                 return Refusal(404, "NOT_FOUND", msg)
-            allow = "POST" if len(parts) == 7 else "GET, HEAD"
+            allow = MODEL_METHODS[len(parts) == 7]
         else:
             allow = FIXED_ROUTES.get(path)
             if allow is None:
@@ -236,30 +224,27 @@ class Gateway(AdminRoutes, Batching, HealthMetrics):
                     f"No such path {path!r}; model routes are /tenants/TENANT/ENVIRONMENT/models/MODEL[/invocations].",
                 ),
             )
-        if path == "/ping":
-            if method not in READ:
-                return self._method(conn, method, path, b"GET, HEAD")
-            return conn.respond(200, b"\n", b"text/plain; charset=utf-8")
-        if path == "/health":
-            if method not in READ:
-                return self._method(conn, method, path, b"GET, HEAD")
-            return self.health_route(conn, headers)
-        if path == "/metrics":
-            if method not in READ:
-                return self._method(conn, method, path, b"GET, HEAD")
-            who = self.authenticate(headers)
-            if who is None:
-                return self._unauthorized(conn)
-            return self.metrics_route(conn, who)
         if path.startswith("/admin/"):
             return self.admin_route(conn, method, path, headers, body)
-        return conn.respond(404, error_body("NOT_FOUND", f"No such path {path!r}."))
+        allow = FIXED_ROUTES.get(path)
+        if allow is None:
+            return conn.respond(404, error_body("NOT_FOUND", f"No such path {path!r}."))
+        if method not in allow.split(", "):
+            return self._method(conn, method, path, allow)
+        if path == "/ping":
+            return conn.respond(200, b"\n", b"text/plain; charset=utf-8")
+        if path == "/health":
+            return self.health_route(conn, headers)
+        who = self.authenticate(headers)  # /metrics
+        if who is None:
+            return self._unauthorized(conn)
+        return self.metrics_route(conn, who)
 
-    def _method(self, conn: HttpConnection, method: str, path: str, allow: bytes) -> None:
+    def _method(self, conn: HttpConnection, method: str, path: str, allow: str) -> None:
         conn.respond(
             405,
-            error_body("METHOD_NOT_ALLOWED", f"{method} is not allowed on {path}; use {allow.decode()}."),
-            extra=b"Allow: %s\r\n" % allow,
+            error_body("METHOD_NOT_ALLOWED", f"{method} is not allowed on {path}; use {allow}."),
+            extra=b"Allow: %s\r\n" % allow.encode(),
         )
 
     def _unauthorized(self, conn: HttpConnection) -> None:
@@ -300,12 +285,11 @@ class Gateway(AdminRoutes, Batching, HealthMetrics):
                     f"{', '.join(mine) or '(none)'}.",
                 ),
             )
+        allow = MODEL_METHODS[invocations]
+        if method not in allow.split(", "):
+            return self._method(conn, method, "/".join(parts), allow)
         if not invocations:
-            if method not in READ:
-                return self._method(conn, method, "/".join(parts), b"GET, HEAD")
             return conn.respond(200, self._json_dumps(route.describe()).encode())
-        if method != "POST":
-            return self._method(conn, method, "/".join(parts), b"POST")
         ctype = headers.get("content-type")
         if ctype and ctype != "application/json" and not json_media_type(ctype):
             return conn.respond(

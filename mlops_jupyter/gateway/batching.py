@@ -311,12 +311,12 @@ class Batching:
         return ("[" + ", ".join(parts) + "]").encode()
 
     def _failure(self, lv: LoadedVersion, it: BatchItem, message: str) -> Outcome:
-        return self._log_failure(lv, it, 500, "MODEL_ERROR", message, "model")
+        return self._failed_outcome(lv, it, 500, "MODEL_ERROR", message, "model")
 
     def _client_failure(self, lv: LoadedVersion, it: BatchItem, exc: ClientError) -> Outcome:
-        return self._log_failure(lv, it, exc.status, exc.code, exc.message, "client")
+        return self._failed_outcome(lv, it, exc.status, exc.code, exc.message, "client")
 
-    def _log_failure(
+    def _failed_outcome(
         self, lv: LoadedVersion, it: BatchItem, status: int, code: str, message: str, kind: str
     ) -> Outcome:
         """A failed request's outcome, its error text capped; a model error is also logged (a

@@ -44,6 +44,7 @@ from mlops_jupyter.deployment.traffic import Router
 from mlops_jupyter.gateway.app import json_media_type
 from mlops_jupyter.gateway.http import cap_text, error_body
 from mlops_jupyter.gateway.models import ClientError, load_version, quiet_feature_name_warnings, to_jsonable
+from mlops_jupyter.gateway.routes import MODEL_METHODS
 
 VERSION_DEPLOYMENT = "model"
 """The name of the one deployment of every version application."""
@@ -173,11 +174,12 @@ class Ingress:
             mine = ", ".join(sorted(f"{e}/{m}" for (t, e, m) in self.routes if t == tenant)) or "(none)"
             msg = f"Model {model_id!r} is not deployed in environment {env!r} for tenant {tenant!r}. Deployed: {mine}."
             return 404, error_body("NOT_FOUND", msg), None
-        allow = "POST" if len(parts) == 7 else "GET, HEAD"
+        invocations = len(parts) == 7
+        allow = MODEL_METHODS[invocations]
         if method not in allow.split(", "):
             msg = f"{cap_text(method, 64)} is not allowed on {path}; use {allow}."
             return 405, error_body("METHOD_NOT_ALLOWED", msg), {"Allow": allow}
-        if allow != "POST":
+        if not invocations:
             return 200, json.dumps(route.describe).encode(), None
         ctype = request.headers.get("content-type")
         if ctype and not json_media_type(ctype):

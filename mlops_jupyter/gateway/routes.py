@@ -16,6 +16,21 @@ from mlops_jupyter.deployment.plan import DeploymentKey
 from mlops_jupyter.gateway.metrics import Stats
 from mlops_jupyter.gateway.models import LoadedVersion
 
+FIXED_ROUTES = {
+    "/ping": "GET, HEAD",
+    "/health": "GET, HEAD",
+    "/metrics": "GET, HEAD",
+    "/admin/state": "GET, HEAD",
+    "/admin/shutdown": "POST",
+    "/admin/flush": "POST",
+    "/admin/apply": "POST",
+}
+"""The routes outside ``/tenants/`` and the methods each takes (its 405's ``Allow``); HEAD is
+a GET whose answer has no body (RFC 9110 9.1)."""
+MODEL_METHODS = ("GET, HEAD", "POST")
+"""The methods of a model's two routes: ``[0]`` its description (``.../models/MODEL``),
+``[1]`` its ``.../invocations``."""
+
 
 class Route:
     """The live state of one (tenant, environment, model): immutable once built.
