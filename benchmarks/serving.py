@@ -354,6 +354,10 @@ def main() -> int:
         )
         gw_url = r["endpoint"].split("/tenants/")[0]
         check(gw_url + route, body, token)
+        for name in ("iris", "slow"):
+            served = deployment.client(name, "production").info()["versions"][0]
+            where = "on the event loop" if served["inline"] else "in the inference pool"
+            print(f"  {name} predicts {where} ({served['inline_reason']})", flush=True)
         results["gateway-1w"] = measure("gw 1 wkr", gw_url + route, script, args.duration)
         side = fast_next_to_slow(gw_url + route, gw_url + slow_route, script, args.duration)
         print(

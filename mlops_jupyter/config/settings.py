@@ -319,7 +319,8 @@ class GatewayLimits:
 
     Times are seconds, sizes bytes; each serving worker process applies them to itself.
     ``max_connections`` None means "4096, at most the process' open-file limit minus a
-    reserve" (computed by the gateway).
+    reserve" (computed by the gateway). ``inline_max_rows`` may be 0 (no prediction on the
+    event loop: see :mod:`mlops_jupyter.gateway.inline`); every other limit is positive.
     """
 
     header_timeout: float = 10.0
@@ -336,6 +337,8 @@ class GatewayLimits:
     max_outbound_bytes: int = 256 * 1024 * 1024
     inference_threads: int = 8
     model_concurrency: int = 4
+    inline_max_rows: int = 64
+    inline_budget: float = 0.002
     accept_error_interval: float = 10.0
 
 
@@ -354,8 +357,13 @@ _GATEWAY_LIMIT_VARS = {
     "max_outbound_bytes": env.MLOPS_GATEWAY_MAX_OUTBOUND_BYTES,
     "inference_threads": env.MLOPS_GATEWAY_INFERENCE_THREADS,
     "model_concurrency": env.MLOPS_GATEWAY_MODEL_CONCURRENCY,
+    "inline_max_rows": env.MLOPS_GATEWAY_INLINE_MAX_ROWS,
+    "inline_budget": env.MLOPS_GATEWAY_INLINE_BUDGET,
     "accept_error_interval": env.MLOPS_GATEWAY_ACCEPT_ERROR_INTERVAL,
 }
+
+
+_ZERO_ALLOWED = frozenset({"inline_max_rows"})
 
 
 def gateway_limits(environ: Mapping[str, str] | None = None) -> GatewayLimits:
@@ -377,15 +385,16 @@ def gateway_limits(environ: Mapping[str, str] | None = None) -> GatewayLimits:
         if raw is None or raw == "":
             continue
         kind = float if isinstance(getattr(GatewayLimits, field, 0.0), float) else int
+        least = "non-negative" if field in _ZERO_ALLOWED else "positive"
         try:
             value = kind(raw)
-            if not value > 0 or value != value or value == float("inf"):
+            if not (value >= 0 if field in _ZERO_ALLOWED else value > 0) or value != value or value == float("inf"):
                 raise ValueError(raw)
         except ValueError:
             raise InvalidSettingError(
-                f"${var} is {raw!r}; it must be a positive {'number' if kind is float else 'integer'}.",
+                f"${var} is {raw!r}; it must be a {least} {'number' if kind is float else 'integer'}.",
                 value=raw,
-                allowed=f"a positive {'number of seconds' if kind is float else 'integer'}",
+                allowed=f"a {least} {'number of seconds' if kind is float else 'integer'}",
             ) from None
         values[field] = value
     return GatewayLimits(**values)

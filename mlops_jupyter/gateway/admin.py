@@ -50,6 +50,7 @@ from mlops_jupyter.deployment.plan import (
     record_target,
 )
 from mlops_jupyter.errors import IntegrityError
+from mlops_jupyter.gateway import inline
 from mlops_jupyter.gateway.cluster import wait_for_peers, workers_dir
 from mlops_jupyter.gateway.http import error_body
 from mlops_jupyter.gateway.metrics import Stats, StatsKey
@@ -57,6 +58,7 @@ from mlops_jupyter.gateway.models import LoadedVersion, LoadError, load_version
 from mlops_jupyter.gateway.routes import FIXED_ROUTES, Route, RouteChange
 
 if TYPE_CHECKING:
+    from mlops_jupyter.config.settings import GatewayLimits
     from mlops_jupyter.gateway.http import HttpConnection
 
 log = logging.getLogger("mlops_jupyter.gateway")
@@ -105,6 +107,7 @@ class AdminRoutes:
     home: Path
     store: Any
     predlog: Any
+    limits: GatewayLimits
     routes: dict[DeploymentKey, Route]
     stats: dict[StatsKey, Stats]
     pool: ThreadPoolExecutor
@@ -208,7 +211,8 @@ class AdminRoutes:
         lv = loaded.get((tenant, model_id, version, spec.get("sha256")))
         if lv is not None and lv.path == spec.get("path"):
             return lv  # already live (verified when it was loaded); shared, not reloaded
-        lv, _ = load_version({**spec, "tenant": tenant, "model_id": model_id, "version": version})
+        lv, example = load_version({**spec, "tenant": tenant, "model_id": model_id, "version": version})
+        inline.qualify(lv, example, self.limits)
         return lv
 
     def _stats_for(self, tenant: str, env: str, model_id: str, versions: Any) -> dict[str, Stats]:

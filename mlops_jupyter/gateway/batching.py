@@ -6,7 +6,9 @@ delays only itself. Per model version (``LoadedVersion``):
 
 - **micro-batches**: small requests of a version on the numeric fast path (see
   :mod:`~mlops_jupyter.gateway.models`), already parsed on the loop, queue on the version
-  (``pending``) and are stacked into one ``predict``. While a batch runs, what arrives
+  (``pending``) and are stacked into one ``predict``. A small batch of a version that
+  :mod:`~mlops_jupyter.gateway.inline` found trusted and fast is predicted on the loop
+  itself: for such a model the two thread hand-offs cost more than the prediction. While a batch runs, what arrives
   forms the next one (the busier the version, the bigger its batches; nothing ever waits
   for more); only when the running batch is slow (over :data:`SLOW_BATCH_S`: a slow or
   stuck model) does a second one start beside it. A model that raises inside a batch is
@@ -41,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mlops_jupyter.config.settings import GatewayLimits
+from mlops_jupyter.gateway import inline
 from mlops_jupyter.gateway.decoding import SLICE_ROWS
 from mlops_jupyter.gateway.http import cap_text, error_body
 from mlops_jupyter.gateway.models import ClientError, LoadedVersion, to_jsonable
@@ -147,6 +150,9 @@ class Batching:
                 continue
             items, lv.pending = lv.pending, []
             lv.batches += 1
+            if lv.inline and sum(it.n for it in items) <= self.limits.inline_max_rows:
+                self._inline(Job(lv, items, True))
+                continue
             lv.batch_t = now
             self._submit(Job(lv, items, True))
 
@@ -156,6 +162,23 @@ class Batching:
             self._mark(lv)
 
     def _submit(self, job: Job) -> None:
+        if self._admit(job):
+            age = time.perf_counter() - min(it.t0 for it in job.items)
+            job.timer = self.loop.call_later(self.limits.request_timeout - age, self._expire, job)
+            self.infer_pool.submit(self._work, job)
+
+    def _inline(self, job: Job) -> None:
+        """Predict a small batch of a trusted, fast version here, on the loop: no thread
+        hand-off (see :mod:`~mlops_jupyter.gateway.inline`, which also times it)."""
+        if self._admit(job):
+            t0 = time.perf_counter()
+            job.outcomes = self._outcomes(job)
+            inline.charge(job.lv, time.perf_counter() - t0, self.limits)
+            self._done(job)
+
+    def _admit(self, job: Job) -> bool:
+        """Give 504 to the job's requests already past their deadline and take a slot for
+        the rest; False when none is left (the slot is given back)."""
         now = time.perf_counter()
         timeout = self.limits.request_timeout
         live = []
@@ -168,9 +191,7 @@ class Batching:
         job.lv.running += 1
         if not live:
             self._release(job)
-            return
-        job.timer = self.loop.call_later(timeout - (now - min(it.t0 for it in live)), self._expire, job)
-        self.infer_pool.submit(self._work, job)
+        return bool(live)
 
     def _expire(self, job: Job) -> None:
         """The job is past its deadline: its unanswered requests get 504, its slot is freed."""
@@ -224,15 +245,19 @@ class Batching:
 
     # -- in a pool thread -----------------------------------------------------------------
     def _work(self, job: Job) -> None:
-        try:
-            job.outcomes = self._batch(job) if job.batch else [self._solo(job.lv, job.items[0])]
-        except BaseException as exc:  # never lose the answers: every request gets one
-            msg = f"The gateway failed while predicting: {type(exc).__name__}: {exc}"
-            job.outcomes = [self._failure(job.lv, it, msg) for it in job.items]
+        job.outcomes = self._outcomes(job)
         try:
             self.loop.call_soon_threadsafe(self._done, job)
         except RuntimeError:  # the loop closed (the gateway stopped) while the model ran
             pass
+
+    def _outcomes(self, job: Job) -> list[Outcome]:
+        """The job's answers (in a pool thread, or on the loop for an inline batch)."""
+        try:
+            return self._batch(job) if job.batch else [self._solo(job.lv, job.items[0])]
+        except BaseException as exc:  # never lose the answers: every request gets one
+            msg = f"The gateway failed while predicting: {type(exc).__name__}: {exc}"
+            return [self._failure(job.lv, it, msg) for it in job.items]
 
     def _batch(self, job: Job) -> list[Outcome]:
         lv, items = job.lv, job.items

@@ -86,6 +86,8 @@ class LoadedVersion:
         columns: the input columns in the model's order, or None if unknown.
         kinds: per column ``number``, ``bool``, ``string``, ``other`` or ``any``.
         numeric: True when requests become a float matrix (fast path, batchable).
+        inline: True when its small micro-batches predict on the event loop, and
+            ``inline_reason`` why or why not (decided by :mod:`~mlops_jupyter.gateway.inline`).
     """
 
     def __init__(
@@ -113,6 +115,9 @@ class LoadedVersion:
         self.kinds = kinds
         self.n_features = n_features if n_features is not None else (len(columns) if columns else None)
         self.numeric = False
+        self.inline = False
+        self.inline_reason = "not measured"
+        self.inline_strikes = 0
         self._col_index = {c: i for i, c in enumerate(columns)} if columns else {}
         # scheduling state (gateway.batching), used by the gateway's event loop only:
         # requests waiting for the next micro-batch, batches running and when the last

@@ -75,7 +75,14 @@ class Route:
             "revision": r.get("revision"),
             "config": r.get("config") or {},
             "versions": [
-                {"version": v, "sha256": lv.sha256, "columns": lv.columns, "fast_path": lv.numeric}
+                {
+                    "version": v,
+                    "sha256": lv.sha256,
+                    "columns": lv.columns,
+                    "fast_path": lv.numeric,
+                    "inline": lv.inline,
+                    "inline_reason": lv.inline_reason,
+                }
                 for v, lv in self.versions.items()
             ],
             "updated_at": r.get("updated_at"),

@@ -1,0 +1,124 @@
+"""Which model versions may predict on the event loop itself, and when they lose that.
+
+A prediction handed to the inference pool costs two thread hand-offs (loop to pool and
+back), each a wake-up and a GIL hand-over: for a linear model that is more CPU than the
+prediction (``benchmarks/serving.py``: about 200 µs of CPU per request through the pool, 115
+µs inline). So a micro-batch of a version that is *trusted and measured fast* runs inline,
+on the loop, when it is small; everything else stays in the pool, which keeps what the pool
+is for: a slow model or a huge request delays only itself.
+
+A version may predict inline only when all of these hold (decided once, when it is loaded;
+``inline_reason`` says which failed, shown by the admin route):
+
+- it is on the numeric fast path (a scikit-learn model given a float matrix);
+- every estimator in it (``get_params(deep=True)``: pipelines, column transformers, meta
+  estimators) is a class of scikit-learn itself, no parameter is a function from elsewhere
+  (a ``FunctionTransformer``'s ``func``, a callable metric: code whose cost nobody measured)
+  and none runs on other threads (``n_jobs`` other than None or 1: its wall time is not the
+  loop's time);
+- its test prediction, on at most ``MLOPS_GATEWAY_INLINE_MAX_ROWS`` rows, took at most a
+  quarter of ``MLOPS_GATEWAY_INLINE_BUDGET`` (the fastest of :data:`TRIALS`).
+
+A batch runs inline only when its rows number at most ``MLOPS_GATEWAY_INLINE_MAX_ROWS``
+(bigger ones go to the pool). Each inline batch's time (wall clock: how long the loop was
+held, whatever held it) is compared to the budget; a version over it :data:`STRIKES`
+batches in a row (one alone may be a garbage collection or the loop being preempted) goes
+back to the pool for as long as it stays loaded, with one log line. The worst a version
+can do to the other routes is therefore a few budgets of delay, once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlops_jupyter.config.settings import GatewayLimits
+    from mlops_jupyter.gateway.models import LoadedVersion
+
+log = logging.getLogger("mlops_jupyter.gateway")
+
+TRIALS = 5
+"""Test predictions timed at load; the fastest is compared to a quarter of the budget."""
+STRIKES = 3
+"""Inline batches over the budget in a row that send a version back to the pool."""
+
+
+def untrusted_part(model: Any) -> str | None:
+    """Why ``model`` may not run on the event loop (see the module docstring), or None."""
+    parts = [model]
+    if hasattr(model, "get_params"):
+        try:
+            parts += list(model.get_params(deep=True).values())
+        except Exception as exc:  # a broken get_params is itself a reason
+            return f"its get_params() raised {type(exc).__name__}"
+    for part in parts:
+        if isinstance(part, type) or part is None or isinstance(part, (str, bytes, int, float, bool)):
+            continue
+        module = getattr(type(part), "__module__", "") or ""
+        if hasattr(part, "get_params"):
+            if not module.startswith("sklearn."):
+                return f"{type(part).__qualname__} (from {module or 'unknown'}) is not a scikit-learn class"
+            n_jobs = getattr(part, "n_jobs", None)
+            if n_jobs not in (None, 1):
+                return f"{type(part).__qualname__} has n_jobs={n_jobs!r} (it predicts on other threads)"
+        elif callable(part) and not (getattr(part, "__module__", "") or "").startswith("sklearn."):
+            return f"parameter {getattr(part, '__qualname__', repr(part))!r} is code from outside scikit-learn"
+    return None
+
+
+def qualify(lv: LoadedVersion, example: Any, limits: GatewayLimits) -> None:
+    """Decide whether ``lv`` predicts inline; set ``lv.inline`` and ``lv.inline_reason``."""
+    lv.inline = False
+    lv.inline_strikes = 0
+    if limits.inline_max_rows == 0:
+        lv.inline_reason = "inline prediction is off (MLOPS_GATEWAY_INLINE_MAX_ROWS=0)"
+        return
+    if not lv.numeric:
+        lv.inline_reason = "not on the numeric fast path"
+        return
+    why = untrusted_part(lv.model)
+    if why is not None:
+        lv.inline_reason = why
+        return
+    rows = {"columns": example.get("columns"), "data": list(example["data"])[: limits.inline_max_rows]}
+    x, _, _ = lv.to_input({"dataframe_split": rows})
+    best = float("inf")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(TRIALS):
+            t0 = time.perf_counter()
+            lv.predict(x)
+            best = min(best, time.perf_counter() - t0)
+    if best > limits.inline_budget / 4:
+        lv.inline_reason = (
+            f"its test prediction took {best * 1e3:.2f} ms, over a quarter of MLOPS_GATEWAY_INLINE_BUDGET "
+            f"({limits.inline_budget * 1e3:g} ms)"
+        )
+        return
+    lv.inline = True
+    lv.inline_reason = f"test prediction {best * 1e6:.0f} µs"
+
+
+def charge(lv: LoadedVersion, took: float, limits: GatewayLimits) -> None:
+    """Account one inline batch's time (seconds); the :data:`STRIKES`-th over the budget in a
+    row sends the version back to the pool."""
+    if took <= limits.inline_budget:
+        lv.inline_strikes = 0
+        return
+    lv.inline_strikes += 1
+    if lv.inline_strikes >= STRIKES:
+        lv.inline = False
+        lv.inline_reason = (
+            f"{STRIKES} inline batches in a row took over MLOPS_GATEWAY_INLINE_BUDGET "
+            f"({limits.inline_budget * 1e3:g} ms; the last {took * 1e3:.2f} ms)"
+        )
+        log.warning(
+            "gateway: %s %s %s predicts in the inference pool from now on: %s",
+            lv.tenant,
+            lv.model_id,
+            lv.version,
+            lv.inline_reason,
+        )

@@ -1,0 +1,163 @@
+"""Predictions on the event loop (gateway.inline): who may, that answers stay right, and losing it.
+
+A small micro-batch of a trusted scikit-learn model measured fast is predicted on the loop
+(no thread hand-off); everything else goes to the inference pool. One gateway (1 worker,
+inline up to 2 000 rows, a 10 ms budget) serves four models: a logistic regression (inline),
+a brute-force nearest-neighbours model over 20 000 points (fast on the 5 test rows it is
+loaded with, about 45 ms on 2 000 rows: it must lose the loop), a subclass defined here and a
+pipeline with a numpy function (both kept in the pool).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import Http, gateway_home, path, split_body
+
+from mlops_jupyter.config.settings import gateway_limits
+from mlops_jupyter.errors import InvalidSettingError
+from mlops_jupyter.gateway.inline import STRIKES, untrusted_part
+
+BIG_ROWS = 2000
+BUDGET_S = 0.010
+KNN_POINTS = 20_000
+KNN_COLUMNS = ["a", "b", "c", "d"]
+
+
+def info(c: Http, model: str) -> dict:
+    status, _, out = c.call("GET", path(model, suffix=""))
+    assert status == 200, out
+    return out["versions"][0]
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory, template_db: Path):
+    import cloudpickle
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from mlops_jupyter import create_model_deployment, create_model_versioning
+
+    class HomeMadeLogistic(LogisticRegression):
+        pass
+
+    rng = np.random.default_rng(0)
+    knn_x = pd.DataFrame(rng.normal(size=(KNN_POINTS, 4)).round(2), columns=KNN_COLUMNS)
+    knn = KNeighborsClassifier(algorithm="brute").fit(knn_x, (knn_x["a"] > 0).astype(int))
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    lr = LogisticRegression(max_iter=500).fit(X, y)
+    with pytest.MonkeyPatch.context() as mp, gateway_home(tmp_path_factory, template_db, "inline") as home:
+        mp.setenv("MLOPS_GATEWAY_WORKERS", "1")
+        mp.setenv("MLOPS_GATEWAY_INLINE_MAX_ROWS", str(BIG_ROWS))
+        mp.setenv("MLOPS_GATEWAY_INLINE_BUDGET", str(BUDGET_S))
+        v = create_model_versioning(tenant_id="acme", storage_path=home)
+        v.create_version("iris", model=lr, reference_data=X)
+        v.create_version("knn", model=knn, reference_data=knn_x)
+        v.create_version("logged", model=make_pipeline(FunctionTransformer(np.log1p), LogisticRegression()).fit(X, y))
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])
+        try:
+            v.create_version("homemade", model=HomeMadeLogistic(max_iter=500).fit(X, y), reference_data=X)
+        finally:
+            cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+        d = create_model_deployment(tenant_id="acme", storage_path=home)
+        for model in ("iris", "knn", "logged", "homemade"):
+            assert d.deploy_model(model, "1.0.0")["status"] == "deployed"
+        port = json.loads((home / "gateway.json").read_text())["port"]
+        yield {"port": port, "token": d.get_token(), "home": home, "X": X, "lr": lr, "knn": knn, "knn_x": knn_x}
+
+
+def test_only_trusted_fast_models_predict_on_the_loop(gw):
+    c = Http(gw["port"], gw["token"])
+    iris = info(c, "iris")
+    assert iris["inline"] is True and iris["inline_reason"].startswith("test prediction")
+    homemade = info(c, "homemade")
+    assert homemade["fast_path"] is True and homemade["inline"] is False
+    assert "HomeMadeLogistic" in homemade["inline_reason"] and "not a scikit-learn class" in homemade["inline_reason"]
+    logged = info(c, "logged")
+    assert logged["inline"] is False and "log1p" in logged["inline_reason"]
+    c.close()
+
+
+def test_concurrent_requests_batched_on_the_loop_each_get_their_own_answers(gw):
+    """Eight clients at once: their requests meet in inline micro-batches; each answer must
+    be the model's prediction for that request's rows, in order."""
+    X, lr = gw["X"], gw["lr"]
+    rows = X.to_numpy().round(1)
+
+    def client(k: int) -> list[tuple[int, list, list]]:
+        c = Http(gw["port"], gw["token"])
+        got = []
+        for i in range(60):
+            start = (k * 17 + i * 5) % (len(rows) - 3)
+            part = rows[start : start + 1 + (i % 3)]
+            status, _, out = c.call("POST", path("iris"), split_body(part.tolist()))
+            got.append((status, out["predictions"], lr.predict(pd.DataFrame(part, columns=X.columns)).tolist()))
+        c.close()
+        return got
+
+    with ThreadPoolExecutor(8) as pool:
+        results = [r for rs in pool.map(client, range(8)) for r in rs]
+    assert len(results) == 480
+    assert all(status == 200 and got == expected for status, got, expected in results)
+    c = Http(gw["port"], gw["token"])
+    assert info(c, "iris")["inline"] is True  # fast batches never cost it the loop
+    c.close()
+
+
+def test_a_version_over_the_budget_goes_back_to_the_pool(gw):
+    c = Http(gw["port"], gw["token"])
+    assert info(c, "knn")["inline"] is True  # 5 test rows: fast
+    big = gw["knn_x"].head(BIG_ROWS)
+    expected = gw["knn"].predict(big).tolist()
+    for k in range(STRIKES):
+        assert info(c, "knn")["inline"] is True, f"demoted after {k} slow batches, before {STRIKES}"
+        status, _, out = c.call("POST", path("knn"), split_body(big.to_numpy().tolist(), KNN_COLUMNS))
+        assert status == 200 and out["predictions"] == expected
+    knn = info(c, "knn")
+    assert knn["inline"] is False
+    assert f"{STRIKES} inline batches in a row took over MLOPS_GATEWAY_INLINE_BUDGET (10 ms" in knn["inline_reason"]
+    log = (gw["home"] / "gateway.log").read_text()
+    assert log.count("acme knn 1.0.0 predicts in the inference pool from now on") == 1
+    status, _, out = c.call("POST", path("knn"), split_body(big.to_numpy().tolist(), KNN_COLUMNS))
+    assert status == 200 and out["predictions"] == expected  # the pool answers the same
+    c.close()
+
+
+def test_untrusted_part_names_what_keeps_a_model_off_the_loop():
+    from sklearn.compose import make_column_transformer
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    assert untrusted_part(make_pipeline(StandardScaler(), LogisticRegression())) is None
+    assert untrusted_part(make_column_transformer((StandardScaler(), ["a"]), remainder="passthrough")) is None
+    assert "n_jobs=2" in untrusted_part(RandomForestClassifier(n_jobs=2))
+    assert untrusted_part(RandomForestClassifier(n_jobs=1)) is None
+    assert "<lambda>" in untrusted_part(make_pipeline(FunctionTransformer(lambda x: x), LogisticRegression()))
+    assert "not a scikit-learn class" in untrusted_part(make_pipeline(StandardScaler(), _Outside()))
+
+
+class _Outside:
+    """An estimator from outside scikit-learn (any class not defined in it)."""
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {}
+
+
+def test_inline_settings():
+    assert gateway_limits({}).inline_max_rows == 64 and gateway_limits({}).inline_budget == 0.002
+    assert gateway_limits({"MLOPS_GATEWAY_INLINE_MAX_ROWS": "0"}).inline_max_rows == 0
+    with pytest.raises(InvalidSettingError, match=r"MLOPS_GATEWAY_INLINE_MAX_ROWS is '-1'; it must be a non-negative"):
+        gateway_limits({"MLOPS_GATEWAY_INLINE_MAX_ROWS": "-1"})
+    with pytest.raises(InvalidSettingError, match=r"MLOPS_GATEWAY_INLINE_BUDGET is '0'; it must be a positive"):
+        gateway_limits({"MLOPS_GATEWAY_INLINE_BUDGET": "0"})
