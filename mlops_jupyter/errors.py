@@ -128,6 +128,12 @@ class StoreError(MLOpsError, RuntimeError):
     """The tracking store failed to persist or read data."""
 
 
+class ServerUnreachableError(StoreError):
+    """The tracking server could not be reached (down, wrong address, no answer) within the
+    bounds set by ``MLOPS_SERVER_CONNECT_TIMEOUT`` / ``MLOPS_SERVER_TIMEOUT`` /
+    ``MLOPS_SERVER_RETRIES``; ``.value`` is its URI."""
+
+
 class FeatureNotAvailableError(MLOpsError, NotImplementedError):
     """A part of the API that a later feature delivers is called before that feature exists."""
 

@@ -94,3 +94,11 @@ MLOPS_PREDLOG_DURABLE = "MLOPS_PREDLOG_DURABLE"
 # Writes to a tracking server (read by mlops_jupyter.config.settings.server_write_concurrency).
 MLOPS_SERVER_WRITE_CONCURRENCY = "MLOPS_SERVER_WRITE_CONCURRENCY"
 """``log_batch`` requests the background writer keeps in flight to a tracking server (default 2)."""
+
+# Waits on a tracking server (read by mlops_jupyter.config.settings.server_bounds).
+MLOPS_SERVER_CONNECT_TIMEOUT = "MLOPS_SERVER_CONNECT_TIMEOUT"
+"""Seconds a tracking server has to accept a connection and answer its health check (default 3)."""
+MLOPS_SERVER_TIMEOUT = "MLOPS_SERVER_TIMEOUT"
+"""Seconds a tracking server has to answer one request a user waits on, e.g. opening a run (default 30)."""
+MLOPS_SERVER_RETRIES = "MLOPS_SERVER_RETRIES"
+"""Retries of a request a user waits on when the server cannot be reached or fails (default 2)."""

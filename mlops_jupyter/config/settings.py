@@ -430,3 +430,65 @@ def server_write_concurrency(environ: Mapping[str, str] | None = None) -> int:
             allowed="an integer from 1 to 64",
         ) from None
     return value
+
+
+# --- Waits on a tracking server (issue 14) ----------------------------------------------------
+# Bounds of the requests a user waits on (opening a run, registering a version): MLflow's own
+# defaults (7 retries with backoff, 120 s per request) leave a notebook hanging ~4 minutes
+# when the server is down. Read at each call from the MLOPS_SERVER_* variables (config.env).
+
+
+@dataclass(frozen=True)
+class ServerBounds:
+    """How long a user waits on a tracking server (see :func:`server_bounds`).
+
+    ``connect_timeout``: seconds to open a connection and get the server's ``/health``
+    answer; ``timeout``: seconds for one request's answer (MLflow's own requests take whole
+    seconds: rounded up there); ``retries``: further attempts after a failed one (a refused
+    or timed-out connection, HTTP 429/5xx).
+    """
+
+    connect_timeout: float = 3.0
+    timeout: float = 30.0
+    retries: int = 2
+
+    def describe(self) -> str:
+        """The settings and their values, for error messages."""
+        return (
+            f"${env.MLOPS_SERVER_CONNECT_TIMEOUT}={self.connect_timeout:g} s, "
+            f"${env.MLOPS_SERVER_TIMEOUT}={self.timeout:g} s, ${env.MLOPS_SERVER_RETRIES}={self.retries}"
+        )
+
+
+_SERVER_BOUND_VARS = {
+    "connect_timeout": (env.MLOPS_SERVER_CONNECT_TIMEOUT, float, 0.001, 3600.0),
+    "timeout": (env.MLOPS_SERVER_TIMEOUT, float, 0.001, 3600.0),
+    "retries": (env.MLOPS_SERVER_RETRIES, int, 0, 10),
+}
+
+
+def server_bounds(environ: Mapping[str, str] | None = None) -> ServerBounds:
+    """The tracking server bounds: each ``MLOPS_SERVER_*`` variable set, else its default.
+
+    Raises:
+        InvalidSettingError: a value out of range (names the variable and its value).
+
+    Example:
+        >>> server_bounds({"MLOPS_SERVER_TIMEOUT": "5", "MLOPS_SERVER_RETRIES": "0"})
+        ServerBounds(connect_timeout=3.0, timeout=5.0, retries=0)
+    """
+    environ = os.environ if environ is None else environ
+    values: dict[str, float | int] = {}
+    for field, (var, kind, low, high) in _SERVER_BOUND_VARS.items():
+        raw = environ.get(var) or ""
+        if raw == "":
+            continue
+        allowed = f"{'a number of seconds' if kind is float else 'an integer'} from {low:g} to {high:g}"
+        try:
+            value = kind(raw)
+            if not low <= value <= high:
+                raise ValueError(raw)
+        except ValueError:
+            raise InvalidSettingError(f"${var} is {raw!r}.", value=raw, allowed=allowed) from None
+        values[field] = value
+    return ServerBounds(**values)

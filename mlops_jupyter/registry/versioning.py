@@ -46,6 +46,7 @@ from mlops_jupyter.registry.artifacts import (
 from mlops_jupyter.registry.semver import BUMPS, bump_version, is_semver, parse_semver
 from mlops_jupyter.storage.store import TrackingStore
 from mlops_jupyter.tracking import server_auth
+from mlops_jupyter.tracking.server_reach import bounded_by_server, raise_if_unreachable
 from mlops_jupyter.tracking.tracker import REGISTRY_EXPERIMENT, ExperimentTracker
 
 LIVE_ALIAS = "production"
@@ -180,6 +181,7 @@ class ModelVersioning:
         }
 
     # -- public API --------------------------------------------------------------------
+    @bounded_by_server  # a server that is down: ServerUnreachableError in seconds, not minutes
     def create_version(
         self,
         model_id: str,
@@ -346,7 +348,8 @@ class ModelVersioning:
 
         try:
             rm = self.client.get_registered_model(name)
-        except MlflowException:
+        except MlflowException as exc:
+            raise_if_unreachable(exc)  # not "no such model": the server did not answer
             try:
                 self.client.create_registered_model(
                     name,

@@ -37,6 +37,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from mlops_jupyter.config.names import TENANT_TAG, Tenancy
+from mlops_jupyter.config.settings import server_bounds
 from mlops_jupyter.errors import InvalidSettingError, StoreError, TenantAccessError, ValidationError
 
 SERVER, NAMESPACE, UNKNOWN = "server", "namespace", "unknown"
@@ -44,7 +45,6 @@ USERNAME_ENV, PASSWORD_ENV = "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWO
 TENANT_USERS_ENV = "MLOPS_TENANT_USERS"
 ADMIN_USERNAME_ENV, ADMIN_PASSWORD_ENV = "MLOPS_AUTH_ADMIN_USERNAME", "MLOPS_AUTH_ADMIN_PASSWORD"
 MEMBER_PERMISSION = "MANAGE"
-TIMEOUT_S = 30.0
 
 CURRENT_USER = "/api/2.0/mlflow/users/current"
 CREATE_USER = "/api/2.0/mlflow/users/create"
@@ -89,10 +89,17 @@ def user_credentials() -> Credentials | None:
 
 
 def _call(uri: str, creds: Credentials | None, method: str, path: str, **kwargs: Any) -> Any:
+    """One request to the auth API, bounded by ``MLOPS_SERVER_CONNECT_TIMEOUT`` (to connect)
+    and ``MLOPS_SERVER_TIMEOUT`` (to answer)."""
     import requests
 
+    bounds = server_bounds()
     return requests.request(
-        method, uri.rstrip("/") + path, auth=tuple(creds) if creds else None, timeout=TIMEOUT_S, **kwargs
+        method,
+        uri.rstrip("/") + path,
+        auth=tuple(creds) if creds else None,
+        timeout=(bounds.connect_timeout, bounds.timeout),
+        **kwargs,
     )
 
 

@@ -26,6 +26,7 @@ from mlops_jupyter.storage import store as store_mod
 from mlops_jupyter.storage.store import TrackingStore
 from mlops_jupyter.tracking import param_types, server_auth
 from mlops_jupyter.tracking.key_metrics import in_logged_order
+from mlops_jupyter.tracking.server_reach import bounded_by_server
 from mlops_jupyter.tracking.validation import validate_metrics, validate_params, validate_step, validate_tags
 
 log = logging.getLogger(__name__)
@@ -169,6 +170,7 @@ class ExperimentTracker:
     def active_run(self) -> ActiveRun | None:
         return self._run if self._run is not None and self._run.is_open else None
 
+    @bounded_by_server
     def start_experiment(
         self,
         experiment_name: str | None = None,
@@ -197,6 +199,8 @@ class ExperimentTracker:
         Raises:
             InvalidNameError: bad experiment name or tag key.
             TenantAccessError: ``parent_run_id`` belongs to another tenant.
+            ServerUnreachableError: the tracking server could not be reached within the
+                ``MLOPS_SERVER_*`` bounds (see :mod:`~mlops_jupyter.tracking.server_reach`).
         """
         exp = self.settings.experiment_name or experiment_name
         if exp is None:
@@ -442,6 +446,7 @@ class ExperimentTracker:
         exp = self.store.client.get_experiment(run.info.experiment_id)
         return run_to_dict(run, {exp.experiment_id: self.tenancy.plain_experiment_name(exp.name)})
 
+    @bounded_by_server
     def resume(self, run_id: str) -> ActiveRun:
         """Re-open one of the tenant's runs (any status) as this tracker's current run."""
         run = self.store.get_run(self.tenancy, run_id)
