@@ -171,9 +171,9 @@ class Batching:
         """Predict a small batch of a trusted, fast version here, on the loop: no thread
         hand-off (see :mod:`~mlops_jupyter.gateway.inline`, which also times it)."""
         if self._admit(job):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             job.outcomes = self._outcomes(job)
-            inline.charge(job.lv, time.perf_counter() - t0, self.limits)
+            inline.charge(job.lv, time.thread_time() - c0, time.perf_counter() - t0, self.limits)
             self._done(job)
 
     def _admit(self, job: Job) -> bool:

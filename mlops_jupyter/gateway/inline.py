@@ -20,11 +20,13 @@ A version may predict inline only when all of these hold (decided once, when it 
   quarter of ``MLOPS_GATEWAY_INLINE_BUDGET`` (the fastest of :data:`TRIALS`).
 
 A batch runs inline only when its rows number at most ``MLOPS_GATEWAY_INLINE_MAX_ROWS``
-(bigger ones go to the pool). Each inline batch's time (wall clock: how long the loop was
-held, whatever held it) is compared to the budget; a version over it :data:`STRIKES`
-batches in a row (one alone may be a garbage collection or the loop being preempted) goes
-back to the pool for as long as it stays loaded, with one log line. The worst a version
-can do to the other routes is therefore a few budgets of delay, once.
+(bigger ones go to the pool). Each inline batch is charged its CPU time on the loop thread
+(``time.thread_time``), or a tenth of its wall-clock time when that is more (a model waiting
+on something else); the wall clock alone would also count the time the loop was preempted,
+and with one worker per core and a busy machine that is often more than the budget. A
+version over the budget :data:`STRIKES` batches in a row (one alone may be a garbage
+collection) goes back to the pool for as long as it stays loaded, with one log line. The
+worst a version can do to the other routes is therefore a few budgets of delay, once.
 """
 
 from __future__ import annotations
@@ -102,9 +104,14 @@ def qualify(lv: LoadedVersion, example: Any, limits: GatewayLimits) -> None:
     lv.inline_reason = f"test prediction {best * 1e6:.0f} µs"
 
 
-def charge(lv: LoadedVersion, took: float, limits: GatewayLimits) -> None:
-    """Account one inline batch's time (seconds); the :data:`STRIKES`-th over the budget in a
-    row sends the version back to the pool."""
+WALL_SHARE = 0.1
+"""The share of an inline batch's wall-clock time charged when it is more than its CPU time."""
+
+
+def charge(lv: LoadedVersion, cpu_s: float, wall_s: float, limits: GatewayLimits) -> None:
+    """Account one inline batch (its CPU and wall-clock seconds); the :data:`STRIKES`-th over
+    the budget in a row sends the version back to the pool."""
+    took = max(cpu_s, wall_s * WALL_SHARE)
     if took <= limits.inline_budget:
         lv.inline_strikes = 0
         return
@@ -113,7 +120,7 @@ def charge(lv: LoadedVersion, took: float, limits: GatewayLimits) -> None:
         lv.inline = False
         lv.inline_reason = (
             f"{STRIKES} inline batches in a row took over MLOPS_GATEWAY_INLINE_BUDGET "
-            f"({limits.inline_budget * 1e3:g} ms; the last {took * 1e3:.2f} ms)"
+            f"({limits.inline_budget * 1e3:g} ms; the last {cpu_s * 1e3:.2f} ms of CPU in {wall_s * 1e3:.2f} ms)"
         )
         log.warning(
             "gateway: %s %s %s predicts in the inference pool from now on: %s",

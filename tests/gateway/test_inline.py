@@ -22,7 +22,8 @@ from conftest import Http, gateway_home, path, split_body
 
 from mlops_jupyter.config.settings import gateway_limits
 from mlops_jupyter.errors import InvalidSettingError
-from mlops_jupyter.gateway.inline import STRIKES, untrusted_part
+from mlops_jupyter.gateway.inline import STRIKES, charge, untrusted_part
+from mlops_jupyter.gateway.models import LoadedVersion
 
 BIG_ROWS = 2000
 BUDGET_S = 0.010
@@ -152,6 +153,28 @@ class _Outside:
 
     def get_params(self, deep: bool = True) -> dict:
         return {}
+
+
+def test_a_batch_is_charged_its_cpu_time_not_the_time_the_loop_was_preempted():
+    """With one worker per core and wrk beside them, a 150 µs batch can take 3 ms of wall
+    clock (the loop was preempted): that is not the model's doing and must not cost it the loop."""
+    limits = gateway_limits({})  # 2 ms budget
+    lv = LoadedVersion(
+        tenant="acme", model_id="m", version="1.0.0", path="", sha256="", model=None,
+        flavor="sklearn", columns=None, kinds=None, n_features=1,
+    )  # fmt: skip
+    lv.inline = True
+    for _ in range(10 * STRIKES):
+        charge(lv, cpu_s=0.00015, wall_s=0.003, limits=limits)  # preempted
+    assert lv.inline is True and lv.inline_strikes == 0
+    for _ in range(STRIKES - 1):
+        charge(lv, cpu_s=0.005, wall_s=0.005, limits=limits)  # the model itself is slow
+    charge(lv, cpu_s=0.0001, wall_s=0.0001, limits=limits)  # a fast batch between: strikes reset
+    for _ in range(STRIKES - 1):
+        charge(lv, cpu_s=0.0001, wall_s=0.025, limits=limits)  # waiting on something else 25 ms
+    assert lv.inline is True
+    charge(lv, cpu_s=0.0001, wall_s=0.025, limits=limits)
+    assert lv.inline is False and "0.10 ms of CPU in 25.00 ms" in lv.inline_reason
 
 
 def test_inline_settings():
