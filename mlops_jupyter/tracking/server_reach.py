@@ -7,7 +7,8 @@ so ``start_experiment`` against a server that is down hung for minutes before a 
 traceback. The calls a user waits on (opening a run, registering a version: see
 :func:`bounded_by_server`) run inside :func:`bounded`, which
 
-- first asks the server's ``/health`` (MLflow's own route, open even under the auth app)
+- first (unless the server answered within :data:`RECHECK_S`) asks the server's
+  ``/health`` (MLflow's own route, open even under the auth app)
   with MLflow's REST helper, a connect and answer timeout of ``MLOPS_SERVER_CONNECT_TIMEOUT``
   and ``MLOPS_SERVER_RETRIES`` retries: a server that refuses connections, drops them or
   accepts and never answers is found in about ``(retries + 1) * connect_timeout`` seconds;
@@ -54,6 +55,13 @@ _MLFLOW_TIMEOUT = "MLFLOW_HTTP_REQUEST_TIMEOUT"
 _MLFLOW_BACKOFF = "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"
 _MLFLOW_JITTER = "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER"
 
+RECHECK_S = 10.0
+"""A server that answered a bounded block this recently is not asked for ``/health`` again
+(the probe costs a round trip, ~3 ms on a local server, per run opened); the block's own
+requests are still bounded by ``MLOPS_SERVER_TIMEOUT`` and ``MLOPS_SERVER_RETRIES``."""
+_answered: dict[str, float] = {}
+"""Tracking URI -> when (``time.monotonic``) a bounded block last got its answers."""
+
 _ENV_LOCK = threading.Lock()
 _depth = 0
 _saved: dict[str, str | None] = {}
@@ -92,14 +100,18 @@ def bounded(tracking_uri: str) -> Iterator[ServerBounds | None]:
     bounds = server_bounds()
     t0 = time.monotonic()
     with _mlflow_env(bounds):
-        check_reachable(tracking_uri, bounds)
+        if t0 - _answered.get(tracking_uri, -math.inf) > RECHECK_S:
+            check_reachable(tracking_uri, bounds)
         try:
             yield bounds
         except Exception as exc:
             cause = None if isinstance(exc, ServerUnreachableError) else connection_failure(exc, tracking_uri)
             if cause is None:
+                _answered[tracking_uri] = time.monotonic()  # an answer, even an error
                 raise
+            _answered.pop(tracking_uri, None)
             raise unreachable(tracking_uri, bounds, cause, time.monotonic() - t0) from None
+        _answered[tracking_uri] = time.monotonic()
 
 
 def check_reachable(tracking_uri: str, bounds: ServerBounds) -> None:

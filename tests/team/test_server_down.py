@@ -139,6 +139,51 @@ def test_a_server_silent_on_api_requests_is_bounded_by_the_request_timeout(small
     assert_names_uri_and_settings(reg.value, url)
 
 
+def test_a_server_that_just_answered_is_not_probed_again(small_bounds, monkeypatch):
+    """The /health probe costs a round trip per run opened: a server that answered a bounded
+    call within RECHECK_S (an answer, even an error, counts) is not probed again."""
+    from mlops_jupyter.tracking import server_reach
+
+    probes = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/health":
+                probes.append(self.path)
+                self._answer(200, b"OK")
+            else:  # every API call: a client error MLflow raises at once, without retrying
+                self._answer(400, b'{"error_code": "INVALID_PARAMETER_VALUE", "message": "refused here"}')
+
+        do_POST = do_GET
+
+        def _answer(self, status: int, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        tracker = create_experiment_tracker(tenant_id="down", mlflow_uri=f"http://127.0.0.1:{httpd.server_address[1]}")
+        for _ in range(3):
+            with pytest.raises(Exception, match="refused here"):
+                tracker.start_experiment("answered")
+        assert len(probes) == 1
+        monkeypatch.setattr(server_reach, "RECHECK_S", 0.0)
+        with pytest.raises(Exception, match="refused here"):
+            tracker.start_experiment("answered")
+        assert len(probes) == 2
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(10)
+
+
 def test_a_bad_bound_is_a_typed_error_naming_it(client_home, closed_port, monkeypatch):
     from mlops_jupyter.errors import InvalidSettingError
 
