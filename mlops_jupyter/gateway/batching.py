@@ -8,10 +8,10 @@ delays only itself. Per model version (``LoadedVersion``):
   :mod:`~mlops_jupyter.gateway.models`), already parsed on the loop, queue on the version
   (``pending``) and are stacked into one ``predict``. A small batch of a version that
   :mod:`~mlops_jupyter.gateway.inline` found trusted and fast is predicted on the loop
-  itself: for such a model the two thread hand-offs cost more than the prediction. While a batch runs, what arrives
-  forms the next one (the busier the version, the bigger its batches; nothing ever waits
-  for more); only when the running batch is slow (over :data:`SLOW_BATCH_S`: a slow or
-  stuck model) does a second one start beside it. A model that raises inside a batch is
+  itself: for such a model the two thread hand-offs cost more than the prediction. While
+  a batch runs, what arrives forms the next one (the busier the version, the bigger its
+  batches; nothing ever waits for more); only when the running batch is slow (over
+  :data:`SLOW_BATCH_S`: a slow or stuck model) does a second one start beside it. A model that raises inside a batch is
   retried request by request, so only the bad request fails;
 - **solo jobs**: everything else (bodies over :data:`INLINE_BODY_BYTES`, which are also
   decoded in the pool; more than :data:`BATCH_MAX_ROWS` rows; ``params``; models served
