@@ -44,9 +44,9 @@ from mlops_jupyter.registry.artifacts import (
     sha256_file,
 )
 from mlops_jupyter.registry.semver import BUMPS, bump_version, is_semver, parse_semver
+from mlops_jupyter.storage.server_reach import bounded_by_server, raise_if_unreachable
 from mlops_jupyter.storage.store import TrackingStore
 from mlops_jupyter.tracking import server_auth
-from mlops_jupyter.tracking.server_reach import bounded_by_server, raise_if_unreachable
 from mlops_jupyter.tracking.tracker import REGISTRY_EXPERIMENT, ExperimentTracker
 
 LIVE_ALIAS = "production"
@@ -492,6 +492,7 @@ class ModelVersioning:
             ]
         return result
 
+    @bounded_by_server
     def load_model(self, model_id: str, version_or_alias: str = "latest") -> Any:
         """Load a version's model after verifying its sha256.
 
@@ -510,6 +511,7 @@ class ModelVersioning:
             )
         return load_model_dir(local)
 
+    @bounded_by_server
     def model_dir(self, model_id: str, version_or_alias: str = "latest") -> Path:
         """Local folder of a version's MLflow model (downloaded if the store is remote)."""
         return self._local_model_dir(self._resolve(model_id, version_or_alias))
@@ -518,6 +520,7 @@ class ModelVersioning:
         cache = model_cache_dir(self.settings.home, self.tenancy.tenant, m.name, m.version)
         return local_model_dir(m.source, cache, self.store.tracking_uri)
 
+    @bounded_by_server
     def load_reference_data(self, model_id: str, version_or_alias: str = "latest") -> Any:
         """The reference DataFrame stored with a version, or None."""
         m = self._resolve(model_id, version_or_alias)

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from mlops_jupyter.config.settings import Settings
 from mlops_jupyter.errors import NotFoundError, ValidationError
 from mlops_jupyter.monitoring.alerts.describe import delivery_text
+from mlops_jupyter.storage.server_reach import bounded
 from mlops_jupyter.tracking import runs_query
 
 T = TypeVar("T")
@@ -471,7 +472,7 @@ def _cell_source(store: Any, run: Any) -> str | None:
 
     try:
         repo = get_artifact_repository(run.info.artifact_uri, tracking_uri=store.tracking_uri)
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, bounded(store.tracking_uri):
             path = repo.download_artifacts("cell.py", tmp)
             with open(path, encoding="utf-8", errors="replace") as f:
                 return f.read(MAX_CELL_SOURCE)

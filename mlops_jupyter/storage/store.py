@@ -34,6 +34,7 @@ from mlops_jupyter.config.settings import Settings
 from mlops_jupyter.config.times import now_ms
 from mlops_jupyter.errors import StoreError, TenantAccessError
 from mlops_jupyter.storage import journal as journal_mod
+from mlops_jupyter.storage.server_reach import BoundedClient, bounded, is_server
 from mlops_jupyter.storage.sinks import SESSION_TAG, Sink, rejection_error
 from mlops_jupyter.storage.writer import BatchWriter
 
@@ -100,12 +101,21 @@ class TrackingStore:
     # -- clients -----------------------------------------------------------------------
     @property
     def client(self) -> Any:
-        """The ``MlflowClient`` for this store (tracking and registry on the same URI)."""
+        """The ``MlflowClient`` for this store (tracking and registry on the same URI). On a
+        tracking server, every call of it is bounded (:class:`~.server_reach.BoundedClient`):
+        a server that is down is a ``ServerUnreachableError`` in seconds."""
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    self._client = self._make_client()
+                    raw = self._make_client()
+                    self._client = BoundedClient(raw, self.tracking_uri) if is_server(self.tracking_uri) else raw
         return self._client
+
+    @property
+    def raw_client(self) -> Any:
+        """The plain ``MlflowClient``, for the writer (which bounds and retries on its own)."""
+        client = self.client
+        return client.raw if isinstance(client, BoundedClient) else client
 
     def _make_client(self) -> Any:
         from mlflow import MlflowClient
@@ -145,7 +155,8 @@ class TrackingStore:
 
     def _make_writer(self) -> BatchWriter:
         self._sink, self._fast = self._open_sink()
-        self._recover(self._sink)
+        with bounded(self.tracking_uri):
+            self._recover(self._sink)
         journal = journal_mod.Journal(layout.journal_dir(self.home, self.tracking_uri))
         writer = BatchWriter(self._sink, journal)
         _register_exit(self)
@@ -161,11 +172,11 @@ class TrackingStore:
         from mlops_jupyter.storage import mlflow_sql
         from mlops_jupyter.storage.sinks import ClientSink
 
-        client = self.client
+        client = self.raw_client
         db = self.sqlite_db
         if db is not None and mlflow_sql.bulk_schema_ok(db):
             return mlflow_sql.SqliteSink(db), True
-        concurrency = layout.server_write_concurrency() if self.tracking_uri.startswith(("http://", "https://")) else 1
+        concurrency = layout.server_write_concurrency() if is_server(self.tracking_uri) else 1
         return ClientSink(client, concurrency), False
 
     # -- recovery ----------------------------------------------------------------------
@@ -187,7 +198,8 @@ class TrackingStore:
                 return
             sink, _fast = self._open_sink()
             try:
-                self._recover(sink)
+                with bounded(self.tracking_uri):
+                    self._recover(sink)
             finally:
                 sink.close()
 
@@ -310,11 +322,12 @@ class TrackingStore:
         # explicit tracking URI: a server's "mlflow-artifacts:/" URIs resolve against it, not
         # against MLflow's global tracking URI
         repo = get_artifact_repository(artifact_uri, tracking_uri=self.tracking_uri)
-        if os.path.isdir(local_path):
-            name = os.path.basename(os.path.normpath(local_path))
-            repo.log_artifacts(local_path, f"{artifact_path}/{name}" if artifact_path else name)
-        else:
-            repo.log_artifact(local_path, artifact_path)
+        with bounded(self.tracking_uri):
+            if os.path.isdir(local_path):
+                name = os.path.basename(os.path.normpath(local_path))
+                repo.log_artifacts(local_path, f"{artifact_path}/{name}" if artifact_path else name)
+            else:
+                repo.log_artifact(local_path, artifact_path)
 
     def get_run(self, tenancy: Tenancy, run_id: str) -> Any:
         """The MLflow run ``run_id`` if it belongs to ``tenancy``'s tenant."""

@@ -23,10 +23,10 @@ from mlops_jupyter.errors import (
     ValidationError,
 )
 from mlops_jupyter.storage import store as store_mod
+from mlops_jupyter.storage.server_reach import bounded_by_server
 from mlops_jupyter.storage.store import TrackingStore
 from mlops_jupyter.tracking import param_types, server_auth
 from mlops_jupyter.tracking.key_metrics import in_logged_order
-from mlops_jupyter.tracking.server_reach import bounded_by_server
 from mlops_jupyter.tracking.validation import validate_metrics, validate_params, validate_step, validate_tags
 
 log = logging.getLogger(__name__)
@@ -200,7 +200,7 @@ class ExperimentTracker:
             InvalidNameError: bad experiment name or tag key.
             TenantAccessError: ``parent_run_id`` belongs to another tenant.
             ServerUnreachableError: the tracking server could not be reached within the
-                ``MLOPS_SERVER_*`` bounds (see :mod:`~mlops_jupyter.tracking.server_reach`).
+                ``MLOPS_SERVER_*`` bounds (see :mod:`~mlops_jupyter.storage.server_reach`).
         """
         exp = self.settings.experiment_name or experiment_name
         if exp is None:

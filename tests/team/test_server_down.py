@@ -139,19 +139,18 @@ def test_a_server_silent_on_api_requests_is_bounded_by_the_request_timeout(small
     assert_names_uri_and_settings(reg.value, url)
 
 
-def test_a_server_that_just_answered_is_not_probed_again(small_bounds, monkeypatch):
-    """The /health probe costs a round trip per run opened: a server that answered a bounded
-    call within RECHECK_S (an answer, even an error, counts) is not probed again."""
-    from mlops_jupyter.tracking import server_reach
-
-    probes = []
+@pytest.fixture
+def refusing_server() -> Iterator[tuple[str, list[str]]]:
+    """An HTTP server that answers ``/health`` (each probe recorded) and refuses every API
+    call with a client error, which MLflow raises at once without retrying."""
+    probes: list[str] = []
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path == "/health":
                 probes.append(self.path)
                 self._answer(200, b"OK")
-            else:  # every API call: a client error MLflow raises at once, without retrying
+            else:
                 self._answer(400, b'{"error_code": "INVALID_PARAMETER_VALUE", "message": "refused here"}')
 
         do_POST = do_GET
@@ -168,20 +167,45 @@ def test_a_server_that_just_answered_is_not_probed_again(small_bounds, monkeypat
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    try:
-        tracker = create_experiment_tracker(tenant_id="down", mlflow_uri=f"http://127.0.0.1:{httpd.server_address[1]}")
-        for _ in range(3):
-            with pytest.raises(Exception, match="refused here"):
-                tracker.start_experiment("answered")
-        assert len(probes) == 1
-        monkeypatch.setattr(server_reach, "RECHECK_S", 0.0)
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", probes
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(10)
+
+
+def test_a_server_that_just_answered_is_not_probed_again(small_bounds, monkeypatch, refusing_server):
+    """The /health probe costs a round trip per run opened: a server that answered a bounded
+    call within RECHECK_S (an answer, even an error, counts) is not probed again."""
+    from mlops_jupyter.storage import server_reach
+
+    url, probes = refusing_server
+    tracker = create_experiment_tracker(tenant_id="down", mlflow_uri=url)
+    for _ in range(3):
         with pytest.raises(Exception, match="refused here"):
             tracker.start_experiment("answered")
-        assert len(probes) == 2
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(10)
+    assert len(probes) == 1
+    monkeypatch.setattr(server_reach, "RECHECK_S", 0.0)
+    with pytest.raises(Exception, match="refused here"):
+        tracker.start_experiment("answered")
+    assert len(probes) == 2  # once for the call, not again for the client calls bounded inside it
+
+
+def test_a_bounded_call_inside_another_probes_the_server_once(small_bounds, monkeypatch, refusing_server):
+    """Only the outermost bounded block of a thread asks /health: the client calls inside
+    it do not, even with RECHECK_S at 0."""
+    from mlops_jupyter.storage import server_reach
+
+    url, probes = refusing_server
+    monkeypatch.setattr(server_reach, "RECHECK_S", 0.0)
+    client = server_reach.BoundedClient(MlflowClient(url), url)
+    with server_reach.bounded(url):
+        for _ in range(3):
+            with pytest.raises(Exception, match="refused here"):
+                client.search_experiments()
+    assert len(probes) == 1
+    with pytest.raises(Exception, match="refused here"):
+        client.search_experiments()  # on its own: probed
+    assert len(probes) == 2
 
 
 def test_a_bad_bound_is_a_typed_error_naming_it(client_home, closed_port, monkeypatch):
@@ -192,6 +216,41 @@ def test_a_bad_bound_is_a_typed_error_naming_it(client_home, closed_port, monkey
     with pytest.raises(InvalidSettingError, match=env.MLOPS_SERVER_RETRIES) as err:
         tracker.start_experiment("offline")
     assert err.value.value == "-1"
+
+
+READS = {  # what a user waits on besides opening a run: the store's client and the fluent/artifact paths
+    "list_experiments": lambda tracker, versioning: tracker.list_experiments(),
+    "get_run": lambda tracker, versioning: tracker.get_run("0" * 32),
+    "list_models": lambda tracker, versioning: versioning.list_models(),
+    "get_lineage": lambda tracker, versioning: versioning.get_lineage("churn"),
+    "load_model": lambda tracker, versioning: versioning.load_model("churn", "production"),
+}
+
+
+@pytest.mark.parametrize("read", READS)
+def test_reads_and_the_registry_are_bounded_too(small_bounds, closed_port, read):
+    """Before, only opening a run and registering were bounded: listing experiments against
+    a port nothing listens on was still waiting after 60 s (MLflow's 7 retries, 120 s each)."""
+    url = f"http://127.0.0.1:{closed_port}"
+    tracker = create_experiment_tracker(tenant_id="down", mlflow_uri=url)
+    versioning = create_model_versioning(tenant_id="down", mlflow_uri=url)
+    t0 = time.monotonic()
+    with pytest.raises(ServerUnreachableError) as err:
+        READS[read](tracker, versioning)
+    assert time.monotonic() - t0 < BOUND_S
+    assert_names_uri_and_settings(err.value, url)
+    assert "connection refused" in str(err.value)
+
+
+def test_a_read_from_a_silent_server_is_bounded_by_the_request_timeout(small_bounds, healthy_but_silent, ip):
+    url = f"http://127.0.0.1:{healthy_but_silent}"
+    tracker = create_experiment_tracker(tenant_id="down", mlflow_uri=url)
+    t0 = time.monotonic()
+    with pytest.raises(ServerUnreachableError) as err:
+        tracker.list_experiments()
+    assert time.monotonic() - t0 < BOUND_S
+    assert_names_uri_and_settings(err.value, url)
+    assert "no answer came in 2 s" in str(err.value)
 
 
 def test_a_server_gone_down_keeps_the_journal_and_stores_it_once_back(team, tmp_path, small_bounds, client_home):

@@ -4,8 +4,12 @@ within seconds, not MLflow's ~4 minutes of retries.
 MLflow's REST client retries a request 7 times with exponential backoff and waits up to
 120 s for each answer (``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` / ``MLFLOW_HTTP_REQUEST_TIMEOUT``),
 so ``start_experiment`` against a server that is down hung for minutes before a urllib3
-traceback. The calls a user waits on (opening a run, registering a version: see
-:func:`bounded_by_server`) run inside :func:`bounded`, which
+traceback. Every call a user waits on runs inside :func:`bounded`: each public method of
+the store's ``MlflowClient`` (:class:`BoundedClient`: listing experiments and runs, reading
+a run or a metric's history, the registry's reads and writes, what the panels and magics
+show) and the tracker's and registry's methods that go through MLflow's fluent API or its
+artifact repositories (opening a run, registering a version, loading a model: see
+:func:`bounded_by_server`). :func:`bounded`
 
 - first (unless the server answered within :data:`RECHECK_S`) asks the server's
   ``/health`` (MLflow's own route, open even under the auth app)
@@ -24,7 +28,8 @@ traceback. The calls a user waits on (opening a run, registering a version: see
   the settings, without the urllib3 traceback.
 
 Nothing logged is lost by such an error: the writer's journal keeps what is not stored yet
-and replays it once the server answers.
+and replays it once the server answers. The writer itself uses the plain client (its
+requests carry their own bounds and it retries on its own schedule).
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ requests are still bounded by ``MLOPS_SERVER_TIMEOUT`` and ``MLOPS_SERVER_RETRIE
 _answered: dict[str, float] = {}
 """Tracking URI -> when (``time.monotonic``) a bounded block last got its answers."""
 
+_local = threading.local()
 _ENV_LOCK = threading.Lock()
 _depth = 0
 _saved: dict[str, str | None] = {}
@@ -71,6 +77,27 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def is_server(uri: str) -> bool:
     return uri.startswith(("http://", "https://"))
+
+
+class BoundedClient:
+    """An ``MlflowClient`` whose public methods each run inside :func:`bounded` for its URI
+    (attributes and private methods pass through unchanged; :attr:`raw` is the client)."""
+
+    def __init__(self, client: Any, tracking_uri: str) -> None:
+        self.raw = client
+        self.tracking_uri = tracking_uri
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.raw, name)
+        if name.startswith("_") or not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with bounded(self.tracking_uri):
+                return attr(*args, **kwargs)
+
+        return call
 
 
 def bounded_by_server(method: F) -> F:
@@ -100,18 +127,34 @@ def bounded(tracking_uri: str) -> Iterator[ServerBounds | None]:
     bounds = server_bounds()
     t0 = time.monotonic()
     with _mlflow_env(bounds):
-        if t0 - _answered.get(tracking_uri, -math.inf) > RECHECK_S:
+        inside = _inside_blocks()
+        nested = tracking_uri in inside  # the outer block probed, and words any failure
+        if not nested and t0 - _answered.get(tracking_uri, -math.inf) > RECHECK_S:
             check_reachable(tracking_uri, bounds)
+        inside.append(tracking_uri)
         try:
             yield bounds
+        except ServerUnreachableError:  # from a block nested in this one: already worded
+            _answered.pop(tracking_uri, None)
+            raise
         except Exception as exc:
-            cause = None if isinstance(exc, ServerUnreachableError) else connection_failure(exc, tracking_uri)
+            cause = connection_failure(exc, tracking_uri)
             if cause is None:
                 _answered[tracking_uri] = time.monotonic()  # an answer, even an error
                 raise
             _answered.pop(tracking_uri, None)
             raise unreachable(tracking_uri, bounds, cause, time.monotonic() - t0) from None
+        finally:
+            inside.remove(tracking_uri)
         _answered[tracking_uri] = time.monotonic()
+
+
+def _inside_blocks() -> list[str]:
+    """The tracking URIs of the bounded blocks this thread is inside (outermost first)."""
+    blocks = getattr(_local, "blocks", None)
+    if blocks is None:
+        blocks = _local.blocks = []
+    return blocks
 
 
 def check_reachable(tracking_uri: str, bounds: ServerBounds) -> None:
