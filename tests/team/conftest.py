@@ -28,7 +28,10 @@ CLIENT_ENV = (
 
 @pytest.fixture(scope="session")
 def team(tmp_path_factory: pytest.TempPathFactory) -> TeamServers:
-    servers = start_team_servers(tmp_path_factory.mktemp("team"))
+    # two worker processes each, as the README advises (one per core): requests of one client
+    # land on different workers, so nothing may rely on one process' memory (the auth app's
+    # users and permissions live in PostgreSQL)
+    servers = start_team_servers(tmp_path_factory.mktemp("team"), workers=2)
     yield servers
     stop_team_servers(servers)
 
