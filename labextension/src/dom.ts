@@ -45,8 +45,25 @@ function append(el: HTMLElement, children: (Child | Child[])[]): void {
   }
 }
 
-/** Replace an element's children. */
-export function setChildren(el: HTMLElement, ...children: (Child | Child[])[]): void {
-  el.replaceChildren();
-  append(el, children);
+/**
+ * Replace an element's children, unless the new ones would come out the same (the same HTML):
+ * then the nodes shown stay, and with them what a redraw loses: a press of the mouse button
+ * (the browser fires `click` only on the element the button went down on), hover, focus, a
+ * `<select>`'s choice, the scroll position. The nodes kept keep their listeners, made from the
+ * data of an earlier draw: a listener must use only what its element draws, or read the state
+ * when it runs.
+ */
+export function updateChildren(el: HTMLElement, ...children: (Child | Child[])[]): void {
+  const next = document.createElement('div');
+  append(next, children);
+  if (next.innerHTML !== el.innerHTML) {
+    el.replaceChildren(...next.childNodes);
+  }
+}
+
+/** Set an element's text, leaving its text node alone when it is the same. */
+export function setText(el: HTMLElement, text: string): void {
+  if (el.textContent !== text) {
+    el.textContent = text;
+  }
 }

@@ -12,7 +12,7 @@ import { Signal } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 
 import { stepChart } from './chart';
-import { h, setChildren } from './dom';
+import { h, setText, updateChildren } from './dom';
 import { IKernelState } from './model';
 import {
   activeAlerts,
@@ -48,6 +48,8 @@ import {
 import { MLOpsAPIError, MLOpsError, postAPI, requestAPI } from './request';
 
 const RUN_LIMIT = 20;
+/** What ends a press of a pointer (see `MLOpsPanel.paint`): a move with no button down is a release we missed. */
+const RELEASES = ['pointerup', 'pointercancel', 'pointermove', 'blur'];
 /**
  * Background refreshes check drift at most this often (ms): a drift check reads the
  * prediction log and, in the core, evaluates the model's alert rules.
@@ -179,6 +181,15 @@ export class MLOpsPanel extends Widget {
   private shownErrors = new Set<string>();
   private lastRefresh: Date | null = null;
   private lastDrift = 0;
+  /** The experiment `runs` are of (a click selects another before its runs are loaded). */
+  private runsOf: string | null = null;
+  /** A refresh asked for while one was under way, to run after it (see `refresh`). */
+  private followUp: Promise<void> | null = null;
+  /** Pointers pressed in the panel, and the sections whose redraw waits for their release. */
+  private readonly pressed = new Set<number>();
+  private readonly waiting = new Map<HTMLElement, () => void>();
+  /** Set from a release until the task after it, when its click has been dispatched. */
+  private releaseTimer = 0;
 
   private readonly header: HTMLElement;
   private readonly status: HTMLElement;
@@ -221,6 +232,7 @@ export class MLOpsPanel extends Widget {
       this.status
     );
     this.node.append(this.header, this.exp.root, this.mod.root, this.dep.root, this.dri.root);
+    this.node.addEventListener('pointerdown', this, true);
   }
 
   // -- tenant and kernel ------------------------------------------------------------------
@@ -293,7 +305,7 @@ export class MLOpsPanel extends Widget {
   private renderTenants(): void {
     const current = this.currentTenant;
     const names = [...new Set([...(this.tenants?.tenants ?? []), ...(current ? [current] : [])])].sort();
-    setChildren(
+    updateChildren(
       this.tenantSelect,
       names.map(t => h('option', { value: t, selected: t === current }, t))
     );
@@ -303,8 +315,20 @@ export class MLOpsPanel extends Widget {
 
   // -- refresh ---------------------------------------------------------------------------
 
-  /** Reload everything. Concurrent calls share one refresh. */
+  /**
+   * Reload everything. Concurrent calls share one refresh, except that a user's call during
+   * one under way (a click on another experiment, a tenant switch) gets one more after it:
+   * the one under way may have read the state before the click.
+   */
   refresh(background = false): Promise<void> {
+    if (this.inFlight && !background) {
+      const next = () => {
+        this.followUp = null;
+        return this.refresh();
+      };
+      this.followUp ??= this.inFlight.then(next, next);
+      return this.followUp;
+    }
     if (!this.inFlight) {
       this.inFlight = this.load(background).finally(() => {
         this.inFlight = null;
@@ -360,14 +384,16 @@ export class MLOpsPanel extends Widget {
         errors.push(alerts.reason);
       }
     }
+    const runsOf = this.selectedExperiment;
     const [runs, drift] = await Promise.allSettled([
-      this.selectedExperiment
-        ? get<{ runs: IRun[] }>('runs', { experiment: this.selectedExperiment, limit: RUN_LIMIT })
+      runsOf
+        ? get<{ runs: IRun[] }>('runs', { experiment: runsOf, limit: RUN_LIMIT })
         : Promise.resolve({ runs: [] as IRun[] }),
       this.loadDrift(background)
     ]);
     if (runs.status === 'fulfilled') {
       this.runs = runs.value.runs;
+      this.runsOf = runsOf;
     } else {
       errors.push(runs.reason);
     }
@@ -418,7 +444,7 @@ export class MLOpsPanel extends Widget {
   }
 
   private setStatus(text: string): void {
-    this.status.textContent = text;
+    setText(this.status, text);
   }
 
   // -- visibility: refresh on an interval while shown ------------------------------------------
@@ -449,6 +475,9 @@ export class MLOpsPanel extends Widget {
 
   dispose(): void {
     this.stopTimer();
+    this.node.removeEventListener('pointerdown', this, true);
+    this.listenForRelease(false);
+    window.clearTimeout(this.releaseTimer);
     super.dispose();
   }
 
@@ -477,12 +506,69 @@ export class MLOpsPanel extends Widget {
     this.renderDrift();
   }
 
-  /** Re-render a section, keeping the keyboard focus on the control that had it. */
+  /**
+   * Redraw a section (only the parts that change, see `updateChildren`), keeping the keyboard
+   * focus; while a pointer pressed in the panel is down, once it is released. The browser
+   * fires `click` only when the button goes up on the element it went down on: a refresh
+   * (one lands every 10 s) redrawing in between replaced that element, and the user's click
+   * on an experiment, a run or a Rollback button did nothing. The release is watched on the
+   * window (it may happen outside the panel); pointerup, mouseup and click are dispatched in
+   * one task, so the redraw waits for the task after it, when the click has been handled.
+   */
+  private paint(section: HTMLElement, draw: () => void): void {
+    if (this.pressed.size || this.releaseTimer) {
+      this.waiting.set(section, draw);
+    } else {
+      this.keepFocus(section, draw);
+    }
+  }
+
+  /** Pointer presses in the panel and their releases (see `paint`). */
+  handleEvent(event: Event): void {
+    const pointer = event as PointerEvent;
+    if (event.type === 'pointerdown') {
+      this.pressed.add(pointer.pointerId);
+      window.clearTimeout(this.releaseTimer);
+      this.releaseTimer = 0;
+      this.listenForRelease(true);
+      return;
+    }
+    if (event.type === 'blur') {
+      if (event.target !== window) {
+        return; // an element's blur, on its way through the window
+      }
+      this.pressed.clear(); // the window lost the pointer: its release will not come here
+    } else if (event.type !== 'pointermove' || !pointer.buttons) {
+      this.pressed.delete(pointer.pointerId);
+    }
+    if (this.pressed.size || this.releaseTimer) {
+      return;
+    }
+    this.listenForRelease(false);
+    this.releaseTimer = window.setTimeout(() => {
+      this.releaseTimer = 0;
+      const waiting = [...this.waiting.entries()];
+      this.waiting.clear();
+      waiting.forEach(([section, draw]) => this.paint(section, draw));
+    });
+  }
+
+  private listenForRelease(on: boolean): void {
+    for (const type of RELEASES) {
+      if (on) {
+        window.addEventListener(type, this, true);
+      } else {
+        window.removeEventListener(type, this, true);
+      }
+    }
+  }
+
+  /** Run a section's draw, keeping the keyboard focus on the control that had it. */
   private keepFocus(section: HTMLElement, draw: () => void): void {
     const active = document.activeElement as HTMLElement | null;
     const key = active && section.contains(active) ? active.getAttribute('data-focus-key') : null;
     draw();
-    if (key !== null) {
+    if (key !== null && !active?.isConnected) {
       const again = [...section.querySelectorAll<HTMLElement>('[data-focus-key]')].find(
         el => el.getAttribute('data-focus-key') === key
       );
@@ -491,14 +577,14 @@ export class MLOpsPanel extends Widget {
   }
 
   private renderExperiments(): void {
-    this.keepFocus(this.exp.root, () => this.drawExperiments());
+    this.paint(this.exp.root, () => this.drawExperiments());
   }
 
   private drawExperiments(): void {
     const { body, meta } = this.exp;
-    meta.textContent = `${this.experiments.length}`;
+    setText(meta, `${this.experiments.length}`);
     if (!this.experiments.length) {
-      setChildren(body, h('div', { class: 'jp-MLOps-empty' }, 'No experiments yet. Track one with %mlops start NAME or cell autolog.'));
+      updateChildren(body, h('div', { class: 'jp-MLOps-empty' }, 'No experiments yet. Track one with %mlops start NAME or cell autolog.'));
       return;
     }
     const ui = this.mlflowUI;
@@ -536,20 +622,22 @@ export class MLOpsPanel extends Widget {
         );
       })
     );
+    // null: the selected experiment's runs are on their way (it was clicked since they were loaded)
+    const runs = this.runsOf === this.selectedExperiment ? this.runs : null;
     const children = new Map<string, number>();
-    for (const r of this.runs) {
+    for (const r of runs ?? []) {
       if (r.parent_run_id) {
         children.set(r.parent_run_id, (children.get(r.parent_run_id) ?? 0) + 1);
       }
     }
-    const rows = this.runs.map(r => (isSession(r) ? this.sessionRow(r, children.get(r.run_id) ?? 0) : this.runRow(r)));
-    setChildren(
+    const rows = (runs ?? []).map(r => (isSession(r) ? this.sessionRow(r, children.get(r.run_id) ?? 0) : this.runRow(r)));
+    updateChildren(
       body,
       list,
       h('div', { class: 'jp-MLOps-subtitle', role: 'heading', 'aria-level': 3 }, `Recent runs of ${this.selectedExperiment ?? '—'}`),
       rows.length
         ? h('ul', { class: 'jp-MLOps-list jp-MLOps-runs', 'aria-label': `Runs of ${this.selectedExperiment ?? ''}` }, rows)
-        : h('div', { class: 'jp-MLOps-empty' }, 'No runs.')
+        : h('div', { class: 'jp-MLOps-empty' }, runs ? 'No runs.' : 'Loading…')
     );
   }
 
@@ -627,6 +715,9 @@ export class MLOpsPanel extends Widget {
         title: 'Scroll to this cell in its notebook',
         'aria-label': `Go to ${label}`,
         'data-focus-key': `cell:${r.run_id}`,
+        // all that the click uses is drawn: a change of it redraws the button (see updateChildren)
+        'data-cell-id': ref.cellId,
+        'data-notebook': ref.notebook,
         onclick: (ev: Event) => {
           ev.stopPropagation();
           if (!this.openCell?.(ref)) {
@@ -690,17 +781,17 @@ export class MLOpsPanel extends Widget {
   }
 
   private renderModels(): void {
-    this.keepFocus(this.mod.root, () => this.drawModels());
+    this.paint(this.mod.root, () => this.drawModels());
   }
 
   private drawModels(): void {
     const { body, meta } = this.mod;
-    meta.textContent = `${this.models.length}`;
+    setText(meta, `${this.models.length}`);
     if (!this.models.length) {
-      setChildren(body, h('div', { class: 'jp-MLOps-empty' }, 'No models yet. Version one with %mlops register or versioning.create_version().'));
+      updateChildren(body, h('div', { class: 'jp-MLOps-empty' }, 'No models yet. Version one with %mlops register or versioning.create_version().'));
       return;
     }
-    setChildren(
+    updateChildren(
       body,
       h(
         'ul',
@@ -769,8 +860,12 @@ export class MLOpsPanel extends Widget {
   }
 
   private renderDeployments(): void {
+    this.paint(this.dep.root, () => this.drawDeployments());
+  }
+
+  private drawDeployments(): void {
     const { body, meta } = this.dep;
-    meta.textContent = `${this.deployments.length}`;
+    setText(meta, `${this.deployments.length}`);
     const gw = this.gateway;
     const gwLine = h(
       'div',
@@ -778,10 +873,10 @@ export class MLOpsPanel extends Widget {
       gw?.running ? `Gateway ${gw.url} (pid ${gw.pid})` : gw ? 'Gateway stopped: the next change starts it.' : ''
     );
     if (!this.deployments.length) {
-      setChildren(body, gwLine, h('div', { class: 'jp-MLOps-empty' }, 'No deployments yet. Deploy with %mlops deploy MODEL VERSION.'));
+      updateChildren(body, gwLine, h('div', { class: 'jp-MLOps-empty' }, 'No deployments yet. Deploy with %mlops deploy MODEL VERSION.'));
       return;
     }
-    setChildren(
+    updateChildren(
       body,
       gwLine,
       h('ul', { class: 'jp-MLOps-list jp-MLOps-deployments' }, this.deployments.map(d => this.deploymentCard(d)))
@@ -864,14 +959,14 @@ export class MLOpsPanel extends Widget {
   }
 
   private renderDrift(): void {
-    this.keepFocus(this.dri.root, () => this.drawDrift());
+    this.paint(this.dri.root, () => this.drawDrift());
   }
 
   private drawDrift(): void {
     const { body, meta } = this.dri;
     const models = deployedModels(this.deployments);
     const alerts = Array.isArray(this.alerts) ? activeAlerts(this.alerts) : [];
-    meta.textContent = alerts.length ? plural(alerts.length, 'alert') : '';
+    setText(meta, alerts.length ? plural(alerts.length, 'alert') : '');
     const rows = models.map(m => {
       const st = this.drift.get(m);
       let b: IBadge;
@@ -926,7 +1021,7 @@ export class MLOpsPanel extends Widget {
               )
             )
           : h('div', { class: 'jp-MLOps-dim' }, 'No alerts firing.');
-    setChildren(
+    updateChildren(
       body,
       models.length ? h('ul', { class: 'jp-MLOps-list jp-MLOps-driftList', 'aria-label': 'Drift of deployed models' }, rows) : h('div', { class: 'jp-MLOps-empty' }, 'No deployed models to watch.'),
       alertList
