@@ -581,6 +581,31 @@ def test_the_tenant_comes_from_the_servers_config_or_environment(api, mlops_conf
     assert "churn" not in {e["name"] for e in api.get("experiments")["experiments"]}
 
 
+DOWN = "http://127.0.0.1:1"  # a privileged port nothing listens on: every connection is refused
+
+
+@pytest.mark.parametrize(
+    "mlops_config",
+    [
+        {
+            "config": {"tenant": "acme", "storage_path": "{home}", "mlflow_uri": DOWN},
+            "env": {"MLOPS_SERVER_CONNECT_TIMEOUT": "1", "MLOPS_SERVER_TIMEOUT": "2", "MLOPS_SERVER_RETRIES": "1"},
+        }
+    ],
+    indirect=True,
+)
+def test_a_tracking_server_that_is_down_is_a_503_within_its_bounds(api, mlops_config):
+    """What the sidebar asks while the team's server is down: a JSON 503 naming the server in
+    seconds on every read route, not a request held for MLflow's minutes of retries."""
+    for route in ("experiments", "runs?experiment=x", "runs/" + "0" * 32, "models", "models/churn/lineage"):
+        path, _, query = route.partition("?")
+        t0 = time.perf_counter()
+        status, data = api("GET", path, params=dict([query.split("=")]) if query else None)
+        assert time.perf_counter() - t0 < 30, route
+        assert status == 503 and data["error"] == "ServerUnreachableError", (route, status, data)
+        assert f"{DOWN} could not be reached" in data["message"] and "MLOPS_SERVER_TIMEOUT" in data["message"]
+
+
 @pytest.mark.parametrize(
     "mlops_config", [{"unset": ["MLOPS_HOME", "MLOPS_TENANT", "MLFLOW_TRACKING_URI"]}], indirect=True
 )
