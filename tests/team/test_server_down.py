@@ -285,10 +285,11 @@ def test_the_magic_says_so_in_one_line(ip, small_bounds, closed_port, monkeypatc
     url = f"http://127.0.0.1:{closed_port}"
     monkeypatch.setenv(env.MLFLOW_TRACKING_URI, url)
     ip.run_cell("%load_ext mlops_jupyter")
-    t0 = time.monotonic()
-    result = ip.run_failing("%mlops start demo")
-    assert time.monotonic() - t0 < BOUND_S
-    err = result.error_in_exec
-    assert type(err).__name__ == "UsageError"  # shown as one line, no traceback
-    assert str(err).startswith("ServerUnreachableError: ") and f"{url} could not be reached" in str(err)
+    for line in ("%mlops start demo", "%mlops runs --experiment demo"):  # opening a run, and a read
+        t0 = time.monotonic()
+        result = ip.run_failing(line)
+        assert time.monotonic() - t0 < BOUND_S
+        err = result.error_in_exec
+        assert type(err).__name__ == "UsageError", line  # shown as one line, no traceback
+        assert str(err).startswith("ServerUnreachableError: ") and f"{url} could not be reached" in str(err)
     ip.run_line_magic("unload_ext", "mlops_jupyter")
