@@ -40,10 +40,11 @@ DOCTESTS := mlops_jupyter/errors.py mlops_jupyter/config mlops_jupyter/registry/
 test-unit: install labextension chromium postgresql mlserver-env
 	$(PY) -m pytest tests $(DOCTESTS) --doctest-modules --durations=15
 
-# The layering (import-linter contracts in pyproject.toml), lint and formatting.
+# The layering (import-linter contracts in pyproject.toml), lint and formatting. The example
+# notebooks are linted too (users copy from them); their cells keep the layout they were written in.
 lint: install
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/ruff check mlops_jupyter tests benchmarks
+	$(VENV)/bin/ruff check mlops_jupyter tests benchmarks notebooks
 	$(VENV)/bin/ruff format --check mlops_jupyter tests benchmarks
 
 # The browser tests (tests/browser/: the panels and the sidebar in a real JupyterLab) drive
