@@ -183,6 +183,18 @@ def write_notebook(path: Path, cells: list[str]) -> Path:
     return path
 
 
+def open_page(browser: Any, width: int = 1280, height: int = 900) -> tuple[Any, Any, list[str]]:
+    """``(context, page, messages)``: a page in a new browser context of that viewport, its
+    console errors and warnings and its uncaught errors collected into ``messages`` (see
+    :func:`script_failures`). Close the context when done."""
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    messages: list[str] = []
+    page.on("console", lambda m: messages.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
+    page.on("pageerror", lambda e: messages.append(f"pageerror: {e}"))
+    return context, page, messages
+
+
 def script_failures(messages: list[str]) -> list[str]:
     """The console messages that say a script, a module or a widget view failed."""
     return [m for m in messages if any(s in m.lower() for s in SCRIPT_FAILURES)]

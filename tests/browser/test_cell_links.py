@@ -21,6 +21,7 @@ from harness import (  # noqa: F401 (fixtures)
     artifacts,
     browser,
     jupyter_lab,
+    open_page,
     script_failures,
     write_notebook,
 )
@@ -75,11 +76,7 @@ def test_a_panels_cell_link_scrolls_the_notebook_to_that_cell(browser, artifacts
     shutil.copy(template_db, home / "mlflow.db")
     write_notebook(root / "links.ipynb", CELLS)
     with jupyter_lab(root, work, {"MLOPS_HOME": str(home), "MLOPS_TENANT": "acme"}) as lab:
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        page = context.new_page()
-        messages: list[str] = []
-        page.on("console", lambda m: messages.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
-        page.on("pageerror", lambda e: messages.append(f"pageerror: {e}"))
+        context, page, messages = open_page(browser)
         try:
             page.goto(lab.page_url("links.ipynb"))
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=30_000)

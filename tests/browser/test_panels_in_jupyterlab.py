@@ -34,6 +34,7 @@ from harness import (  # noqa: F401 (fixtures)
     chart_colours,
     jupyter_lab,
     low_contrast,
+    open_page,
     script_failures,
     set_theme,
     write_notebook,
@@ -176,13 +177,7 @@ def test_panels_render_and_rollback_works_in_jupyterlab(browser, artifacts, tmp_
         with jupyter_lab(root, work, env) as lab:
             # tall enough that each panel fits on screen whole (element screenshots of a
             # panel taller than JupyterLab's scrolling notebook come out cropped)
-            context = browser.new_context(viewport={"width": 1400, "height": 2200})
-            page = context.new_page()
-            messages: list[str] = []
-            page.on(
-                "console", lambda m: messages.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None
-            )
-            page.on("pageerror", lambda e: messages.append(f"pageerror: {e}"))
+            context, page, messages = open_page(browser, width=1400, height=2200)
             page.on(
                 "requestfailed",
                 lambda r: None if navigated_away(r) else messages.append(f"requestfailed: {r.url} {r.failure}"),

@@ -32,6 +32,7 @@ from harness import (  # noqa: F401
     browser,
     jupyter_lab,
     low_contrast,
+    open_page,
     script_failures,
     set_theme,
     write_notebook,
@@ -185,13 +186,7 @@ def test_sidebar_shows_the_store_and_rolls_a_deployment_back(browser, artifacts,
         t_seed = time.monotonic() - t0
         env = {"MLOPS_HOME": str(home), "MLOPS_TENANT": "acme"}
         with jupyter_lab(root, work, env, args=(f"--MLOpsServer.mlflow_ui_url={MLFLOW_UI}",)) as lab:
-            context = browser.new_context(viewport={"width": 1280, "height": 1500})
-            page = context.new_page()
-            messages: list[str] = []
-            page.on(
-                "console", lambda m: messages.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None
-            )
-            page.on("pageerror", lambda e: messages.append(f"pageerror: {e}"))
+            context, page, messages = open_page(browser, height=1500)
             try:
                 page.goto(lab.page_url("work.ipynb"))
                 page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=30_000)

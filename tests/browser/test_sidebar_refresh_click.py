@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import artifacts, browser, jupyter_lab, script_failures  # noqa: F401 (fixtures)
+from harness import artifacts, browser, jupyter_lab, open_page, script_failures  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.browser
 
@@ -74,11 +74,7 @@ def lab_page(browser, artifacts, tmp_path_factory, template_db) -> Iterator[tupl
     shutil.copy(template_db, home / "mlflow.db")
     runs = {name: log_run(home, name, f"{name}-1") for name in ("alpha", "beta")}
     with jupyter_lab(root, work, {"MLOPS_HOME": str(home), "MLOPS_TENANT": "acme"}) as lab:
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        page = context.new_page()
-        messages: list[str] = []
-        page.on("console", lambda m: messages.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
-        page.on("pageerror", lambda e: messages.append(f"pageerror: {e}"))
+        context, page, messages = open_page(browser)
         try:
             page.goto(f"{lab.url}/lab?token={lab.token}&reset")
             tab = page.locator('.jp-SideBar.jp-mod-left li[data-id="mlops-sidebar"]')
