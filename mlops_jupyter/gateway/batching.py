@@ -11,8 +11,8 @@ delays only itself. Per model version (``LoadedVersion``):
   itself: for such a model the two thread hand-offs cost more than the prediction. While
   a batch runs, what arrives forms the next one (the busier the version, the bigger its
   batches; nothing ever waits for more); only when the running batch is slow (over
-  :data:`SLOW_BATCH_S`: a slow or stuck model) does a second one start beside it. A model that raises inside a batch is
-  retried request by request, so only the bad request fails;
+  :data:`SLOW_BATCH_S`: a slow or stuck model) does a second one start beside it. A model
+  that raises inside a batch is retried request by request, so only the bad request fails;
 - **solo jobs**: everything else (bodies over :data:`INLINE_BODY_BYTES`, which are also
   decoded in the pool; more than :data:`BATCH_MAX_ROWS` rows; ``params``; models served
   through DataFrames) runs one request per job.

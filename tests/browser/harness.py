@@ -9,6 +9,7 @@ downloads a browser here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -193,6 +194,26 @@ def open_page(browser: Any, width: int = 1280, height: int = 900) -> tuple[Any, 
     page.on("console", lambda m: messages.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
     page.on("pageerror", lambda e: messages.append(f"pageerror: {e}"))
     return context, page, messages
+
+
+@contextlib.contextmanager
+def browser_page(
+    browser: Any, artifacts: Path, name: str, width: int = 1280, height: int = 900, full_page: bool = False
+) -> Iterator[tuple[Any, list[str]]]:
+    """``(page, messages)`` of :func:`open_page`. On a failure inside, a screenshot and the
+    page's HTML go to ``artifacts/<name>-failure.*``; the console always to
+    ``<name>-console.txt``; on success no script may have failed (:func:`script_failures`)."""
+    context, page, messages = open_page(browser, width, height)
+    try:
+        yield page, messages
+    except BaseException:
+        page.screenshot(path=str(artifacts / f"{name}-failure.png"), full_page=full_page)
+        (artifacts / f"{name}-failure.html").write_text(page.content())
+        raise
+    finally:
+        (artifacts / f"{name}-console.txt").write_text("\n".join(messages))
+        context.close()
+    assert script_failures(messages) == [], messages
 
 
 def script_failures(messages: list[str]) -> list[str]:

@@ -20,8 +20,8 @@ from harness import (  # noqa: F401 (fixtures)
     KERNEL_IDLE,
     artifacts,
     browser,
+    browser_page,
     jupyter_lab,
-    open_page,
     script_failures,
     write_notebook,
 )
@@ -75,56 +75,49 @@ def test_a_panels_cell_link_scrolls_the_notebook_to_that_cell(browser, artifacts
     home.mkdir()
     shutil.copy(template_db, home / "mlflow.db")
     write_notebook(root / "links.ipynb", CELLS)
-    with jupyter_lab(root, work, {"MLOPS_HOME": str(home), "MLOPS_TENANT": "acme"}) as lab:
-        context, page, messages = open_page(browser)
-        try:
-            page.goto(lab.page_url("links.ipynb"))
-            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=30_000)
-            page.wait_for_function(KERNEL_IDLE, timeout=30_000)
-            page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
-            page.wait_for_function(ALL_RAN, arg=len(CELLS), timeout=90_000)
+    with (
+        jupyter_lab(root, work, {"MLOPS_HOME": str(home), "MLOPS_TENANT": "acme"}) as lab,
+        browser_page(browser, artifacts, "cell-link", full_page=True) as (page, _),
+    ):
+        page.goto(lab.page_url("links.ipynb"))
+        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=30_000)
+        page.wait_for_function(KERNEL_IDLE, timeout=30_000)
+        page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        page.wait_for_function(ALL_RAN, arg=len(CELLS), timeout=90_000)
 
-            table = page.locator(".mlops-comparison .mlops-table")
-            links = table.locator(".mlops-cell-link")
-            links.nth(1).wait_for(timeout=30_000)  # the two cell runs, each with its cell
-            assert sorted(links.all_inner_texts()) == ["[2]", "[6]"], links.all_inner_texts()
-            assert table.locator("tbody tr").count() == 2  # the cells that only print are not runs
+        table = page.locator(".mlops-comparison .mlops-table")
+        links = table.locator(".mlops-cell-link")
+        links.nth(1).wait_for(timeout=30_000)  # the two cell runs, each with its cell
+        assert sorted(links.all_inner_texts()) == ["[2]", "[6]"], links.all_inner_texts()
+        assert table.locator("tbody tr").count() == 2  # the cells that only print are not runs
 
-            # `[2]`, clicked in the panel at the bottom: the notebook scrolls up to cell 2
-            link = table.locator('.mlops-cell-link[data-mlops-cell="2"]')
-            link.scroll_into_view_if_needed()
-            assert not page.evaluate(SHOWN, 1), "cell 2 is on screen before the click: nothing to scroll"
-            link.click()
-            page.wait_for_function(ACTIVE_AND_SHOWN, arg=1, timeout=10_000)
-            page.screenshot(path=str(artifacts / "cell-link-scrolled.png"))
+        # `[2]`, clicked in the panel at the bottom: the notebook scrolls up to cell 2
+        link = table.locator('.mlops-cell-link[data-mlops-cell="2"]')
+        link.scroll_into_view_if_needed()
+        assert not page.evaluate(SHOWN, 1), "cell 2 is on screen before the click: nothing to scroll"
+        link.click()
+        page.wait_for_function(ACTIVE_AND_SHOWN, arg=1, timeout=10_000)
+        page.screenshot(path=str(artifacts / "cell-link-scrolled.png"))
 
-            # `[6]` from the keyboard: focus it and press Enter
-            link = table.locator('.mlops-cell-link[data-mlops-cell="6"]')
-            link.scroll_into_view_if_needed()
-            assert not page.evaluate(SHOWN, 5)
-            link.focus()
-            page.keyboard.press("Enter")
-            page.wait_for_function(ACTIVE_AND_SHOWN, arg=5, timeout=10_000)
+        # `[6]` from the keyboard: focus it and press Enter
+        link = table.locator('.mlops-cell-link[data-mlops-cell="6"]')
+        link.scroll_into_view_if_needed()
+        assert not page.evaluate(SHOWN, 5)
+        link.focus()
+        page.keyboard.press("Enter")
+        page.wait_for_function(ACTIVE_AND_SHOWN, arg=5, timeout=10_000)
 
-            # cell 2 runs again (now `[10]`, a new run; the live panel follows): the old run's
-            # `[2]` still finds its cell, by JupyterLab's cell id, not by a count no cell has now
-            page.evaluate(RERUN, 1)
-            table.locator('.mlops-cell-link[data-mlops-cell="10"]').wait_for(timeout=30_000)
-            assert table.locator("tbody tr").count() == 3
-            link = table.locator('.mlops-cell-link[data-mlops-cell="2"]')
-            link.scroll_into_view_if_needed()
-            assert not page.evaluate(SHOWN, 1)
-            link.click()
-            page.wait_for_function(ACTIVE_AND_SHOWN, arg=1, timeout=10_000)
-            assert page.locator(".jp-Notebook .jp-Cell").nth(1).locator(".jp-InputPrompt").inner_text() == "[10]:"
-        except BaseException:
-            page.screenshot(path=str(artifacts / "cell-link-failure.png"), full_page=True)
-            (artifacts / "cell-link-failure.html").write_text(page.content())
-            raise
-        finally:
-            (artifacts / "cell-link-console.txt").write_text("\n".join(messages))
-            context.close()
-    assert script_failures(messages) == [], messages
+        # cell 2 runs again (now `[10]`, a new run; the live panel follows): the old run's
+        # `[2]` still finds its cell, by JupyterLab's cell id, not by a count no cell has now
+        page.evaluate(RERUN, 1)
+        table.locator('.mlops-cell-link[data-mlops-cell="10"]').wait_for(timeout=30_000)
+        assert table.locator("tbody tr").count() == 3
+        link = table.locator('.mlops-cell-link[data-mlops-cell="2"]')
+        link.scroll_into_view_if_needed()
+        assert not page.evaluate(SHOWN, 1)
+        link.click()
+        page.wait_for_function(ACTIVE_AND_SHOWN, arg=1, timeout=10_000)
+        assert page.locator(".jp-Notebook .jp-Cell").nth(1).locator(".jp-InputPrompt").inner_text() == "[10]:"
     elapsed = time.monotonic() - t0
     print(f"cell link browser flow: {elapsed:.1f} s")
     assert elapsed < 120, f"the cell link flow took {elapsed:.0f} s (expected well under a minute)"

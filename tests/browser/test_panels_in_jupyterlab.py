@@ -31,10 +31,10 @@ from harness import (  # noqa: F401 (fixtures)
     artifacts,
     axe_serious,
     browser,
+    browser_page,
     chart_colours,
     jupyter_lab,
     low_contrast,
-    open_page,
     script_failures,
     set_theme,
     write_notebook,
@@ -174,80 +174,73 @@ def test_panels_render_and_rollback_works_in_jupyterlab(browser, artifacts, tmp_
         data = seed_panel_store(home, n_runs=40, n_predictions=2000)
         assert served_version(home, data["X"]) == "1.1.0"
         env = {"MLOPS_HOME": str(home), "MLOPS_TENANT": "acme"}
-        with jupyter_lab(root, work, env) as lab:
+        with (
+            jupyter_lab(root, work, env) as lab,
+            browser_page(browser, artifacts, "panels", width=1400, height=2200, full_page=True) as (page, messages),
+        ):
             # tall enough that each panel fits on screen whole (element screenshots of a
             # panel taller than JupyterLab's scrolling notebook come out cropped)
-            context, page, messages = open_page(browser, width=1400, height=2200)
             page.on(
                 "requestfailed",
                 lambda r: None if navigated_away(r) else messages.append(f"requestfailed: {r.url} {r.failure}"),
             )
-            try:
-                page.goto(lab.page_url("panels.ipynb"))
-                page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=30_000)
-                page.wait_for_function(KERNEL_IDLE, timeout=30_000)
-                page.evaluate("() => window.jupyterapp.shell.collapseLeft()")
-                page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
-                page.wait_for_function(ALL_RAN, arg=len(CELLS), timeout=60_000)
-                assert page.evaluate(ERROR_OUTPUTS) == []
+            page.goto(lab.page_url("panels.ipynb"))
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=30_000)
+            page.wait_for_function(KERNEL_IDLE, timeout=30_000)
+            page.evaluate("() => window.jupyterapp.shell.collapseLeft()")
+            page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            page.wait_for_function(ALL_RAN, arg=len(CELLS), timeout=60_000)
+            assert page.evaluate(ERROR_OUTPUTS) == []
 
-                for name, sel in PANELS.items():
-                    panel = page.locator(sel)
-                    panel.wait_for(timeout=20_000)
-                    charts = panel.locator(".mlops-chart")
-                    assert charts.count() >= 1
-                    for i in range(charts.count()):  # every chart drawn: vega-embed's canvas or svg
-                        charts.nth(i).locator("canvas, svg.marks").first.wait_for(timeout=20_000)
-                    panel.scroll_into_view_if_needed()
-                    panel.screenshot(path=str(artifacts / f"{name}-panel.png"))
+            for name, sel in PANELS.items():
+                panel = page.locator(sel)
+                panel.wait_for(timeout=20_000)
+                charts = panel.locator(".mlops-chart")
+                assert charts.count() >= 1
+                for i in range(charts.count()):  # every chart drawn: vega-embed's canvas or svg
+                    charts.nth(i).locator("canvas, svg.marks").first.wait_for(timeout=20_000)
+                panel.scroll_into_view_if_needed()
+                panel.screenshot(path=str(artifacts / f"{name}-panel.png"))
 
-                table = page.locator(".mlops-comparison .mlops-table tbody tr")
-                assert table.count() == 25 and "best" in (table.first.get_attribute("class") or "")
-                both_themes(page, artifacts)
-                assert "drift detected" in page.locator(".mlops-drift").inner_text()
-                assert "1.1.0 100%" in page.locator(".mlops-deploy-panel").inner_text()
+            table = page.locator(".mlops-comparison .mlops-table tbody tr")
+            assert table.count() == 25 and "best" in (table.first.get_attribute("class") or "")
+            both_themes(page, artifacts)
+            assert "drift detected" in page.locator(".mlops-drift").inner_text()
+            assert "1.1.0 100%" in page.locator(".mlops-deploy-panel").inner_text()
 
-                deploy = page.locator(".mlops-deploy-panel")
-                deploy.locator("button.mlops-rollback").click()
-                confirm = deploy.locator("button.mlops-confirm")
-                confirm.wait_for(state="visible", timeout=10_000)
-                assert "Roll back iris in production" in deploy.inner_text()
-                assert served_version(home, data["X"]) == "1.1.0"  # nothing happens before Confirm
-                deploy.screenshot(path=str(artifacts / "deploy-panel-confirm.png"))
-                confirm.click()
-                status = deploy.locator(".mlops-status")
-                status.get_by_text("Rolled back").wait_for(timeout=30_000)
-                assert "now 1.0.0 100%" in status.inner_text()
-                # the view reloads from the store: the lineage chart now shows 1.0.0 serving everywhere
-                deploy.locator(".mlops-chart svg text").get_by_text("production 100%, staging 100%").wait_for(
-                    timeout=20_000
-                )
-                assert "1.0.0 100%" in deploy.locator(".widget-html-content table").first.inner_text()
-                assert {served_version(home, data["X"]) for _ in range(5)} == {"1.0.0"}
-                deploy.screenshot(path=str(artifacts / "deploy-panel-after-rollback.png"))
-                page.screenshot(path=str(artifacts / "notebook.png"), full_page=True)
-                reopen_after_a_kernel_restart(page, lab, artifacts)
+            deploy = page.locator(".mlops-deploy-panel")
+            deploy.locator("button.mlops-rollback").click()
+            confirm = deploy.locator("button.mlops-confirm")
+            confirm.wait_for(state="visible", timeout=10_000)
+            assert "Roll back iris in production" in deploy.inner_text()
+            assert served_version(home, data["X"]) == "1.1.0"  # nothing happens before Confirm
+            deploy.screenshot(path=str(artifacts / "deploy-panel-confirm.png"))
+            confirm.click()
+            status = deploy.locator(".mlops-status")
+            status.get_by_text("Rolled back").wait_for(timeout=30_000)
+            assert "now 1.0.0 100%" in status.inner_text()
+            # the view reloads from the store: the lineage chart now shows 1.0.0 serving everywhere
+            deploy.locator(".mlops-chart svg text").get_by_text("production 100%, staging 100%").wait_for(
+                timeout=20_000
+            )
+            assert "1.0.0 100%" in deploy.locator(".widget-html-content table").first.inner_text()
+            assert {served_version(home, data["X"]) for _ in range(5)} == {"1.0.0"}
+            deploy.screenshot(path=str(artifacts / "deploy-panel-after-rollback.png"))
+            page.screenshot(path=str(artifacts / "notebook.png"), full_page=True)
+            reopen_after_a_kernel_restart(page, lab, artifacts)
 
-                # the executed notebook of the repository, opened without running it: each
-                # panel shows its static view (SVG images and tables), nothing is fetched
-                page.goto(lab.page_url("04-panels.ipynb"))
-                static = page.locator(".jp-OutputArea-output .mlops-static")
-                static.nth(2).wait_for(timeout=30_000)
-                assert static.count() == 3
-                for i in range(3):
-                    img = static.nth(i).locator("img[src^='data:image/svg+xml']").first
-                    img.wait_for(timeout=10_000)
-                    assert img.evaluate("i => i.complete && i.naturalWidth > 100")
-                static.nth(2).scroll_into_view_if_needed()
-                page.screenshot(path=str(artifacts / "static-views.png"))
-            except BaseException:
-                page.screenshot(path=str(artifacts / "failure.png"), full_page=True)
-                (artifacts / "failure.html").write_text(page.content())
-                raise
-            finally:
-                (artifacts / "console.txt").write_text("\n".join(messages))
-                context.close()
-        assert script_failures(messages) == [], messages
+            # the executed notebook of the repository, opened without running it: each
+            # panel shows its static view (SVG images and tables), nothing is fetched
+            page.goto(lab.page_url("04-panels.ipynb"))
+            static = page.locator(".jp-OutputArea-output .mlops-static")
+            static.nth(2).wait_for(timeout=30_000)
+            assert static.count() == 3
+            for i in range(3):
+                img = static.nth(i).locator("img[src^='data:image/svg+xml']").first
+                img.wait_for(timeout=10_000)
+                assert img.evaluate("i => i.complete && i.naturalWidth > 100")
+            static.nth(2).scroll_into_view_if_needed()
+            page.screenshot(path=str(artifacts / "static-views.png"))
     if os.environ.get("MLOPS_UPDATE_SCREENSHOTS"):
         DOCS.mkdir(parents=True, exist_ok=True)
         for shot in ("comparison-panel.png", "drift-panel.png", "deploy-panel-confirm.png"):

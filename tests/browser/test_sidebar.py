@@ -30,9 +30,9 @@ from harness import (  # noqa: F401
     artifacts,
     axe_serious,
     browser,
+    browser_page,
     jupyter_lab,
     low_contrast,
-    open_page,
     script_failures,
     set_theme,
     write_notebook,
@@ -185,114 +185,107 @@ def test_sidebar_shows_the_store_and_rolls_a_deployment_back(browser, artifacts,
         epochs = stepped_run(home, json.loads((root / "work.ipynb").read_text())["cells"][0]["id"])
         t_seed = time.monotonic() - t0
         env = {"MLOPS_HOME": str(home), "MLOPS_TENANT": "acme"}
-        with jupyter_lab(root, work, env, args=(f"--MLOpsServer.mlflow_ui_url={MLFLOW_UI}",)) as lab:
-            context, page, messages = open_page(browser, height=1500)
-            try:
-                page.goto(lab.page_url("work.ipynb"))
-                page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=30_000)
+        with (
+            jupyter_lab(root, work, env, args=(f"--MLOpsServer.mlflow_ui_url={MLFLOW_UI}",)) as lab,
+            browser_page(browser, artifacts, "sidebar", height=1500) as (page, _),
+        ):
+            page.goto(lab.page_url("work.ipynb"))
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=30_000)
 
-                # the sidebar, opened from its tab in the left bar
-                page.locator('.jp-SideBar.jp-mod-left li[data-id="mlops-sidebar"]').click()
-                sidebar = page.locator(SIDEBAR)
-                sidebar.locator('[data-experiment="churn"]').wait_for(timeout=20_000)
-                assert "tenant acme" in sidebar.locator(".jp-MLOps-status").inner_text()
-                exps = sidebar.locator(".jp-MLOps-experiments").inner_text()
-                assert "churn" in exps and "baseline" in exps and "secret-exp" not in exps
-                sidebar.locator('[data-experiment="baseline"].jp-mod-selected').wait_for()  # the newest
+            # the sidebar, opened from its tab in the left bar
+            page.locator('.jp-SideBar.jp-mod-left li[data-id="mlops-sidebar"]').click()
+            sidebar = page.locator(SIDEBAR)
+            sidebar.locator('[data-experiment="churn"]').wait_for(timeout=20_000)
+            assert "tenant acme" in sidebar.locator(".jp-MLOps-status").inner_text()
+            exps = sidebar.locator(".jp-MLOps-experiments").inner_text()
+            assert "churn" in exps and "baseline" in exps and "secret-exp" not in exps
+            sidebar.locator('[data-experiment="baseline"].jp-mod-selected').wait_for()  # the newest
+            sidebar.locator('[data-experiment="churn"]').click()
+            sidebar.get_by_text("Recent runs of churn").wait_for(timeout=10_000)
+            runs = sidebar.locator(".jp-MLOps-runs")
+            runs.get_by_text("depth-8").wait_for(timeout=10_000)
+            assert "accuracy 0.93" in runs.inner_text()
+            runs.locator(".jp-MLOps-run", has_text="depth-5").click()  # details
+            details = runs.locator(".jp-MLOps-details")
+            details.wait_for(timeout=5_000)
+            assert "max_depth" in details.inner_text() and "0.94" in details.inner_text()
+
+            model = sidebar.locator('.jp-MLOps-model[data-model="iris"]')
+            assert "3 versions" in model.inner_text() and "production: 1.0.0 50% · 1.1.0 50%" in model.inner_text()
+            assert sidebar.locator('.jp-MLOps-model[data-model="secret"]').count() == 0
+            model.click()  # versions and lineage
+            model.get_by_text("1.0.0 → 1.1.0 → 1.2.0").wait_for(timeout=5_000)
+
+            # drift of the deployed model; the alert evaluated above is listed on the next refresh
+            sidebar.locator('[data-section="drift"] [data-model="iris"] .jp-MLOps-drift', has_text="drift").wait_for(
+                timeout=20_000
+            )
+            sidebar.locator(".jp-MLOps-refresh").click()
+            sidebar.locator(".jp-MLOps-alerts", has_text="iris: drift_score > 0.1").wait_for(timeout=20_000)
+            assert "firing" in sidebar.locator(".jp-MLOps-alerts").inner_text()
+            # how the alert's action was delivered (issue 16: every attempt recorded and shown)
+            delivery = sidebar.locator(".jp-MLOps-alerts .jp-MLOps-delivery").inner_text()
+            assert delivery == "log delivered (1 attempt)"
+
+            prod = page.locator(PROD)
+            assert "serving" in prod.locator(".jp-MLOps-health").inner_text()
+            assert f"127.0.0.1:{seeded['port']}/tenants/acme/production/models/iris" in prod.inner_text()
+            sidebar.screenshot(path=str(artifacts / "sidebar.png"))
+
+            # palette commands in the open notebook: autolog on in its kernel, a %mlops runs cell
+            page.wait_for_function(KERNEL_IDLE, timeout=30_000)
+            page.evaluate("() => window.jupyterapp.commands.execute('mlops:toggle-autolog')")
+            page.locator(".Toastify__toast", has_text="Cell autolog is on").wait_for(timeout=30_000)
+            assert page.evaluate("() => window.jupyterapp.commands.isToggled('mlops:toggle-autolog')")
+            page.evaluate("() => window.jupyterapp.commands.execute('mlops:insert-runs-cell')")
+            assert page.evaluate(CELL_SOURCES) == ["x = 1", "%mlops runs"]
+            labels = page.evaluate("""() => ['mlops:open-panel', 'mlops:toggle-autolog', 'mlops:insert-runs-cell']
+                .map(id => window.jupyterapp.commands.label(id))""")
+            assert all(labels), labels
+
+            # Rollback, with its confirmation dialog
+            rollback = prod.locator("button.jp-MLOps-rollback")
+            assert rollback.inner_text() == "Rollback to 1.0.0"
+            rollback.click()
+            dialog = page.locator(".jp-Dialog")
+            dialog.wait_for(timeout=10_000)
+            assert "Send 100% of iris's traffic in production to 1.0.0?" in dialog.inner_text()
+            assert served_versions(seeded) == {"1.0.0", "1.1.0"}  # nothing happens before confirming
+            page.screenshot(path=str(artifacts / "sidebar-rollback-dialog.png"))
+            dialog.locator("button.jp-mod-accept").click()
+            page.locator(".Toastify__toast", has_text="Rolled back iris in production").wait_for(timeout=30_000)
+            prod.locator(".jp-MLOps-traffic", has_text="traffic 1.0.0 100%").wait_for(timeout=15_000)
+            assert served_versions(seeded) == {"1.0.0"}
+            prod.screenshot(path=str(artifacts / "sidebar-after-rollback.png"))
+            page.screenshot(path=str(artifacts / "sidebar-lab.png"))
+            # endpoints are links
+            assert prod.locator("a.jp-MLOps-endpoint").get_attribute("href").endswith("/models/iris")
+
+            # the status bar: autolog (toggled on above) and the gateway's state
+            item = page.locator(".jp-MLOps-statusItem")
+            item.filter(has_text="autolog on").wait_for(timeout=15_000)
+            assert "gateway running" in item.inner_text()
+
+            keyboard_and_step_charts(page, sidebar, epochs)
+            follow_the_kernels_tenant(page, sidebar)
+
+            # both themes: highlighted rows readable (WCAG AA), no serious axe violation
+            for theme in THEMES:
+                set_theme(page, theme)
                 sidebar.locator('[data-experiment="churn"]').click()
-                sidebar.get_by_text("Recent runs of churn").wait_for(timeout=10_000)
-                runs = sidebar.locator(".jp-MLOps-runs")
-                runs.get_by_text("depth-8").wait_for(timeout=10_000)
-                assert "accuracy 0.93" in runs.inner_text()
-                runs.locator(".jp-MLOps-run", has_text="depth-5").click()  # details
-                details = runs.locator(".jp-MLOps-details")
-                details.wait_for(timeout=5_000)
-                assert "max_depth" in details.inner_text() and "0.94" in details.inner_text()
-
-                model = sidebar.locator('.jp-MLOps-model[data-model="iris"]')
-                assert "3 versions" in model.inner_text() and "production: 1.0.0 50% · 1.1.0 50%" in model.inner_text()
-                assert sidebar.locator('.jp-MLOps-model[data-model="secret"]').count() == 0
-                model.click()  # versions and lineage
-                model.get_by_text("1.0.0 → 1.1.0 → 1.2.0").wait_for(timeout=5_000)
-
-                # drift of the deployed model; the alert evaluated above is listed on the next refresh
-                sidebar.locator(
-                    '[data-section="drift"] [data-model="iris"] .jp-MLOps-drift', has_text="drift"
-                ).wait_for(timeout=20_000)
-                sidebar.locator(".jp-MLOps-refresh").click()
-                sidebar.locator(".jp-MLOps-alerts", has_text="iris: drift_score > 0.1").wait_for(timeout=20_000)
-                assert "firing" in sidebar.locator(".jp-MLOps-alerts").inner_text()
-                # how the alert's action was delivered (issue 16: every attempt recorded and shown)
-                delivery = sidebar.locator(".jp-MLOps-alerts .jp-MLOps-delivery").inner_text()
-                assert delivery == "log delivered (1 attempt)"
-
-                prod = page.locator(PROD)
-                assert "serving" in prod.locator(".jp-MLOps-health").inner_text()
-                assert f"127.0.0.1:{seeded['port']}/tenants/acme/production/models/iris" in prod.inner_text()
-                sidebar.screenshot(path=str(artifacts / "sidebar.png"))
-
-                # palette commands in the open notebook: autolog on in its kernel, a %mlops runs cell
-                page.wait_for_function(KERNEL_IDLE, timeout=30_000)
-                page.evaluate("() => window.jupyterapp.commands.execute('mlops:toggle-autolog')")
-                page.locator(".Toastify__toast", has_text="Cell autolog is on").wait_for(timeout=30_000)
-                assert page.evaluate("() => window.jupyterapp.commands.isToggled('mlops:toggle-autolog')")
-                page.evaluate("() => window.jupyterapp.commands.execute('mlops:insert-runs-cell')")
-                assert page.evaluate(CELL_SOURCES) == ["x = 1", "%mlops runs"]
-                labels = page.evaluate("""() => ['mlops:open-panel', 'mlops:toggle-autolog', 'mlops:insert-runs-cell']
-                    .map(id => window.jupyterapp.commands.label(id))""")
-                assert all(labels), labels
-
-                # Rollback, with its confirmation dialog
-                rollback = prod.locator("button.jp-MLOps-rollback")
-                assert rollback.inner_text() == "Rollback to 1.0.0"
-                rollback.click()
-                dialog = page.locator(".jp-Dialog")
-                dialog.wait_for(timeout=10_000)
-                assert "Send 100% of iris's traffic in production to 1.0.0?" in dialog.inner_text()
-                assert served_versions(seeded) == {"1.0.0", "1.1.0"}  # nothing happens before confirming
-                page.screenshot(path=str(artifacts / "sidebar-rollback-dialog.png"))
-                dialog.locator("button.jp-mod-accept").click()
-                page.locator(".Toastify__toast", has_text="Rolled back iris in production").wait_for(timeout=30_000)
-                prod.locator(".jp-MLOps-traffic", has_text="traffic 1.0.0 100%").wait_for(timeout=15_000)
-                assert served_versions(seeded) == {"1.0.0"}
-                prod.screenshot(path=str(artifacts / "sidebar-after-rollback.png"))
-                page.screenshot(path=str(artifacts / "sidebar-lab.png"))
-                # endpoints are links
-                assert prod.locator("a.jp-MLOps-endpoint").get_attribute("href").endswith("/models/iris")
-
-                # the status bar: autolog (toggled on above) and the gateway's state
-                item = page.locator(".jp-MLOps-statusItem")
-                item.filter(has_text="autolog on").wait_for(timeout=15_000)
-                assert "gateway running" in item.inner_text()
-
-                keyboard_and_step_charts(page, sidebar, epochs)
-                follow_the_kernels_tenant(page, sidebar)
-
-                # both themes: highlighted rows readable (WCAG AA), no serious axe violation
-                for theme in THEMES:
-                    set_theme(page, theme)
-                    sidebar.locator('[data-experiment="churn"]').click()
-                    sidebar.locator('[data-experiment="churn"].jp-mod-selected').wait_for(timeout=10_000)
-                    # selecting starts a refresh ("refreshing…" until it has re-rendered the list): a
-                    # click whose mouse-down and mouse-up land on rows of two renderings is lost
-                    sidebar.locator(".jp-MLOps-status", has_text="updated").wait_for(timeout=20_000)
-                    sidebar.locator(".jp-MLOps-run", has_text="depth-5").click()
-                    sidebar.locator(".jp-MLOps-run.jp-mod-open .jp-MLOps-details").wait_for(timeout=10_000)
-                    n, low = low_contrast(
-                        page, f"{SIDEBAR} .jp-mod-selected, {SIDEBAR} .jp-MLOps-badge, {SIDEBAR} .jp-MLOps-segment"
-                    )
-                    assert n >= 10 and low == [], (theme, low)
-                    assert axe_serious(page, SIDEBAR) == [], theme
-                    slug = "dark" if "Dark" in theme else "light"
-                    sidebar.screenshot(path=str(artifacts / f"sidebar-{slug}.png"))
-            except BaseException:
-                page.screenshot(path=str(artifacts / "sidebar-failure.png"))
-                (artifacts / "sidebar-failure.html").write_text(page.content())
-                raise
-            finally:
-                (artifacts / "sidebar-console.txt").write_text("\n".join(messages))
-                context.close()
-        assert script_failures(messages) == [], messages
+                sidebar.locator('[data-experiment="churn"].jp-mod-selected').wait_for(timeout=10_000)
+                # selecting starts a refresh ("refreshing…" until it has re-rendered the list): a
+                # click whose mouse-down and mouse-up land on rows of two renderings is lost
+                sidebar.locator(".jp-MLOps-status", has_text="updated").wait_for(timeout=20_000)
+                sidebar.locator(".jp-MLOps-run", has_text="depth-5").click()
+                sidebar.locator(".jp-MLOps-run.jp-mod-open .jp-MLOps-details").wait_for(timeout=10_000)
+                n, low = low_contrast(
+                    page, f"{SIDEBAR} .jp-mod-selected, {SIDEBAR} .jp-MLOps-badge, {SIDEBAR} .jp-MLOps-segment"
+                )
+                assert n >= 10 and low == [], (theme, low)
+                assert axe_serious(page, SIDEBAR) == [], theme
+                slug = "dark" if "Dark" in theme else "light"
+                sidebar.screenshot(path=str(artifacts / f"sidebar-{slug}.png"))
     if os.environ.get("MLOPS_UPDATE_SCREENSHOTS"):
         DOCS.mkdir(parents=True, exist_ok=True)
         shutil.copy(artifacts / "sidebar.png", DOCS / "mlops-sidebar.png")

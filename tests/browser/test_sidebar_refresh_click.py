@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import artifacts, browser, jupyter_lab, open_page, script_failures  # noqa: F401 (fixtures)
+from harness import artifacts, browser, browser_page, jupyter_lab  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.browser
 
@@ -73,24 +73,17 @@ def lab_page(browser, artifacts, tmp_path_factory, template_db) -> Iterator[tupl
     home.mkdir()
     shutil.copy(template_db, home / "mlflow.db")
     runs = {name: log_run(home, name, f"{name}-1") for name in ("alpha", "beta")}
-    with jupyter_lab(root, work, {"MLOPS_HOME": str(home), "MLOPS_TENANT": "acme"}) as lab:
-        context, page, messages = open_page(browser)
-        try:
-            page.goto(f"{lab.url}/lab?token={lab.token}&reset")
-            tab = page.locator('.jp-SideBar.jp-mod-left li[data-id="mlops-sidebar"]')
-            tab.click(timeout=30_000)
-            sidebar = page.locator(SIDEBAR)
-            sidebar.locator('[data-experiment="alpha"]').wait_for(timeout=20_000)
-            sidebar.locator(".jp-MLOps-status", has_text="updated").wait_for(timeout=20_000)
-            yield page, home, runs
-        except BaseException:
-            page.screenshot(path=str(artifacts / "sidebar-refresh-failure.png"))
-            (artifacts / "sidebar-refresh-failure.html").write_text(page.content())
-            raise
-        finally:
-            (artifacts / "sidebar-refresh-console.txt").write_text("\n".join(messages))
-            context.close()
-    assert script_failures(messages) == [], messages
+    with (
+        jupyter_lab(root, work, {"MLOPS_HOME": str(home), "MLOPS_TENANT": "acme"}) as lab,
+        browser_page(browser, artifacts, "sidebar-refresh") as (page, _),
+    ):
+        page.goto(f"{lab.url}/lab?token={lab.token}&reset")
+        tab = page.locator('.jp-SideBar.jp-mod-left li[data-id="mlops-sidebar"]')
+        tab.click(timeout=30_000)
+        sidebar = page.locator(SIDEBAR)
+        sidebar.locator('[data-experiment="alpha"]').wait_for(timeout=20_000)
+        sidebar.locator(".jp-MLOps-status", has_text="updated").wait_for(timeout=20_000)
+        yield page, home, runs
 
 
 def test_a_click_held_across_a_refresh_is_not_lost(lab_page):

@@ -242,7 +242,7 @@ def test_reads_and_the_registry_are_bounded_too(small_bounds, closed_port, read)
     assert "connection refused" in str(err.value)
 
 
-def test_a_read_from_a_silent_server_is_bounded_by_the_request_timeout(small_bounds, healthy_but_silent, ip):
+def test_a_read_from_a_silent_server_is_bounded_by_the_request_timeout(small_bounds, healthy_but_silent):
     url = f"http://127.0.0.1:{healthy_but_silent}"
     tracker = create_experiment_tracker(tenant_id="down", mlflow_uri=url)
     t0 = time.monotonic()
