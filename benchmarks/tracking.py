@@ -22,8 +22,12 @@ flushed by ``end_run``). Every point is verified stored through
 a plain ``MlflowClient`` on the server. The server runs ``--server-workers`` worker
 processes (default: one per core, as the README advises), the same for all three sides.
 
+The server case runs twice (``--server-store both``): on MLflow's own store
+(``postgresql+psycopg://``) and on our bulk metric store (``mlops+postgresql+psycopg://``,
+``mlops_jupyter/storage/pg_store.py``), all three clients against each.
+
 Usage: python benchmarks/tracking.py [--calls 10000] [--runs 200] [--server-calls 2000]
-       [--server-runs 100] [--server-workers N] [--no-server]
+       [--server-runs 100] [--server-workers N] [--server-store mlflow|bulk|both] [--no-server]
 """
 
 from __future__ import annotations
@@ -220,14 +224,16 @@ def verify_server(url: str, prefix: str, n_calls: int, n_runs: int) -> None:
         assert len(r.data.params) == 5 and len(r.data.metrics) == 5, (prefix, r.info.run_name)
 
 
-def bench_server(root: Path, n_calls: int, n_runs: int, workers: int = 2) -> list[tuple[str, float, float, float]]:
+def bench_server(
+    root: Path, n_calls: int, n_runs: int, workers: int = 2, bulk_store: bool = False
+) -> list[tuple[str, float, float, float]]:
     """Rows (workload, ours, MLflow sync, MLflow async) against one PostgreSQL-backed server
     with ``workers`` worker processes (``mlflow server --workers``)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from team.servers import start_team_servers, stop_team_servers  # the tests' start-up code
 
     os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"  # no "View run at" line per run
-    servers = start_team_servers(root / "team", with_auth=False, durable=True, workers=workers)
+    servers = start_team_servers(root / "team", with_auth=False, durable=True, workers=workers, bulk_open=bulk_store)
     try:
         url = servers.open_server.url
         warm_server(url)
@@ -247,9 +253,10 @@ def bench_server(root: Path, n_calls: int, n_runs: int, workers: int = 2) -> lis
     ]
 
 
-def print_server(rows: list[tuple[str, float, float, float]], workers: int) -> None:
+def print_server(rows: list[tuple[str, float, float, float]], workers: int, bulk_store: bool) -> None:
+    store = "our bulk metric store (mlops+postgresql+psycopg)" if bulk_store else "MLflow's own store"
     print(
-        f"\nserver case: mlflow server --workers {workers} over PostgreSQL (proxied artifacts), "
+        f"\nserver case: mlflow server --workers {workers} over PostgreSQL (proxied artifacts), {store}, "
         "every point verified stored"
     )
     print(f"{'workload':<40} {'ours':>9} {'MLflow sync':>12} {'ratio':>7} {'MLflow async':>13} {'ratio':>7}")
@@ -265,6 +272,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--server-runs", type=int, default=100)
     ap.add_argument("--no-server", action="store_true", help="skip the PostgreSQL-backed server case")
     ap.add_argument("--server-workers", type=int, default=os.cpu_count() or 1, help="mlflow server --workers")
+    ap.add_argument(
+        "--server-store",
+        choices=("mlflow", "bulk", "both"),
+        default="both",
+        help="the server's store: MLflow's own (postgresql+psycopg://), ours (mlops+postgresql+psycopg://), or both",
+    )
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-tracking-") as tmp:
         root = Path(tmp)
@@ -287,11 +300,10 @@ def main(argv: list[str] | None = None) -> int:
         f"per call: ours {o_calls / args.calls * 1e6:.1f} us, MLflow {m_calls / args.calls * 1e3:.2f} ms; "
         f"per run: ours {o_runs / args.runs * 1e3:.2f} ms, MLflow {m_runs / args.runs * 1e3:.1f} ms"
     )
-    if not args.no_server:
+    for bulk in {"mlflow": [False], "bulk": [True], "both": [False, True]}[args.server_store] * (not args.no_server):
         with tempfile.TemporaryDirectory(prefix="bench-tracking-server-") as tmp:
-            print_server(
-                bench_server(Path(tmp), args.server_calls, args.server_runs, args.server_workers), args.server_workers
-            )
+            rows = bench_server(Path(tmp), args.server_calls, args.server_runs, args.server_workers, bulk_store=bulk)
+            print_server(rows, args.server_workers, bulk)
     return 0
 
 

@@ -143,7 +143,13 @@ class TrackingStore:
 
             connect_sqlite(db).close()
             return client
-        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        uri = self.tracking_uri
+        if uri.split("://", 1)[0] in ("postgresql", "postgresql+psycopg", "postgresql+psycopg2"):
+            # PostgreSQL used directly: MLflow's store with the bulk metric write (pg_store)
+            from mlops_jupyter.storage import pg_store
+
+            uri = pg_store.PREFIX + uri
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
     @property
     def writer(self) -> BatchWriter:

@@ -30,8 +30,10 @@ CLIENT_ENV = (
 def team(tmp_path_factory: pytest.TempPathFactory) -> TeamServers:
     # two worker processes each, as the README advises (one per core): requests of one client
     # land on different workers, so nothing may rely on one process' memory (the auth app's
-    # users and permissions live in PostgreSQL)
-    servers = start_team_servers(tmp_path_factory.mktemp("team"), workers=2)
+    # users and permissions live in PostgreSQL). The open server is MLflow's own store; the
+    # one with the auth app runs our bulk metric store (mlops+postgresql+psycopg), so the
+    # tenant tests show the server's auth in front of it
+    servers = start_team_servers(tmp_path_factory.mktemp("team"), workers=2, bulk_auth=True)
     yield servers
     stop_team_servers(servers)
 

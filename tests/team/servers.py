@@ -294,18 +294,30 @@ class TeamServers(NamedTuple):
     auth_server: MlflowServer | None
 
 
-def start_team_servers(root: Path, with_auth: bool = True, durable: bool = False, workers: int = 1) -> TeamServers:
+def start_team_servers(
+    root: Path,
+    with_auth: bool = True,
+    durable: bool = False,
+    workers: int = 1,
+    bulk_open: bool = False,
+    bulk_auth: bool = False,
+) -> TeamServers:
     """PostgreSQL, then MLflow's tables migrated once into a template database, then one
-    server (and one with basic-auth) each on its own copy. Stop with :func:`stop_team_servers`."""
+    server (and one with basic-auth) each on its own copy. Stop with :func:`stop_team_servers`.
+
+    ``bulk_open`` / ``bulk_auth``: that server's backend URI names our store plugin
+    (``mlops+postgresql+psycopg``, ``mlops_jupyter/storage/pg_store.py``), not MLflow's store."""
     pg = Postgres(durable=durable).start()
     started: list[MlflowServer] = []
     try:
         pg.create_database("mlflow_template")
         pg.migrate("mlflow_template")
-        open_uri = pg.create_database("mlflow_team", template="mlflow_template")
+        open_uri = ("mlops+" if bulk_open else "") + pg.create_database("mlflow_team", template="mlflow_template")
         started.append(MlflowServer(Path(root) / "server", open_uri, workers=workers).start())
         if with_auth:  # both start at once: each takes ~15 s to import and boot
-            auth_uri = pg.create_database("mlflow_tenants", template="mlflow_template")
+            auth_uri = ("mlops+" if bulk_auth else "") + pg.create_database(
+                "mlflow_tenants", template="mlflow_template"
+            )
             users_uri = pg.create_database("mlflow_users")
             started.append(
                 MlflowServer(Path(root) / "auth-server", auth_uri, auth_db_uri=users_uri, workers=workers).start()

@@ -121,6 +121,8 @@ def test_a_plain_postgresql_uri_without_a_server(team, client_home, fitted, iris
     assert len(plain.get_metric_history(run.run_id, "loss")) == 300
     assert plain.get_model_version("pg.clf", "1").run_id == run.run_id
     assert [r["run_id"] for r in tracker.list_experiments(experiment_name="direct")] == [run.run_id]
+    # the points went through MLflow's store with the bulk metric write (storage/pg_store.py)
+    assert type(tracker.store.raw_client._tracking_client.store).__name__ == "PostgresBulkSqlAlchemyStore"
 
 
 KERNEL_CELLS = [

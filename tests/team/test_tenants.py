@@ -146,3 +146,26 @@ def test_which_isolation_is_in_force(tenants, server_url, client_home, monkeypat
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "wrong")
     with pytest.raises(InvalidSettingError, match="refused the credentials"):
         server_auth.isolation_mode(tenants)
+
+
+def test_a_tenants_points_reach_the_bulk_store_through_the_auth_app(team, tenants, client_home, monkeypatch):
+    """The auth server runs our bulk metric store (``mlops+postgresql+psycopg``): tenant A's
+    3 000 points are all stored and read back by A's plain client; B's batch into A's run is
+    refused by the auth app before it reaches the store."""
+    from mlflow.entities import Metric
+
+    assert team.auth_server.backend_uri.startswith("mlops+postgresql+psycopg://")
+    url = tenants
+    be(monkeypatch, "alice", TEAM_A)
+    tracker = create_experiment_tracker(tenant_id="team_a", mlflow_uri=url, storage_path=client_home / "alice")
+    with tracker.start_experiment("bulk") as run:
+        for i in range(300):
+            tracker.log_metrics({f"m{j}": i + j / 10 for j in range(10)}, step=i)
+    be(monkeypatch, "bob", TEAM_B)
+    assert denied(MlflowClient(tracking_uri=url).log_batch, run.run_id, [Metric("m0", 1e6, 0, 10**6)]) == 403
+    be(monkeypatch, "ann", TEAM_A)
+    ann = MlflowClient(tracking_uri=url)
+    for j in (0, 9):
+        history = ann.get_metric_history(run.run_id, f"m{j}")
+        assert sorted(m.step for m in history) == list(range(300))
+    assert ann.get_run(run.run_id).data.metrics["m0"] == 299.0  # B's point (step 10**6) never landed
