@@ -1,4 +1,4 @@
-"""MLflow's private sqlite schema: every table, column and SQL statement we use on it.
+"""MLflow's private schema: every table, column and SQL statement we use on it.
 
 The embedded store is MLflow's own sqlite DB (``{home}/mlflow.db``, created and migrated by
 MLflow's SQLAlchemy models). Two paths go around MLflow's Python API for speed, and both
@@ -34,6 +34,11 @@ Tables and columns used::
 Writers share the file with MLflow and other processes: connections are in WAL mode with a
 long busy timeout (:func:`connect_sqlite`), a batch is one ``BEGIN IMMEDIATE`` transaction,
 and readers open the file read-only.
+
+On PostgreSQL, the bulk metric store (``storage/pg_store.py``) writes ``metrics`` and
+``latest_metrics`` with the statements at the end of this module (:data:`PG_INSERT_POINTS`,
+:data:`PG_UPSERT_LATEST`), and reads a run's ``lifecycle_stage`` (:func:`pg_run_stage`), when
+:func:`pg_schema_ok`.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 from mlops_jupyter.config.names import TENANT_TAG, Tenancy
@@ -408,3 +414,56 @@ def read_experiment_tag(db: Path, tenancy: Tenancy, experiment: str, key: str) -
     finally:
         con.close()
     return str(row[0]) if row and row[0] else None
+
+
+# -- PostgreSQL: the bulk metric store's statements (storage/pg_store.py) ---------------------
+# A batch's points travel as five arrays, so PostgreSQL parses one statement whatever its size.
+_PG_POINTS = "SELECT %s, * FROM unnest(%s::varchar[], %s::float8[], %s::int8[], %s::int8[], %s::bool[])"
+PG_INSERT_POINTS = (
+    f"INSERT INTO metrics (run_uuid, key, value, timestamp, step, is_nan) {_PG_POINTS} ON CONFLICT DO NOTHING"
+)
+"""Every point of a batch; one already stored (the table's key is the whole row) is skipped.
+Parameters: :func:`pg_point_columns`."""
+PG_UPSERT_LATEST = (
+    f"INSERT INTO latest_metrics AS held (run_uuid, key, value, timestamp, step, is_nan) {_PG_POINTS} "
+    "ON CONFLICT (key, run_uuid) DO UPDATE SET value = EXCLUDED.value, timestamp = EXCLUDED.timestamp, "
+    "step = EXCLUDED.step, is_nan = EXCLUDED.is_nan "
+    "WHERE (EXCLUDED.step, EXCLUDED.timestamp, EXCLUDED.value) > (held.step, held.timestamp, held.value)"
+)
+"""The newest point per key (one row per key, keys sorted), kept only where newer by
+``(step, timestamp, value)``, MLflow's order. Parameters: :func:`pg_point_columns`."""
+PG_POINT_COLUMNS = frozenset({"run_uuid", "key", "value", "timestamp", "step", "is_nan"})
+_PG_COLUMNS = "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema()"
+
+
+def pg_point_columns(run_id: str, points: Sequence[tuple]) -> tuple:
+    """The parameters of both statements: ``(run_id, keys, values, timestamps, steps, NaN
+    flags)`` of points ``(key, timestamp, step, value, is_nan)``."""
+    return (
+        run_id,
+        [p[0] for p in points],
+        [p[3] for p in points],
+        [p[1] for p in points],
+        [p[2] for p in points],
+        [p[4] for p in points],
+    )
+
+
+def pg_schema_ok(db: Any) -> bool:
+    """True when ``metrics`` and ``latest_metrics`` have exactly the columns the statements
+    write and ``runs`` has ``lifecycle_stage`` (``db``: a SQLAlchemy connection)."""
+    found: dict[str, set[str]] = {}
+    for table, column in db.exec_driver_sql(_PG_COLUMNS).all():
+        found.setdefault(table, set()).add(column)
+    return (
+        found.get("metrics") == PG_POINT_COLUMNS
+        and found.get("latest_metrics") == PG_POINT_COLUMNS
+        and "lifecycle_stage" in found.get("runs", ())
+    )
+
+
+def pg_run_stage(db: Any, run_id: str) -> Any:
+    """The run as MLflow's ``_check_run_is_active`` reads it (its id and lifecycle stage), or
+    None when there is no such run (``db``: a SQLAlchemy connection)."""
+    row = db.exec_driver_sql("SELECT lifecycle_stage FROM runs WHERE run_uuid = %s", (run_id,)).first()
+    return None if row is None else SimpleNamespace(run_uuid=run_id, lifecycle_stage=row[0])

@@ -1,8 +1,8 @@
 """MLflow's PostgreSQL store with metric points written in bulk: a store plugin for a team's server.
 
 A team's ``mlflow server`` over PostgreSQL spends most of a ``log_batch`` of 1 000 metrics
-(113-139 ms of its Python) in MLflow's ORM: one ``SqlMetric`` object per point, a
-``latest_metrics`` read and lock per key, then a flush. This store is MLflow's own
+(113-139 ms of its Python) in MLflow's ORM: one ``SqlMetric`` object per point, a read
+and lock of each key's latest value, then a flush. This store is MLflow's own
 ``SqlAlchemyStore`` with that one step replaced: the batch's points go in one multi-row
 ``INSERT ... ON CONFLICT DO NOTHING`` and its newest value per key in one
 ``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` newer, in the same transaction. Everything else
@@ -15,8 +15,11 @@ Semantics kept from MLflow's ``_log_metrics_once``:
 - a point already stored (same key, timestamp, step, value, NaN flag: the table's primary
   key) is skipped, in the batch and against the table;
 - NaN is stored as 0 with ``is_nan``, +/-inf as the largest finite float;
-- ``latest_metrics`` keeps, per key, the point with the greatest ``(step, timestamp, value)``;
-  keys are upserted in sorted order so concurrent batches lock them in the same order.
+- a key's latest value is the point with the greatest ``(step, timestamp, value)``; keys are
+  upserted in sorted order so concurrent batches lock them in the same order.
+
+The statements and the schema they need live with the rest of MLflow's private schema, in
+:mod:`mlops_jupyter.storage.mlflow_sql`.
 
 Used by naming the scheme ``mlops+`` before the database URL, on the server (the package
 installed in its environment; entry points ``mlflow.tracking_store`` and
@@ -35,8 +38,9 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import types
 from typing import Any
+
+from mlops_jupyter.storage import mlflow_sql
 
 log = logging.getLogger(__name__)
 
@@ -60,60 +64,15 @@ def database_url(store_uri: str) -> str:
     return store_uri[len(PREFIX) :]
 
 
-# The two statements. Table and column names are MLflow's (``SqlMetric`` is ``metrics``,
-# ``SqlLatestMetric`` is ``latest_metrics``, in mlflow/store/tracking/dbmodels/models.py); the
-# points travel as five arrays, so PostgreSQL parses one statement whatever the batch's size.
-_POINTS = "SELECT %s, * FROM unnest(%s::varchar[], %s::float8[], %s::int8[], %s::int8[], %s::bool[])"
-INSERT_POINTS = f"INSERT INTO metrics (run_uuid, key, value, timestamp, step, is_nan) {_POINTS} ON CONFLICT DO NOTHING"
-RUN_STAGE = "SELECT lifecycle_stage FROM runs WHERE run_uuid = %s"
-UPSERT_LATEST = (
-    f"INSERT INTO latest_metrics AS held (run_uuid, key, value, timestamp, step, is_nan) {_POINTS} "
-    "ON CONFLICT (key, run_uuid) DO UPDATE SET value = EXCLUDED.value, timestamp = EXCLUDED.timestamp, "
-    "step = EXCLUDED.step, is_nan = EXCLUDED.is_nan "
-    "WHERE (EXCLUDED.step, EXCLUDED.timestamp, EXCLUDED.value) > (held.step, held.timestamp, held.value)"
-)
-
-
-def _columns(run_id: str, points: list[tuple]) -> tuple:
-    """(run_id, keys, values, timestamps, steps, NaN flags) of ``(key, timestamp, step, value, is_nan)``s."""
-    return (
-        run_id,
-        [p[0] for p in points],
-        [p[3] for p in points],
-        [p[1] for p in points],
-        [p[2] for p in points],
-        [p[4] for p in points],
-    )
-
-
-# The columns the two statements write: exactly these, or MLflow's own write is used.
-POINT_COLUMNS = frozenset({"run_uuid", "key", "value", "timestamp", "step", "is_nan"})
-COLUMNS = "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema()"
-
-
-def schema_ok(engine: Any) -> bool:
-    """True when ``metrics`` and ``latest_metrics`` have exactly the columns written here and
-    ``runs`` has ``lifecycle_stage`` (a later MLflow schema falls back to MLflow's write)."""
-    found: dict[str, set[str]] = {}
-    with engine.connect() as db:
-        for table, column in db.exec_driver_sql(COLUMNS).all():
-            found.setdefault(table, set()).add(column)
-    return (
-        found.get("metrics") == POINT_COLUMNS
-        and found.get("latest_metrics") == POINT_COLUMNS
-        and "lifecycle_stage" in found.get("runs", ())
-    )
-
-
 class BulkMetricsMixin:
     """MLflow's metric write in two statements (module docstring); everything else is MLflow's.
 
     ``bulk`` is False (MLflow's own write everywhere) when the database is not PostgreSQL or
-    its schema is not the one the statements write (:func:`schema_ok`)."""
+    its schema is not the one the statements write (``mlflow_sql.pg_schema_ok``)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.bulk = self.db_type == "postgresql" and schema_ok(self.engine)
+        self.bulk = self.db_type == "postgresql" and _schema_ok(self.engine)
         if not self.bulk:
             log.warning(
                 "mlops_jupyter: %s: MLflow's own metric write (its schema is not the one expected)",
@@ -172,8 +131,9 @@ class BulkMetricsMixin:
             self._check_run_is_active(self._run_stage(session, db, run_id))
             if not points:
                 return
-            db.exec_driver_sql(INSERT_POINTS, _columns(run_id, list(points)))
-            db.exec_driver_sql(UPSERT_LATEST, _columns(run_id, [latest[k] for k in sorted(latest)]))
+            db.exec_driver_sql(mlflow_sql.PG_INSERT_POINTS, mlflow_sql.pg_point_columns(run_id, list(points)))
+            newest = [latest[k] for k in sorted(latest)]
+            db.exec_driver_sql(mlflow_sql.PG_UPSERT_LATEST, mlflow_sql.pg_point_columns(run_id, newest))
 
     def _run_stage(self, session: Any, db: Any, run_id: str) -> Any:
         """The run as ``_check_run_is_active`` needs it: one column by SQL when runs are not
@@ -184,11 +144,16 @@ class BulkMetricsMixin:
         from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
         if type(self)._get_query is not SqlAlchemyStore._get_query:
-            return self._get_run(run_uuid=run_id, session=session)
-        row = db.exec_driver_sql(RUN_STAGE, (run_id,)).first()
-        if row is None:  # MLflow's own words (SqlAlchemyStore._get_run)
+            return self._get_run(session, run_id)
+        run = mlflow_sql.pg_run_stage(db, run_id)
+        if run is None:  # MLflow's own words (SqlAlchemyStore._get_run)
             raise MlflowException(f"Run with id={run_id} not found", RESOURCE_DOES_NOT_EXIST)
-        return types.SimpleNamespace(run_uuid=run_id, lifecycle_stage=row[0])
+        return run
+
+
+def _schema_ok(engine: Any) -> bool:
+    with engine.connect() as db:
+        return mlflow_sql.pg_schema_ok(db)
 
 
 # What the mixin calls or replaces of MLflow's store (private API): an MLflow without one of
