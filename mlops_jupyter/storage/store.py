@@ -143,12 +143,11 @@ class TrackingStore:
 
             connect_sqlite(db).close()
             return client
-        uri = self.tracking_uri
-        if uri.split("://", 1)[0] in ("postgresql", "postgresql+psycopg", "postgresql+psycopg2"):
-            # PostgreSQL used directly: MLflow's store with the bulk metric write (pg_store)
-            from mlops_jupyter.storage import pg_store
+        from mlops_jupyter.storage import pg_store
 
-            uri = pg_store.PREFIX + uri
+        uri = self.tracking_uri
+        if pg_store.PREFIX + uri.split("://", 1)[0] in pg_store.SCHEMES:
+            uri = pg_store.PREFIX + uri  # PostgreSQL used directly: MLflow's store with the bulk metric write
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
     @property
