@@ -300,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         f"per call: ours {o_calls / args.calls * 1e6:.1f} us, MLflow {m_calls / args.calls * 1e3:.2f} ms; "
         f"per run: ours {o_runs / args.runs * 1e3:.2f} ms, MLflow {m_runs / args.runs * 1e3:.1f} ms"
     )
-    for bulk in {"mlflow": [False], "bulk": [True], "both": [False, True]}[args.server_store] * (not args.no_server):
+    stores = [] if args.no_server else {"mlflow": [False], "bulk": [True], "both": [False, True]}[args.server_store]
+    for bulk in stores:
         with tempfile.TemporaryDirectory(prefix="bench-tracking-server-") as tmp:
             rows = bench_server(Path(tmp), args.server_calls, args.server_runs, args.server_workers, bulk_store=bulk)
             print_server(rows, args.server_workers, bulk)
