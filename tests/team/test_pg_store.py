@@ -3,7 +3,9 @@ against MLflow's own ``SqlAlchemyStore``, both on the session's PostgreSQL.
 
 Every test runs the same calls on both stores, each on its own copy of MLflow's migrated
 schema, and compares what they stored (every row of ``metrics`` and ``latest_metrics``) and
-how they failed (exception type, error code, message). The servers in ``conftest.py`` run
+how they failed (exception type, error code, message); once through each driver the store's
+schemes name: psycopg 3 (``+psycopg``) and psycopg2 (``+psycopg2``, and SQLAlchemy's default
+for a bare ``postgresql://``, the URI most MLflow servers are started with). The servers in ``conftest.py`` run
 this store behind MLflow's basic-auth app (the tenant tests), so the server path is covered
 there.
 """
@@ -24,15 +26,25 @@ from hypothesis import strategies as st
 pytestmark = pytest.mark.server
 
 
-def _stores(team):
-    """MLflow's store and ours, each on a fresh copy of the migrated schema."""
+DRIVERS = ("psycopg", "psycopg2")
+
+
+def _url(team, database: str, driver: str) -> str:
+    """A copy of the migrated schema, as a SQLAlchemy URL through ``driver``."""
+    url = team.postgres.create_database(database, template="mlflow_template")
+    return url.replace("postgresql+psycopg://", f"postgresql+{driver}://", 1)
+
+
+def _stores(team, driver: str):
+    """MLflow's store and ours, each on a fresh copy of the migrated schema, both through ``driver``."""
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     from mlops_jupyter.storage.pg_store import tracking_store
 
     name = uuid.uuid4().hex[:8]
-    theirs = SqlAlchemyStore(team.postgres.create_database(f"stock_{name}", template="mlflow_template"), "/tmp/a")
-    ours = tracking_store("mlops+" + team.postgres.create_database(f"bulk_{name}", template="mlflow_template"))
+    theirs = SqlAlchemyStore(_url(team, f"stock_{name}", driver), "/tmp/a")
+    ours = tracking_store("mlops+" + _url(team, f"bulk_{name}", driver))
+    assert ours.bulk and ours.engine.url.drivername == f"postgresql+{driver}"
     return theirs, ours
 
 
@@ -58,32 +70,42 @@ def _outcome(fn):
     return None
 
 
-@pytest.fixture(scope="module")
-def stores(team):
-    theirs, ours = _stores(team)
+@pytest.fixture(scope="module", params=DRIVERS)
+def stores(team, request):
+    theirs, ours = _stores(team, request.param)
     yield theirs, ours
     theirs.engine.dispose()
     ours.engine.dispose()
 
 
-def test_the_entry_point_builds_our_store_and_importing_mlflow_stays_quiet(team):
+@pytest.mark.parametrize(
+    ("scheme", "driver"),
+    [
+        ("postgresql+psycopg", "postgresql+psycopg"),
+        ("postgresql+psycopg2", "postgresql+psycopg2"),
+        ("postgresql", "postgresql"),  # SQLAlchemy's default driver: psycopg2
+    ],
+)
+def test_the_entry_point_builds_our_store_and_importing_mlflow_stays_quiet(team, scheme, driver):
     """MLflow loads store plugins while ``mlflow.tracking`` is being imported: a plugin that
-    imports MLflow at its top makes every ``import mlflow`` in the environment warn."""
+    imports MLflow at its top makes every ``import mlflow`` in the environment warn. Every
+    scheme registered in pyproject.toml builds our store on its driver."""
     code = (
         "import mlflow.store.tracking.sqlalchemy_store\n"
         "from mlflow.tracking._tracking_service.utils import _get_store\n"
         "from mlflow.tracking._model_registry.utils import _get_store as registry\n"
         "import sys; s = _get_store(sys.argv[1]); r = registry(sys.argv[1])\n"
-        "print(type(s).__name__, type(r).__module__, s.engine.url.drivername)"
+        "print(type(s).__name__, type(r).__module__, s.engine.url.drivername, s.bulk)"
     )
-    uri = "mlops+" + team.postgres.url("mlflow_template")
+    uri = "mlops+" + team.postgres.url("mlflow_template").replace("postgresql+psycopg", scheme, 1)
     out = subprocess.run([sys.executable, "-c", code, uri], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "Failure attempting to register store" not in out.stderr, out.stderr[-2000:]
     assert out.stdout.split() == [
         "PostgresBulkSqlAlchemyStore",
         "mlflow.store.model_registry.sqlalchemy_store",
-        "postgresql+psycopg",
+        driver,
+        "True",
     ]
 
 
@@ -134,7 +156,16 @@ def test_a_batch_with_params_and_tags_is_mlflows_own_and_still_stored_alike(stor
 
 @pytest.mark.parametrize(
     "case",
-    ["missing run", "deleted run", "bad key", "non-numeric value", "bad step", "over the batch limit"],
+    [
+        "missing run",
+        "deleted run",
+        "bad key",
+        "non-numeric value",
+        "bad step",
+        "step past int64",
+        "timestamp past int64",
+        "over the batch limit",
+    ],
 )
 def test_bad_calls_fail_as_mlflows_and_write_nothing(stores, case):
     from mlflow.entities import Metric
@@ -147,6 +178,8 @@ def test_bad_calls_fail_as_mlflows_and_write_nothing(stores, case):
         "bad key": [good, Metric("../up", 1.0, 1, 1)],
         "non-numeric value": [good, Metric("v", "high", 1, 1)],
         "bad step": [good, Metric("s", 1.0, 1, "one")],
+        "step past int64": [good, Metric("s", 1.0, 1, 2**63)],  # a foreign client's; ours refuses it at the call
+        "timestamp past int64": [good, Metric("t", 1.0, -(2**63) - 1, 1)],
         "over the batch limit": [Metric(f"m{i}", 1.0, 1, 1) for i in range(1001)],
     }[case]
     outcomes = []
