@@ -12,18 +12,38 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from mlops_jupyter.api import (
-    create_experiment_tracker,
-    create_model_deployment,
-    create_model_monitoring,
-    create_model_versioning,
-)
-from mlops_jupyter.api import create_mlops_pipeline as _create_pipeline
+from mlops_jupyter._version import __version__
 
 if TYPE_CHECKING:
-    from mlops_jupyter.api import MLOpsPipeline
+    from mlops_jupyter.api import (
+        MLOpsPipeline,
+        create_experiment_tracker,
+        create_model_deployment,
+        create_model_monitoring,
+        create_model_versioning,
+    )
 
-from mlops_jupyter._version import __version__
+_FACTORIES = frozenset(
+    ("create_experiment_tracker", "create_model_deployment", "create_model_monitoring", "create_model_versioning")
+)
+"""Imported from :mod:`mlops_jupyter.api` when first asked for (PEP 562), so importing a
+submodule alone stays light: MLflow loads ``mlops_jupyter.storage.pg_store`` (a store
+plugin) in every MLflow process of the environment, which needs none of the parts."""
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FACTORIES:
+        from mlops_jupyter import api
+
+        value = getattr(api, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _FACTORIES)
+
 
 __all__ = [
     "__version__",
@@ -68,7 +88,9 @@ def create_mlops_pipeline(
         >>> pipeline = create_mlops_pipeline("ticket_classifier_pipeline", tenant_id="tenant_123")
         >>> pipeline.tracker.start_experiment("baseline")
     """
-    pipeline = _create_pipeline(pipeline_name, tenant_id, mlflow_uri, experiment_name, storage_path)
+    from mlops_jupyter.api import create_mlops_pipeline as create
+
+    pipeline = create(pipeline_name, tenant_id, mlflow_uri, experiment_name, storage_path)
     if autolog:
         try:
             from IPython import get_ipython
