@@ -17,6 +17,9 @@ delays only itself. Per model version (``LoadedVersion``):
   decoded in the pool; more than :data:`BATCH_MAX_ROWS` rows; ``params``; models served
   through DataFrames) runs one request per job.
 
+``/metrics`` counts a version's ``predict`` calls beside its requests
+(``mlops_model_executions_total``): their ratio is the mean micro-batch.
+
 A version runs at most ``MLOPS_GATEWAY_MODEL_CONCURRENCY`` jobs at once (batches and solo
 jobs together; the rest wait in ``pending`` and ``waiting``), so a slow version cannot take
 every thread from the others.
@@ -100,6 +103,7 @@ class Job:
     timer: asyncio.TimerHandle | None = None
     released: bool = False
     outcomes: list[Outcome] = field(default_factory=list)
+    calls: int = 0  # the model's predict calls (set in the pool; counted on the loop by _done)
 
 
 class Batching:
@@ -241,6 +245,7 @@ class Batching:
                 stats.model_errors += 1
             stats.observe(out.latency)
             it.conn.respond(out.status, out.body, extra=version)
+        job.items[0].stats.executions += job.calls
         self._release(job)
 
     # -- in a pool thread -----------------------------------------------------------------
@@ -254,13 +259,18 @@ class Batching:
     def _outcomes(self, job: Job) -> list[Outcome]:
         """The job's answers (in a pool thread, or on the loop for an inline batch)."""
         try:
-            return self._batch(job) if job.batch else [self._solo(job.lv, job.items[0])]
+            if job.batch:
+                return self._batch(job)
+            out = self._solo(job.lv, job.items[0])
+            job.calls = 0 if out.kind == "client" else 1  # a body refused while parsing never reached the model
+            return [out]
         except BaseException as exc:  # never lose the answers: every request gets one
             msg = f"The gateway failed while predicting: {type(exc).__name__}: {exc}"
             return [self._failure(job.lv, it, msg) for it in job.items]
 
     def _batch(self, job: Job) -> list[Outcome]:
         lv, items = job.lv, job.items
+        job.calls = 1
         if len(items) == 1:
             return [self._solo(lv, items[0])]
         np = self._np
@@ -273,6 +283,7 @@ class Batching:
             if len(y) != sum(it.n for it in items):
                 raise ValueError("batch output length differs from its input")
         except Exception:
+            job.calls += len(items)
             return [self._solo(lv, it) for it in items]  # find the request that made the batch fail
         out = []
         records: list[tuple[Any, ...]] = []

@@ -98,18 +98,36 @@ def peer_statuses(home: Path, exclude: int | None = None) -> dict[int, dict[str,
 
 # -- counters as JSON: a worker's snapshot, the supervisor's retired sum, the aggregate -------
 def snapshot_stats(stats: dict[StatsKey, Stats]) -> list[list[Any]]:
-    return [[*k, s.requests, s.client_errors, s.model_errors, s.lat_sum, list(s.buckets)] for k, s in stats.items()]
+    """Rows ``[*key, requests, client errors, model errors, latency sum, buckets, executions]``
+    (a row written before executions were counted has no last field: read as 0)."""
+    return [
+        [*k, s.requests, s.client_errors, s.model_errors, s.lat_sum, list(s.buckets), s.executions]
+        for k, s in stats.items()
+    ]
+
+
+def _row(r: list[Any]) -> list[Any]:
+    return [*r[:8], list(r[8]), r[9] if len(r) > 9 else 0]
 
 
 def add_counters(into: dict[str, Any], snap: dict[str, Any]) -> dict[str, Any]:
-    """Add one worker's counters (``stats``, ``codes``, ``dropped``, ``log_failures``) to ``into``."""
-    stats = {tuple(r[:4]): r for r in into.setdefault("stats", [])}
+    """Add one worker's counters (``stats``, ``codes``, ``dropped``, ``log_failures``) to ``into``.
+
+    Example:
+        >>> key = ["acme", "production", "iris", "1.0.0"]
+        >>> old = {"stats": [[*key, 3, 0, 0, 0.01, [3, 0]]]}  # a row from before executions
+        >>> new = {"stats": [[*key, 8, 1, 0, 0.02, [7, 1], 2]]}
+        >>> add_counters(add_counters({}, old), new)["stats"]
+        [['acme', 'production', 'iris', '1.0.0', 11, 1, 0, 0.03, [10, 1], 2]]
+    """
+    stats = {tuple(r[:4]): _row(r) for r in into.setdefault("stats", [])}
     for r in snap.get("stats") or []:
         cur = stats.get(tuple(r[:4]))
         if cur is None:
-            stats[tuple(r[:4])] = [*r[:8], list(r[8])]
+            stats[tuple(r[:4])] = _row(r)
         else:
-            for i in (4, 5, 6, 7):
+            r = _row(r)
+            for i in (4, 5, 6, 7, 9):
                 cur[i] += r[i]
             cur[8] = [a + b for a, b in zip(cur[8], r[8])]
     into["stats"] = list(stats.values())
@@ -126,6 +144,7 @@ def stats_of(rows: list[list[Any]]) -> dict[StatsKey, Stats]:
     for r in rows:
         s = Stats()
         s.requests, s.client_errors, s.model_errors, s.lat_sum = r[4], r[5], r[6], r[7]
+        s.executions = r[9] if len(r) > 9 else 0
         s.buckets = list(r[8]) + [0] * (len(LATENCY_BUCKETS) + 1 - len(r[8]))
         out[StatsKey(*r[:4])] = s
     return out

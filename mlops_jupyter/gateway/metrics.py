@@ -5,6 +5,7 @@ counters only grow; the request path updates them in place (no lock: the event l
 only writer). :func:`render` writes them as::
 
     mlops_requests_total{tenant,environment,model,version}                 counter
+    mlops_model_executions_total{tenant,environment,model,version}         counter
     mlops_errors_total{..., kind="client" | "model"}                       counter
     mlops_request_latency_seconds_bucket / _sum / _count{...}              histogram
     mlops_gateway_responses_total{code}                                    counter (admin token)
@@ -15,6 +16,10 @@ only writer). :func:`render` writes them as::
     mlops_prediction_log_degraded                                          gauge (workers that cannot write)
     mlops_gateway_workers                                                  gauge
     mlops_gateway_send_timeouts_total / _outbound_closed_total             counter (see :mod:`.http_state`)
+
+``mlops_model_executions_total`` counts the model's ``predict`` calls (Triton's execution
+count): requests over executions is the mean micro-batch (see :mod:`.batching`); a batch whose
+requests came through several environments of one version counts under its first request's.
 
 A tenant's token sees its own series only (its response counts are those of its model
 routes); the admin token sees every tenant's and the gateway-wide status codes. With
@@ -43,6 +48,9 @@ class StatsKey(NamedTuple):
 class Stats:
     """Counters and a latency histogram for one (tenant, environment, model, version).
 
+    ``executions``: the model's ``predict`` calls for these requests (fewer than the
+    requests when they met in micro-batches).
+
     Example:
         >>> s = Stats()
         >>> s.observe(0.003)
@@ -50,10 +58,11 @@ class Stats:
         (1, 1)
     """
 
-    __slots__ = ("buckets", "client_errors", "lat_sum", "model_errors", "requests")
+    __slots__ = ("buckets", "client_errors", "executions", "lat_sum", "model_errors", "requests")
 
     def __init__(self) -> None:
         self.requests = 0
+        self.executions = 0
         self.client_errors = 0
         self.model_errors = 0
         self.lat_sum = 0.0
@@ -102,6 +111,12 @@ def render(
         k: 'tenant="{}",environment="{}",model="{}",version="{}"'.format(*tuple(_esc(x) for x in k)) for k, _ in rows
     }
     out += [f"mlops_requests_total{{{labels[k]}}} {s.requests}" for k, s in rows]
+    out += [
+        "# HELP mlops_model_executions_total Model predict calls, per model version (requests / executions: "
+        "the mean micro-batch).",
+        "# TYPE mlops_model_executions_total counter",
+    ]
+    out += [f"mlops_model_executions_total{{{labels[k]}}} {s.executions}" for k, s in rows]
     out += [
         "# HELP mlops_errors_total Failed prediction requests (kind: client = 4xx, model = 5xx).",
         "# TYPE mlops_errors_total counter",

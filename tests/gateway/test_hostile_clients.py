@@ -771,7 +771,9 @@ def test_a_sticky_key_gets_the_same_version_whichever_worker_answers(workers_gw)
 def test_metrics_add_up_every_worker_and_a_tenant_sees_only_its_own(workers_gw):
     admin = Http(workers_gw["port"], workers_gw["admin"])
     labels = 'tenant="acme",environment="production",model="iris",version="1.0.0"'
-    before = _metric(admin.call("GET", "/metrics")[2], f"mlops_requests_total{{{labels}}}")
+    text = admin.call("GET", "/metrics")[2]
+    before = _metric(text, f"mlops_requests_total{{{labels}}}")
+    calls = _metric(text, f"mlops_model_executions_total{{{labels}}}")
     conns = _by_worker(workers_gw, workers_gw["token"])
     for c in conns.values():
         for _ in range(15):
@@ -779,6 +781,8 @@ def test_metrics_add_up_every_worker_and_a_tenant_sees_only_its_own(workers_gw):
         assert c.call("POST", path(), raw=b"{not json")[0] == 400
     text = admin.call("GET", "/metrics")[2]
     assert _metric(text, f"mlops_requests_total{{{labels}}}") == before + 16 * _WORKERS
+    # one request at a time: each its own predict call; the bad body never reached the model
+    assert _metric(text, f"mlops_model_executions_total{{{labels}}}") == calls + 15 * _WORKERS
     assert _metric(text, "mlops_gateway_workers") == _WORKERS
     assert 'mlops_gateway_responses_total{code="200"}' in text
     mine = Http(workers_gw["port"], workers_gw["token"]).call("GET", "/metrics")[2]

@@ -105,10 +105,23 @@ def test_concurrent_requests_batched_on_the_loop_each_get_their_own_answers(gw):
         c.close()
         return got
 
+    def counters() -> tuple[int, int]:
+        text = Http(gw["port"], gw["token"]).call("GET", "/metrics")[2]
+        found = {
+            line.split("{")[0]: int(line.split()[-1])
+            for line in text.splitlines()
+            if line.startswith(("mlops_requests_total{", "mlops_model_executions_total{")) and 'model="iris"' in line
+        }
+        return found["mlops_requests_total"], found["mlops_model_executions_total"]
+
+    requests0, calls0 = counters()
     with ThreadPoolExecutor(8) as pool:
         results = [r for rs in pool.map(client, range(8)) for r in rs]
     assert len(results) == 480
     assert all(status == 200 and got == expected for status, got, expected in results)
+    requests, calls = counters()
+    # a micro-batch is one predict call: never more calls than requests (how many met is up to timing)
+    assert requests - requests0 == 480 and 0 < calls - calls0 <= 480
     c = Http(gw["port"], gw["token"])
     assert info(c, "iris")["inline"] is True  # fast batches never cost it the loop
     c.close()
