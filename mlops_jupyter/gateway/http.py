@@ -75,7 +75,7 @@ from typing import Any, Protocol
 import httptools
 
 from mlops_jupyter.gateway.http_state import OVERFLOW_MAX, HttpState, unsent_bytes
-from mlops_jupyter.gateway.methods import KNOWN_METHODS, not_implemented_text, unknown_method
+from mlops_jupyter.gateway.methods import KNOWN_METHODS, method_head, not_implemented_text, unknown_method
 
 log = logging.getLogger("mlops_jupyter.gateway")
 
@@ -268,6 +268,7 @@ class HttpConnection(asyncio.Protocol):
         "lim",
         "linger_left",
         "loop",
+        "method_head",
         "nheaders",
         "overflow",
         "parser",
@@ -312,6 +313,7 @@ class HttpConnection(asyncio.Protocol):
         self.err: Refusal | None = None
         self.refusal: Refusal | None = None
         self.url = b""
+        self.method_head = b""  # the method so far, while the request line is still in it
         self.head_bytes = 0
         self.unseen = 0
         self.unsent = 0
@@ -476,14 +478,17 @@ class HttpConnection(asyncio.Protocol):
             if self.transport is None:
                 return
             method = None
-            if isinstance(exc, httptools.HttpParserInvalidMethodError) and self.seen:  # (seen: its first byte here)
-                method = unknown_method(data)
+            if isinstance(exc, httptools.HttpParserInvalidMethodError):
+                # seen: the method's first byte is in this packet; else it began in earlier ones
+                method = unknown_method(data if self.seen else self.method_head + bytes(data))
             err = self.err or (
                 not_implemented(method) if method else Refusal(400, "BAD_REQUEST", f"Malformed HTTP request: {exc}.")
             )
             self.err = None
             self._refuse(err)
             return
+        if self.phase == HEAD and not self.url:  # the request line is still in its method
+            self.method_head = method_head(b"" if self.seen else self.method_head, data)
         if self.phase == HEAD:  # bytes of this head no callback has accounted for yet
             self.unseen = max(len(data) - self.acc, 0) if self.seen else self.unseen + len(data)
             if self.unseen + self.head_bytes > self.lim.max_header_bytes:

@@ -3,7 +3,8 @@ does not recognise at all (501, RFC 9110 15.6.2), which :mod:`.http` answers bef
 
 llhttp parses a fixed list of methods (RFC 9110's, WebDAV's, RTSP's, PURGE, QUERY...) and
 refuses any other token at its first byte off that list, without saying which token: the
-request line is then looked for in the bytes at hand (:func:`unknown_method`).
+request line is then looked for in the bytes at hand (:func:`unknown_method`), after what
+earlier packets held of the method when it began in one of them (:func:`method_head`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ METHOD_TOKEN = re.compile(rb"(?:\A|\n)([!#$%&'*+.^_`|~0-9A-Za-z-]+)(?: |\Z)")
 of the bytes at hand: a long one is parsed a slice at a time)."""
 NAME_MAX = 64
 """Characters of an unknown method's name repeated in the answer."""
+HEAD_MAX = 128
+"""Bytes kept of a method token still arriving (llhttp refuses an unknown one within its
+first 20 bytes: no method it knows is longer)."""
+_TOKEN_TAIL = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]*\Z")
 
 
 def unknown_method(data: bytes | memoryview) -> str | None:
@@ -42,6 +47,24 @@ def unknown_method(data: bytes | memoryview) -> str | None:
         except httptools.HttpParserInvalidMethodError:
             return m.group(1).decode("ascii")
     return None
+
+
+def method_head(before: bytes, data: bytes | memoryview) -> bytes:
+    """What has arrived so far of a request's method that ``data`` (a packet, or a slice of
+    one) ended inside of: ``before`` (what earlier packets held of it) continued by ``data``
+    when ``data`` is all token characters, else the token characters that end ``data``.
+    Kept so a method split across packets is still named by :func:`unknown_method`.
+
+    Example:
+        >>> method_head(b"", b"GET /ping HTTP/1.1\\r\\n\\r\\nBR")
+        b'BR'
+        >>> method_head(b"BR", b"E")
+        b'BRE'
+    """
+    end = bytes(data[-HEAD_MAX:])
+    tail = _TOKEN_TAIL.search(end).group()
+    head = before + tail if len(tail) == len(end) == len(data) else tail
+    return head[:HEAD_MAX]
 
 
 def not_implemented_text(method: str) -> str:
