@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import Http, gateway_home, path, split_body
+from test_hostile_clients import metric
 
 from mlops_jupyter.config.settings import gateway_limits
 from mlops_jupyter.errors import InvalidSettingError
@@ -107,12 +108,10 @@ def test_concurrent_requests_batched_on_the_loop_each_get_their_own_answers(gw):
 
     def counters() -> tuple[int, int]:
         text = Http(gw["port"], gw["token"]).call("GET", "/metrics")[2]
-        found = {
-            line.split("{")[0]: int(line.split()[-1])
-            for line in text.splitlines()
-            if line.startswith(("mlops_requests_total{", "mlops_model_executions_total{")) and 'model="iris"' in line
-        }
-        return found["mlops_requests_total"], found["mlops_model_executions_total"]
+        return tuple(
+            metric(text, f"{name}{{", 'model="iris"')
+            for name in ("mlops_requests_total", "mlops_model_executions_total")
+        )
 
     requests0, calls0 = counters()
     with ThreadPoolExecutor(8) as pool:
