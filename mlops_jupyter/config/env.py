@@ -82,6 +82,9 @@ MLOPS_GATEWAY_INLINE_BUDGET = "MLOPS_GATEWAY_INLINE_BUDGET"
 """Seconds an inline micro-batch may hold the event loop (default 0.002); see gateway.inline."""
 MLOPS_GATEWAY_ACCEPT_ERROR_INTERVAL = "MLOPS_GATEWAY_ACCEPT_ERROR_INTERVAL"
 """Seconds between log lines about refused accepts (EMFILE...), each with the count (default 10)."""
+MLOPS_GATEWAY_BALANCE_INTERVAL = "MLOPS_GATEWAY_BALANCE_INTERVAL"
+"""Seconds between two checks of how evenly the workers hold the busy connections (default 0.5;
+0: never); see gateway.balance."""
 
 # Gateway workers and the prediction log's spool (read by mlops_jupyter.gateway.cluster).
 MLOPS_GATEWAY_WORKERS = "MLOPS_GATEWAY_WORKERS"

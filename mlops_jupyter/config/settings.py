@@ -320,7 +320,9 @@ class GatewayLimits:
     Times are seconds, sizes bytes; each serving worker process applies them to itself.
     ``max_connections`` None means "4096, at most the process' open-file limit minus a
     reserve" (computed by the gateway). ``inline_max_rows`` may be 0 (no prediction on the
-    event loop: see :mod:`mlops_jupyter.gateway.inline`); every other limit is positive.
+    event loop: see :mod:`mlops_jupyter.gateway.inline`), ``balance_interval`` too (workers
+    do not even out their connections: see :mod:`mlops_jupyter.gateway.balance`); every other
+    limit is positive.
     """
 
     header_timeout: float = 10.0
@@ -340,6 +342,7 @@ class GatewayLimits:
     inline_max_rows: int = 64
     inline_budget: float = 0.002
     accept_error_interval: float = 10.0
+    balance_interval: float = 0.5
 
 
 _GATEWAY_LIMIT_VARS = {
@@ -360,10 +363,11 @@ _GATEWAY_LIMIT_VARS = {
     "inline_max_rows": env.MLOPS_GATEWAY_INLINE_MAX_ROWS,
     "inline_budget": env.MLOPS_GATEWAY_INLINE_BUDGET,
     "accept_error_interval": env.MLOPS_GATEWAY_ACCEPT_ERROR_INTERVAL,
+    "balance_interval": env.MLOPS_GATEWAY_BALANCE_INTERVAL,
 }
 
 
-_ZERO_ALLOWED = frozenset({"inline_max_rows"})
+_ZERO_ALLOWED = frozenset({"inline_max_rows", "balance_interval"})
 
 
 def gateway_limits(environ: Mapping[str, str] | None = None) -> GatewayLimits:

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlops_jupyter.config.processes import pid_alive
 from mlops_jupyter.config.settings import GATEWAY_INFO_FILE
+from mlops_jupyter.gateway.balance import Balancer
 from mlops_jupyter.gateway.metrics import LATENCY_BUCKETS, Stats, StatsKey
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ def add_counters(into: dict[str, Any], snap: dict[str, Any]) -> dict[str, Any]:
     codes = into.setdefault("codes", {})
     for c, n in (snap.get("codes") or {}).items():
         codes[str(c)] = codes.get(str(c), 0) + n
-    for k in ("dropped", "log_failures", "send_timeouts", "outbound_closed"):
+    for k in ("dropped", "log_failures", "send_timeouts", "outbound_closed", "rebalanced"):
         into[k] = into.get(k, 0) + (snap.get(k) or 0)
     return into
 
@@ -162,6 +163,7 @@ def own_counters(gw: Gateway) -> dict[str, Any]:
         "log_failures": gw.predlog.write_failures,
         "send_timeouts": gw.http.send_timeouts,
         "outbound_closed": gw.http.outbound_closed,
+        "rebalanced": gw.http.rebalanced,
     }
 
 
@@ -220,7 +222,10 @@ class Agent:
         self.path = workers_dir(gw.home) / f"{os.getpid()}.json"
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(wake_address(os.getpid()))
-        self.sock.settimeout(POLL)
+        interval = gw.http.limits.balance_interval
+        self.balancer = Balancer(gw.http, interval) if interval > 0 else None
+        self.wait = min(POLL, interval) if interval > 0 else POLL  # the longest sleep between two looks
+        self.sock.settimeout(self.wait)
         self.synced = self.flushed = 0.0
         self.flushed_rows = 0
         self._last: Any = None
@@ -239,7 +244,8 @@ class Agent:
         self.sock.close()
 
     def _drain(self) -> bytes:
-        """Wait for a wake-up (at most :data:`POLL` s), then take every pending one."""
+        """Wait for a wake-up (at most :data:`POLL` s, or the balancing interval when shorter),
+        then take every pending one."""
         got = b""
         try:
             got += self.sock.recv(16)
@@ -249,7 +255,7 @@ class Agent:
         except (BlockingIOError, TimeoutError):
             pass
         finally:
-            self.sock.settimeout(POLL)
+            self.sock.settimeout(self.wait)
         return got
 
     def _run(self) -> None:
@@ -263,14 +269,24 @@ class Agent:
                 return
             t0 = time.monotonic()
             try:
-                if b"f" in got:
-                    self.flushed_rows = self.gw.predlog.flush()
-                    self.flushed = t0
-                self.follow()
-                self.synced = t0
-                self.write_status(force=bool(got))
+                if got or t0 - self.synced >= POLL - self.wait / 2:
+                    if b"f" in got:
+                        self.flushed_rows = self.gw.predlog.flush()
+                        self.flushed = t0
+                    self.follow()
+                    self.synced = t0
+                    self.write_status(force=bool(got))
+                if self.balancer is not None and self.balancer.due(t0):
+                    self.balance(t0)
             except Exception:  # never let the agent die: the worker would stop following
                 log.exception("gateway: worker agent pass failed")
+
+    def balance(self, now: float) -> None:
+        """End the balancing window, publish its busy count, close this worker's excess
+        (see :mod:`.balance`)."""
+        self.balancer.roll(now)
+        self.write_status()
+        self.balancer.decide(peer_statuses(self.gw.home, exclude=os.getpid()))
 
     def follow(self) -> None:
         """Rebuild the routes that differ from the state DB (by revision), on the loop."""
@@ -285,7 +301,8 @@ class Agent:
         gw = self.gw
         counters = own_counters(gw)
         state = log_state(gw.predlog)
-        key = (json.dumps(counters, sort_keys=True), json.dumps(state), len(gw.routes))
+        balance = self.balancer.status() if self.balancer is not None else {}
+        key = (json.dumps(counters, sort_keys=True), json.dumps(state), len(gw.routes), balance.get("busy"))
         now = time.monotonic()
         if not force and key == self._last and now - self._written < HEARTBEAT:
             return
@@ -301,6 +318,7 @@ class Agent:
                 "flushed_rows": self.flushed_rows,
                 "deployments": len(gw.routes),
                 "log": state,
+                **balance,
                 **counters,
             },
         )

@@ -109,5 +109,6 @@ class HealthMetrics:
                 "gateway_workers": len(logs),
                 "gateway_send_timeouts_total": total.get("send_timeouts", 0),
                 "gateway_outbound_closed_total": total.get("outbound_closed", 0),
+                "gateway_connections_rebalanced_total": total.get("rebalanced", 0),
             },
         )

@@ -284,6 +284,7 @@ class HttpConnection(asyncio.Protocol):
         "unseen",
         "unsent",
         "url",
+        "window",
         "write_paused",
     )
 
@@ -323,6 +324,7 @@ class HttpConnection(asyncio.Protocol):
         self.linger_left = 0
         self.overflow = False
         self.pieces = 0
+        self.window = -1  # the balancing window in which it was last counted busy
 
     # -- connection lifecycle ------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -357,6 +359,8 @@ class HttpConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         self.gw.connections.discard(self)
+        if self.window == self.state.window:  # busy in this balancing window, and gone
+            self.state.window_busy -= 1
         self.state.held.discard(self)
         if self.counted:
             self.state.active -= 1
@@ -761,6 +765,15 @@ class HttpConnection(asyncio.Protocol):
         length = len(body)
         if cur is not None:
             self.current = None
+            if self.keep_alive:  # balancing the workers (see .balance): close or count this one
+                st = self.state
+                if st.shed > 0 and not self.queue and self.req is None and not self.backlog:
+                    st.shed -= 1
+                    st.rebalanced += 1
+                    self.keep_alive = False
+                elif self.window != st.window:
+                    self.window = st.window
+                    st.window_busy += 1
             if cur.method == "HEAD":  # the answer a GET would get, without its body (RFC 9110 9.3.2)
                 body = b""
             if cur.reserved:

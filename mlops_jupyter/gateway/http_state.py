@@ -112,12 +112,28 @@ class HttpState:
         self.send_timeouts = 0  # connections closed for draining nothing within send_timeout
         self.outbound_closed = 0  # connections closed past max_outbound_bytes
         self.closes = Throttled(limits.accept_error_interval)
+        # connection balancing (see .balance): the connections answered in the current window
+        # and still open (each marks itself with the window's number), and how many to close
+        # after their next answer (set by the agent thread, taken by the loop)
+        self.window = 0
+        self.window_busy = 0
+        self.shed = 0
+        self.rebalanced = 0  # connections closed that way
         self._sweeper: asyncio.TimerHandle | None = None
         self._default_handler: Any = None
         self.sweep_every = max(0.05, min(1.0, limits.header_timeout / 4, self.send_timeout / 4))
         self.date = b""
         self._date_at = 0
         self.update_date()
+
+    def roll_window(self) -> int:
+        """Start a new balancing window; returns the busy connections of the one ending: those
+        answered in it and still open. (Called by the agent thread: an answer counted at the
+        same instant may land in either window.)"""
+        busy = max(0, self.window_busy)
+        self.window += 1
+        self.window_busy = 0
+        return busy
 
     def update_date(self) -> None:
         """Format the ``Date`` header line once per second (its resolution), not per answer."""

@@ -16,6 +16,7 @@ only writer). :func:`render` writes them as::
     mlops_prediction_log_degraded                                          gauge (workers that cannot write)
     mlops_gateway_workers                                                  gauge
     mlops_gateway_send_timeouts_total / _outbound_closed_total             counter (see :mod:`.http_state`)
+    mlops_gateway_connections_rebalanced_total                             counter (see :mod:`.balance`)
 
 ``mlops_model_executions_total`` counts the model's ``predict`` calls (Triton's execution
 count): requests over executions is the mean micro-batch (see :mod:`.batching`); a batch whose
@@ -173,4 +174,5 @@ _LOG_SERIES = (
     ("gateway_workers", "gauge", "Serving worker processes alive."),
     ("gateway_send_timeouts_total", "counter", "Connections closed: their unread answers drained nothing in time."),
     ("gateway_outbound_closed_total", "counter", "Connections closed: unread answers past the worker's byte budget."),
+    ("gateway_connections_rebalanced_total", "counter", "Connections closed after an answer to even out the workers."),
 )

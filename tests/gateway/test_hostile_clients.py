@@ -793,6 +793,74 @@ def test_metrics_add_up_every_worker_and_a_tenant_sees_only_its_own(workers_gw):
     assert _metric(theirs, 'mlops_gateway_responses_total{tenant="other",class="4xx"}') == 0
 
 
+def test_keep_alive_connections_piled_on_one_worker_are_spread_over_both(workers_gw):
+    """The kernel hashes connections to workers whatever their load (``SO_REUSEPORT``); four
+    busy keep-alive connections that all landed on one worker end up two on each: that
+    worker closes its excess after an answer (``Connection: close``), the client reconnects
+    and nothing fails. Once even, nothing more is closed."""
+    port, admin = workers_gw["port"], workers_gw["admin"]
+
+    def rebalanced() -> int:
+        c = Http(port, admin)
+        try:
+            return _metric(c.call("GET", "/metrics")[2], "mlops_gateway_connections_rebalanced_total")
+        finally:
+            c.close()
+
+    piled: list[Http] = []
+    first = None
+    for _ in range(400):  # connect until four land on the worker the first one reached
+        c = Http(port, admin)
+        pid = c.call("GET", "/health")[2]["worker_pid"]
+        first = first or pid
+        if pid == first:
+            piled.append(c)
+        else:
+            c.close()
+        if len(piled) == 4:
+            break
+    assert len(piled) == 4
+    closed_before = rebalanced()
+    where = [first] * 4  # the worker each connection's last answer came from
+    stop, errors = threading.Event(), []
+
+    def spread() -> list[int]:
+        return sorted(where.count(p) for p in set(where))
+
+    def drive(i: int) -> None:
+        try:
+            while not stop.is_set():
+                status, _, body = piled[i].call("GET", "/health")
+                assert status == 200, body
+                where[i] = body["worker_pid"]
+        except Exception as exc:  # reported below
+            errors.append(exc)
+            stop.set()
+
+    threads = [threading.Thread(target=drive, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        deadline = time.monotonic() + _DEADLINE
+        while not stop.is_set() and time.monotonic() < deadline and spread() != [2, 2]:
+            time.sleep(0.05)
+        even = spread()
+        closed = rebalanced() - closed_before
+        time.sleep(2.0)  # four windows more under the same load: even stays even
+        closed_later = rebalanced() - closed_before
+        settled = spread()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+        for c in piled:
+            c.close()
+    assert not errors, errors
+    assert even == [2, 2], where
+    assert closed >= 2  # at least the two that moved (a closed one may land back on the same worker)
+    assert closed_later == closed and settled == [2, 2], (closed, closed_later, where)
+
+
 def _flush(gw) -> dict:
     status, _, body = Http(gw["port"], gw["admin"]).call("POST", "/admin/flush")
     assert status == 200, body
