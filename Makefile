@@ -36,7 +36,8 @@ DOCTESTS := mlops_jupyter/errors.py mlops_jupyter/config mlops_jupyter/registry/
 	mlops_jupyter/monitoring/windows.py mlops_jupyter/monitoring/performance.py \
 	mlops_jupyter/notebook/widgets/comparison_data.py mlops_jupyter/notebook/widgets/comparison_view.py \
 	mlops_jupyter/tracking/key_metrics.py mlops_jupyter/monitoring/predlog mlops_jupyter/storage/pg_store.py \
-	mlops_jupyter/gateway/cluster.py mlops_jupyter/gateway/metrics.py mlops_jupyter/gateway/balance.py
+	mlops_jupyter/gateway/cluster.py mlops_jupyter/gateway/metrics.py mlops_jupyter/gateway/balance.py \
+	mlops_jupyter/gateway/inline.py
 
 test-unit: install labextension chromium postgresql mlserver-env
 	$(PY) -m pytest tests $(DOCTESTS) --doctest-modules --durations=15

@@ -319,10 +319,10 @@ class GatewayLimits:
 
     Times are seconds, sizes bytes; each serving worker process applies them to itself.
     ``max_connections`` None means "4096, at most the process' open-file limit minus a
-    reserve" (computed by the gateway). ``inline_max_rows`` may be 0 (no prediction on the
-    event loop: see :mod:`mlops_jupyter.gateway.inline`), ``balance_interval`` too (workers
-    do not even out their connections: see :mod:`mlops_jupyter.gateway.balance`); every other
-    limit is positive.
+    reserve" (computed by the gateway). These may be 0: ``inline_max_rows`` (no prediction
+    on the event loop: see :mod:`mlops_jupyter.gateway.inline`), ``inline_retry`` (a version
+    sent back to the pool stays there), ``balance_interval`` (workers do not even out their
+    connections: see :mod:`mlops_jupyter.gateway.balance`); every other limit is positive.
     """
 
     header_timeout: float = 10.0
@@ -341,6 +341,7 @@ class GatewayLimits:
     model_concurrency: int = 4
     inline_max_rows: int = 64
     inline_budget: float = 0.002
+    inline_retry: float = 30.0
     accept_error_interval: float = 10.0
     balance_interval: float = 0.5
 
@@ -362,12 +363,13 @@ _GATEWAY_LIMIT_VARS = {
     "model_concurrency": env.MLOPS_GATEWAY_MODEL_CONCURRENCY,
     "inline_max_rows": env.MLOPS_GATEWAY_INLINE_MAX_ROWS,
     "inline_budget": env.MLOPS_GATEWAY_INLINE_BUDGET,
+    "inline_retry": env.MLOPS_GATEWAY_INLINE_RETRY,
     "accept_error_interval": env.MLOPS_GATEWAY_ACCEPT_ERROR_INTERVAL,
     "balance_interval": env.MLOPS_GATEWAY_BALANCE_INTERVAL,
 }
 
 
-_ZERO_ALLOWED = frozenset({"inline_max_rows", "balance_interval"})
+_ZERO_ALLOWED = frozenset({"inline_max_rows", "inline_retry", "balance_interval"})
 
 
 def gateway_limits(environ: Mapping[str, str] | None = None) -> GatewayLimits:

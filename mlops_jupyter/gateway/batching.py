@@ -154,6 +154,8 @@ class Batching:
                 continue
             items, lv.pending = lv.pending, []
             lv.batches += 1
+            if lv.inline_retry_at is not None:
+                inline.retry(lv, now)
             if lv.inline and sum(it.n for it in items) <= self.limits.inline_max_rows:
                 self._inline(Job(lv, items, True))
                 continue

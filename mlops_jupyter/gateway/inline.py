@@ -25,8 +25,12 @@ A batch runs inline only when its rows number at most ``MLOPS_GATEWAY_INLINE_MAX
 on something else); the wall clock alone would also count the time the loop was preempted,
 and with one worker per core and a busy machine that is often more than the budget. A
 version over the budget :data:`STRIKES` batches in a row (one alone may be a garbage
-collection) goes back to the pool for as long as it stays loaded, with one log line. The
-worst a version can do to the other routes is therefore a few budgets of delay, once.
+collection) goes back to the pool, with one log line. A burst that was not the model's
+doing (a notebook training on the same cores, a swap storm) would otherwise cost a fast
+model the loop until it is reloaded, so a version sent back tries the loop again after
+``MLOPS_GATEWAY_INLINE_RETRY`` seconds (30), a wait that doubles at each demotion (up to
+:data:`RETRY_MAX_FACTOR` times; 0: it stays in the pool). The worst a version can do to
+the other routes is therefore a few budgets of delay per wait, the waits growing.
 """
 
 from __future__ import annotations
@@ -45,6 +49,9 @@ TRIALS = 5
 """Test predictions timed at load; the fastest is compared to a quarter of the budget."""
 STRIKES = 3
 """Inline batches over the budget in a row that send a version back to the pool."""
+RETRY_MAX_FACTOR = 64
+"""The wait before a demoted version tries the loop again doubles at each demotion, up to
+this many times ``MLOPS_GATEWAY_INLINE_RETRY`` (30 s: about half an hour)."""
 
 
 def untrusted_part(model: Any) -> str | None:
@@ -74,6 +81,8 @@ def qualify(lv: LoadedVersion, example: Any, limits: GatewayLimits) -> None:
     """Decide whether ``lv`` predicts inline; set ``lv.inline`` and ``lv.inline_reason``."""
     lv.inline = False
     lv.inline_strikes = 0
+    lv.inline_demotions = 0
+    lv.inline_retry_at = None
     if limits.inline_max_rows == 0:
         lv.inline_reason = "inline prediction is off (MLOPS_GATEWAY_INLINE_MAX_ROWS=0)"
         return
@@ -115,9 +124,13 @@ def charge(lv: LoadedVersion, cpu_s: float, wall_s: float, limits: GatewayLimits
     lv.inline_strikes += 1
     if lv.inline_strikes >= STRIKES:
         lv.inline = False
+        lv.inline_demotions += 1
+        wait = retry_wait(limits, lv.inline_demotions)
+        lv.inline_retry_at = None if wait is None else time.perf_counter() + wait
         lv.inline_reason = (
             f"{STRIKES} inline batches in a row took over MLOPS_GATEWAY_INLINE_BUDGET "
-            f"({limits.inline_budget * 1e3:g} ms; the last {cpu_s * 1e3:.2f} ms of CPU in {wall_s * 1e3:.2f} ms)"
+            f"({limits.inline_budget * 1e3:g} ms; the last {cpu_s * 1e3:.2f} ms of CPU in {wall_s * 1e3:.2f} ms); "
+            + ("it stays in the pool" if wait is None else f"it tries the loop again in {wait:g} s")
         )
         log.warning(
             "gateway: %s %s %s predicts in the inference pool from now on: %s",
@@ -126,3 +139,30 @@ def charge(lv: LoadedVersion, cpu_s: float, wall_s: float, limits: GatewayLimits
             lv.version,
             lv.inline_reason,
         )
+
+
+def retry_wait(limits: GatewayLimits, demotions: int) -> float | None:
+    """Seconds before a version demoted ``demotions`` times tries the loop again (None: never).
+
+    >>> from mlops_jupyter.config.settings import GatewayLimits
+    >>> [retry_wait(GatewayLimits(), n) for n in (1, 2, 3, 8)]
+    [30.0, 60.0, 120.0, 1920.0]
+    >>> retry_wait(GatewayLimits(inline_retry=0.0), 1) is None
+    True
+    """
+    if limits.inline_retry <= 0:
+        return None
+    return limits.inline_retry * min(2 ** (demotions - 1), RETRY_MAX_FACTOR)
+
+
+def retry(lv: LoadedVersion, now: float) -> None:
+    """Put a demoted version back on the loop once its wait is over (``now``: perf counter);
+    its batches are charged as before, so a model still slow goes back within
+    :data:`STRIKES` batches, for a wait twice as long."""
+    if lv.inline_retry_at is None or now < lv.inline_retry_at:
+        return
+    lv.inline_retry_at = None
+    lv.inline = True
+    lv.inline_strikes = 0
+    lv.inline_reason = f"trying the loop again (sent back to the pool {lv.inline_demotions} time(s))"
+    log.info("gateway: %s %s %s %s", lv.tenant, lv.model_id, lv.version, lv.inline_reason)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from mlops_jupyter.gateway.models import LoadedVersion
 
 BIG_ROWS = 2000
 BUDGET_S = 0.010
+RETRY_S = 3.0  # a demoted version tries the loop again after this, then after twice this
 KNN_POINTS = 20_000
 KNN_COLUMNS = ["a", "b", "c", "d"]
 
@@ -61,6 +63,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory, template_db: Path):
         mp.setenv("MLOPS_GATEWAY_WORKERS", "1")
         mp.setenv("MLOPS_GATEWAY_INLINE_MAX_ROWS", str(BIG_ROWS))
         mp.setenv("MLOPS_GATEWAY_INLINE_BUDGET", str(BUDGET_S))
+        mp.setenv("MLOPS_GATEWAY_INLINE_RETRY", str(RETRY_S))
         v = create_model_versioning(tenant_id="acme", storage_path=home)
         v.create_version("iris", model=lr, reference_data=X)
         v.create_version("knn", model=knn, reference_data=knn_x)
@@ -145,6 +148,37 @@ def test_a_version_over_the_budget_goes_back_to_the_pool(gw):
     c.close()
 
 
+def test_a_version_sent_back_to_the_pool_tries_the_loop_again_after_a_doubling_wait(gw):
+    c = Http(gw["port"], gw["token"])
+    big = gw["knn_x"].head(BIG_ROWS)
+    small = gw["knn_x"].head(5)
+
+    def predict(rows: pd.DataFrame) -> None:
+        status, _, out = c.call("POST", path("knn"), split_body(rows.to_numpy().tolist(), KNN_COLUMNS))
+        assert status == 200 and out["predictions"] == gw["knn"].predict(rows).tolist()
+
+    if info(c, "knn")["inline"]:  # run alone: send it back first
+        for _ in range(STRIKES):
+            predict(big)
+    knn = info(c, "knn")
+    assert knn["inline"] is False and f"it tries the loop again in {RETRY_S:g} s" in knn["inline_reason"]
+    predict(small)
+    assert info(c, "knn")["inline"] is False  # the wait is not over
+    time.sleep(RETRY_S + 0.2)
+    predict(small)  # the first batch after the wait runs on the loop again
+    knn = info(c, "knn")
+    assert knn["inline"] is True and knn["inline_reason"] == "trying the loop again (sent back to the pool 1 time(s))"
+    for k in range(STRIKES):  # still slow on big batches: back to the pool, for twice as long
+        assert info(c, "knn")["inline"] is True, f"demoted after {k} slow batches, before {STRIKES}"
+        predict(big)
+    knn = info(c, "knn")
+    assert knn["inline"] is False and f"it tries the loop again in {2 * RETRY_S:g} s" in knn["inline_reason"]
+    log = (gw["home"] / "gateway.log").read_text()
+    assert log.count("acme knn 1.0.0 predicts in the inference pool from now on") == 2
+    assert log.count("acme knn 1.0.0 trying the loop again") == 1
+    c.close()
+
+
 def test_untrusted_part_names_what_keeps_a_model_off_the_loop():
     from sklearn.compose import make_column_transformer
     from sklearn.ensemble import RandomForestClassifier
@@ -196,3 +230,7 @@ def test_inline_settings():
         gateway_limits({"MLOPS_GATEWAY_INLINE_MAX_ROWS": "-1"})
     with pytest.raises(InvalidSettingError, match=r"MLOPS_GATEWAY_INLINE_BUDGET is '0'; it must be a positive"):
         gateway_limits({"MLOPS_GATEWAY_INLINE_BUDGET": "0"})
+    assert gateway_limits({}).inline_retry == 30.0
+    assert gateway_limits({"MLOPS_GATEWAY_INLINE_RETRY": "0"}).inline_retry == 0
+    with pytest.raises(InvalidSettingError, match=r"MLOPS_GATEWAY_INLINE_RETRY is 'soon'; it must be a non-negative"):
+        gateway_limits({"MLOPS_GATEWAY_INLINE_RETRY": "soon"})
