@@ -19,14 +19,15 @@ a note, when the ``ray`` extra is not installed.
 Measured: requests/s with 8 connections (``wrk -t1 -c8``), and p50/p99 latency with 1
 connection (``wrk -t1 -c1 --latency``); for the gateway also requests/s with
 :data:`SATURATION` connections, the scaling of workers where full micro-batches hide the
-per-call cost of a prediction. The workers' scaling at 8 connections is the median ratio of
-``--rounds`` 1-worker / N-worker pairs measured back to back (this machine's speed drifts by
-a third within minutes), and the gateway's figure against the peers is the better setup's
-median over those rounds. For each gateway run the mean micro-batch (requests per ``predict``
-call, from ``/metrics``) is printed too: fewer connections per worker make smaller batches,
-and each call costs scikit-learn about 100 us whatever its rows. Goals (issue 12): at least 20x both peers at 8
-connections, p50 under 1 ms at 1 connection, one worker per core at least 1.6x one worker,
-and, while a second route whose model takes 20 ms per call is loaded by 8 connections,
+per-call cost of a prediction. The workers' scaling, at 8 connections and at
+:data:`SATURATION`, is the median ratio of ``--rounds`` 1-worker / N-worker pairs measured
+back to back (this machine's speed drifts by a third within minutes), and the gateway's
+figure against the peers is the better setup's median over those rounds. For each gateway
+run the mean micro-batch (requests per ``predict`` call, from ``/metrics``) is printed too:
+fewer connections per worker make smaller batches, and each call costs scikit-learn about
+100 us whatever its rows. Goals (issue 12): at least 20x both peers at 8 connections, p50
+under 1 ms at 1 connection, one worker per core at least 1.6x one worker, and, while a
+second route whose model takes 20 ms per call is loaded by 8 connections,
 the fast route's p99 under 5 ms.
 
 wrk runs as a ``SCHED_IDLE`` process with one thread unless ``--load-priority normal`` /
@@ -473,8 +474,9 @@ def main() -> int:
         )
         pairs = [(results["gateway-1w"]["rps_8"], results[f"gateway-{args.workers}w"]["rps_8"])]
         batches = [(results["gateway-1w"]["batch_8"], results[f"gateway-{args.workers}w"]["batch_8"])]
+        saturated = [(results["gateway-1w"]["rps_sat"], results[f"gateway-{args.workers}w"]["rps_sat"])]
         for n in range(2, args.rounds + 1):  # more 1-worker / N-worker pairs, back to back
-            pair, batch = [], []
+            pair, batch, sat = [], [], []
             for workers in (1, args.workers):
                 gw_url = restart_gateway(home, workers)
                 check(gw_url + route, body, token)
@@ -482,11 +484,14 @@ def main() -> int:
                 before = calls()
                 pair.append(run_wrk(gw_url + route, script, 8, wrk_threads, args.duration)["rps"])
                 batch.append(mean_batch(before, calls()))
+                sat.append(run_wrk(gw_url + route, script, SATURATION, wrk_threads, args.duration)["rps"])
             pairs.append((pair[0], pair[1]))
             batches.append((batch[0], batch[1]))
+            saturated.append((sat[0], sat[1]))
             print(
                 f"  round {n}: 8 conns, 1 worker {pair[0]:.0f} req/s, {args.workers} workers {pair[1]:.0f} req/s: "
-                f"{pair[1] / pair[0]:.2f}x (mean micro-batch {batch[0]:.2f} vs {batch[1]:.2f} requests)",
+                f"{pair[1] / pair[0]:.2f}x (mean micro-batch {batch[0]:.2f} vs {batch[1]:.2f} requests); "
+                f"{SATURATION} conns: {sat[0]:.0f} vs {sat[1]:.0f} req/s: {sat[1] / sat[0]:.2f}x",
                 flush=True,
             )
         deployment.stop_gateway()
@@ -539,9 +544,11 @@ def main() -> int:
             f"{statistics.median(b[1] for b in batches):.2f} (medians of the {len(batches)} pairs; each predict "
             "call costs scikit-learn about 100 us whatever its rows)"
         )
+        sat_scales = sorted(b / a for a, b in saturated)
         print(
-            f"  at {SATURATION} connections: {many['rps_sat'] / one['rps_sat']:.2f}x "
-            f"(wrk then took {many['wrk_cores_sat']:.2f} of the {os.cpu_count()} cores)"
+            f"  at {SATURATION} connections: {statistics.median(sat_scales):.2f}x, the median of {len(saturated)} "
+            f"pairs ({', '.join(f'{x:.2f}x' for x in sat_scales)}; wrk took {many['wrk_cores_sat']:.2f} of the "
+            f"{os.cpu_count()} cores in the first)"
         )
         ncpu = os.cpu_count() or 1
         left = ncpu - one["busy_cores_8"]

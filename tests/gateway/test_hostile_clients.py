@@ -960,3 +960,59 @@ def test_a_worker_killed_under_load_loses_no_answered_prediction(workers_gw):
     assert len(set(logged) - set(answered)) <= clients
     assert len(answered) > 200  # the load went on after the kill
     assert not list((home / "predictions" / ".wal").glob(f"{victim}-*"))  # its segments were folded in
+
+
+def test_a_worker_restarted_after_a_crash_gets_its_share_of_the_busy_connections(workers_gw):
+    """Four keep-alive clients (each reconnecting when its connection breaks, as HTTP clients
+    do); one worker gets SIGKILL, so its clients reconnect to the other, the only one left.
+    Once the supervisor has replaced it, the survivor hands it two of the four."""
+    import http.client
+    import signal
+
+    from mlops_jupyter.deployment.targets.local_process import read_info
+
+    home, port, admin = workers_gw["home"], workers_gw["port"], workers_gw["admin"]
+    victim = read_info(home)["worker_pids"][0]
+    where: list[int | None] = [None] * 4
+    broken = [0] * 4
+    stop, errors = threading.Event(), []
+
+    def drive(i: int) -> None:
+        c = Http(port, admin)
+        try:
+            while not stop.is_set():
+                try:
+                    status, _, body = c.call("GET", "/health")
+                except (OSError, http.client.HTTPException):  # the killed worker's connection
+                    broken[i] += 1
+                    c.close()
+                    continue
+                assert status == 200, body
+                where[i] = body["worker_pid"]
+        except Exception as exc:  # reported below
+            errors.append(exc)
+            stop.set()
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=drive, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        deadline = time.monotonic() + _DEADLINE
+        while None in where and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(victim, signal.SIGKILL)
+        while time.monotonic() < deadline:
+            pids = read_info(home)["worker_pids"]
+            if victim not in pids and sorted(where.count(p) for p in pids) == [2, 2]:
+                break
+            time.sleep(0.05)
+        spread = {p: where.count(p) for p in read_info(home)["worker_pids"]}
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+    assert not errors, errors
+    assert victim not in spread and sorted(spread.values()) == [2, 2], (victim, spread, where)
+    assert sum(broken) <= 8, broken  # only the connections the kill broke (a retry may meet it too)
