@@ -8,6 +8,8 @@ and uses this module for what spans the workers:
   (:class:`Agent`) writes its counters, its prediction log's state and the monotonic time
   of its last *pass* (``synced``) and last flush (``flushed``); the supervisor folds a dead
   worker's last counters into ``retired.json`` so aggregated counters never go down;
+* **balancing**: the status also carries the worker's busy connections of the last window,
+  from which each agent decides how many of its own to close (:mod:`.balance`);
 * **wake-ups**: a datagram on the worker's abstract Unix socket (``b"s"`` sync, ``b"f"``
   flush and sync) makes its agent run a pass at once instead of within :data:`POLL` s;
 * **barriers** (:func:`wait_for_peers`): note the time, wake every other live worker, wait
@@ -301,8 +303,9 @@ class Agent:
         gw = self.gw
         counters = own_counters(gw)
         state = log_state(gw.predlog)
+        # a new balancing window is always written: peers wait for one after their decisions
         balance = self.balancer.status() if self.balancer is not None else {}
-        key = (json.dumps(counters, sort_keys=True), json.dumps(state), len(gw.routes), balance.get("busy"))
+        key = (json.dumps(counters, sort_keys=True), json.dumps(state), len(gw.routes), json.dumps(balance))
         now = time.monotonic()
         if not force and key == self._last and now - self._written < HEARTBEAT:
             return
