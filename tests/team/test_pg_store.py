@@ -258,3 +258,41 @@ def test_another_schema_or_mlflow_gets_mlflows_own_write(team, caplog):
         pass
 
     assert store_class(OldStore) is OldStore
+
+
+def test_with_workspaces_a_batch_reaches_only_its_own_workspaces_runs(team, tmp_path, monkeypatch):
+    """``MLFLOW_ENABLE_WORKSPACES``: the entry point builds the bulk write on MLflow's
+    workspace-aware store. A batch logged in the run's workspace is stored; the same call
+    from another workspace fails as MLflow's own store fails it (the run is not found
+    there) and writes nothing; both stores end with the same rows."""
+    from mlflow.entities import Metric, Workspace
+    from mlflow.store.tracking.sqlalchemy_workspace_store import WorkspaceAwareSqlAlchemyStore
+    from mlflow.tracking._workspace.registry import get_workspace_store
+    from mlflow.utils.workspace_context import WorkspaceContext
+
+    from mlops_jupyter.storage.pg_store import tracking_store
+
+    monkeypatch.setenv("MLFLOW_ENABLE_WORKSPACES", "true")
+    name = uuid.uuid4().hex[:8]
+    theirs_url = team.postgres.create_database(f"ws_stock_{name}", template="mlflow_template")
+    ours_url = team.postgres.create_database(f"ws_bulk_{name}", template="mlflow_template")
+    theirs = WorkspaceAwareSqlAlchemyStore(theirs_url, str(tmp_path / "theirs"))
+    ours = tracking_store("mlops+" + ours_url, str(tmp_path / "ours"))
+    assert isinstance(ours, WorkspaceAwareSqlAlchemyStore) and ours.bulk
+    results = []
+    for store, url in ((theirs, theirs_url), (ours, ours_url)):
+        workspaces = get_workspace_store(url)
+        for ws in ("team-a", "team-b"):
+            workspaces.create_workspace(Workspace(name=ws))
+        with WorkspaceContext("team-a"):
+            run_id = _run(store)
+            store.log_batch(run_id, [Metric("m", 1.0, 1, 0), Metric("m", 2.0, 2, 1)], [], [])
+        with WorkspaceContext("team-b"):
+            refused = _outcome(lambda s=store, r=run_id: s.log_batch(r, [Metric("m", 9.0, 3, 2)], [], []))
+        results.append((refused, _rows(store, run_id)))
+        store.engine.dispose()
+    (theirs_refused, theirs_rows), (ours_refused, ours_rows) = results
+    assert theirs_refused is not None and ours_refused is not None, "a batch crossed workspaces"
+    assert ours_refused[:2] == theirs_refused[:2] == ("MlflowException", "RESOURCE_DOES_NOT_EXIST")
+    assert ours_refused[2].split("=")[0] == theirs_refused[2].split("=")[0] == "Run with id"
+    assert ours_rows == theirs_rows == ([("m", 1.0, 1, 0, False), ("m", 2.0, 2, 1, False)], [("m", 2.0, 2, 1, False)])
