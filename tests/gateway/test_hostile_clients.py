@@ -793,6 +793,48 @@ def test_metrics_add_up_every_worker_and_a_tenant_sees_only_its_own(workers_gw):
     assert _metric(theirs, 'mlops_gateway_responses_total{tenant="other",class="4xx"}') == 0
 
 
+@contextmanager
+def _health_load(conns: list[Http]) -> Iterator[tuple[list[int | None], list[int], list[Exception]]]:
+    """Each of ``conns`` (admin token) sends ``GET /health`` in a loop on a thread of its own
+    until the block ends. Yields ``where`` (the worker pid of each connection's last answer),
+    ``broken`` (how often each connection broke: its client reconnects, as HTTP clients do)
+    and ``errors`` (a non-200 answer or anything else; it stops every thread)."""
+    import http.client
+
+    where: list[int | None] = [None] * len(conns)
+    broken = [0] * len(conns)
+    errors: list[Exception] = []
+    stop = threading.Event()
+
+    def drive(i: int) -> None:
+        c = conns[i]
+        try:
+            while not stop.is_set():
+                try:
+                    status, _, body = c.call("GET", "/health")
+                except (OSError, http.client.HTTPException):
+                    broken[i] += 1
+                    c.close()
+                    continue
+                assert status == 200, body
+                where[i] = body["worker_pid"]
+        except Exception as exc:  # reported by the caller
+            errors.append(exc)
+            stop.set()
+
+    threads = [threading.Thread(target=drive, args=(i,)) for i in range(len(conns))]
+    for t in threads:
+        t.start()
+    try:
+        yield where, broken, errors
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+        for c in conns:
+            c.close()
+
+
 def test_keep_alive_connections_piled_on_one_worker_are_spread_over_both(workers_gw):
     """The kernel hashes connections to workers whatever their load (``SO_REUSEPORT``); four
     busy keep-alive connections that all landed on one worker end up two on each: that
@@ -821,41 +863,21 @@ def test_keep_alive_connections_piled_on_one_worker_are_spread_over_both(workers
             break
     assert len(piled) == 4
     closed_before = rebalanced()
-    where = [first] * 4  # the worker each connection's last answer came from
-    stop, errors = threading.Event(), []
+    with _health_load(piled) as (where, broken, errors):
 
-    def spread() -> list[int]:
-        return sorted(where.count(p) for p in set(where))
+        def spread() -> list[int]:
+            return sorted(where.count(p) for p in set(where) if p is not None)
 
-    def drive(i: int) -> None:
-        try:
-            while not stop.is_set():
-                status, _, body = piled[i].call("GET", "/health")
-                assert status == 200, body
-                where[i] = body["worker_pid"]
-        except Exception as exc:  # reported below
-            errors.append(exc)
-            stop.set()
-
-    threads = [threading.Thread(target=drive, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    try:
         deadline = time.monotonic() + _DEADLINE
-        while not stop.is_set() and time.monotonic() < deadline and spread() != [2, 2]:
+        while not errors and time.monotonic() < deadline and spread() != [2, 2]:
             time.sleep(0.05)
         even = spread()
         closed = rebalanced() - closed_before
         time.sleep(2.0)  # four windows more under the same load: even stays even
         closed_later = rebalanced() - closed_before
         settled = spread()
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(10)
-        for c in piled:
-            c.close()
     assert not errors, errors
+    assert broken == [0] * 4  # closed after an answer, never under a request
     assert even == [2, 2], where
     assert closed >= 2  # at least the two that moved (a closed one may land back on the same worker)
     assert closed_later == closed and settled == [2, 2], (closed, closed_later, where)
@@ -966,39 +988,13 @@ def test_a_worker_restarted_after_a_crash_gets_its_share_of_the_busy_connections
     """Four keep-alive clients (each reconnecting when its connection breaks, as HTTP clients
     do); one worker gets SIGKILL, so its clients reconnect to the other, the only one left.
     Once the supervisor has replaced it, the survivor hands it two of the four."""
-    import http.client
     import signal
 
     from mlops_jupyter.deployment.targets.local_process import read_info
 
     home, port, admin = workers_gw["home"], workers_gw["port"], workers_gw["admin"]
     victim = read_info(home)["worker_pids"][0]
-    where: list[int | None] = [None] * 4
-    broken = [0] * 4
-    stop, errors = threading.Event(), []
-
-    def drive(i: int) -> None:
-        c = Http(port, admin)
-        try:
-            while not stop.is_set():
-                try:
-                    status, _, body = c.call("GET", "/health")
-                except (OSError, http.client.HTTPException):  # the killed worker's connection
-                    broken[i] += 1
-                    c.close()
-                    continue
-                assert status == 200, body
-                where[i] = body["worker_pid"]
-        except Exception as exc:  # reported below
-            errors.append(exc)
-            stop.set()
-        finally:
-            c.close()
-
-    threads = [threading.Thread(target=drive, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    try:
+    with _health_load([Http(port, admin) for _ in range(4)]) as (where, broken, errors):
         deadline = time.monotonic() + _DEADLINE
         while None in where and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -1009,10 +1005,6 @@ def test_a_worker_restarted_after_a_crash_gets_its_share_of_the_busy_connections
                 break
             time.sleep(0.05)
         spread = {p: where.count(p) for p in read_info(home)["worker_pids"]}
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(10)
     assert not errors, errors
     assert victim not in spread and sorted(spread.values()) == [2, 2], (victim, spread, where)
     assert sum(broken) <= 8, broken  # only the connections the kill broke (a retry may meet it too)
