@@ -120,6 +120,7 @@ class LoadedVersion:
         self.inline_strikes = 0
         self.inline_demotions = 0  # times sent back to the pool, and when it may try the loop again
         self.inline_retry_at: float | None = None
+        self.inline_excused = 0  # third strikes forgiven because the machine itself was slow
         self._col_index = {c: i for i, c in enumerate(columns)} if columns else {}
         # scheduling state (gateway.batching), used by the gateway's event loop only:
         # requests waiting for the next micro-batch, batches running and when the last

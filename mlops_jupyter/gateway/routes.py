@@ -82,6 +82,7 @@ class Route:
                     "fast_path": lv.numeric,
                     "inline": lv.inline,
                     "inline_reason": lv.inline_reason,
+                    "inline_excused": lv.inline_excused,
                 }
                 for v, lv in self.versions.items()
             ],

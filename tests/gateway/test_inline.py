@@ -3,9 +3,10 @@
 A small micro-batch of a trusted scikit-learn model measured fast is predicted on the loop
 (no thread hand-off); everything else goes to the inference pool. One gateway (1 worker,
 inline up to 2 000 rows, a 10 ms budget) serves four models: a logistic regression (inline),
-a brute-force nearest-neighbours model over 20 000 points (fast on the 5 test rows it is
-loaded with, about 45 ms on 2 000 rows: it must lose the loop), a subclass defined here and a
-pipeline with a numpy function (both kept in the pool).
+a brute-force nearest-neighbours model over 30 000 points (fast on the 5 test rows it is
+loaded with, 70-150 ms on 2 000 rows: it must lose the loop, and is over the budget by more
+than any slowness of the machine excuses), a subclass defined here and a pipeline with a
+numpy function (both kept in the pool).
 """
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ from test_hostile_clients import metric
 
 from mlops_jupyter.config.settings import gateway_limits
 from mlops_jupyter.errors import InvalidSettingError
-from mlops_jupyter.gateway.inline import STRIKES, charge, untrusted_part
+from mlops_jupyter.gateway.inline import MAX_EXCUSE, STRIKES, charge, untrusted_part
 from mlops_jupyter.gateway.models import LoadedVersion
 
 BIG_ROWS = 2000
 BUDGET_S = 0.010
 RETRY_S = 3.0  # a demoted version tries the loop again after this, then after twice this
-KNN_POINTS = 20_000
+KNN_POINTS = 30_000
 KNN_COLUMNS = ["a", "b", "c", "d"]
 
 
@@ -84,6 +85,7 @@ def test_only_trusted_fast_models_predict_on_the_loop(gw):
     c = Http(gw["port"], gw["token"])
     iris = info(c, "iris")
     assert iris["inline"] is True and iris["inline_reason"].startswith("test prediction")
+    assert iris["inline_excused"] == 0
     homemade = info(c, "homemade")
     assert homemade["fast_path"] is True and homemade["inline"] is False
     assert "HomeMadeLogistic" in homemade["inline_reason"] and "not a scikit-learn class" in homemade["inline_reason"]
@@ -201,15 +203,20 @@ class _Outside:
         return {}
 
 
-def test_a_batch_is_charged_its_cpu_time_not_the_time_the_loop_was_preempted():
-    """With one worker per core and wrk beside them, a 150 µs batch can take 3 ms of wall
-    clock (the loop was preempted): that is not the model's doing and must not cost it the loop."""
-    limits = gateway_limits({})  # 2 ms budget
+def _version() -> LoadedVersion:
     lv = LoadedVersion(
         tenant="acme", model_id="m", version="1.0.0", path="", sha256="", model=None,
         flavor="sklearn", columns=None, kinds=None, n_features=1,
     )  # fmt: skip
     lv.inline = True
+    return lv
+
+
+def test_a_batch_is_charged_its_cpu_time_not_the_time_the_loop_was_preempted():
+    """With one worker per core and wrk beside them, a 150 µs batch can take 3 ms of wall
+    clock (the loop was preempted): that is not the model's doing and must not cost it the loop."""
+    limits = gateway_limits({})  # 2 ms budget
+    lv = _version()
     for _ in range(10 * STRIKES):
         charge(lv, cpu_s=0.00015, wall_s=0.003, limits=limits)  # preempted
     assert lv.inline is True and lv.inline_strikes == 0
@@ -221,6 +228,86 @@ def test_a_batch_is_charged_its_cpu_time_not_the_time_the_loop_was_preempted():
     assert lv.inline is True
     charge(lv, cpu_s=0.0001, wall_s=0.025, limits=limits)
     assert lv.inline is False and "0.10 ms of CPU in 25.00 ms" in lv.inline_reason
+
+
+def test_a_third_strike_while_the_machine_itself_is_slow_keeps_the_loop():
+    """On a shared VM a 0.3 ms batch can take 2-6 ms of CPU for tens of milliseconds (both
+    workers at once): the third strike asks how much slower the machine is than its fastest
+    and keeps the loop when the batch is within the budget at that speed, up to MAX_EXCUSE."""
+    limits = gateway_limits({})  # 2 ms budget
+    asked = []
+
+    def slowdown(factor: float):
+        return lambda: asked.append(factor) or factor
+
+    lv = _version()
+    for _ in range(STRIKES):
+        charge(lv, cpu_s=0.006, wall_s=0.006, limits=limits, slowdown=slowdown(4.0))  # 1.5 ms at full speed
+    assert asked == [4.0]  # asked only at the third strike
+    assert lv.inline is True and lv.inline_strikes == 0 and lv.inline_excused == 1
+    for _ in range(STRIKES):
+        charge(lv, cpu_s=0.006, wall_s=0.006, limits=limits, slowdown=slowdown(2.0))  # 3 ms: the model's
+    assert lv.inline is False and lv.inline_excused == 1
+    assert "the last 6.00 ms of CPU in 6.00 ms, the machine 2.0x slower than its fastest" in lv.inline_reason
+
+    lv = _version()
+    for _ in range(STRIKES):  # the excuse is capped: 12 ms / MAX_EXCUSE is still over 2 ms
+        charge(lv, cpu_s=0.012, wall_s=0.012, limits=limits, slowdown=slowdown(50.0))
+    assert MAX_EXCUSE == 4.0 and lv.inline is False and f"the machine {MAX_EXCUSE:.1f}x slower" in lv.inline_reason
+
+    lv = _version()
+    for _ in range(STRIKES):  # waiting 30 ms on something else is not excused by a slow CPU
+        charge(lv, cpu_s=0.0002, wall_s=0.030, limits=limits, slowdown=slowdown(4.0))
+    assert lv.inline is False and lv.inline_excused == 0
+
+
+@pytest.mark.filterwarnings("ignore:X does not have valid feature names")
+def test_a_test_prediction_slow_because_the_machine_was_slow_is_measured_again():
+    """The fastest of a few test predictions decides at load; on a shared VM all of them can
+    fall in a slow phase of tens of milliseconds (a 0.2 ms model took 1.09 ms): one over the
+    quarter budget, but within MAX_EXCUSE times it, is measured again some rounds later. A
+    model slower than that is not measured again."""
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    from mlops_jupyter.gateway.inline import QUALIFY_PAUSE, QUALIFY_ROUNDS, TRIALS, qualify
+
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    example = {"columns": list(X.columns), "data": X.head(5).to_numpy().tolist()}
+    limits = gateway_limits({})  # 2 ms budget: a test prediction must take at most 0.5 ms
+
+    def loaded(stall_s: float, stalled_calls: int) -> tuple[LoadedVersion, list[float]]:
+        lv = LoadedVersion(
+            tenant="acme", model_id="m", version="1.0.0", path="", sha256="",
+            model=LogisticRegression(max_iter=500).fit(X, y), flavor="sklearn",
+            columns=list(X.columns), kinds=["number"] * 4, n_features=4,
+        )  # fmt: skip
+        lv.numeric = True
+        calls: list[float] = []
+        predict = lv.predict
+
+        def stalled(x, params=None):
+            calls.append(time.perf_counter())
+            if len(calls) <= stalled_calls:  # the machine's slow phase, as the clock sees it
+                time.sleep(stall_s)
+            return predict(x, params)
+
+        lv.predict = stalled
+        return lv, calls
+
+    lv, calls = loaded(0.0011, TRIALS)  # the first round all at 1.1 ms, then the usual speed
+    qualify(lv, example, limits)
+    assert lv.inline is True and lv.inline_reason.startswith("test prediction"), lv.inline_reason
+    assert len(calls) >= 2 * TRIALS and calls[TRIALS] - calls[TRIALS - 1] >= QUALIFY_PAUSE
+
+    lv, calls = loaded(0.0011, 10**6)  # slow every time: off the loop after every round
+    qualify(lv, example, limits)
+    assert lv.inline is False and "over a quarter of MLOPS_GATEWAY_INLINE_BUDGET" in lv.inline_reason
+    assert len(calls) == QUALIFY_ROUNDS * TRIALS
+
+    lv, calls = loaded(0.0025, 10**6)  # over MAX_EXCUSE quarter budgets: one round is enough
+    qualify(lv, example, limits)
+    assert lv.inline is False and len(calls) == TRIALS
 
 
 def test_inline_settings():
