@@ -343,7 +343,7 @@ class GatewayLimits:
     inline_budget: float = 0.002
     inline_retry: float = 30.0
     accept_error_interval: float = 10.0
-    balance_interval: float = 0.5
+    balance_interval: float = 0.2
 
 
 _GATEWAY_LIMIT_VARS = {

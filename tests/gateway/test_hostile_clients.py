@@ -873,7 +873,7 @@ def test_keep_alive_connections_piled_on_one_worker_are_spread_over_both(workers
             time.sleep(0.05)
         even = spread()
         closed = rebalanced() - closed_before
-        time.sleep(2.0)  # four windows more under the same load: even stays even
+        time.sleep(2.0)  # ten windows more under the same load: even stays even
         closed_later = rebalanced() - closed_before
         settled = spread()
     assert not errors, errors
