@@ -185,6 +185,11 @@ export class MLOpsPanel extends Widget {
   private runsOf: string | null = null;
   /** A refresh asked for while one was under way, to run after it (see `refresh`). */
   private followUp: Promise<void> | null = null;
+  /**
+   * Counts tenant switches: a refresh under way when the tenant changes read the old one's
+   * state, so it drops what it loaded (the follow-up refresh loads the new tenant's).
+   */
+  private tenantSwitches = 0;
   /** Pointers pressed in the panel, and the sections whose redraw waits for their release. */
   private readonly pressed = new Set<number>();
   private readonly waiting = new Map<HTMLElement, () => void>();
@@ -248,6 +253,7 @@ export class MLOpsPanel extends Widget {
       return;
     }
     this.tenant = tenant;
+    this.tenantSwitches += 1;
     this.info = null;
     this.selectedExperiment = null;
     this.openRun = null;
@@ -340,6 +346,8 @@ export class MLOpsPanel extends Widget {
   private async load(background: boolean): Promise<void> {
     this.setStatus(`${this.info ? `tenant ${this.info.tenant} · ` : ''}refreshing…`);
     const tenant = this.tenant ?? undefined;
+    const switches = this.tenantSwitches;
+    const stale = () => switches !== this.tenantSwitches;
     const get = <T>(path: string, query?: Record<string, string | number | undefined>) =>
       requestAPI<T>(path, { query: { ...query, tenant }, background });
     if (!this.tenants || !background) {
@@ -352,6 +360,9 @@ export class MLOpsPanel extends Widget {
       get<{ deployments: IDeployment[]; gateway: IGateway }>('deployments'),
       get<{ alerts: IAlert[] }>('alerts')
     ]);
+    if (stale()) {
+      return;
+    }
     const errors: unknown[] = [];
     if (info.status === 'fulfilled') {
       this.info = info.value;
@@ -389,8 +400,11 @@ export class MLOpsPanel extends Widget {
       runsOf
         ? get<{ runs: IRun[] }>('runs', { experiment: runsOf, limit: RUN_LIMIT })
         : Promise.resolve({ runs: [] as IRun[] }),
-      this.loadDrift(background)
+      this.loadDrift(background, stale)
     ]);
+    if (stale()) {
+      return;
+    }
     if (runs.status === 'fulfilled') {
       this.runs = runs.value.runs;
       this.runsOf = runsOf;
@@ -409,7 +423,7 @@ export class MLOpsPanel extends Widget {
     this.refreshed.emit(this.info);
   }
 
-  private async loadDrift(background: boolean): Promise<void> {
+  private async loadDrift(background: boolean, stale: () => boolean): Promise<void> {
     const models = deployedModels(this.deployments);
     if (background && Date.now() - this.lastDrift < DRIFT_INTERVAL && models.every(m => this.drift.has(m))) {
       return;
@@ -429,7 +443,9 @@ export class MLOpsPanel extends Widget {
         }
       })
     );
-    this.drift = next;
+    if (!stale()) {
+      this.drift = next;
+    }
   }
 
   /** Notify errors; a background refresh repeats no message until it has gone away. */

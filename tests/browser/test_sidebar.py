@@ -156,6 +156,40 @@ def follow_the_kernels_tenant(page, sidebar) -> None:
     assert select.locator("option").all_inner_texts() == ["acme", "other"]
     select.select_option("acme")
     sidebar.locator('[data-experiment="churn"]').wait_for(timeout=20_000)
+    switch_during_a_refresh(page, sidebar)
+
+
+def switch_during_a_refresh(page, sidebar) -> None:
+    """A refresh under way when the tenant changes read the old tenant's state: what it
+    loaded must not land over the new tenant's (acme's experiments, or its name in the
+    status line). Acme's experiments answer is held back until after the switch."""
+    held: list = []
+
+    def acme_experiments(url: str) -> bool:
+        return "/mlops/api/experiments" in url and "tenant=acme" in url
+
+    def hold(route) -> None:
+        held.append(route)
+
+    page.route(acme_experiments, hold)
+    sidebar.locator(".jp-MLOps-refresh").click()
+    deadline = time.monotonic() + 20
+    while not held and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    assert held, "the refresh never asked for acme's experiments"
+    select = sidebar.locator("select.jp-MLOps-tenant")
+    select.select_option("other")
+    for route in list(held):  # (unroute would let them through by itself)
+        route.continue_()
+    page.unroute(acme_experiments)
+    sidebar.locator('[data-experiment="secret-exp"]').wait_for(timeout=20_000)
+    sidebar.locator(".jp-MLOps-status", has_text="updated").wait_for(timeout=20_000)
+    page.wait_for_timeout(500)  # anything the held refresh would still render, it has by now
+    assert "tenant other" in sidebar.locator(".jp-MLOps-status").inner_text()
+    assert sidebar.locator('[data-experiment="churn"]').count() == 0
+    assert sidebar.locator('[data-experiment="secret-exp"]').count() == 1
+    select.select_option("acme")
+    sidebar.locator('[data-experiment="churn"]').wait_for(timeout=20_000)
 
 
 def test_sidebar_shows_the_store_and_rolls_a_deployment_back(browser, artifacts, tmp_path_factory, template_db):
