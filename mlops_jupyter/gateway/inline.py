@@ -72,7 +72,7 @@ QUALIFY_PAUSE = 0.03
 again, up to this many rounds of :data:`TRIALS`, this many seconds apart (loading runs in
 the pool, not on the loop): a slow phase of the machine lasts tens of milliseconds, and
 measured at such a moment a 0.2 ms logistic regression took 1.09 ms and was kept off the
-loop for good."""
+loop until it was loaded again."""
 MAX_EXCUSE = 4.0
 """The most a batch's CPU time is divided by for a slow machine: a model more than this many
 times over the budget is over it whatever the machine's state."""
