@@ -120,4 +120,3 @@ def test_a_panels_cell_link_scrolls_the_notebook_to_that_cell(browser, artifacts
         assert page.locator(".jp-Notebook .jp-Cell").nth(1).locator(".jp-InputPrompt").inner_text() == "[10]:"
     elapsed = time.monotonic() - t0
     print(f"cell link browser flow: {elapsed:.1f} s")
-    assert elapsed < 120, f"the cell link flow took {elapsed:.0f} s (expected well under a minute)"

@@ -250,5 +250,3 @@ def test_panels_render_and_rollback_works_in_jupyterlab(browser, artifacts, tmp_
         shutil.copy(artifacts / "reopened.png", DOCS / "reopened-notebook.png")
     elapsed = time.monotonic() - t0
     print(f"browser flow: {elapsed:.1f} s")
-    if elapsed > 120:
-        pytest.fail(f"the browser flow took {elapsed:.0f} s (expected well under a minute)")

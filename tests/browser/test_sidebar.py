@@ -326,4 +326,3 @@ def test_sidebar_shows_the_store_and_rolls_a_deployment_back(browser, artifacts,
         shutil.copy(artifacts / "sidebar-dark.png", DOCS / "mlops-sidebar-dark.png")
     elapsed = time.monotonic() - t0
     print(f"sidebar browser flow: {elapsed:.1f} s (seeding {t_seed:.1f} s)")
-    assert elapsed < 90, f"the sidebar flow took {elapsed:.0f} s (expected under a minute)"
