@@ -244,12 +244,15 @@ def measure(
         "p99_8_ms": many["p99_ms"],
         "busy_cores_8": many["busy_cores"],
         "wrk_cores_8": many["wrk_cores"],
+        # the machine's CPU per answered request, less wrk's (whatever else ran on it is in too)
+        "cpu_us_8": 1e6 * (many["busy_cores"] - many["wrk_cores"]) / many["rps"],
     }
     if batch is not None:
         res["batch_8"] = batch
     print(
         f"  {name:<8} 8 conns: {res['rps_8']:>8.0f} req/s (p50 {res['p50_8_ms']:.2f} ms, p99 "
-        f"{res['p99_8_ms']:.2f} ms; {res['busy_cores_8']:.2f} cores busy, {res['wrk_cores_8']:.2f} of them wrk"
+        f"{res['p99_8_ms']:.2f} ms; {res['busy_cores_8']:.2f} cores busy, {res['wrk_cores_8']:.2f} of them wrk, "
+        f"{res['cpu_us_8']:.0f} us of CPU per request besides wrk's"
         + (f"; mean micro-batch {batch:.2f} requests" if batch is not None else "")
         + ") "
         f"| 1 conn: {res['rps_1']:>6.0f} req/s, p50 {res['p50_1_ms']:.3f} ms, p99 {res['p99_1_ms']:.3f} ms",
@@ -555,7 +558,8 @@ def main() -> int:
         print(
             f"  the 1-worker run kept {one['busy_cores_8']:.2f} of {ncpu} cores busy (wrk {one['wrk_cores_8']:.2f}), "
             f"so more workers had {left:.2f} core(s) to add; {args.workers} workers: "
-            f"{many['busy_cores_8']:.2f} busy (wrk {many['wrk_cores_8']:.2f})"
+            f"{many['busy_cores_8']:.2f} busy (wrk {many['wrk_cores_8']:.2f}); CPU per request besides wrk's: "
+            f"1 worker {one['cpu_us_8']:.0f} us, {args.workers} workers {many['cpu_us_8']:.0f} us"
         )
         print(f"p50 at 1 connection: {one['p50_1_ms']:.3f} ms (goal < 1 ms: {goal(one['p50_1_ms'] < 1)})")
         print(
