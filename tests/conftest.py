@@ -189,12 +189,22 @@ class Http:
     def call(
         self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None, raw: bytes | None = None
     ) -> tuple[int, dict[str, str], Any]:
+        self.send(method, path, body, headers, raw)
+        return self.receive()
+
+    def send(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None, raw: bytes | None = None
+    ) -> None:
+        """Send a request without waiting for its answer (:meth:`receive` reads it)."""
         h = {"Content-Type": "application/json"}
         if self.token:
             h["Authorization"] = f"Bearer {self.token}"
         h.update(headers or {})
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         self.conn.request(method, path, body=data, headers=h)
+
+    def receive(self) -> tuple[int, dict[str, str], Any]:
+        """The answer to the request sent last: status, headers (lower-case), JSON body (or text)."""
         resp = self.conn.getresponse()
         payload = resp.read()
         hdrs = {k.lower(): v for k, v in resp.getheaders()}
