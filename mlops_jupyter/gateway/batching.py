@@ -139,7 +139,7 @@ class Batching:
         A timer due now runs after the I/O callbacks of the next loop turn (``call_soon`` would
         run before them), so requests already sent on the other connections are read into
         the batch first; that poll does not wait, the timer being due. Measured with 8
-        connections on one worker (``benchmarks/serving.py``): 7.8-8.0 requests per ``predict``
+        connections on one worker (``benchmarks/serving.py``): 7.4-8.0 requests per ``predict``
         call instead of 4.0-4.1, and a quarter less CPU per request."""
         self._dirty.append(lv)
         if not self._flush_scheduled:
