@@ -179,6 +179,30 @@ def gateway_home(tmp_path_factory: pytest.TempPathFactory, template_db: Path, na
         close_stores(home)
 
 
+@contextmanager
+def gateway_in_process(home: Path) -> Iterator[Any]:
+    """A :class:`~mlops_jupyter.gateway.app.Gateway` on ``home`` in this process, its event
+    loop running in a thread (no port bound: ``gw.loop.create_server`` binds one); closed at
+    the end, loop included."""
+    import asyncio
+    import threading
+
+    from mlops_jupyter.gateway.app import Gateway
+
+    gw = Gateway(home)
+    loop = asyncio.new_event_loop()
+    gw.loop, gw.admin_lock, gw.stopping = loop, asyncio.Lock(), asyncio.Event()
+    thread = threading.Thread(target=loop.run_forever, name="test-gateway-loop", daemon=True)
+    thread.start()
+    try:
+        yield gw
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        gw.close()
+        loop.close()
+
+
 class Http:
     """A keep-alive client of the gateway."""
 

@@ -8,9 +8,9 @@ splits and rolls back, and the gateway's routes and stored records follow, with 
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import pytest
+from conftest import gateway_in_process
 
 from mlops_jupyter.errors import GatewayError, NotFoundError
 
@@ -21,25 +21,14 @@ def running(home, iris):
     from sklearn.tree import DecisionTreeClassifier
 
     from mlops_jupyter import create_model_versioning
-    from mlops_jupyter.gateway.app import Gateway
 
     X, y = iris
     v = create_model_versioning(tenant_id="acme", storage_path=home)
     v.create_version("iris", model=LogisticRegression(max_iter=500).fit(X, y), reference_data=X)
     v.create_version("iris", model=DecisionTreeClassifier(max_depth=2, random_state=0).fit(X, y), reference_data=X)
-    gw = Gateway(home)
-    loop = asyncio.new_event_loop()
-    gw.loop, gw.admin_lock, gw.stopping = loop, asyncio.Lock(), asyncio.Event()
-    gw.info = {"url": "http://127.0.0.1:5555", "port": 5555, "host": "127.0.0.1"}
-    thread = threading.Thread(target=loop.run_forever, name="test-gateway-loop", daemon=True)
-    thread.start()
-    try:
+    with gateway_in_process(home) as gw:
+        gw.info = {"url": "http://127.0.0.1:5555", "port": 5555, "host": "127.0.0.1"}
         yield gw
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        gw.close()
-        loop.close()
 
 
 def test_the_deployment_api_on_the_in_process_target_changes_the_gateways_routes(running, home):
