@@ -39,8 +39,14 @@ DOCTESTS := mlops_jupyter/errors.py mlops_jupyter/config mlops_jupyter/registry/
 	mlops_jupyter/gateway/cluster.py mlops_jupyter/gateway/metrics.py mlops_jupyter/gateway/balance.py \
 	mlops_jupyter/gateway/inline.py
 
+# The suite runs on both cores (pytest-xdist): a file's tests in one worker, tests/team and
+# tests/browser each in one worker (tests/conftest.py says why). The gateway's tests (latency
+# under attack, micro-batch forming) run after, alone, on an otherwise idle machine.
+TEST_WORKERS ?= 2
 test-unit: install labextension chromium postgresql mlserver-env
-	$(PY) -m pytest tests $(DOCTESTS) --doctest-modules --durations=15
+	@rc=0; $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests --ignore=tests/gateway \
+	  $(DOCTESTS) --doctest-modules --durations=15 || rc=1; \
+	$(PY) -m pytest tests/gateway --durations=5 || rc=1; exit $$rc
 
 # The layering (import-linter contracts in pyproject.toml), lint and formatting. The example
 # notebooks are linted too (users copy from them); their cells keep the layout they were written in.

@@ -23,6 +23,38 @@ from IPython.core.interactiveshell import InteractiveShell
 
 from mlops_jupyter.config import env
 
+# With ``-n 2 --dist loadfile --no-loadscope-reorder`` (pytest-xdist, as ``make test`` runs the
+# suite) a file's tests run in one worker (its module fixtures are built once), and so do these
+# whole folders: their session fixtures start servers (tests/team: PostgreSQL and `mlflow server`;
+# tests/browser: JupyterLab and chromium). They and the Ray file (a Ray cluster) are the longest
+# groups: they are sent first, so that no worker is left alone with one at the end.
+WHOLE_GROUPS = ("tests/team", "tests/browser", "tests/deployment/test_ray_target.py")
+
+
+def xdist_group(nodeid: str) -> str:
+    """The group a test is sent to a worker with: its file, or one of :data:`WHOLE_GROUPS`."""
+    path = nodeid.split("::", 1)[0]
+    return next((g for g in WHOLE_GROUPS if path == g or path.startswith(g + "/")), path)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The groups of :data:`WHOLE_GROUPS` first (a stable sort: the order within a file is kept)."""
+    items.sort(key=lambda item: xdist_group(item.nodeid) not in WHOLE_GROUPS)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile`` by :func:`xdist_group` (xdist's own ``loadgroup`` marks tests by
+    rewriting a node id attribute that pytest 9 no longer reads)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByGroup(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_group(nodeid)
+
+    return ByGroup(config, log)
+
 
 @pytest.fixture(scope="session")
 def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
