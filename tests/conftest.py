@@ -42,6 +42,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: xdist_group(item.nodeid) not in WHOLE_GROUPS)
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: a run without the plugin ignores it
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """``--dist loadfile`` by :func:`xdist_group` (xdist's own ``loadgroup`` marks tests by
     rewriting a node id attribute that pytest 9 no longer reads)."""
