@@ -163,6 +163,8 @@ def show(x: Any, limit: int = 80) -> str:
     """A value as the client wrote it, cut to ``limit`` characters (a 7 MB cell is not echoed)."""
     if x is None:
         return "null"
+    if isinstance(x, bool):
+        return f"{'true' if x else 'false'} (bool)"
     if isinstance(x, float) and not math.isfinite(x):
         return "NaN" if x != x else ("Infinity (or a number beyond the float range)" if x > 0 else "-Infinity")
     text = repr(x)

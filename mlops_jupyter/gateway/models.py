@@ -122,6 +122,10 @@ class LoadedVersion:
         self.inline_retry_at: float | None = None
         self.inline_excused = 0  # third strikes forgiven because the machine itself was slow
         self._col_index = {c: i for i, c in enumerate(columns)} if columns else {}
+        # columns (model order) whose values the numeric fast path checks one by one: JSON
+        # true/false in a number column, anything but true/false in a bool column
+        self._number_cols = [m for m, k in enumerate(kinds or ()) if k == "number"]
+        self._bool_cols = [m for m, k in enumerate(kinds or ()) if k == "bool"]
         # scheduling state (gateway.batching), used by the gateway's event loop only:
         # requests waiting for the next micro-batch, batches running and when the last
         # one started, jobs of this version in the inference pool, solo requests waiting
@@ -248,11 +252,16 @@ class LoadedVersion:
             raise ClientError(self._missing_message(missing))
         return [pos[c] for c in self.columns]
 
-    def to_input(self, payload: Any) -> tuple[Any, int, Any]:
+    def to_input(self, payload: Any, maybe_bools: bool = True) -> tuple[Any, int, Any]:
         """``(model input, number of rows, params)`` for a scoring payload.
 
+        ``maybe_bools=False`` says the payload holds no JSON ``true``/``false`` (see
+        :meth:`parse`), which spares the numeric fast path looking for them.
+
         Raises:
-            ClientError: malformed payload, missing columns, wrong value types.
+            ClientError: malformed payload, missing columns, wrong value types (a JSON
+                ``true``/``false`` in a number column or a number in a bool column: as MLflow's
+                schema check, which refuses converting between bool and float).
         """
         cols, rows, params = self.extract(payload)
         if not rows:
@@ -260,10 +269,36 @@ class LoadedVersion:
         if params and self.flavor != "pyfunc":
             raise ClientError(f"This model does not take 'params' (got {sorted(params)}).")
         if self.numeric:
-            return self._matrix(cols, rows), len(rows), params
+            return self._matrix(cols, rows, maybe_bools), len(rows), params
         return self._frame(cols, rows), len(rows), params
 
-    def _matrix(self, cols: list[str] | None, rows: list[Any]) -> Any:
+    def _column_name(self, cols: list[str] | None, idx: list[int] | None, m: int) -> str:
+        """The name of column ``m`` (model order) for an error message."""
+        if self.columns:
+            return self.columns[m]
+        return cols[pos_in_row(idx, m)] if cols else f"#{m}"
+
+    def _bad_cell(self, m: int, x: Any) -> tuple[str, str] | None:
+        """``(what is expected, what was given)`` if ``x`` does not fit column ``m`` (model order)."""
+        kind = self.kinds[m] if self.kinds else "any"
+        if kind == "bool":
+            return None if isinstance(x, bool) else ("true/false", show(x))
+        return bad_number(x, allow_bool=kind != "number")
+
+    def _check_typed(self, cols: list[str] | None, rows: list[Any], idx: list[int] | None, bools: bool) -> None:
+        """Refuse a JSON bool in a number column (when ``bools``: the payload may hold some)
+        and anything but a bool in a bool column; numpy would turn both into floats."""
+        for m in (self._number_cols if bools else []) + self._bool_cols:
+            j = pos_in_row(idx, m)
+            want_bool = self.kinds[m] == "bool"
+            for i, row in enumerate(rows):
+                if isinstance(row[j], bool) != want_bool:
+                    expected = "true/false" if want_bool else "numbers"
+                    raise ClientError(
+                        f"Column {self._column_name(cols, idx, m)!r} expects {expected}; row {i} has {show(row[j])}."
+                    )
+
+    def _matrix(self, cols: list[str] | None, rows: list[Any], maybe_bools: bool = True) -> Any:
         import numpy as np
 
         try:
@@ -276,6 +311,8 @@ class LoadedVersion:
             raise ClientError("Every row must be a flat list of values (one per column).")
         idx = self._order(cols, a.shape[1])
         k = a.dtype.kind
+        if k in "biuf" and (self._bool_cols or (self._number_cols and maybe_bools)):
+            self._check_typed(cols, rows, idx, bools=maybe_bools)
         if k not in "biuf":
             # numbers mixed with nulls or huge integers (object) or with text (unicode)
             self._raise_type_error(cols, rows, idx)
@@ -295,14 +332,15 @@ class LoadedVersion:
         return a
 
     def _raise_type_error(self, cols: list[str] | None, rows: list[Any], idx: list[int] | None) -> None:
-        """Raise a ClientError naming the first value of a used column that is not a usable number."""
-        used = idx if idx is not None else range(len(rows[0]))
-        for j in used:
+        """Raise a ClientError naming the first value of a used column that does not fit it."""
+        for m in range(len(idx) if idx is not None else len(rows[0])):
+            j = pos_in_row(idx, m)
             for i, row in enumerate(rows):
-                what = bad_number(row[j])
+                what = self._bad_cell(m, row[j])
                 if what is not None:
-                    name = cols[j] if cols else (self.columns[j] if self.columns else f"#{j}")
-                    raise ClientError(f"Column {name!r} expects {what[0]}; row {i} has {what[1]}.")
+                    raise ClientError(
+                        f"Column {self._column_name(cols, idx, m)!r} expects {what[0]}; row {i} has {what[1]}."
+                    )
 
     def _frame(self, cols: list[str] | None, rows: list[Any]) -> Any:
         import pandas as pd
@@ -319,6 +357,8 @@ class LoadedVersion:
         if self.kinds and self.columns:
             for c, kind in zip(self.columns, self.kinds):
                 s = df[c]
+                if kind == "number" and s.dtype.kind == "b":
+                    raise ClientError(f"Column {c!r} expects numbers; row 0 has {show(_plain(s.iloc[0]))}.")
                 if kind == "number" and s.dtype.kind not in "biuf":
                     for i, x in enumerate(s):
                         what = bad_number(x, allow_bool=False)
@@ -354,8 +394,10 @@ class LoadedVersion:
             payload = loads_yielding(body) if yielding else json.loads(body)
         except (ValueError, RecursionError) as exc:
             raise ClientError(f"The request body is not valid JSON: {exc}.", "MALFORMED_JSON") from None
+        # JSON true/false appear as these bytes in UTF-8; a NUL byte means UTF-16/32: look anyway
+        maybe_bools = b"true" in body or b"false" in body or b"\0" in body
         try:
-            return self.to_input(payload)
+            return self.to_input(payload, maybe_bools)
         except ClientError:
             raise
         except (TypeError, ValueError, KeyError, IndexError, RecursionError, OverflowError) as exc:
