@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlops_jupyter.config.processes import pid_alive
 from mlops_jupyter.config.settings import GATEWAY_INFO_FILE
+from mlops_jupyter.gateway import inline
 from mlops_jupyter.gateway.balance import Balancer
 from mlops_jupyter.gateway.metrics import LATENCY_BUCKETS, Stats, StatsKey
 
@@ -226,6 +227,7 @@ class Agent:
         self.sock.bind(wake_address(os.getpid()))
         interval = gw.http.limits.balance_interval
         self.balancer = Balancer(gw.http, interval) if interval > 0 else None
+        self.keep_reference = inline.ReferenceKeeper()  # the machine's usual speed, for inline's excuse
         self.wait = min(POLL, interval) if interval > 0 else POLL  # the longest sleep between two looks
         self.sock.settimeout(self.wait)
         self.synced = self.flushed = 0.0
@@ -280,6 +282,7 @@ class Agent:
                     self.write_status(force=bool(got))
                 if self.balancer is not None and self.balancer.due(t0):
                     self.balance(t0)
+                self.keep_reference(t0)
             except Exception:  # never let the agent die: the worker would stop following
                 log.exception("gateway: worker agent pass failed")
 

@@ -33,7 +33,8 @@ two vCPUs, a 1-row batch of a logistic regression (about 0.3 ms) took 2-6 ms of 
 12 ms, in bursts of tens of milliseconds that hit both workers at the same instant, several
 times a minute, and each burst sent the model to the pool (throughput fell from about 6 000
 to 3 000 requests/s). So the third strike first times a fixed piece of numpy and Python
-work (:func:`machine_slowdown`: its CPU time now against the fastest seen in this process)
+work (:func:`machine_slowdown`: its CPU time now against the fastest seen in this process,
+which the worker's agent thread also times every few seconds: :class:`ReferenceKeeper`)
 and divides the batch's CPU time by that factor, up to :data:`MAX_EXCUSE`: a batch that is
 within the budget at the machine's usual speed is the machine's doing, not the model's, and
 the version keeps the loop (counted as ``inline_excused``). A burst that was not the model's
@@ -78,6 +79,10 @@ MAX_EXCUSE = 4.0
 times over the budget is over it whatever the machine's state."""
 REFERENCE_ROUNDS = 20
 """Small numpy operations in :func:`reference_time` (about 50-150 µs in all)."""
+REFERENCE_EVERY = 5.0
+"""Seconds between two timings of the reference work by the worker's agent thread
+(:class:`ReferenceKeeper`), so the fastest seen is the machine's usual speed even when the
+worker started, and its models were measured, in a slow phase."""
 _fastest_reference = float("inf")
 
 
@@ -108,6 +113,33 @@ def machine_slowdown() -> float:
     now = reference_time()
     _fastest_reference = min(_fastest_reference, now)
     return now / _fastest_reference if _fastest_reference > 0 else 1.0
+
+
+class ReferenceKeeper:
+    """Times the reference work at most every ``every`` seconds (:data:`REFERENCE_EVERY`),
+    called by the worker's agent thread at each of its passes.
+
+    Without it the fastest time is only taken when a model is measured at load and at a third
+    strike, which happens in slow phases: a worker started in one would judge every later slow
+    phase against a slow reference and excuse too little (a fast model sent to the pool).
+
+    >>> keep = ReferenceKeeper()
+    >>> keep(100.0), keep(101.0), keep(100.0 + REFERENCE_EVERY)
+    (True, False, True)
+    """
+
+    def __init__(self, every: float = REFERENCE_EVERY) -> None:
+        self.every = every
+        self.at = float("-inf")
+
+    def __call__(self, now: float) -> bool:
+        """Time it if ``every`` seconds passed since the last time (``now``: monotonic seconds);
+        returns whether it did."""
+        if now - self.at < self.every:
+            return False
+        self.at = now
+        machine_slowdown()
+        return True
 
 
 def untrusted_part(model: Any) -> str | None:

@@ -263,6 +263,25 @@ def test_a_third_strike_while_the_machine_itself_is_slow_keeps_the_loop():
     assert lv.inline is False and lv.inline_excused == 0
 
 
+def test_a_worker_started_in_a_slow_phase_learns_the_machines_usual_speed(monkeypatch):
+    """The third strike's excuse is the machine's slowdown against the fastest reference seen
+    in the worker. Seen only at load and at strikes (both often in slow phases), a worker
+    started in a slow phase would take that phase for the usual speed and excuse nothing
+    later; its agent times the reference every REFERENCE_EVERY seconds (ReferenceKeeper)."""
+    from mlops_jupyter.gateway import inline
+
+    phase = {"cpu_s": 4e-4}  # the reference work's CPU time in the machine's current phase
+    monkeypatch.setattr(inline, "reference_time", lambda: phase["cpu_s"])
+    monkeypatch.setattr(inline, "_fastest_reference", float("inf"))
+    assert inline.machine_slowdown() == 1.0  # at load, in a slow phase: taken as the usual speed
+    keep = inline.ReferenceKeeper()
+    phase["cpu_s"] = 1e-4  # the machine back at its usual speed, timed at the agent's next pass
+    assert keep(1000.0) is True
+    phase["cpu_s"] = 4e-4  # the next slow phase is judged against the usual speed
+    assert keep(1001.0) is False  # (not timed again before REFERENCE_EVERY seconds)
+    assert inline.machine_slowdown() == pytest.approx(4.0)
+
+
 @pytest.mark.filterwarnings("ignore:X does not have valid feature names")
 def test_a_test_prediction_slow_because_the_machine_was_slow_is_measured_again():
     """The fastest of a few test predictions decides at load; on a shared VM all of them can
