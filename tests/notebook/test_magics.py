@@ -230,9 +230,23 @@ def test_cell_run_failure_marks_the_run_failed_and_propagates(mlops_ip, client):
     assert run.data.tags["mlops.error_type"] == "ValueError"
 
 
-def test_cell_magic_with_a_bad_verb_is_a_usage_error(mlops_ip):
-    err = usage_error(mlops_ip, "%%mlops walk\nx = 1\n")
-    assert "invalid choice" in str(err) and "run" in str(err)
+@pytest.mark.parametrize(
+    "cell,got",
+    [
+        ("%%mlops walk\nx = 1\n", "got 'walk'"),
+        ("%%mlops\nx = 1\n", "got nothing after %%mlops"),
+        ("%%mlops --tag a=1\nx = 1\n", "got '--tag a=1'"),
+    ],
+)
+def test_cell_magic_with_a_bad_verb_is_a_usage_error(mlops_ip, cell, got):
+    err = usage_error(mlops_ip, cell)
+    assert str(err) == f"%%mlops: the cell magic's one verb is run: %%mlops run [NAME] [--tag K=V ...]; {got}."
+    assert "x" not in mlops_ip.user_ns
+
+
+def test_cell_magic_usage_errors_name_the_cell_magic(mlops_ip):
+    err = usage_error(mlops_ip, "%%mlops run a b\nx = 1\n")
+    assert str(err).startswith("%%mlops run: unrecognized arguments: b. Usage: %%mlops run [--tag K=V] [name]")
     assert "x" not in mlops_ip.user_ns
 
 
@@ -292,6 +306,11 @@ def test_runs_bad_arguments_are_usage_errors(three_runs):
     assert isinstance(err.mlops_error, ValidationError)
     assert "--top" in str(usage_error(three_runs, "%mlops runs --top 0"))
     assert "invalid int value" in str(usage_error(three_runs, "%mlops runs --top many"))
+    # a metric no run has is a typo, not an order (MLflow would list the runs unsorted)
+    assert str(usage_error(three_runs, "%mlops runs --sort acuracy")) == (
+        "%mlops runs --sort acuracy: none of the 3 run(s) listed has the metric 'acuracy'; their metrics: accuracy"
+    )
+    assert "has the param 'nope'; their params: tag" in str(usage_error(three_runs, "%mlops runs --sort params.nope"))
 
 
 # -- versioning ----------------------------------------------------------------------------

@@ -180,6 +180,8 @@ def cmd_runs(a: argparse.Namespace, m: MLOpsMagics) -> Table:
             )
     # cell autolog's session run is the notebook session, not a run to compare
     runs = [r for r in runs if (r.get("tags") or {}).get("mlops.kind") != "session"]
+    if a.sort:
+        _check_sort_key(a.sort, key, runs)
     metric_keys = sorted({k for r in runs for k in r["metrics"]})[:8]
     param_keys = sorted({k for r in runs for k in r["params"]})[:8]
     cols = (
@@ -189,6 +191,19 @@ def cmd_runs(a: argparse.Namespace, m: MLOpsMagics) -> Table:
     )
     title = f"runs of {name or ('all experiments' if a.all else m.pipeline.settings.experiment_name)}"
     return RunsTable(runs, cols, title, pipeline=m.pipeline, experiment=name)  # a ComparisonPanel in Jupyter
+
+
+def _check_sort_key(given: str, key: str, runs: list[dict[str, Any]]) -> None:
+    """A ``--sort`` metric (or param) that none of the runs listed has is a typo, not an order:
+    MLflow would list them in its default order without a word."""
+    section, _, field = key.partition(".")
+    if section not in ("metrics", "params") or not runs or any(field in r[section] for r in runs):
+        return
+    known = sorted({k for r in runs for k in r[section]})
+    raise UsageError(
+        f"%mlops runs --sort {given}: none of the {len(runs)} run(s) listed has the {section[:-1]} {field!r}; "
+        f"their {section}: {', '.join(known) or 'none'}"
+    )
 
 
 def _all_runs(tracker: Any, where: str | None, order: list[str] | None, top: int | None) -> list[dict[str, Any]]:

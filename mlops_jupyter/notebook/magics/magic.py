@@ -196,11 +196,15 @@ class MLOpsMagics(Magics):
         """``%%mlops run [NAME] [--tag k=v ...]``: the cell body runs inside one run."""
         from mlops_jupyter.notebook.magics.commands import MagicArgumentParser, parse_pairs
 
-        p = MagicArgumentParser("run", "Run the cell inside one run: %%mlops run [NAME] [--tag k=v ...]")
-        p.add_argument("verb", choices=["run"])
+        if not argv or argv[0] != "run":
+            got = f"got {' '.join(argv)!r}" if argv else "got nothing after %%mlops"
+            raise UsageError(f"%%mlops: the cell magic's one verb is run: %%mlops run [NAME] [--tag K=V ...]; {got}.")
+        p = MagicArgumentParser(
+            "run", "Run the cell inside one run: %%mlops run [NAME] [--tag k=v ...]", magic="%%mlops"
+        )
         p.add_argument("name", nargs="?")
         p.add_argument("--tag", action="append", metavar="K=V")
-        args = p.parse(argv)
+        args = p.parse(argv[1:])
         tags = {k: str(v) for k, v in parse_pairs(args.tag, self.shell.user_ns, "--tag").items()}
         tracker = self.pipeline.tracker
         try:

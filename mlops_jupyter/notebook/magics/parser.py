@@ -13,9 +13,9 @@ from IPython.core.error import UsageError
 class MagicArgumentParser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose errors raise ``UsageError`` instead of exiting."""
 
-    def __init__(self, command: str, description: str, **kwargs: Any) -> None:
+    def __init__(self, command: str, description: str, magic: str = "%mlops", **kwargs: Any) -> None:
         super().__init__(
-            prog=f"%mlops {command}", description=description, add_help=False, exit_on_error=False, **kwargs
+            prog=f"{magic} {command}", description=description, add_help=False, exit_on_error=False, **kwargs
         )
 
     def error(self, message: str) -> NoReturn:
