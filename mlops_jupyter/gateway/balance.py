@@ -19,7 +19,10 @@ a request behind the answer (pipelined or partly received), which would lose it.
 
 A worker decides again only once every peer has published a window that started after its
 last decision, so nobody acts on counts taken before the clients reconnected (which would
-close more than the excess, back and forth). Closed connections are counted
+close more than the excess, back and forth). A worker whose event loop did not run during
+a whole window (stalled: a long pause of the process, a blocking call) publishes no count
+instead of its 0 answers, and decides nothing: the others would otherwise take it for idle
+and close their connections towards it, where the clients' new connections would wait. Closed connections are counted
 (``mlops_gateway_connections_rebalanced_total``); ``MLOPS_GATEWAY_BALANCE_INTERVAL=0``
 turns this off.
 """
@@ -67,17 +70,33 @@ class Balancer:
         self.state = state
         self.interval = interval
         self.started = time.monotonic()  # the current window's start (monotonic: one clock for all processes)
-        self.busy = 0  # busy connections in the last complete window
+        self.busy: int | None = 0  # busy connections in the last complete window (None: the loop stalled)
         self.busy_from = self.started  # when that window started
         self.decided = 0.0  # when this worker last asked to close connections
+        # a callback numbered ``pinged`` is posted to the loop at each window's start; the loop
+        # notes the number of the last one it ran in ``ponged``
+        self.pinged = self.ponged = 0
 
     def due(self, now: float) -> bool:
         return now - self.started >= self.interval
 
     def roll(self, now: float) -> None:
-        """End the current window: its busy count becomes the published one."""
-        self.busy, self.busy_from = self.state.roll_window(), self.started
+        """End the current window: its busy count becomes the published one, or None when the
+        loop did not run the callback posted at the window's start (it stalled all along)."""
+        alive = self.ponged == self.pinged
+        busy = self.state.roll_window()
+        self.busy, self.busy_from = (busy if alive else None), self.started
         self.started = now
+        loop = self.state.loop
+        if loop is not None:
+            try:
+                loop.call_soon_threadsafe(self._pong, self.pinged + 1)
+                self.pinged += 1
+            except RuntimeError:  # the loop closed: the worker is stopping
+                pass
+
+    def _pong(self, n: int) -> None:
+        self.ponged = n
 
     def status(self) -> dict[str, Any]:
         """What the worker's status file says of it (see :meth:`decide`)."""
@@ -85,9 +104,9 @@ class Balancer:
 
     def decide(self, peers: Mapping[int, Mapping[str, Any]]) -> int:
         """Ask the loop to close this worker's excess (``state.shed``), from the live peers'
-        statuses; returns the number asked. Peers without a count (a worker of an older
-        version) are left out; nothing is decided while a peer's or this worker's count may
-        predate the last decision."""
+        statuses; returns the number asked. Peers without a count (stalled, or a worker of an
+        older version) are left out; nothing is decided while this worker is stalled, nor while
+        a peer's or this worker's count may predate the last decision."""
         counts = []
         for st in peers.values():
             busy, since = st.get("busy"), st.get("busy_from")
@@ -96,7 +115,7 @@ class Balancer:
             if since <= self.decided:
                 return 0
             counts.append(busy)
-        if not counts or self.busy_from <= self.decided:
+        if not counts or self.busy is None or self.busy_from <= self.decided:
             return 0
         n = excess(self.busy, counts)
         self.state.shed = n
