@@ -22,9 +22,9 @@ last decision, so nobody acts on counts taken before the clients reconnected (wh
 close more than the excess, back and forth). A worker whose event loop did not run during
 a whole window (stalled: a long pause of the process, a blocking call) publishes no count
 instead of its 0 answers, and decides nothing: the others would otherwise take it for idle
-and close their connections towards it, where the clients' new connections would wait. Closed connections are counted
-(``mlops_gateway_connections_rebalanced_total``); ``MLOPS_GATEWAY_BALANCE_INTERVAL=0``
-turns this off.
+and close their connections towards it, where the clients' new connections would wait.
+Closed connections are counted (``mlops_gateway_connections_rebalanced_total``);
+``MLOPS_GATEWAY_BALANCE_INTERVAL=0`` turns this off.
 """
 
 from __future__ import annotations

@@ -285,17 +285,16 @@ class LoadedVersion:
             return None if isinstance(x, bool) else ("true/false", show(x))
         return bad_number(x, allow_bool=kind != "number")
 
-    def _check_typed(self, cols: list[str] | None, rows: list[Any], idx: list[int] | None, bools: bool) -> None:
-        """Refuse a JSON bool in a number column (when ``bools``: the payload may hold some)
-        and anything but a bool in a bool column; numpy would turn both into floats."""
-        for m in (self._number_cols if bools else []) + self._bool_cols:
+    def _first_misfit(self, cols: list[str] | None, rows: list[Any], idx: list[int] | None, columns: Any) -> None:
+        """Raise a ClientError naming the first value of ``columns`` (model order) that does not
+        fit its column (:meth:`_bad_cell`)."""
+        for m in columns:
             j = pos_in_row(idx, m)
-            want_bool = self.kinds[m] == "bool"
             for i, row in enumerate(rows):
-                if isinstance(row[j], bool) != want_bool:
-                    expected = "true/false" if want_bool else "numbers"
+                what = self._bad_cell(m, row[j])
+                if what is not None:
                     raise ClientError(
-                        f"Column {self._column_name(cols, idx, m)!r} expects {expected}; row {i} has {show(row[j])}."
+                        f"Column {self._column_name(cols, idx, m)!r} expects {what[0]}; row {i} has {what[1]}."
                     )
 
     def _matrix(self, cols: list[str] | None, rows: list[Any], maybe_bools: bool = True) -> Any:
@@ -312,10 +311,11 @@ class LoadedVersion:
         idx = self._order(cols, a.shape[1])
         k = a.dtype.kind
         if k in "biuf" and (self._bool_cols or (self._number_cols and maybe_bools)):
-            self._check_typed(cols, rows, idx, bools=maybe_bools)
+            # numpy turned JSON true/false into numbers, and numbers in a bool column stay numbers
+            self._first_misfit(cols, rows, idx, (self._number_cols if maybe_bools else []) + self._bool_cols)
         if k not in "biuf":
             # numbers mixed with nulls or huge integers (object) or with text (unicode)
-            self._raise_type_error(cols, rows, idx)
+            self._first_misfit(cols, rows, idx, range(a.shape[1] if idx is None else len(idx)))
             used = idx if idx is not None else range(a.shape[1])
             a = np.array([[row[j] for j in used] for row in rows], dtype=np.float64)
         else:
@@ -325,22 +325,11 @@ class LoadedVersion:
                 a = a.astype(np.float64)
         if k in "fO" and not np.isfinite(a).all():
             i, j = (int(v) for v in np.argwhere(~np.isfinite(a))[0])
-            name = self.columns[j] if self.columns else (cols[j] if cols else f"#{j}")
             raise ClientError(
-                f"Column {name!r} expects finite numbers; row {i} has {show(rows[i][pos_in_row(idx, j)])}."
+                f"Column {self._column_name(cols, idx, j)!r} expects finite numbers; "
+                f"row {i} has {show(rows[i][pos_in_row(idx, j)])}."
             )
         return a
-
-    def _raise_type_error(self, cols: list[str] | None, rows: list[Any], idx: list[int] | None) -> None:
-        """Raise a ClientError naming the first value of a used column that does not fit it."""
-        for m in range(len(idx) if idx is not None else len(rows[0])):
-            j = pos_in_row(idx, m)
-            for i, row in enumerate(rows):
-                what = self._bad_cell(m, row[j])
-                if what is not None:
-                    raise ClientError(
-                        f"Column {self._column_name(cols, idx, m)!r} expects {what[0]}; row {i} has {what[1]}."
-                    )
 
     def _frame(self, cols: list[str] | None, rows: list[Any]) -> Any:
         import pandas as pd
